@@ -1,0 +1,151 @@
+"""`flask create-admin` and `flask seed`."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+import click
+from flask import Flask
+from marshmallow import ValidationError
+from sqlalchemy import func, insert, or_, select
+
+from app.errors import ApiError
+from app.extensions import db
+from app.models import Product, User
+from app.models.types import utcnow
+from app.schemas.user import SignupSchema
+from app.services import auth as accounts
+
+IMG = "https://picsum.photos/seed/{}/600/400"
+DEMO_CATALOG = [
+    # name, category, price, stock, description
+    (
+        "Aurora Wireless Headphones",
+        "Audio",
+        "199.99",
+        25,
+        "Over-ear, noise cancelling, 30 h battery.",
+    ),
+    ("Pulse Bluetooth Speaker", "Audio", "79.50", 40, "Waterproof speaker with 12 h of play."),
+    ("Studio Monitor Earbuds", "Audio", "129.00", 0, "In-ear monitors with detachable cable."),
+    ("Nimbus 14 Laptop", "Computers", "1299.00", 8, "14-inch, 16 GB RAM, 512 GB SSD."),
+    (
+        "Vertex Mechanical Keyboard",
+        "Computers",
+        "89.99",
+        60,
+        "Hot-swappable switches, RGB backlight.",
+    ),
+    ("Glide Wireless Mouse", "Computers", "34.90", 120, "Silent clicks, USB-C charging."),
+    ('Orbit 27" 4K Monitor', "Computers", "399.00", 15, "IPS panel, 60 Hz, USB-C power delivery."),
+    ("Lumen Smartphone X", "Phones", "699.99", 30, "6.1-inch OLED, 128 GB."),
+    ("Lumen Smartphone X Max", "Phones", "899.99", 12, "6.7-inch OLED, 256 GB."),
+    ("Armor Phone Case", "Phones", "19.99", 300, "Shock-absorbing case with raised edges."),
+    ("Trail Running Shoes", "Sports", "119.95", 45, "Lightweight with a grippy outsole."),
+    ("Yoga Mat Pro", "Sports", "39.00", 80, "6 mm, non-slip, with carry strap."),
+    ("Adjustable Dumbbells", "Sports", "249.00", 5, "2-24 kg per dumbbell, quick dial."),
+    ("Cast Iron Skillet", "Kitchen", "44.99", 70, "Pre-seasoned 26 cm skillet."),
+    ("Pour-Over Coffee Set", "Kitchen", "54.00", 35, "Dripper, carafe and 100 filters."),
+    ("Chef's Knife 20 cm", "Kitchen", "89.00", 22, "German steel, full tang."),
+    ("Organic Cotton T-Shirt", "Clothing", "24.00", 200, "Unisex, regular fit."),
+    ("Merino Wool Sweater", "Clothing", "98.00", 18, "Fine-knit, crew neck."),
+    ("Waterproof Shell Jacket", "Clothing", "179.00", 9, "Breathable 3-layer shell."),
+    ("The Pragmatic Shopkeeper", "Books", "29.99", 50, "A field guide to running a small shop."),
+    ("Cooking for Engineers", "Books", "34.50", 27, "Recipes as dependency graphs."),
+    ("LED Desk Lamp", "Home", "49.90", 55, "Dimmable, with a wireless charging base."),
+    ("Linen Bed Sheets", "Home", "119.00", 14, "Stonewashed linen, queen size."),
+    ("Ceramic Plant Pot", "Home", "15.75", 90, "Matte glaze, with drainage tray."),
+]
+CATEGORIES = sorted({row[1] for row in DEMO_CATALOG})
+ADJECTIVES = ["Classic", "Deluxe", "Compact", "Eco", "Ultra", "Smart", "Vintage", "Pro"]
+NOUNS = ["Widget", "Gadget", "Bottle", "Backpack", "Charger", "Notebook", "Lamp", "Chair"]
+
+
+def _demo_rows() -> list[dict]:
+    now = utcnow()
+    return [
+        {
+            "name": name,
+            "category": category,
+            "price": Decimal(price),
+            "stock": stock,
+            "description": description,
+            "image_url": IMG.format(i),
+            "created_at": now - timedelta(minutes=len(DEMO_CATALOG) - i),
+            "updated_at": now,
+        }
+        for i, (name, category, price, stock, description) in enumerate(DEMO_CATALOG)
+    ]
+
+
+def _generated_rows(count: int, start: int) -> list[dict]:
+    rng = random.Random(start)
+    now = utcnow()
+    rows = []
+    for n in range(start, start + count):
+        rows.append(
+            {
+                "name": f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {n}",
+                "category": rng.choice(CATEGORIES),
+                "price": Decimal(rng.randint(99, 99_999)) / 100,
+                "stock": rng.choice([0, 3, 10, 25, 100, 500]),
+                "description": f"Generated product number {n} for load tests.",
+                "image_url": IMG.format(f"gen{n}"),
+                "created_at": now - timedelta(seconds=count - (n - start)),
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("create-admin")
+    @click.option("--username", required=True)
+    @click.option("--email", required=True)
+    @click.option("--password", required=True)
+    def create_admin(username: str, email: str, password: str) -> None:
+        """Create an admin, or promote the user with this username or email."""
+        existing = db.session.scalar(
+            select(User).where(
+                or_(func.lower(User.username) == username.lower(), User.email == email.lower())
+            )
+        )
+        if existing is not None:
+            existing.is_admin = True
+            db.session.commit()
+            click.echo(f"Promoted {existing.username} (id {existing.id}) to admin.")
+            return
+        try:
+            data = SignupSchema().load({"username": username, "email": email, "password": password})
+            user = accounts.create_user(**data, is_admin=True)
+        except ValidationError as err:
+            raise click.ClickException(f"invalid input: {err.messages}") from None
+        except ApiError as err:
+            raise click.ClickException(err.message) from None
+        db.session.commit()
+        click.echo(f"Created admin {user.username} (id {user.id}).")
+
+    @app.cli.command("seed")
+    @click.option(
+        "--products",
+        "count",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Add this many generated products instead of the demo catalog.",
+    )
+    def seed(count: int | None) -> None:
+        """Load the demo catalog when the catalog is empty, or add N generated products."""
+        existing = db.session.scalar(select(func.count()).select_from(Product))
+        if count is None:
+            if existing:
+                click.echo(f"Catalog already has {existing} products; nothing to seed.")
+                return
+            rows = _demo_rows()
+        else:
+            rows = _generated_rows(count, existing + 1)
+        for offset in range(0, len(rows), 5000):
+            db.session.execute(insert(Product), rows[offset : offset + 5000])
+        db.session.commit()
+        click.echo(f"Added {len(rows)} products.")

@@ -1,0 +1,42 @@
+"""Unbound extension objects, bound to an app in `create_app`."""
+
+from flask_cors import CORS
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_smorest import Api as SmorestApi
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Api(SmorestApi):
+    """flask-smorest's Api, answering errors with the project's one envelope."""
+
+    def handle_http_exception(self, error):
+        from app.errors import http_error_response
+
+        return http_error_response(error)
+
+
+# Objects stay readable after commit: views serialize what they just wrote
+# without a reload query per object.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+migrate = Migrate()
+jwt = JWTManager()
+cors = CORS()
+api = Api()
+limiter = Limiter(key_func=get_remote_address)

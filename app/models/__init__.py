@@ -1,0 +1,21 @@
+"""All models, imported here so Alembic and the app see the whole schema."""
+
+from app.models.cart import Cart, CartItem
+from app.models.idempotency import IdempotencyKey
+from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
+from app.models.product import Product
+from app.models.token import RevokedToken
+from app.models.user import User
+
+__all__ = [
+    "ORDER_STATUSES",
+    "Cart",
+    "CartItem",
+    "IdempotencyKey",
+    "Order",
+    "OrderItem",
+    "OrderStatusEvent",
+    "Product",
+    "RevokedToken",
+    "User",
+]

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, ForeignKey, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.product import Product
+from app.models.types import UTCDateTime, utcnow
+
+
+class Cart(db.Model):
+    __tablename__ = "carts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    items: Mapped[list[CartItem]] = relationship(
+        back_populates="cart",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="CartItem.id",
+    )
+
+    @property
+    def total_items(self) -> int:
+        return sum(item.quantity for item in self.items)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((item.subtotal for item in self.items), Decimal("0.00"))
+
+
+class CartItem(db.Model):
+    __tablename__ = "cart_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cart_id: Mapped[int] = mapped_column(ForeignKey("carts.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    quantity: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    cart: Mapped[Cart] = relationship(back_populates="items")
+    product: Mapped[Product] = relationship(lazy="joined", innerjoin=True)
+
+    __table_args__ = (
+        UniqueConstraint("cart_id", "product_id"),
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+    )
+
+    @property
+    def unit_price(self) -> Decimal:
+        return self.product.price
+
+    @property
+    def subtotal(self) -> Decimal:
+        return self.product.price * self.quantity

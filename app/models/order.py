@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import Money, UTCDateTime, utcnow
+
+ORDER_STATUSES = ("pending", "processing", "shipped", "delivered", "cancelled")
+_STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in ORDER_STATUSES) + ")"
+
+
+class Order(db.Model):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    total_amount: Mapped[Decimal] = mapped_column(Money(14))
+    shipping_address: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    items: Mapped[list[OrderItem]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="OrderItem.id"
+    )
+    status_history: Mapped[list[OrderStatusEvent]] = relationship(
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="(OrderStatusEvent.at, OrderStatusEvent.id)",
+    )
+
+    __table_args__ = (
+        CheckConstraint(_STATUS_CHECK, name="status_known"),
+        Index("ix_orders_user_id_created_at", "user_id", "created_at"),
+        Index("ix_orders_status", "status"),
+    )
+
+
+class OrderItem(db.Model):
+    __tablename__ = "order_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    # Products are only soft-deleted, so this stays set; name and price are
+    # copies taken at ordering time so later edits never change the order.
+    product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("products.id", ondelete="SET NULL"), index=True
+    )
+    product_name: Mapped[str] = mapped_column(String(200))
+    unit_price: Mapped[Decimal] = mapped_column(Money())
+    quantity: Mapped[int]
+    subtotal: Mapped[Decimal] = mapped_column(Money())
+
+    __table_args__ = (CheckConstraint("quantity >= 1", name="quantity_positive"),)
+
+
+class OrderStatusEvent(db.Model):
+    __tablename__ = "order_status_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

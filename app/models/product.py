@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models.types import Money, UTCDateTime, utcnow
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    price: Mapped[Decimal] = mapped_column(Money())
+    stock: Mapped[int] = mapped_column(Integer, default=0)
+    category: Mapped[str | None] = mapped_column(String(80))
+    image_url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Soft delete: orders keep pointing at the row; the catalog hides it.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="stock_non_negative"),
+        CheckConstraint("price >= 0", name="price_non_negative"),
+        # One index per sort key, with id as the tie-breaker the list uses.
+        Index("ix_products_created_at_id", "created_at", "id"),
+        Index("ix_products_price_id", "price", "id"),
+        Index("ix_products_name_id", "name", "id"),
+        Index("ix_products_category_lower", func.lower(category)),
+    )
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def __repr__(self) -> str:
+        return f"<Product {self.id} {self.name!r}>"

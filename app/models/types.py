@@ -1,0 +1,49 @@
+"""Column types shared by the models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import DateTime, Numeric, TypeDecorator
+
+CENT = Decimal("0.01")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+# Money is NUMERIC(p, 2) and `Decimal` in Python. On SQLite the value round-trips
+# through a REAL: exact for the at most 14 significant digits these columns hold
+# (a double keeps 15), and no sum is ever computed in SQL.
+def Money(precision: int = 12) -> Numeric:  # noqa: N802 - reads like a type
+    return Numeric(precision, 2, asdecimal=True)
+
+
+def render_migration_type(type_, obj, autogen_context):
+    """Alembic hook: migrations name plain SQLAlchemy types, not app classes."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False

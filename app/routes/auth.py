@@ -1,0 +1,96 @@
+"""Accounts and tokens: /api/auth."""
+
+from flask_jwt_extended import (
+    create_access_token,
+    create_refresh_token,
+    current_user,
+    get_jwt,
+    jwt_required,
+)
+
+from app.extensions import db
+from app.schemas.common import MessageSchema
+from app.schemas.user import (
+    AccessTokenSchema,
+    LoginSchema,
+    LogoutSchema,
+    ProfileUpdateSchema,
+    SignupSchema,
+    TokensSchema,
+    UserSchema,
+)
+from app.services import auth as accounts
+from app.utils.api import BEARER, Blueprint
+from app.utils.security import revoke_encoded, revoke_payload
+
+blp = Blueprint("auth", __name__, description="Accounts and JWT tokens")
+
+
+def _tokens(user) -> dict:
+    return {
+        "access_token": create_access_token(identity=user),
+        "refresh_token": create_refresh_token(identity=user),
+        "user": user,
+    }
+
+
+@blp.route("/signup", methods=["POST"])
+@blp.arguments(SignupSchema)
+@blp.response(201, TokensSchema)
+@blp.alt_response(409, description="Username or email already taken")
+def signup(data):
+    """Create an account and sign in."""
+    user = accounts.create_user(data["username"], data["email"], data["password"])
+    db.session.commit()
+    return _tokens(user)
+
+
+@blp.route("/login", methods=["POST"])
+@blp.arguments(LoginSchema)
+@blp.response(200, TokensSchema)
+@blp.alt_response(401, description="Invalid credentials")
+def login(data):
+    """Sign in with email or username and password."""
+    user = accounts.authenticate(data["password"], data.get("email"), data.get("username"))
+    return _tokens(user)
+
+
+@blp.route("/profile", methods=["GET"])
+@blp.private
+@blp.response(200, UserSchema)
+def get_profile():
+    """The signed-in user."""
+    return current_user
+
+
+@blp.route("/profile", methods=["PUT"])
+@blp.private
+@blp.arguments(ProfileUpdateSchema)
+@blp.response(200, UserSchema)
+def update_profile(data):
+    """Change username, email or password (the last two need current_password)."""
+    user = accounts.update_profile(current_user, data)
+    db.session.commit()
+    return user
+
+
+@blp.route("/refresh", methods=["POST"])
+@jwt_required(refresh=True)
+@blp.doc(security=BEARER)
+@blp.response(200, AccessTokenSchema)
+def refresh():
+    """A new access token, with the refresh token as the bearer."""
+    return {"access_token": create_access_token(identity=current_user)}
+
+
+@blp.route("/logout", methods=["POST"])
+@blp.private
+@blp.arguments(LogoutSchema, required=False)
+@blp.response(200, MessageSchema)
+def logout(data):
+    """Revoke the access token used (and the refresh token given in the body)."""
+    revoke_payload(get_jwt())
+    if data.get("refresh_token"):
+        revoke_encoded(data["refresh_token"], "refresh")
+    db.session.commit()
+    return {"message": "Logged out"}

@@ -1,0 +1,67 @@
+"""The caller's cart: /api/cart."""
+
+from flask_jwt_extended import current_user
+
+from app.extensions import db
+from app.schemas.cart import CartAddSchema, CartSchema, CartUpdateSchema
+from app.services import cart as carts
+from app.utils.api import Blueprint
+
+blp = Blueprint("cart", __name__, description="The signed-in user's shopping cart")
+
+
+@blp.route("", methods=["GET"])
+@blp.private
+@blp.response(200, CartSchema)
+def get_cart():
+    """The caller's cart with its lines and totals."""
+    cart = carts.get_cart(current_user)
+    db.session.commit()
+    return cart
+
+
+@blp.route("", methods=["POST"])
+@blp.private
+@blp.arguments(CartAddSchema)
+@blp.response(201, CartSchema)
+@blp.alt_response(404, description="No such product")
+@blp.alt_response(409, description="Not enough stock")
+def add_item(data):
+    """Add a product, or more of it, to the cart."""
+    cart = carts.add_item(current_user, data["product_id"], data["quantity"])
+    db.session.commit()
+    return cart
+
+
+@blp.route("/<int:item_id>", methods=["PUT"])
+@blp.private
+@blp.arguments(CartUpdateSchema)
+@blp.response(200, CartSchema)
+@blp.alt_response(404, description="No such item in the caller's cart")
+@blp.alt_response(409, description="Not enough stock")
+def update_item(data, item_id):
+    """Set a line's quantity."""
+    cart = carts.update_item(current_user, item_id, data["quantity"])
+    db.session.commit()
+    return cart
+
+
+@blp.route("/<int:item_id>", methods=["DELETE"])
+@blp.private
+@blp.response(200, CartSchema)
+@blp.alt_response(404, description="No such item in the caller's cart")
+def remove_item(item_id):
+    """Remove a line."""
+    cart = carts.remove_item(current_user, item_id)
+    db.session.commit()
+    return cart
+
+
+@blp.route("/clear", methods=["DELETE"])
+@blp.private
+@blp.response(200, CartSchema)
+def clear_cart():
+    """Empty the cart."""
+    cart = carts.clear_cart(current_user)
+    db.session.commit()
+    return cart

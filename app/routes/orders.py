@@ -1,0 +1,86 @@
+"""Orders: /api/orders."""
+
+from flask_jwt_extended import current_user
+
+from app.errors import Forbidden
+from app.extensions import db
+from app.schemas.order import (
+    OrderCreateSchema,
+    OrderPageSchema,
+    OrderQuerySchema,
+    OrderSchema,
+    OrderUpdateSchema,
+    UserOrdersQuerySchema,
+)
+from app.services import orders
+from app.services.idempotency import idempotent
+from app.utils.api import Blueprint
+
+blp = Blueprint("orders", __name__, description="Orders and their status workflow")
+
+
+@blp.route("", methods=["GET"])
+@blp.private
+@blp.arguments(OrderQuerySchema, location="query")
+@blp.response(200, OrderPageSchema)
+@blp.alt_response(403, description="all=true needs an admin")
+def list_orders(args):
+    """The caller's orders, newest first (admins: all=true for everyone's)."""
+    if args["all"] and not current_user.is_admin:
+        raise Forbidden("all=true needs admin privileges")
+    return orders.list_orders(args, None if args["all"] else current_user.id)
+
+
+@blp.route("", methods=["POST"])
+@blp.private
+@idempotent
+@blp.arguments(OrderCreateSchema)
+@blp.response(201, OrderSchema)
+@blp.alt_response(409, description="Empty cart, not enough stock, or key in flight")
+def place_order(data):
+    """Place an order from the caller's cart (honours an Idempotency-Key header)."""
+    return orders.place_order(current_user, data["shipping_address"])
+
+
+@blp.route("/<int:order_id>", methods=["GET"])
+@blp.private
+@blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order of the caller's")
+def get_order(order_id):
+    """One order (its owner or an admin)."""
+    return orders.get_order(current_user, order_id)
+
+
+@blp.route("/<int:order_id>", methods=["PUT"])
+@blp.private
+@blp.arguments(OrderUpdateSchema)
+@blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order of the caller's")
+@blp.alt_response(409, description="The workflow forbids this change")
+def update_order(data, order_id):
+    """Move the status (admin; the owner may only cancel) or change the address while pending."""
+    order = orders.update_order(current_user, order_id, data)
+    db.session.commit()
+    return order
+
+
+@blp.route("/<int:order_id>/cancel", methods=["POST"])
+@blp.private
+@blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order of the caller's")
+@blp.alt_response(409, description="Already shipped, delivered or cancelled")
+def cancel_order(order_id):
+    """Cancel a pending or processing order and restock its items."""
+    order = orders.cancel_order(current_user, order_id)
+    db.session.commit()
+    return order
+
+
+@blp.route("/user/<int:user_id>", methods=["GET"])
+@blp.private(admin=True)
+@blp.arguments(UserOrdersQuerySchema, location="query")
+@blp.response(200, OrderPageSchema)
+@blp.alt_response(404, description="No such user")
+def user_orders(args, user_id):
+    """A page of one user's orders (admin)."""
+    return orders.user_orders(args, user_id)

@@ -1,0 +1,62 @@
+"""The catalog: /api/products."""
+
+from app.extensions import db
+from app.schemas.product import (
+    ProductPageSchema,
+    ProductQuerySchema,
+    ProductSchema,
+    ProductUpdateSchema,
+)
+from app.services import catalog
+from app.utils.api import Blueprint
+
+blp = Blueprint("products", __name__, description="Product catalog")
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(ProductQuerySchema, location="query", as_kwargs=False)
+@blp.response(200, ProductPageSchema)
+def list_products(args):
+    """A page of products, filtered, searched and sorted."""
+    return catalog.list_products(args)
+
+
+@blp.route("/<int:product_id>", methods=["GET"])
+@blp.response(200, ProductSchema)
+@blp.alt_response(404, description="No such product")
+def get_product(product_id):
+    """One product."""
+    return catalog.get_product(product_id)
+
+
+@blp.route("", methods=["POST"])
+@blp.private(admin=True)
+@blp.arguments(ProductSchema)
+@blp.response(201, ProductSchema)
+def create_product(data):
+    """Add a product (admin)."""
+    product = catalog.create_product(data)
+    db.session.commit()
+    return product
+
+
+@blp.route("/<int:product_id>", methods=["PUT"])
+@blp.private(admin=True)
+@blp.arguments(ProductUpdateSchema(partial=True))
+@blp.response(200, ProductSchema)
+@blp.alt_response(404, description="No such product")
+def update_product(data, product_id):
+    """Change any subset of a product's writable fields (admin)."""
+    product = catalog.update_product(product_id, data)
+    db.session.commit()
+    return product
+
+
+@blp.route("/<int:product_id>", methods=["DELETE"])
+@blp.private(admin=True)
+@blp.response(204)
+@blp.alt_response(404, description="No such product")
+def delete_product(product_id):
+    """Remove a product from the catalog and from every cart (admin)."""
+    catalog.delete_product(product_id)
+    db.session.commit()

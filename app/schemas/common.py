@@ -1,0 +1,99 @@
+"""Fields and schemas shared by every resource."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+import marshmallow as ma
+from marshmallow import fields, post_load, validate
+
+from app.models.types import CENT
+
+MAX_PER_PAGE = 100
+MAX_INT = 2_147_483_647  # INTEGER on PostgreSQL
+
+
+class Money(fields.Field):
+    """An exact amount: a JSON number or numeric string with at most 2 decimals."""
+
+    default_error_messages = {
+        "invalid": "Not a valid amount.",
+        "places": "At most two decimal places are allowed.",
+        "range": "Must be between 0 and 1000000.",
+    }
+
+    def __init__(self, *, maximum: Decimal = Decimal("1000000"), **kwargs):
+        self.maximum = maximum
+        super().__init__(**kwargs)
+        self.metadata.setdefault("example", "699.99")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else Decimal(value).quantize(CENT)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+            raise self.make_error("invalid")
+        try:
+            amount = Decimal(value.strip() if isinstance(value, str) else str(value))
+        except (InvalidOperation, ValueError):
+            raise self.make_error("invalid") from None
+        if not amount.is_finite():
+            raise self.make_error("invalid")
+        if amount < 0 or amount > self.maximum:
+            raise self.make_error("range")
+        if amount != amount.quantize(CENT):
+            raise self.make_error("places")
+        return amount.quantize(CENT)
+
+
+def StrictInt(**kwargs) -> fields.Integer:  # noqa: N802 - a field factory
+    """A JSON integer: no strings, no fractions, no booleans."""
+    return fields.Integer(strict=True, **kwargs)
+
+
+def Id(**kwargs) -> fields.Integer:  # noqa: N802
+    return fields.Integer(strict=True, validate=validate.Range(1, MAX_INT), **kwargs)
+
+
+class NonBlank(validate.Validator):
+    error = "Must not be blank."
+
+    def __call__(self, value: str) -> str:
+        if not value.strip():
+            raise ma.ValidationError(self.error)
+        return value
+
+
+class PageQuerySchema(ma.Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    per_page = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1),
+        metadata={"description": "Items per page; above 100 is clamped to 100."},
+    )
+
+    @post_load
+    def clamp(self, data, **kwargs):
+        data["per_page"] = min(data["per_page"], MAX_PER_PAGE)
+        return data
+
+
+class PageSchema(ma.Schema):
+    page = fields.Integer()
+    per_page = fields.Integer()
+    total = fields.Integer()
+    pages = fields.Integer()
+
+
+def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """The page envelope of API.md around `item_schema`."""
+    return type(name, (PageSchema,), {"items": fields.List(fields.Nested(item_schema))})
+
+
+class MessageSchema(ma.Schema):
+    message = fields.String()
+
+
+class ErrorSchema(ma.Schema):
+    message = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), metadata={"description": "field -> messages"})

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from app.models import ORDER_STATUSES
+from app.schemas.common import Money, NonBlank, PageQuerySchema, page_schema
+
+ADDRESS = [validate.Length(5, 500), NonBlank()]
+
+
+class OrderItemSchema(ma.Schema):
+    id = fields.Integer()
+    product_id = fields.Integer(allow_none=True)
+    product_name = fields.String()
+    unit_price = Money()
+    quantity = fields.Integer()
+    subtotal = Money()
+
+
+class StatusEventSchema(ma.Schema):
+    status = fields.String()
+    at = fields.DateTime()
+
+
+class OrderSchema(ma.Schema):
+    id = fields.Integer()
+    user_id = fields.Integer()
+    status = fields.String()
+    total_amount = Money()
+    shipping_address = fields.String()
+    items = fields.List(fields.Nested(OrderItemSchema))
+    status_history = fields.List(fields.Nested(StatusEventSchema))
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+OrderPageSchema = page_schema(OrderSchema, "OrderPageSchema")
+
+
+class OrderCreateSchema(ma.Schema):
+    shipping_address = fields.String(required=True, validate=ADDRESS)
+
+
+class OrderUpdateSchema(ma.Schema):
+    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    shipping_address = fields.String(validate=ADDRESS)
+
+    @validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Give 'status' and/or 'shipping_address'.", "_schema")
+
+
+class OrderQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    all = fields.Boolean(load_default=False, metadata={"description": "admins: every user's"})
+
+
+class UserOrdersQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))

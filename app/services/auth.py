@@ -1,0 +1,89 @@
+"""Accounts: sign-up, credentials, profile changes."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.errors import Conflict, Unauthorized, ValidationFailed
+from app.extensions import db
+from app.models import Cart, User
+
+BAD_CREDENTIALS = "Invalid credentials"
+
+
+@cache
+def _dummy_hash(method: str) -> str:
+    return generate_password_hash("not-a-real-password", method=method)
+
+
+def find_by_username(username: str) -> User | None:
+    return db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+
+
+def find_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email.lower()))
+
+
+def _ensure_unique(username: str | None, email: str | None, exclude_id: int | None = None):
+    if username is not None:
+        other = find_by_username(username)
+        if other is not None and other.id != exclude_id:
+            raise Conflict("Username already taken")
+    if email is not None:
+        other = find_by_email(email)
+        if other is not None and other.id != exclude_id:
+            raise Conflict("Email already registered")
+
+
+def _flush_unique() -> None:
+    # The unique indexes decide races the checks above cannot see.
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("Username or email already taken") from None
+
+
+def create_user(username: str, email: str, password: str, is_admin: bool = False) -> User:
+    """Create a user and their cart (not committed)."""
+    _ensure_unique(username, email)
+    user = User(username=username, email=email.lower(), is_admin=is_admin)
+    user.set_password(password)
+    db.session.add(user)
+    _flush_unique()
+    db.session.add(Cart(user_id=user.id))
+    return user
+
+
+def authenticate(password: str, email: str | None = None, username: str | None = None) -> User:
+    """The user these credentials name, or a 401 that says nothing about which part was wrong."""
+    user = find_by_email(email) if email is not None else find_by_username(username or "")
+    if user is None:
+        # Spend the same time as a real check so response times reveal nothing.
+        check_password_hash(_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
+        raise Unauthorized(BAD_CREDENTIALS)
+    if not user.check_password(password):
+        raise Unauthorized(BAD_CREDENTIALS)
+    return user
+
+
+def update_profile(user: User, data: dict) -> User:
+    """Apply a validated profile change; email and password need the current password."""
+    if ("email" in data or "password" in data) and not user.check_password(
+        data["current_password"]
+    ):
+        raise ValidationFailed(errors={"current_password": ["Incorrect password."]})
+    _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
+    if "username" in data:
+        user.username = data["username"]
+    if "email" in data:
+        user.email = data["email"].lower()
+    if "password" in data:
+        user.set_password(data["password"])
+    _flush_unique()
+    return user

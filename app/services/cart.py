@@ -1,0 +1,96 @@
+"""One cart per user, with lines checked against stock."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import joinedload
+
+from app.errors import Conflict, NotFound, OutOfStock
+from app.extensions import db
+from app.models import Cart, CartItem, User
+from app.models.types import utcnow
+from app.schemas.cart import MAX_LINE_QUANTITY
+from app.services.catalog import get_product
+from app.utils.db import upsert
+
+MAX_CART_LINES = 100
+
+
+def load_cart(user: User) -> Cart | None:
+    """The user's cart with its lines and their products, in one query."""
+    return (
+        db.session.scalars(
+            select(Cart)
+            .where(Cart.user_id == user.id)
+            .options(joinedload(Cart.items).joinedload(CartItem.product))
+            .execution_options(populate_existing=True)
+        )
+        .unique()
+        .one_or_none()
+    )
+
+
+def get_cart(user: User) -> Cart:
+    """The user's cart, made on first use."""
+    cart = load_cart(user)
+    if cart is None:
+        db.session.execute(
+            upsert(Cart)
+            .values(user_id=user.id, created_at=utcnow(), updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["user_id"])
+        )
+        cart = load_cart(user)
+    return cart
+
+
+def _check_quantity(item_name: str, quantity: int, stock: int) -> None:
+    if quantity > stock:
+        raise OutOfStock(item_name, stock)
+    if quantity > MAX_LINE_QUANTITY:
+        raise Conflict(f"A cart line holds at most {MAX_LINE_QUANTITY} units")
+
+
+def add_item(user: User, product_id: int, quantity: int) -> Cart:
+    """Add to the product's line (made if new); concurrent adds merge in the database."""
+    product = get_product(product_id)
+    cart = get_cart(user)
+    if len(cart.items) >= MAX_CART_LINES and all(i.product_id != product_id for i in cart.items):
+        raise Conflict(f"A cart holds at most {MAX_CART_LINES} different products")
+    stmt = upsert(CartItem).values(
+        cart_id=cart.id, product_id=product.id, quantity=quantity, created_at=utcnow()
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["cart_id", "product_id"],
+        set_={"quantity": CartItem.quantity + stmt.excluded.quantity},
+    ).returning(CartItem.quantity)
+    _check_quantity(product.name, db.session.scalar(stmt), product.stock)
+    return load_cart(user)
+
+
+def _own_item(user: User, item_id: int) -> CartItem:
+    item = db.session.scalar(
+        select(CartItem).join(Cart).where(CartItem.id == item_id, Cart.user_id == user.id)
+    )
+    if item is None:
+        raise NotFound("Cart item not found")
+    return item
+
+
+def update_item(user: User, item_id: int, quantity: int) -> Cart:
+    item = _own_item(user, item_id)
+    _check_quantity(item.product.name, quantity, item.product.stock)
+    item.quantity = quantity
+    db.session.flush()
+    return load_cart(user)
+
+
+def remove_item(user: User, item_id: int) -> Cart:
+    db.session.delete(_own_item(user, item_id))
+    db.session.flush()
+    return load_cart(user)
+
+
+def clear_cart(user: User) -> Cart:
+    cart = get_cart(user)
+    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart.id))
+    return load_cart(user)

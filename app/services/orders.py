@@ -1,0 +1,157 @@
+"""Orders: all-or-nothing checkout, the status workflow, cancellation."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, OutOfStock
+from app.extensions import db
+from app.models import CartItem, Order, OrderItem, OrderStatusEvent, Product, User
+from app.models.types import utcnow
+from app.services.cart import load_cart
+from app.services.workflow import can_move
+from app.utils.db import paginate
+
+
+def place_order(user: User, shipping_address: str) -> Order:
+    """Turn the user's cart into a pending order, taking stock with guarded
+    decrements in product-id order; any short line undoes everything (409)."""
+    cart = load_cart(user)
+    if cart is None or not cart.items:
+        raise Conflict("Your cart is empty")
+    order = Order(user_id=user.id, status="pending", shipping_address=shipping_address)
+    total = Decimal("0.00")
+    for line in sorted(cart.items, key=lambda item: item.product_id):
+        taken = db.session.execute(
+            update(Product)
+            .where(
+                Product.id == line.product_id,
+                Product.deleted_at.is_(None),
+                Product.stock >= line.quantity,
+            )
+            .values(stock=Product.stock - line.quantity)
+            .returning(Product.name, Product.price)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if taken is None:
+            left = db.session.scalar(select(Product.stock).where(Product.id == line.product_id))
+            raise OutOfStock(line.product.name, left or 0)
+        subtotal = taken.price * line.quantity
+        total += subtotal
+        order.items.append(
+            OrderItem(
+                product_id=line.product_id,
+                product_name=taken.name,
+                unit_price=taken.price,
+                quantity=line.quantity,
+                subtotal=subtotal,
+            )
+        )
+    order.total_amount = total
+    order.status_history.append(OrderStatusEvent(status="pending", at=utcnow()))
+    db.session.add(order)
+    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart.id))
+    db.session.flush()
+    return order
+
+
+def _order_query(eager=joinedload):
+    return select(Order).options(eager(Order.items), eager(Order.status_history))
+
+
+def get_order(user: User, order_id: int) -> Order:
+    """The order if the caller owns it or is an admin; otherwise a 404."""
+    stmt = _order_query().where(Order.id == order_id)
+    if not user.is_admin:
+        stmt = stmt.where(Order.user_id == user.id)
+    order = db.session.scalars(stmt).unique().one_or_none()
+    if order is None:
+        raise NotFound("Order not found")
+    return order
+
+
+def list_orders(args: dict[str, Any], user_id: int | None) -> dict[str, Any]:
+    """A page of orders, newest first; `user_id=None` means every user's."""
+    stmt = _order_query(selectinload).order_by(Order.created_at.desc(), Order.id.desc())
+    if user_id is not None:
+        stmt = stmt.where(Order.user_id == user_id)
+    if args.get("status"):
+        stmt = stmt.where(Order.status == args["status"])
+    return paginate(stmt, args["page"], args["per_page"])
+
+
+def user_orders(args: dict[str, Any], user_id: int) -> dict[str, Any]:
+    if db.session.get(User, user_id) is None:
+        raise NotFound("User not found")
+    return list_orders(args, user_id)
+
+
+def _move(order: Order, new: str) -> None:
+    """Compare-and-set the status, so of two racing changes only one applies."""
+    if not can_move(order.status, new):
+        raise InvalidTransition(order.status, new)
+    now = utcnow()
+    moved = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == order.status)
+        .values(status=new, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        current = db.session.scalar(select(Order.status).where(Order.id == order.id))
+        raise InvalidTransition(current, new)
+    if new == "cancelled":
+        # Product-id order, as checkout takes them, so the two never deadlock.
+        for item in sorted(order.items, key=lambda i: i.product_id or 0):
+            if item.product_id is not None:
+                db.session.execute(
+                    update(Product)
+                    .where(Product.id == item.product_id)
+                    .values(stock=Product.stock + item.quantity)
+                    .execution_options(synchronize_session=False)
+                )
+    set_committed_value(order, "status", new)
+    set_committed_value(order, "updated_at", now)
+    order.status_history.append(OrderStatusEvent(order_id=order.id, status=new, at=now))
+    db.session.flush()
+
+
+def _change_address(order: Order, address: str) -> None:
+    if order.status != "pending":
+        raise Conflict("The shipping address can only change while the order is pending")
+    now = utcnow()
+    changed = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == "pending")
+        .values(shipping_address=address, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        raise Conflict("The shipping address can only change while the order is pending")
+    set_committed_value(order, "shipping_address", address)
+    set_committed_value(order, "updated_at", now)
+
+
+def update_order(user: User, order_id: int, data: dict[str, Any]) -> Order:
+    """Owner: address while pending, or cancel. Admin: any workflow move."""
+    order = get_order(user, order_id)
+    status = data.get("status")
+    if status is not None and not user.is_admin and status != "cancelled":
+        raise Forbidden("Only an admin can set that status")
+    if "shipping_address" in data:
+        _change_address(order, data["shipping_address"])
+    if status is not None:
+        _move(order, status)
+    return order
+
+
+def cancel_order(user: User, order_id: int) -> Order:
+    """Cancel and put every item back in stock, exactly once."""
+    order = get_order(user, order_id)
+    _move(order, "cancelled")
+    return order

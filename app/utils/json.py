@@ -1,0 +1,44 @@
+"""JSON that keeps money exact: Decimal in, Decimal out as a JSON number."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import simplejson
+from flask.json.provider import JSONProvider
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class DecimalJSONProvider(JSONProvider):
+    """Renders `Decimal` as a JSON number (699.99, not "699.99") and parses
+    JSON numbers with a fraction into `Decimal`, so no float ever touches money."""
+
+    mimetype = "application/json"
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("use_decimal", True)
+        kwargs.setdefault("default", _default)
+        kwargs.setdefault("separators", (",", ":"))
+        return simplejson.dumps(obj, **kwargs)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        kwargs.setdefault("use_decimal", True)
+        kwargs.setdefault("parse_constant", _reject_constant)
+        try:
+            return simplejson.loads(s, **kwargs)
+        except RecursionError as exc:  # `[[[[...` 100,000 deep
+            raise ValueError("JSON nested too deeply") from exc
+
+    def response(self, *args: Any, **kwargs: Any):
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(self.dumps(obj) + "\n", mimetype=self.mimetype)

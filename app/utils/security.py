@@ -1,0 +1,121 @@
+"""JWT wiring: identity, user lookup, revocation, JSON 401s, admin_required."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import wraps
+
+from flask import Flask, current_app
+from flask_jwt_extended import current_user, decode_token, get_jwt, verify_jwt_in_request
+from sqlalchemy import delete, exists, select
+
+from app.errors import Forbidden, error_response
+from app.extensions import db, jwt
+from app.models import RevokedToken, User
+
+
+class DatabaseRevocations:
+    """Revoked token ids in a table every process and host shares."""
+
+    def revoke(self, jti: str, expires_at: datetime) -> None:
+        db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < datetime.now(UTC)))
+        db.session.merge(RevokedToken(jti=jti, expires_at=expires_at))
+
+    def is_revoked(self, jti: str) -> bool:
+        return bool(db.session.scalar(select(exists().where(RevokedToken.jti == jti))))
+
+
+class RedisRevocations:
+    """Revoked token ids in Redis, each expiring with its token."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self.redis = redis.Redis.from_url(url)
+
+    def revoke(self, jti: str, expires_at: datetime) -> None:
+        ttl = max(int((expires_at - datetime.now(UTC)).total_seconds()) + 1, 1)
+        self.redis.set(f"revoked-jwt:{jti}", "1", ex=ttl)
+
+    def is_revoked(self, jti: str) -> bool:
+        return bool(self.redis.exists(f"revoked-jwt:{jti}"))
+
+
+def revocations():
+    return current_app.extensions["shop_revocations"]
+
+
+def revoke_payload(payload: dict) -> None:
+    revocations().revoke(payload["jti"], datetime.fromtimestamp(payload["exp"], UTC))
+
+
+def revoke_encoded(token: str, token_type: str) -> bool:
+    """Revoke an encoded token if it is valid, of that type and the caller's."""
+    try:
+        payload = decode_token(token, allow_expired=False)
+    except Exception:  # noqa: BLE001 - anything undecodable is simply not revoked
+        return False
+    if payload.get("type") != token_type or payload.get("sub") != get_jwt().get("sub"):
+        return False
+    revoke_payload(payload)
+    return True
+
+
+def _unauthorized(message: str):
+    return error_response(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def init_jwt(app: Flask) -> None:
+    jwt.init_app(app)
+    redis_url = app.config.get("REDIS_URL")
+    app.extensions["shop_revocations"] = (
+        RedisRevocations(redis_url) if redis_url else DatabaseRevocations()
+    )
+
+    @jwt.user_identity_loader
+    def _identity(user: User) -> str:
+        return str(user.id)
+
+    @jwt.user_lookup_loader
+    def _lookup(_header: dict, payload: dict) -> User | None:
+        try:
+            user_id = int(payload["sub"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return db.session.get(User, user_id)
+
+    @jwt.token_in_blocklist_loader
+    def _is_revoked(_header: dict, payload: dict) -> bool:
+        return revocations().is_revoked(payload["jti"])
+
+    jwt.user_lookup_error_loader(lambda _h, _p: _unauthorized("User no longer exists"))
+    jwt.revoked_token_loader(lambda _h, _p: _unauthorized("Token has been revoked"))
+    jwt.expired_token_loader(lambda _h, _p: _unauthorized("Token has expired"))
+    jwt.invalid_token_loader(lambda reason: _unauthorized(f"Invalid token: {reason}"))
+    jwt.unauthorized_loader(lambda reason: _unauthorized(f"Authentication required: {reason}"))
+    jwt.needs_fresh_token_loader(lambda _h, _p: _unauthorized("Fresh token required"))
+    jwt.token_verification_failed_loader(lambda _h, _p: _unauthorized("Token rejected"))
+
+
+def auth_required(fn):
+    """Require a valid, unrevoked access token of an existing user."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        verify_jwt_in_request()
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def admin_required(fn):
+    """Require an access token of a user who is an admin now (per the database)."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        verify_jwt_in_request()
+        if not current_user.is_admin:
+            raise Forbidden("Admin privileges required")
+        return fn(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,116 @@
+"""Configuration classes, read from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent
+load_dotenv(BASE_DIR / ".env")
+
+DEV_SECRET = "dev-secret-change-me"  # noqa: S105 - a known placeholder, refused in production
+DEV_JWT_SECRET = "dev-jwt-secret-change-me-at-least-32-bytes"  # noqa: S105
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+class Config:
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET)
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", DEV_JWT_SECRET)
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'shop.db'}"
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000)
+
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600))
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(seconds=env_int("JWT_REFRESH_TOKEN_EXPIRES", 30 * 86400))
+    JWT_ALGORITHM = "HS256"
+    JWT_DECODE_ALGORITHMS = ["HS256"]
+    JWT_TOKEN_LOCATION = ["headers"]
+    PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD", "scrypt")
+
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    CORS_ORIGINS = env_list("CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_DEFAULT = os.environ.get("RATELIMIT_DEFAULT", "300 per minute")
+    RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute")
+    RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "20 per hour")
+    TRUST_PROXY = env_int("TRUST_PROXY", 0)
+
+    IDEMPOTENCY_TTL = timedelta(hours=24)
+
+    API_TITLE = "Shop API"
+    API_VERSION = "1.0.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
+
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+
+
+class DevelopmentConfig(Config):
+    DEBUG = False  # the debugger stays off unless FLASK_DEBUG=1 asks for it
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or os.environ.get(
+        "DATABASE_URL", "sqlite:///" + str(BASE_DIR / "instance" / "test.db")
+    )
+    # A cheap hash keeps the suite fast; production uses scrypt.
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 - a method name
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", False)
+
+
+class ProductionConfig(Config):
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
+    SQLALCHEMY_ENGINE_OPTIONS = {
+        "pool_pre_ping": True,
+        "pool_size": env_int("DB_POOL_SIZE", 10),
+        "max_overflow": env_int("DB_MAX_OVERFLOW", 10),
+    }
+
+    @classmethod
+    def check(cls, config: dict) -> None:
+        """Refuse to start with development secrets or without a database."""
+        problems = []
+        if config.get("SECRET_KEY") in (None, "", DEV_SECRET):
+            problems.append("SECRET_KEY")
+        if config.get("JWT_SECRET_KEY") in (None, "", DEV_JWT_SECRET):
+            problems.append("JWT_SECRET_KEY")
+        if not os.environ.get("DATABASE_URL"):
+            problems.append("DATABASE_URL")
+        if problems:
+            raise RuntimeError(
+                "production config refused: set a real "
+                + ", ".join(problems)
+                + " in the environment"
+            )
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}

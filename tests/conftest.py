@@ -1,0 +1,174 @@
+"""Fixtures: a migrated database (SQLite by default, PostgreSQL when
+TEST_DATABASE_URL names one), emptied after every test, and helpers that get
+real tokens through the API."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+# Decide the database before `config` is imported: TestingConfig reads it.
+os.environ["FLASK_CONFIG"] = "testing"
+if not os.environ.get("TEST_DATABASE_URL"):
+    _tmp = tempfile.mkdtemp(prefix="shop-test-")
+    os.environ["TEST_DATABASE_URL"] = f"sqlite:///{_tmp}/test.db"
+
+from flask_migrate import upgrade
+from sqlalchemy import event, text
+
+from app import create_app
+from app.extensions import db as _db
+from app.models import Product
+from app.services.auth import create_user
+
+DATABASE_URL = os.environ["TEST_DATABASE_URL"]
+IS_POSTGRES = DATABASE_URL.startswith("postgresql")
+PASSWORD = "correct-horse-9"
+_counter = itertools.count(1)
+
+
+def _reset_schema() -> None:
+    """Start from nothing, then apply the committed migrations."""
+    with _db.engine.begin() as conn:
+        if IS_POSTGRES:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+        else:
+            _db.metadata.drop_all(conn)
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    upgrade()
+
+
+@pytest.fixture(scope="session")
+def app():
+    app = create_app("testing")
+    with app.app_context():
+        _reset_schema()
+    yield app
+    with app.app_context():
+        _db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _app_context(app) -> Iterator[None]:
+    with app.app_context():
+        yield
+        _db.session.remove()
+        tables = [t.name for t in reversed(_db.metadata.sorted_tables)]
+        with _db.engine.begin() as conn:
+            if IS_POSTGRES:
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            else:
+                for table in tables:
+                    conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 - our own names
+
+
+@pytest.fixture
+def db(app):
+    return _db
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def __call__(self, conn, cursor, statement, params, context, executemany):
+        if not statement.lstrip().upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
+            self.statements.append(statement)
+
+
+@pytest.fixture
+def count_queries(app):
+    """Use as `with count_queries() as q: ...; q.count`."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting():
+        counter = QueryCounter()
+        event.listen(_db.engine, "before_cursor_execute", counter)
+        try:
+            yield counter
+        finally:
+            event.remove(_db.engine, "before_cursor_execute", counter)
+
+    return counting
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def make_user(app):
+    def make(username: str | None = None, *, admin: bool = False, password: str = PASSWORD):
+        n = next(_counter)
+        username = username or f"user{n}"
+        user = create_user(username, f"{username.lower()}@example.com", password, is_admin=admin)
+        _db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def login(client):
+    """Tokens for a user, obtained through the API."""
+
+    def do_login(user, password: str = PASSWORD) -> dict:
+        response = client.post("/api/auth/login", json={"email": user.email, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    return do_login
+
+
+@pytest.fixture
+def user_token(make_user, login):
+    return login(make_user())["access_token"]
+
+
+@pytest.fixture
+def admin_token(make_user, login):
+    return login(make_user(admin=True))["access_token"]
+
+
+@pytest.fixture
+def make_product(app):
+    def make(**fields) -> Product:
+        n = next(_counter)
+        values = {
+            "name": f"Product {n}",
+            "description": f"Description {n}",
+            "price": Decimal("10.00"),
+            "stock": 10,
+            "category": "General",
+            "image_url": f"https://example.com/{n}.jpg",
+        }
+        values.update(fields)
+        values["price"] = Decimal(str(values["price"]))
+        product = Product(**values)
+        _db.session.add(product)
+        _db.session.commit()
+        return product
+
+    return make
+
+
+def scalar(sql: str, **params):
+    """A value straight from the database, bypassing the ORM's identity map."""
+    with _db.engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar()

@@ -1,0 +1,194 @@
+"""The skeleton: config, health, the error envelope, SQLite settings, CLI."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from app import create_app
+from tests.conftest import IS_POSTGRES
+
+
+def test_health_ok(client):
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_health_503_when_database_unreachable():
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": unreachable})
+    response = app.test_client().get("/api/health")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["database"] == "unavailable"
+    assert body["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("get", "/api/nowhere", {}, 404),
+        ("get", "/nowhere", {}, 404),
+        ("delete", "/api/health", {}, 405),
+        ("post", "/api/auth/login", {"data": "{not json", "content_type": "application/json"}, 400),
+        ("post", "/api/auth/login", {"data": "x=1", "content_type": "text/plain"}, 415),
+        ("post", "/api/auth/login", {"data": "x=1", "content_type": "multipart/form-data"}, 415),
+        ("post", "/api/auth/login", {"json": {"password": "x", "email": "a@b.c", "extra": 1}}, 422),
+        ("post", "/api/auth/login", {"data": "[NaN]", "content_type": "application/json"}, 400),
+        ("post", "/api/auth/login", {"data": b"\xff\xfe", "content_type": "application/json"}, 400),
+        ("post", "/api/auth/login", {"json": [1, 2]}, 422),
+    ],
+)
+def test_errors_are_the_json_envelope(client, method, path, kwargs, status):
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert isinstance(body["message"], str) and body["message"]
+    if status == 422:
+        assert isinstance(body["errors"], dict)
+
+
+def test_wrong_method_lists_allowed_methods(client):
+    response = client.delete("/api/health")
+    assert "GET" in response.headers["Allow"]
+
+
+def test_body_over_one_mebibyte_is_413(client):
+    body = '{"email": "' + "a" * (1024 * 1024 + 10) + '", "password": "x"}'
+    response = client.post("/api/auth/login", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["message"]
+
+
+def test_deeply_nested_json_is_400_not_500(client):
+    response = client.post("/api/auth/login", data="[" * 100_000, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"message": "Request body is not valid JSON"}
+
+
+def test_unexpected_exception_is_500_without_traceback():
+    app = create_app("testing")
+
+    @app.route("/api/_boom_test")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/api/_boom_test")
+    assert response.status_code == 500
+    assert response.get_json() == {"message": "Internal server error"}
+    assert b"secret" not in response.data and b"Traceback" not in response.data
+
+
+@pytest.mark.skipif(IS_POSTGRES, reason="SQLite connection settings")
+def test_sqlite_pragmas(db):
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL"])
+def test_production_refuses_to_start_without_real_secrets(monkeypatch, missing):
+    env = {
+        "SECRET_KEY": "s" * 40,
+        "JWT_SECRET_KEY": "j" * 40,
+        "DATABASE_URL": "sqlite:////tmp/prod-check.db",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(missing)
+    import importlib
+
+    import config
+
+    importlib.reload(config)
+    try:
+        with pytest.raises(RuntimeError, match=missing):
+            create_app("production")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(config)
+
+
+def test_production_refuses_development_default_secret(monkeypatch):
+    import importlib
+
+    import config
+
+    monkeypatch.setenv("SECRET_KEY", config.DEV_SECRET)
+    monkeypatch.setenv("JWT_SECRET_KEY", "j" * 40)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:////tmp/prod-check.db")
+    importlib.reload(config)
+    try:
+        with pytest.raises(RuntimeError, match="SECRET_KEY"):
+            create_app("production")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(config)
+
+
+def test_unknown_config_name_is_refused():
+    with pytest.raises(RuntimeError, match="FLASK_CONFIG"):
+        create_app("staging")
+
+
+def test_cli_create_admin_creates_then_promotes(app, db, make_user):
+    from app.models import User
+
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=[
+            "create-admin",
+            "--username",
+            "boss",
+            "--email",
+            "Boss@Example.com",
+            "--password",
+            "longenough1",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    boss = db.session.scalar(db.select(User).where(User.username == "boss"))
+    assert boss.is_admin and boss.email == "boss@example.com"
+
+    plain = make_user("plain")
+    result = runner.invoke(
+        args=[
+            "create-admin",
+            "--username",
+            "plain",
+            "--email",
+            "x@example.com",
+            "--password",
+            "whatever1",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    db.session.refresh(plain)
+    assert plain.is_admin
+
+
+def test_cli_create_admin_rejects_bad_input(app):
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "--username", "x", "--email", "nope", "--password", "short"]
+    )
+    assert result.exit_code != 0
+    assert "invalid input" in result.output
+
+
+def test_cli_seed_demo_only_when_empty_and_generated(app, db):
+    from app.models import Product
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["seed"]).exit_code == 0
+    demo = db.session.scalar(db.select(db.func.count()).select_from(Product))
+    assert demo >= 20
+    categories = db.session.scalars(db.select(Product.category).distinct()).all()
+    assert len(categories) >= 5
+    result = runner.invoke(args=["seed"])
+    assert "nothing to seed" in result.output
+    assert db.session.scalar(db.select(db.func.count()).select_from(Product)) == demo
+    assert runner.invoke(args=["seed", "--products", "500"]).exit_code == 0
+    assert db.session.scalar(db.select(db.func.count()).select_from(Product)) == demo + 500
