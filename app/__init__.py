@@ -43,6 +43,9 @@ def register_extensions(app: Flask) -> None:
     from app.utils.sqlite import configure_sqlite
 
     db.init_app(app)
+    # One session per request, even where the app context outlives the request
+    # (tests, CLI): a request never inherits another's open transaction.
+    app.teardown_request(lambda _exc: db.session.remove())
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])

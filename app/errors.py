@@ -99,6 +99,7 @@ def _flatten_webargs(messages: dict) -> dict:
 
 
 def http_error_response(error: HTTPException) -> Response:
+    db.session.rollback()
     status = error.code or 500
     data = getattr(error, "data", None) or {}
     message = data.get("message")

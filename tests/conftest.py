@@ -112,6 +112,14 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _snapshot(obj):
+    """Detach a committed object: test requests share the test's app context
+    (and session), and their rollbacks must not expire the test's objects."""
+    _db.session.refresh(obj)
+    _db.session.expunge(obj)
+    return obj
+
+
 @pytest.fixture
 def make_user(app):
     def make(username: str | None = None, *, admin: bool = False, password: str = PASSWORD):
@@ -119,7 +127,7 @@ def make_user(app):
         username = username or f"user{n}"
         user = create_user(username, f"{username.lower()}@example.com", password, is_admin=admin)
         _db.session.commit()
-        return user
+        return _snapshot(user)
 
     return make
 
@@ -163,7 +171,7 @@ def make_product(app):
         product = Product(**values)
         _db.session.add(product)
         _db.session.commit()
-        return product
+        return _snapshot(product)
 
     return make
 

@@ -466,8 +466,7 @@ def test_profile_update_rejects_forbidden_and_bad_fields(client, db, make_user, 
     token = login(user)["access_token"]
     response = client.put("/api/auth/profile", json=body, headers=auth(token))
     assert response.status_code == 422
-    db.session.refresh(user)
-    assert user.is_admin is False
+    assert db.session.get(User, user.id).is_admin is False
 
 
 def test_passwords_never_logged(app, client, caplog):

@@ -166,8 +166,7 @@ def test_cli_create_admin_creates_then_promotes(app, db, make_user):
         ]
     )
     assert result.exit_code == 0, result.output
-    db.session.refresh(plain)
-    assert plain.is_admin
+    assert db.session.get(User, plain.id).is_admin
 
 
 def test_cli_create_admin_rejects_bad_input(app):

@@ -1,0 +1,431 @@
+"""The catalog (API.md, Products)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from app.models import Cart, CartItem, Product
+from app.models.types import utcnow
+from tests.conftest import auth, scalar
+
+NEW = {
+    "name": "Phone",
+    "description": "A phone",
+    "price": 699.99,
+    "stock": 5,
+    "category": "Phones",
+    "image_url": "https://img.example.com/p.jpg",
+}
+
+
+def list_products(client, **params):
+    response = client.get("/api/products", query_string=params)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+# --- reads --------------------------------------------------------------------
+
+
+def test_product_fields_and_money_as_number(client, make_product):
+    product = make_product(price="699.99")
+    response = client.get(f"/api/products/{product.id}")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == {
+        "id",
+        "name",
+        "description",
+        "price",
+        "stock",
+        "category",
+        "image_url",
+        "created_at",
+        "updated_at",
+    }
+    assert b'"price":699.99' in response.data
+    assert body["created_at"].endswith("+00:00")
+
+
+def test_unknown_product_is_404(client):
+    response = client.get("/api/products/999999")
+    assert response.status_code == 404
+    assert response.get_json()["message"]
+
+
+def test_page_envelope_and_maths(client, make_product):
+    for _ in range(45):
+        make_product()
+    page = list_products(client, page=3, per_page=20)
+    assert {k: page[k] for k in ("page", "per_page", "total", "pages")} == {
+        "page": 3,
+        "per_page": 20,
+        "total": 45,
+        "pages": 3,
+    }
+    assert len(page["items"]) == 5
+    beyond = list_products(client, page=9, per_page=20)
+    assert beyond["items"] == [] and beyond["total"] == 45
+
+
+def test_empty_catalog_page(client):
+    page = list_products(client)
+    assert page == {"items": [], "page": 1, "per_page": 20, "total": 0, "pages": 0}
+
+
+def test_per_page_above_100_is_clamped(client, make_product):
+    for _ in range(3):
+        make_product()
+    page = list_products(client, per_page=1000)
+    assert page["per_page"] == 100
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("page", "abc"),
+        ("page", "0"),
+        ("page", "-1"),
+        ("page", "1.5"),
+        ("per_page", "0"),
+        ("per_page", "x"),
+        ("sort", "bogus"),
+        ("sort", "id"),
+        ("sort", ""),
+        ("min_price", "x"),
+        ("min_price", "-1"),
+        ("max_price", "1.234"),
+        ("max_price", "NaN"),
+        ("in_stock", "maybe"),
+        ("category", ""),
+        ("q", ""),
+        ("q", "x" * 201),
+    ],
+)
+def test_malformed_query_parameters_are_422(client, param, value):
+    response = client.get("/api/products", query_string={param: value})
+    assert response.status_code == 422, response.get_json()
+    assert param in response.get_json()["errors"]
+
+
+def test_unknown_query_parameters_are_ignored(client):
+    # Like cache-busters (`_=1700000000`): documented in the README.
+    assert client.get("/api/products?_=123").status_code == 200
+
+
+def test_min_above_max_is_422(client):
+    response = client.get("/api/products", query_string={"min_price": 10, "max_price": 5})
+    assert response.status_code == 422
+
+
+def test_category_filter_ignores_case(client, make_product):
+    a = make_product(category="Books")
+    make_product(category="Toys")
+    c = make_product(category="BOOKS")
+    ids = {p["id"] for p in list_products(client, category="books")["items"]}
+    assert ids == {a.id, c.id}
+
+
+def test_search_in_name_and_description_ignoring_case(client, make_product):
+    by_name = make_product(name="Red Guitar", description="string instrument")
+    by_description = make_product(name="Amp", description="for a GUITAR")
+    make_product(name="Drum", description="percussion")
+    ids = {p["id"] for p in list_products(client, q="guitar")["items"]}
+    assert ids == {by_name.id, by_description.id}
+
+
+def test_search_treats_wildcards_literally(client, make_product):
+    make_product(name="100% cotton")
+    make_product(name="1000 cotton")
+    names = [p["name"] for p in list_products(client, q="100%")["items"]]
+    assert names == ["100% cotton"]
+    assert list_products(client, q="_")["total"] == 0
+
+
+def test_price_range_and_in_stock(client, make_product):
+    cheap = make_product(price="5.00", stock=0)
+    mid = make_product(price="10.00", stock=3)
+    make_product(price="20.01", stock=3)
+    ids = {p["id"] for p in list_products(client, min_price="5", max_price="20.00")["items"]}
+    assert ids == {cheap.id, mid.id}
+    ids = {p["id"] for p in list_products(client, in_stock="true")["items"]}
+    assert cheap.id not in ids and mid.id in ids
+    assert list_products(client, in_stock="false")["total"] == 3
+
+
+def test_sorts(client, db, make_product):
+    now = utcnow()
+    b = make_product(name="Banana", price="2.00", created_at=now - timedelta(days=2))
+    a = make_product(name="apple", price="3.00", created_at=now - timedelta(days=1))
+    c = make_product(name="Cherry", price="1.00", created_at=now - timedelta(days=3))
+
+    def order(sort):
+        return [p["id"] for p in list_products(client, sort=sort)["items"]]
+
+    assert order("price") == [c.id, b.id, a.id]
+    assert order("-price") == [a.id, b.id, c.id]
+    assert order("created_at") == [c.id, b.id, a.id]
+    assert order("-created_at") == [a.id, b.id, c.id]
+    assert [p["id"] for p in list_products(client)["items"]] == [a.id, b.id, c.id]
+    names = [p["name"] for p in list_products(client, sort="name")["items"]]
+    assert sorted(names) == names or names == ["Banana", "Cherry", "apple"]
+    assert list(reversed(order("name"))) == order("-name")
+
+
+def test_ties_break_by_id_so_pages_never_overlap(client, make_product):
+    same = utcnow()
+    ids = [make_product(price="1.00", created_at=same).id for _ in range(7)]
+    for sort, expected in [("-created_at", sorted(ids, reverse=True)), ("price", sorted(ids))]:
+        seen = []
+        for page in (1, 2, 3):
+            seen += [
+                p["id"] for p in list_products(client, sort=sort, per_page=3, page=page)["items"]
+            ]
+        assert seen == expected
+
+
+def test_list_is_two_queries_and_detail_one(client, make_product, count_queries):
+    for _ in range(30):
+        make_product()
+    for per_page in (1, 30, 100):
+        with count_queries() as q:
+            assert (
+                client.get(f"/api/products?per_page={per_page}&q=Product&sort=price").status_code
+                == 200
+            )
+        assert q.count == 2, q.statements
+    with count_queries() as q:
+        assert client.get("/api/products/1").status_code == 200
+    assert q.count == 1, q.statements
+
+
+# --- writes -------------------------------------------------------------------
+
+
+def test_admin_creates_product(client, db, admin_token):
+    response = client.post("/api/products", json=NEW, headers=auth(admin_token))
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["price"] == Decimal("699.99") and b'"price":699.99' in response.data
+    stored = db.session.get(Product, body["id"])
+    assert stored.price == Decimal("699.99")
+    assert client.get(f"/api/products/{body['id']}").get_json() == body
+
+
+def test_create_minimal_product(client, admin_token):
+    response = client.post(
+        "/api/products", json={"name": "X", "price": "0", "stock": 0}, headers=auth(admin_token)
+    )
+    assert response.status_code == 201
+    assert response.get_json()["price"] == 0
+
+
+def test_price_as_numeric_string_is_exact(client, db, admin_token):
+    response = client.post(
+        "/api/products", json={**NEW, "price": "0.10"}, headers=auth(admin_token)
+    )
+    assert response.status_code == 201
+    assert db.session.get(Product, response.get_json()["id"]).price == Decimal("0.10")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", ""),
+        ("name", "   "),
+        ("name", "x" * 201),
+        ("name", None),
+        ("name", 5),
+        ("description", "x" * 5001),
+        ("description", 7),
+        ("price", -1),
+        ("price", "1.999"),
+        ("price", 1.005),
+        ("price", 1000000.01),
+        ("price", "abc"),
+        ("price", None),
+        ("price", True),
+        ("price", "NaN"),
+        ("price", "Infinity"),
+        ("price", [1]),
+        ("price", "1e999999"),
+        ("stock", -1),
+        ("stock", 1.5),
+        ("stock", "3"),
+        ("stock", None),
+        ("stock", True),
+        ("stock", 2**31),
+        ("stock", 10**40),
+        ("category", "x" * 81),
+        ("category", 3),
+        ("image_url", "ftp://x.com/a.jpg"),
+        ("image_url", "not a url"),
+        ("image_url", "javascript:alert(1)"),
+        ("image_url", "https://x.com/" + "a" * 500),
+    ],
+)
+def test_create_validation_matrix(client, db, admin_token, field, value):
+    response = client.post("/api/products", json={**NEW, field: value}, headers=auth(admin_token))
+    assert response.status_code == 422, response.get_json()
+    assert field in response.get_json()["errors"]
+    assert db.session.scalar(db.select(db.func.count()).select_from(Product)) == 0
+
+
+@pytest.mark.parametrize(
+    "literal", ["1e400", "-0.001", "1E+999999999", "123456789012345678901234567890"]
+)
+def test_huge_or_tiny_json_number_prices_are_422(client, admin_token, literal):
+    body = '{"name": "X", "stock": 1, "price": ' + literal + "}"
+    response = client.post(
+        "/api/products", data=body, content_type="application/json", headers=auth(admin_token)
+    )
+    assert response.status_code == 422
+    assert "price" in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize("field", ["name", "price", "stock"])
+def test_create_requires_fields(client, admin_token, field):
+    body = {k: v for k, v in NEW.items() if k != field}
+    response = client.post("/api/products", json=body, headers=auth(admin_token))
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize("field", ["id", "created_at", "updated_at", "deleted_at", "bogus"])
+def test_create_rejects_unknown_and_read_only_fields(client, admin_token, field):
+    response = client.post("/api/products", json={**NEW, field: 1}, headers=auth(admin_token))
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]
+
+
+def test_price_edges(client, admin_token):
+    for price in (0, "1000000", 1000000.00, "0.01"):
+        response = client.post(
+            "/api/products", json={**NEW, "price": price}, headers=auth(admin_token)
+        )
+        assert response.status_code == 201, (price, response.get_json())
+
+
+def test_update_any_subset(client, db, admin_token, make_product):
+    product = make_product(name="Old", price="1.00", stock=1)
+    response = client.put(
+        f"/api/products/{product.id}", json={"price": "2.50"}, headers=auth(admin_token)
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["price"] == Decimal("2.5") and body["name"] == "Old" and body["stock"] == 1
+    response = client.put(
+        f"/api/products/{product.id}",
+        json={"name": "New", "stock": 9, "category": None},
+        headers=auth(admin_token),
+    )
+    assert response.get_json()["name"] == "New" and response.get_json()["category"] is None
+    assert (
+        client.put(f"/api/products/{product.id}", json={}, headers=auth(admin_token)).status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("price", -5), ("stock", -1), ("name", ""), ("id", 7)]
+)
+def test_update_validation(client, db, admin_token, make_product, field, value):
+    product = make_product(price="1.00", stock=1)
+    response = client.put(
+        f"/api/products/{product.id}", json={field: value}, headers=auth(admin_token)
+    )
+    assert response.status_code == 422
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 1
+
+
+def test_update_and_delete_unknown_product_404(client, admin_token):
+    assert (
+        client.put("/api/products/4242", json={"stock": 1}, headers=auth(admin_token)).status_code
+        == 404
+    )
+    assert client.delete("/api/products/4242", headers=auth(admin_token)).status_code == 404
+
+
+def test_stock_check_constraint_in_database(db, make_product):
+    from sqlalchemy.exc import IntegrityError
+
+    product = db.session.get(Product, make_product(stock=1).id)
+    product.stock = -1
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+
+
+# --- permissions --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/products", NEW),
+        ("put", "/api/products/{id}", {"stock": 1}),
+        ("delete", "/api/products/{id}", None),
+    ],
+)
+@pytest.mark.parametrize(("who", "status"), [("anonymous", 401), ("user", 403), ("admin", None)])
+def test_permission_matrix(
+    client, make_product, user_token, admin_token, method, path, body, who, status
+):
+    product = make_product()
+    headers = {"anonymous": {}, "user": auth(user_token), "admin": auth(admin_token)}[who]
+    kwargs = {"headers": headers}
+    if body is not None:
+        kwargs["json"] = body
+    response = getattr(client, method)(path.format(id=product.id), **kwargs)
+    if status is None:
+        assert response.status_code in (200, 201, 204)
+    else:
+        assert response.status_code == status
+        assert response.get_json()["message"]
+
+
+# --- soft delete ----------------------------------------------------------------
+
+
+def test_delete_hides_product_and_empties_carts_but_keeps_orders(
+    client, db, admin_token, make_user, login, make_product
+):
+    keep = make_product(price="3.00", stock=10)
+    gone = make_product(price="0.10", stock=10, name="Soon gone")
+    buyer = login(make_user())["access_token"]
+    client.post("/api/cart", json={"product_id": gone.id, "quantity": 3}, headers=auth(buyer))
+    placed = client.post(
+        "/api/orders", json={"shipping_address": "1 Main Street"}, headers=auth(buyer)
+    ).get_json()
+    shopper = login(make_user())["access_token"]
+    client.post("/api/cart", json={"product_id": gone.id, "quantity": 1}, headers=auth(shopper))
+    client.post("/api/cart", json={"product_id": keep.id, "quantity": 1}, headers=auth(shopper))
+
+    response = client.delete(f"/api/products/{gone.id}", headers=auth(admin_token))
+    assert response.status_code == 204
+    assert response.data == b""
+
+    assert client.get(f"/api/products/{gone.id}").status_code == 404
+    assert gone.id not in [p["id"] for p in list_products(client)["items"]]
+    assert (
+        client.put(
+            f"/api/products/{gone.id}", json={"stock": 1}, headers=auth(admin_token)
+        ).status_code
+        == 404
+    )
+    assert client.delete(f"/api/products/{gone.id}", headers=auth(admin_token)).status_code == 404
+    cart = client.get("/api/cart", headers=auth(shopper)).get_json()
+    assert [i["product_id"] for i in cart["items"]] == [keep.id]
+    assert (
+        client.post("/api/cart", json={"product_id": gone.id}, headers=auth(shopper)).status_code
+        == 404
+    )
+    order = client.get(f"/api/orders/{placed['id']}", headers=auth(buyer)).get_json()
+    assert order == placed
+    assert order["items"][0]["product_name"] == "Soon gone"
+    assert order["total_amount"] == Decimal("0.30")
+    assert db.session.scalar(db.select(db.func.count()).select_from(CartItem)) == 1
+    assert db.session.scalar(db.select(db.func.count()).select_from(Cart)) >= 2
