@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -24,8 +24,8 @@ def place_order(user: User, shipping_address: str) -> Order:
     cart = load_cart(user)
     if cart is None or not cart.items:
         raise Conflict("Your cart is empty")
-    order = Order(user_id=user.id, status="pending", shipping_address=shipping_address)
     total = Decimal("0.00")
+    rows = []
     for line in sorted(cart.items, key=lambda item: item.product_id):
         taken = db.session.execute(
             update(Product)
@@ -43,20 +43,24 @@ def place_order(user: User, shipping_address: str) -> Order:
             raise OutOfStock(line.product.name, left or 0)
         subtotal = taken.price * line.quantity
         total += subtotal
-        order.items.append(
-            OrderItem(
-                product_id=line.product_id,
-                product_name=taken.name,
-                unit_price=taken.price,
-                quantity=line.quantity,
-                subtotal=subtotal,
-            )
+        rows.append(
+            {
+                "product_id": line.product_id,
+                "product_name": taken.name,
+                "unit_price": taken.price,
+                "quantity": line.quantity,
+                "subtotal": subtotal,
+            }
         )
-    order.total_amount = total
+    order = Order(
+        user_id=user.id, status="pending", shipping_address=shipping_address, total_amount=total
+    )
     order.status_history.append(OrderStatusEvent(status="pending", at=utcnow()))
     db.session.add(order)
-    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart.id))
     db.session.flush()
+    # One multi-row INSERT for the lines (the ORM would send one per line here).
+    db.session.execute(insert(OrderItem), [{**row, "order_id": order.id} for row in rows])
+    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart.id))
     return order
 
 
