@@ -59,6 +59,7 @@ class Config:
     TRUST_PROXY = env_int("TRUST_PROXY", 0)
 
     IDEMPOTENCY_TTL = timedelta(hours=24)
+    IDEMPOTENCY_ABANDONED_AFTER = timedelta(seconds=env_int("IDEMPOTENCY_ABANDONED_AFTER", 60))
 
     API_TITLE = "Shop API"
     API_VERSION = "1.0.0"

@@ -192,6 +192,30 @@ def test_key_in_flight_is_409(client, db, buyer, make_product):
     assert scalar("SELECT count(*) FROM orders") == 0
 
 
+def test_abandoned_claim_is_taken_over_after_a_minute(client, db, buyer, make_product):
+    from datetime import timedelta
+
+    from app.models.types import utcnow
+    from app.services import idempotency
+
+    user, token = buyer
+    fill(client, token, (make_product(stock=5), 1))
+    with client.application.test_request_context("/api/orders", method="POST", json=ADDRESS):
+        fingerprint = idempotency._fingerprint()
+    db.session.add(
+        IdempotencyKey(
+            user_id=user.id,
+            key="dead",
+            fingerprint=fingerprint,
+            created_at=utcnow() - timedelta(seconds=61),
+        )
+    )
+    db.session.commit()
+    response = place(client, token, **{"Idempotency-Key": "dead"})
+    assert response.status_code == 201
+    assert scalar("SELECT count(*) FROM orders") == 1
+
+
 def test_conflict_answers_are_replayed_validation_errors_are_not(client, buyer, make_product):
     _, token = buyer
     first = place(client, token, **{"Idempotency-Key": "empty"})

@@ -32,10 +32,21 @@ def _fingerprint() -> str:
 
 def _claim(user_id: int, key: str, fingerprint: str) -> Response | None:
     """Record the key as in flight (committed at once), or answer from the record."""
-    expired_before = utcnow() - current_app.config["IDEMPOTENCY_TTL"]
+    now = utcnow()
     db.session.execute(
         delete(IdempotencyKey).where(
-            IdempotencyKey.user_id == user_id, IdempotencyKey.created_at < expired_before
+            IdempotencyKey.user_id == user_id,
+            IdempotencyKey.created_at < now - current_app.config["IDEMPOTENCY_TTL"],
+        )
+    )
+    # A claim whose request died (a killed worker) would otherwise block the key
+    # for a day; after this long it is taken as abandoned.
+    db.session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.user_id == user_id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.response_status.is_(None),
+            IdempotencyKey.created_at < now - current_app.config["IDEMPOTENCY_ABANDONED_AFTER"],
         )
     )
     db.session.add(IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint))
