@@ -176,16 +176,20 @@ def test_keys_are_per_user(client, make_user, login, make_product):
     assert scalar("SELECT count(*) FROM orders") == 2
 
 
-def test_key_in_flight_is_409(client, db, buyer, make_product):
+def claim_key(app, db, user, key, **fields):
+    """A claimed key with no stored answer: what a still-running request leaves."""
     from app.services import idempotency
 
+    with app.test_request_context("/api/orders", method="POST", json=ADDRESS):
+        fingerprint = idempotency._fingerprint()
+    db.session.add(IdempotencyKey(user_id=user.id, key=key, fingerprint=fingerprint, **fields))
+    db.session.commit()
+
+
+def test_key_in_flight_is_409(app, client, db, buyer, make_product):
     user, token = buyer
     fill(client, token, (make_product(stock=5), 1))
-    # A claimed key with no stored answer yet is what a running request leaves.
-    with client.application.test_request_context("/api/orders", method="POST", json=ADDRESS):
-        fingerprint = idempotency._fingerprint()
-    db.session.add(IdempotencyKey(user_id=user.id, key="running", fingerprint=fingerprint))
-    db.session.commit()
+    claim_key(app, db, user, "running")
     response = place(client, token, **{"Idempotency-Key": "running"})
     assert response.status_code == 409
     assert "progress" in response.get_json()["message"]
