@@ -117,6 +117,7 @@ def _snapshot(obj):
     (and session), and their rollbacks must not expire the test's objects."""
     _db.session.refresh(obj)
     _db.session.expunge(obj)
+    _db.session.rollback()  # end the refresh's transaction: it holds SQLite's lock
     return obj
 
 

@@ -476,3 +476,45 @@ def test_passwords_never_logged(app, client, caplog):
     client.post("/api/auth/login", json={"username": "alice", "password": "other-secret"})
     assert "very-secret-pw" not in caplog.text
     assert "other-secret" not in caplog.text
+
+
+def _redis_url() -> str | None:
+    import os
+
+    import redis
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return None
+    return url
+
+
+def test_revocations_in_redis_when_redis_url_is_set(app, make_user):
+    import redis
+
+    from app import create_app
+
+    url = _redis_url()
+    if url is None:
+        pytest.skip("no Redis reachable (set REDIS_URL)")
+    redis_app = create_app("testing", {"REDIS_URL": url})
+    client = redis_app.test_client()
+    user = make_user()
+    tokens = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    token = tokens.get_json()["access_token"]
+    assert client.post("/api/auth/logout", headers=auth(token)).status_code == 200
+    assert client.get("/api/auth/profile", headers=auth(token)).status_code == 401
+    with redis_app.app_context():
+        from flask_jwt_extended import decode_token
+
+        jti = decode_token(token, allow_expired=True)["jti"]
+    store = redis.Redis.from_url(url)
+    assert store.exists(f"revoked-jwt:{jti}")
+    assert 0 < store.ttl(f"revoked-jwt:{jti}") <= 3601
+    # The database table was not used.
+    with redis_app.app_context():
+        from app.extensions import db
+
+        assert db.session.scalar(db.select(db.func.count()).select_from(RevokedToken)) == 0
