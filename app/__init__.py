@@ -28,11 +28,18 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     from app.utils.json import DecimalJSONProvider
 
     app.json = DecimalJSONProvider(app)
+    register_http(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
     return app
+
+
+def register_http(app: Flask) -> None:
+    from app.utils.http import register_http as register
+
+    register(app)
 
 
 def register_extensions(app: Flask) -> None:

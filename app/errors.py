@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -115,8 +117,18 @@ def http_error_response(error: HTTPException) -> Response:
         headers["Allow"] = ", ".join(error.valid_methods)
     if status == 429:
         message = f"Too many requests: limit of {error.description}" if error.description else None
-        headers.update(getattr(error, "headers", None) or {})
+        headers["Retry-After"] = str(_retry_after())
     return error_response(status, message, errors, headers)
+
+
+def _retry_after() -> int:
+    """Seconds until the breached limit's window resets."""
+    from app.extensions import limiter
+
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, math.ceil(current.reset_at - time.time()))
 
 
 def handle_api_error(error: ApiError) -> Response:

@@ -14,6 +14,9 @@ import pytest
 
 # Decide the database before `config` is imported: TestingConfig reads it.
 os.environ["FLASK_CONFIG"] = "testing"
+# The in-process test app keeps revocations in the database; tests that need
+# Redis (and the scale-out servers) get this URL explicitly.
+REDIS_URL = os.environ.pop("REDIS_URL", None)
 if not os.environ.get("TEST_DATABASE_URL"):
     _tmp = tempfile.mkdtemp(prefix="shop-test-")
     os.environ["TEST_DATABASE_URL"] = f"sqlite:///{_tmp}/test.db"

@@ -479,11 +479,11 @@ def test_passwords_never_logged(app, client, caplog):
 
 
 def _redis_url() -> str | None:
-    import os
-
     import redis
 
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+    from tests.conftest import REDIS_URL
+
+    url = REDIS_URL or "redis://127.0.0.1:6379/15"
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except redis.RedisError:

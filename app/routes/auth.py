@@ -1,5 +1,6 @@
 """Accounts and tokens: /api/auth."""
 
+from flask import current_app
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
@@ -8,7 +9,7 @@ from flask_jwt_extended import (
     jwt_required,
 )
 
-from app.extensions import db
+from app.extensions import db, limiter
 from app.schemas.common import MessageSchema
 from app.schemas.user import (
     AccessTokenSchema,
@@ -34,7 +35,13 @@ def _tokens(user) -> dict:
     }
 
 
+def _limit(name: str):
+    """A limit read from the config at request time, so it stays configurable."""
+    return lambda: current_app.config[name]
+
+
 @blp.route("/signup", methods=["POST"])
+@limiter.limit(_limit("RATELIMIT_SIGNUP"))
 @blp.arguments(SignupSchema)
 @blp.response(201, TokensSchema)
 @blp.alt_response(409, description="Username or email already taken")
@@ -46,6 +53,8 @@ def signup(data):
 
 
 @blp.route("/login", methods=["POST"])
+# Only failed logins count, per client; a breach answers 429 before any check.
+@limiter.limit(_limit("RATELIMIT_LOGIN"), deduct_when=lambda response: response.status_code == 401)
 @blp.arguments(LoginSchema)
 @blp.response(200, TokensSchema)
 @blp.alt_response(401, description="Invalid credentials")

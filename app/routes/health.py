@@ -5,7 +5,7 @@ from flask import jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import db
+from app.extensions import db, limiter
 from app.utils.api import Blueprint
 
 blp = Blueprint("health", __name__, description="Service health")
@@ -18,6 +18,7 @@ class HealthSchema(ma.Schema):
 
 
 @blp.route("/health", methods=["GET"])
+@limiter.exempt  # load balancers poll it
 @blp.response(200, HealthSchema)
 @blp.alt_response(503, schema=HealthSchema, description="The database cannot be reached")
 def health():
