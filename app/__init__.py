@@ -73,7 +73,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from app.extensions import api
-    from app.routes import auth, cart, health, orders, products
+    from app.routes import auth, cart, docs, health, orders, products
     from app.utils.api import reject_non_json_bodies
 
     api.register_blueprint(health.blp, url_prefix="/api")
@@ -81,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(products.blp, url_prefix="/api/products")
     api.register_blueprint(cart.blp, url_prefix="/api/cart")
     api.register_blueprint(orders.blp, url_prefix="/api/orders")
+    app.register_blueprint(docs.blp)  # a page, not an API operation: not in the document
     app.before_request(reject_non_json_bodies)
 
 

@@ -9,6 +9,7 @@ from webargs import core
 from webargs.flaskparser import FlaskParser
 
 from app.errors import ApiError
+from app.utils.openapi import standard_error_responses
 from app.utils.security import admin_required, auth_required
 
 BEARER = [{"bearerAuth": []}]
@@ -34,15 +35,30 @@ class JSONBodyParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = JSONBodyParser()
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(standard_error_responses)
+
     def private(self, fn=None, *, admin: bool = False):
         """Guard a view with a JWT (and, with admin=True, the admin role) and
         mark it in the OpenAPI document as needing a bearer token."""
 
         def decorate(view):
             guarded = (admin_required if admin else auth_required)(view)
-            return self.doc(security=BEARER)(guarded)
+            documented = self.doc(security=BEARER)(guarded)
+            documented._apidoc["access"] = "admin" if admin else "user"
+            return documented
 
         return decorate(fn) if fn is not None else decorate
+
+    def register_views_in_doc(self, api, app, spec, *, name, parameters):
+        """Tell the doc callbacks which operations take an id in their path."""
+        for endpoint, methods in self._docs.items():
+            rule = next(app.url_map.iter_rules(f"{name}.{endpoint}"))
+            for method, info in methods.items():
+                if method != "parameters":
+                    info["has_path_args"] = bool(rule.arguments)
+        super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
 
 
 def reject_non_json_bodies() -> None:
