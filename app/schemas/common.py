@@ -25,7 +25,6 @@ class Money(fields.Field):
     def __init__(self, *, maximum: Decimal = Decimal("1000000"), **kwargs):
         self.maximum = maximum
         super().__init__(**kwargs)
-        self.metadata.setdefault("example", "699.99")
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else Decimal(value).quantize(CENT)

@@ -49,7 +49,6 @@ def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
     return {
         "type": "number",
         "minimum": 0,
-        "example": 699.99,
         "description": field.metadata.get(
             "description",
             "An exact amount with at most two decimals; input may also be a numeric string.",
