@@ -7,8 +7,11 @@ import flask_smorest
 from flask import current_app, request
 from webargs import core
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
 
-from app.errors import ApiError
+from app.errors import ApiError, ValidationFailed
+from app.schemas.common import MAX_INT
 from app.utils.openapi import standard_error_responses
 from app.utils.security import admin_required, auth_required
 
@@ -21,15 +24,62 @@ def is_json_mimetype(mimetype: str) -> bool:
     )
 
 
+class IdConverter(IntegerConverter):
+    """`<int:...>` in our routes: an id, documented as 1 to the INTEGER maximum.
+    Any other number names no row: a 404 here, instead of a query that
+    PostgreSQL refuses (a 500 for ids past INTEGER). Not a ValidationError,
+    which would make werkzeug answer 405 when the path has other methods."""
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, *args, **kwargs)
+        self.min, self.max = 1, MAX_INT  # flask-smorest documents these bounds
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if not self.min <= number <= self.max:
+            raise NotFound()
+        return number
+
+
+NUL_MESSAGE = "Must not contain the NUL character."
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def reject_nul(data) -> None:
+    """422 for a NUL character anywhere in the input: PostgreSQL cannot store or
+    compare one in text (it would be a 500), and no field of ours wants it."""
+    if isinstance(data, dict):
+        errors = {str(k): [NUL_MESSAGE] for k, v in data.items() if _has_nul(k) or _has_nul(v)}
+    else:
+        errors = {"_schema": [NUL_MESSAGE]} if _has_nul(data) else {}
+    if errors:
+        raise ValidationFailed(errors=errors)
+
+
 class JSONBodyParser(FlaskParser):
     def _raw_load_json(self, req):
         body = req.get_data(cache=True)
         if not body:
             return core.missing
         try:
-            return current_app.json.loads(body)
+            data = current_app.json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise ApiError("Request body is not valid JSON", status=400) from None
+        reject_nul(data)
+        return data
+
+    def load_querystring(self, req, schema):
+        reject_nul(req.args.to_dict(flat=False))
+        return super().load_querystring(req, schema)
 
 
 class Blueprint(flask_smorest.Blueprint):
