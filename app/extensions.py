@@ -35,10 +35,11 @@ class Api(SmorestApi):
 
     def init_app(self, app, *, spec_kwargs=None):
         from app.schemas.common import ErrorSchema
-        from app.utils.openapi import ERROR_DESCRIPTIONS, money2properties
+        from app.utils.openapi import API_DESCRIPTION, ERROR_DESCRIPTIONS, money2properties
 
         self.ERROR_SCHEMA = ErrorSchema
         self.error_descriptions = ERROR_DESCRIPTIONS
+        spec_kwargs = {"info": {"description": API_DESCRIPTION}, **(spec_kwargs or {})}
         super().init_app(app, spec_kwargs=spec_kwargs)
         self.ma_plugin.converter.add_attribute_function(money2properties)
 

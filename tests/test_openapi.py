@@ -68,6 +68,10 @@ def test_document_basics(spec):
     error = spec["components"]["schemas"]["Error"]
     assert error["required"] == ["message"]
     assert set(error["properties"]) == {"message", "errors"}
+    assert error["properties"]["errors"]["additionalProperties"] == {
+        "type": "array",
+        "items": {"type": "string"},
+    }
     for method, path, operation in operations(spec):
         assert operation.get("summary"), f"{method} {path} has no summary (docstring)"
         assert "default" not in operation["responses"], "errors are listed one by one"

@@ -95,4 +95,11 @@ class MessageSchema(ma.Schema):
 
 class ErrorSchema(ma.Schema):
     message = fields.String(required=True)
-    errors = fields.Dict(keys=fields.String(), metadata={"description": "field -> messages"})
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={
+            "description": "Each offending field (or `_schema`) with its messages.",
+            "example": {"price": ["Must be between 0 and 1000000."]},
+        },
+    )

@@ -12,6 +12,17 @@ from typing import Any
 
 from app.schemas.common import Money
 
+API_DESCRIPTION = """The shop's JSON API: catalog, cart, orders and accounts.
+
+* **Auth**: private operations (the lock icon) need `Authorization: Bearer <access_token>`.
+  Get a token from `POST /api/auth/login` (or `signup`), then press **Authorize**.
+* **Errors**: every error is `{"message": "...", "errors": {field: [messages]}}` (the
+  `Error` schema; `errors` only for validation). Any operation may also answer
+  500 `{"message": "Internal server error"}`.
+* **Money** is a JSON number with at most two decimals; inputs also take a numeric string.
+* **Lists** answer `{items, page, per_page, total, pages}`.
+"""
+
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The body is not valid JSON.",
     401: "Missing, malformed, expired, tampered or revoked token.",
