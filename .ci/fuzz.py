@@ -12,7 +12,7 @@ Checks: not_a_server_error, status_code_conformance, content_type_conformance,
 response_schema_conformance. Any failure fails the run.
 
 Environment: FUZZ_ADMIN_DSN (default postgresql://postgres@127.0.0.1:5432/test,
-the database used to create and drop the fresh one), FUZZ_MAX_EXAMPLES (default 50),
+the database used to create and drop the fresh one), FUZZ_MAX_EXAMPLES (default 100),
 FUZZ_SEED (default 20261124), FUZZ_KEEP_DB=1 to keep the database for a look.
 """
 
@@ -36,7 +36,7 @@ from tests.live import gunicorn  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ADMIN_DSN = os.environ.get("FUZZ_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "50")
+MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "100")
 SEED = os.environ.get("FUZZ_SEED", "20261124")
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"
