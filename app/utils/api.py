@@ -1,5 +1,6 @@
 """The project's flask-smorest Blueprint: JSON bodies parsed by the app's own
-provider (exact decimals, depth-safe), private routes documented as such."""
+provider (exact decimals, depth-safe, no NUL characters), private routes and
+standard errors documented as such (`app.utils.openapi`); path ids bounded."""
 
 from __future__ import annotations
 
