@@ -83,14 +83,16 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from app.extensions import api
-    from app.routes import auth, cart, health, orders, products
-    from app.utils.api import reject_non_json_bodies
+    from app.routes import auth, cart, docs, health, orders, products
+    from app.utils.api import IdConverter, reject_non_json_bodies
 
+    app.url_map.converters["int"] = IdConverter  # before any rule is added
     api.register_blueprint(health.blp, url_prefix="/api")
     api.register_blueprint(auth.blp, url_prefix="/api/auth")
     api.register_blueprint(products.blp, url_prefix="/api/products")
     api.register_blueprint(cart.blp, url_prefix="/api/cart")
     api.register_blueprint(orders.blp, url_prefix="/api/orders")
+    app.register_blueprint(docs.blp)  # a page, not an API operation: not in the document
     app.before_request(reject_non_json_bodies)
 
 

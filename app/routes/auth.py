@@ -76,6 +76,7 @@ def get_profile():
 @blp.private
 @blp.arguments(ProfileUpdateSchema)
 @blp.response(200, UserSchema)
+@blp.alt_response(409, description="Username or email already taken")
 def update_profile(data):
     """Change username, email or password (the last two need current_password)."""
     user = accounts.update_profile(current_user, data)

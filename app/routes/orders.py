@@ -15,6 +15,7 @@ from app.schemas.order import (
 from app.services import orders
 from app.services.idempotency import idempotent
 from app.utils.api import Blueprint
+from app.utils.openapi import IDEMPOTENCY_KEY_PARAMETER
 
 blp = Blueprint("orders", __name__, description="Orders and their status workflow")
 
@@ -33,6 +34,7 @@ def list_orders(args):
 
 @blp.route("", methods=["POST"])
 @blp.private
+@blp.doc(parameters=[IDEMPOTENCY_KEY_PARAMETER])
 @idempotent
 @blp.arguments(OrderCreateSchema)
 @blp.response(201, OrderSchema)
@@ -55,6 +57,7 @@ def get_order(order_id):
 @blp.private
 @blp.arguments(OrderUpdateSchema)
 @blp.response(200, OrderSchema)
+@blp.alt_response(403, description="The owner may only cancel; other moves need an admin")
 @blp.alt_response(404, description="No such order of the caller's")
 @blp.alt_response(409, description="The workflow forbids this change")
 def update_order(data, order_id):

@@ -25,7 +25,6 @@ class Money(fields.Field):
     def __init__(self, *, maximum: Decimal = Decimal("1000000"), **kwargs):
         self.maximum = maximum
         super().__init__(**kwargs)
-        self.metadata.setdefault("example", "699.99")
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else Decimal(value).quantize(CENT)
@@ -96,4 +95,11 @@ class MessageSchema(ma.Schema):
 
 class ErrorSchema(ma.Schema):
     message = fields.String(required=True)
-    errors = fields.Dict(keys=fields.String(), metadata={"description": "field -> messages"})
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={
+            "description": "Each offending field (or `_schema`) with its messages.",
+            "example": {"price": ["Must be between 0 and 1000000."]},
+        },
+    )

@@ -17,10 +17,10 @@ log = logging.getLogger("shop.request")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-# Swagger UI (served from our own files) needs its scripts, styles and the
-# inline styles it sets, images (some as data: URIs) and calls to this API.
+# Swagger UI (served from our own files, no inline script) needs its scripts,
+# styles, images (some as data: URIs) and calls to this API.
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 

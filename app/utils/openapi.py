@@ -1,0 +1,99 @@
+"""What the OpenAPI document says about errors and money, in one place.
+
+Every operation gets the error responses it can give from what it is, not from
+a decorator per view: a JSON body brings 400/413/415/422, a bearer token 401,
+the admin role 403, a path id 404, and the rate limiter 429 everywhere. Each
+one is the error envelope (`ErrorSchema`)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from app.schemas.common import Money
+
+API_DESCRIPTION = """The shop's JSON API: catalog, cart, orders and accounts.
+
+* **Auth**: private operations (the lock icon) need `Authorization: Bearer <access_token>`.
+  Get a token from `POST /api/auth/login` (or `signup`), then press **Authorize**.
+* **Errors**: every error is `{"message": "...", "errors": {field: [messages]}}` (the
+  `Error` schema; `errors` only for validation). Any operation may also answer
+  500 `{"message": "Internal server error"}`.
+* **Money** is a JSON number with at most two decimals; inputs also take a numeric string.
+* **Lists** answer `{items, page, per_page, total, pages}`.
+"""
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body is not valid JSON.",
+    401: "Missing, malformed, expired, tampered or revoked token.",
+    403: "Authenticated, but the action needs an admin or is not the caller's to take.",
+    404: "No such resource (or it belongs to another user).",
+    405: "Method not allowed on this path.",
+    409: "Conflict with the current state.",
+    413: "Request body larger than the configured limit (1 MiB by default).",
+    415: "A body sent with a content type other than application/json.",
+    422: "Validation failed: `errors` maps each offending field (or `_schema`) to messages.",
+    429: "Rate limit exceeded.",
+    500: "Unexpected error.",
+    503: "Service unavailable.",
+}
+
+BODY_ERRORS = (400, 413, 415, 422)
+
+IDEMPOTENCY_KEY_PARAMETER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": (
+        "A retry with the same key by the same user gets the first answer back (same status "
+        "and body, with `Idempotent-Replayed: true`) and creates nothing; the same key with a "
+        "different body is a 422, and while the first request still runs a 409."
+    ),
+}
+
+
+def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
+    """apispec attribute function: a `Money` field is a JSON number."""
+    if not isinstance(field, Money):
+        return {}
+    return {
+        "type": "number",
+        "minimum": 0,
+        "description": field.metadata.get(
+            "description",
+            "An exact amount with at most two decimals; input may also be a numeric string.",
+        ),
+    }
+
+
+def standard_error_responses(doc: dict, doc_info: dict, *, api, **kwargs: Any) -> dict:
+    """flask-smorest doc callback: add the errors this operation can give and put
+    the error envelope on every error response documented without a body."""
+    responses = doc.setdefault("responses", {})
+    present = {int(code) for code in responses if str(code).isdigit()}
+    access = doc_info.get("access")  # set by Blueprint.private
+    secured = bool(access) or bool(doc_info.get("manual_doc", {}).get("security"))
+
+    wanted = {429}
+    if "requestBody" in doc:
+        wanted.update(BODY_ERRORS)
+    if secured:
+        wanted.add(401)
+    if access == "admin":
+        wanted.add(403)
+    if doc_info.get("has_path_args"):  # set by Blueprint.register_views_in_doc
+        wanted.add(404)
+    for code in wanted - present:
+        responses[code] = HTTPStatus(code).name  # a lazy component, see extensions.Api
+
+    for code, response in responses.items():
+        if (
+            str(code).isdigit()
+            and int(code) >= 400
+            and isinstance(response, dict)
+            and "content" not in response
+        ):
+            response["content"] = {api.DEFAULT_RESPONSE_CONTENT_TYPE: {"schema": api.ERROR_SCHEMA}}
+    doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
+    return doc
