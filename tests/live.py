@@ -53,7 +53,8 @@ class LiveServer:
                 raw = resp.read()
                 return resp.status, json.loads(raw) if raw else {}
         except urllib.error.HTTPError as err:
-            raw = err.read()
+            with err:
+                raw = err.read()
             return err.code, json.loads(raw) if raw else {}
 
 
@@ -69,6 +70,8 @@ def gunicorn(
         "TEST_DATABASE_URL": database_url,
         "DATABASE_URL": database_url,
         "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "WARNING",  # keep the test output readable
+        "GUNICORN_ACCESSLOG": "",  # gunicorn reads ./gunicorn.conf.py; no access log here
         **(extra_env or {}),
     }
     cmd = [

@@ -1,0 +1,126 @@
+"""Two gunicorn instances (several workers each) on one PostgreSQL and one
+Redis, as behind a load balancer: what one instance does, the other sees."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import insert
+
+from app.models import Cart, CartItem
+from tests.conftest import DATABASE_URL, IS_POSTGRES, PASSWORD, REDIS_URL, scalar
+from tests.live import gunicorn
+
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(
+        not (IS_POSTGRES and REDIS_URL),
+        reason="scale-out needs TEST_DATABASE_URL (PostgreSQL) and REDIS_URL",
+    ),
+]
+FAILED_LOGINS_ALLOWED = 6
+
+
+@pytest.fixture(scope="module")
+def instances(app):
+    env = {
+        "REDIS_URL": REDIS_URL or "",
+        "RATELIMIT_ENABLED": "true",
+        "RATELIMIT_STORAGE_URI": REDIS_URL or "",
+        # A fresh prefix per run: counters of earlier runs never leak in.
+        "RATELIMIT_KEY_PREFIX": f"scaleout-{uuid.uuid4().hex}",
+        "RATELIMIT_LOGIN": f"{FAILED_LOGINS_ALLOWED} per minute",
+        "RATELIMIT_DEFAULT": "100000 per minute",
+        "RATELIMIT_SIGNUP": "100000 per hour",
+    }
+    with (
+        gunicorn(DATABASE_URL, workers=2, threads=4, extra_env=env) as a,
+        gunicorn(DATABASE_URL, workers=2, threads=4, extra_env=env) as b,
+    ):
+        yield a, b
+
+
+def test_token_revoked_on_a_is_refused_by_b(instances, make_user):
+    a, b = instances
+    user = make_user()
+    status, tokens = a.request(
+        "POST", "/api/auth/login", {"email": user.email, "password": PASSWORD}
+    )
+    assert status == 200
+    token = tokens["access_token"]
+    assert b.request("GET", "/api/auth/profile", token=token)[0] == 200
+    assert (
+        a.request(
+            "POST", "/api/auth/logout", {"refresh_token": tokens["refresh_token"]}, token=token
+        )[0]
+        == 200
+    )
+    status, body = b.request("GET", "/api/auth/profile", token=token)
+    assert status == 401 and "revoked" in body["message"].lower()
+    assert b.request("POST", "/api/auth/refresh", token=tokens["refresh_token"])[0] == 401
+    # Several workers per instance: ask a few times, every answer is the same.
+    assert {b.request("GET", "/api/cart", token=token)[0] for _ in range(6)} == {401}
+
+
+def test_buyers_split_across_instances_never_oversell(
+    instances, db, make_user, login, make_product
+):
+    a, b = instances
+    product = make_product(stock=7)
+    tokens = []
+    for _ in range(30):
+        user = make_user()
+        cart_id = db.session.scalar(db.select(Cart.id).where(Cart.user_id == user.id))
+        db.session.execute(
+            insert(CartItem).values(cart_id=cart_id, product_id=product.id, quantity=1)
+        )
+        db.session.commit()
+        tokens.append(login(user)["access_token"])
+    barrier = threading.Barrier(len(tokens))
+
+    def buy(n):
+        server = (a, b)[n % 2]
+        barrier.wait()
+        return server.request(
+            "POST", "/api/orders", {"shipping_address": "1 Scale Street"}, token=tokens[n]
+        )[0]
+
+    with ThreadPoolExecutor(len(tokens)) as pool:
+        statuses = Counter(pool.map(buy, range(len(tokens))))
+    assert statuses == {201: 7, 409: 23}, statuses
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 0
+    assert scalar("SELECT count(*) FROM orders") == 7
+
+
+def test_failed_logins_across_instances_share_one_limit(instances, make_user):
+    a, b = instances
+    user = make_user()
+    wrong = {"email": user.email, "password": "not-the-password"}
+    statuses = [
+        (a, b)[n % 2].request("POST", "/api/auth/login", wrong)[0]
+        for n in range(FAILED_LOGINS_ALLOWED + 2)
+    ]
+    assert statuses == [401] * FAILED_LOGINS_ALLOWED + [429, 429], statuses
+    assert a.request("POST", "/api/auth/login", wrong)[0] == 429
+    assert b.request("POST", "/api/auth/login", wrong)[0] == 429
+
+
+def test_idempotency_key_used_on_a_replays_on_b(instances, db, make_user, login, make_product):
+    a, b = instances
+    product = make_product(stock=5)
+    user = make_user()
+    cart_id = db.session.scalar(db.select(Cart.id).where(Cart.user_id == user.id))
+    db.session.execute(insert(CartItem).values(cart_id=cart_id, product_id=product.id, quantity=2))
+    db.session.commit()
+    token = login(user)["access_token"]
+    body = {"shipping_address": "2 Replay Road"}
+    headers = {"Idempotency-Key": "across-instances"}
+    first = a.request("POST", "/api/orders", body, token=token, headers=headers)
+    second = b.request("POST", "/api/orders", body, token=token, headers=headers)
+    assert first[0] == second[0] == 201
+    assert first[1] == second[1]
+    assert scalar("SELECT count(*) FROM orders") == 1
