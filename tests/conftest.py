@@ -57,6 +57,21 @@ def app():
         _db.engine.dispose()
 
 
+@pytest.fixture
+def make_app():
+    """Another app (other settings, same database); its pool is closed after."""
+    made = []
+
+    def make(config_name: str = "testing", overrides: dict | None = None):
+        made.append(create_app(config_name, overrides))
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            _db.engine.dispose()
+
+
 @pytest.fixture(autouse=True)
 def _app_context(app) -> Iterator[None]:
     with app.app_context():

@@ -491,15 +491,13 @@ def _redis_url() -> str | None:
     return url
 
 
-def test_revocations_in_redis_when_redis_url_is_set(app, make_user):
+def test_revocations_in_redis_when_redis_url_is_set(make_app, make_user):
     import redis
-
-    from app import create_app
 
     url = _redis_url()
     if url is None:
         pytest.skip("no Redis reachable (set REDIS_URL)")
-    redis_app = create_app("testing", {"REDIS_URL": url})
+    redis_app = make_app("testing", {"REDIS_URL": url})
     client = redis_app.test_client()
     user = make_user()
     tokens = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})

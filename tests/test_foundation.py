@@ -15,9 +15,9 @@ def test_health_ok(client):
     assert response.get_json() == {"status": "ok", "database": "ok"}
 
 
-def test_health_503_when_database_unreachable():
+def test_health_503_when_database_unreachable(make_app):
     unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
-    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": unreachable})
+    app = make_app("testing", {"SQLALCHEMY_DATABASE_URI": unreachable})
     response = app.test_client().get("/api/health")
     assert response.status_code == 503
     body = response.get_json()
@@ -68,8 +68,8 @@ def test_deeply_nested_json_is_400_not_500(client):
     assert response.get_json() == {"message": "Request body is not valid JSON"}
 
 
-def test_unexpected_exception_is_500_without_traceback():
-    app = create_app("testing")
+def test_unexpected_exception_is_500_without_traceback(make_app):
+    app = make_app()
 
     @app.route("/api/_boom_test")
     def boom():

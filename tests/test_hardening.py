@@ -109,10 +109,8 @@ def test_json_formatter_writes_one_json_object_per_line():
     assert json.loads(line)["request_id"] == "r1"
 
 
-def test_proxy_fix_uses_forwarded_address_only_when_trusted(app):
+def test_proxy_fix_uses_forwarded_address_only_when_trusted(make_app):
     from flask import request
-
-    from app import create_app
 
     def remote(application):
         @application.get("/api/_whoami_test")
@@ -128,6 +126,6 @@ def test_proxy_fix_uses_forwarded_address_only_when_trusted(app):
             .get_json()
         )
 
-    assert remote(create_app("testing")) == {"ip": "127.0.0.1", "scheme": "http"}
-    trusted = remote(create_app("testing", {"TRUST_PROXY": 1}))
+    assert remote(make_app()) == {"ip": "127.0.0.1", "scheme": "http"}
+    trusted = remote(make_app("testing", {"TRUST_PROXY": 1}))
     assert trusted == {"ip": "203.0.113.9", "scheme": "https"}
