@@ -66,6 +66,7 @@ def register_extensions(app: Flask) -> None:
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
         expose_headers=["Retry-After", "X-Request-ID", "Idempotent-Replayed"],
         max_age=600,
+        always_send=False,  # no CORS headers for requests without an Origin
     )
     app.config.setdefault(
         "API_SPEC_OPTIONS",

@@ -60,6 +60,10 @@ def test_cors_allows_configured_origin_with_authorization_preflight(client):
     assert response.headers.get("Access-Control-Allow-Credentials") is None
 
 
+def test_no_cors_headers_without_an_origin(client):
+    assert "Access-Control-Allow-Origin" not in client.get("/api/products").headers
+
+
 def test_cors_refuses_other_origins_and_never_sends_a_wildcard(client):
     response = client.get("/api/products", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in response.headers
