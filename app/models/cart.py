@@ -45,7 +45,9 @@ class CartItem(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     cart: Mapped[Cart] = relationship(back_populates="items")
-    product: Mapped[Product] = relationship(lazy="joined", innerjoin=True)
+    # LEFT OUTER, not inner: an inner join nested under the cart's outer join made
+    # SQLite materialize every cart line of every user on each cart read.
+    product: Mapped[Product] = relationship(lazy="joined")
 
     __table_args__ = (
         UniqueConstraint("cart_id", "product_id"),

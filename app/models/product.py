@@ -3,11 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, func
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.models.types import Money, UTCDateTime, utcnow
+
+
+LIVE = {
+    "sqlite_where": text("deleted_at IS NULL"),
+    "postgresql_where": text("deleted_at IS NULL"),
+}
 
 
 class Product(db.Model):
@@ -28,10 +34,12 @@ class Product(db.Model):
     __table_args__ = (
         CheckConstraint("stock >= 0", name="stock_non_negative"),
         CheckConstraint("price >= 0", name="price_non_negative"),
-        # One index per sort key, with id as the tie-breaker the list uses.
-        Index("ix_products_created_at_id", "created_at", "id"),
-        Index("ix_products_price_id", "price", "id"),
-        Index("ix_products_name_id", "name", "id"),
+        # One index per sort key, with id as the tie-breaker the list uses, over
+        # the live catalog only: the list's page and COUNT walk them without
+        # touching deleted rows (or any row, for the count).
+        Index("ix_products_created_at_id", "created_at", "id", **LIVE),
+        Index("ix_products_price_id", "price", "id", **LIVE),
+        Index("ix_products_name_id", "name", "id", **LIVE),
         Index("ix_products_category_lower", func.lower(category)),
     )
 

@@ -1,0 +1,266 @@
+"""`make bench`: the shop's hot endpoints against Flask's own ceiling.
+
+A fresh database with 10,000 products, the app and a hello-world Flask app both
+under gunicorn (2 workers, gthread, 4 threads each), wrk at 16 connections,
+endpoint and hello-world runs alternating; the table shows each endpoint's
+throughput as a ratio to hello-world measured in the same round (absolute
+numbers vary between machines, ratios hold). Median of the rounds.
+
+Environment: BENCH_DB=sqlite|postgres|both (default both), BENCH_ROUNDS (3),
+BENCH_DURATION seconds per wrk run (5), BENCH_QUICK=1 (1 round of 2 s).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
+DURATION = int(os.environ.get("BENCH_DURATION", "2" if QUICK else "5"))
+CONNECTIONS, WRK_THREADS = 16, 2
+BUYERS = int(os.environ.get("BENCH_BUYERS", "2500" if QUICK else "5000"))
+MEMORY_REQUESTS = 50_000
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+# name, method, path (formatted with the fixtures), token key, target ratio
+ENDPOINTS = [
+    ("product list", "GET", "/api/products?page=37&per_page=20", None, 0.45),
+    ("product search", "GET", "/api/products?q=Lamp&sort=price", None, None),
+    ("product detail", "GET", "/api/products/{product_id}", None, 0.65),
+    ("cart (10 lines)", "GET", "/api/cart", "reader_token", 0.45),
+    ("order detail", "GET", "/api/orders/{order_id}", "orderer_token", 0.45),
+    ("place order (3 lines)", "POST", "/api/orders", "buyers", 0.10),
+]
+P99_TARGET_MS = 25.0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    log("wrk is missing; installing the Debian package")
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn serving `target`, the same settings for the shop and hello-world."""
+
+    def __init__(self, target: str, env: dict):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", "2",
+               "--worker-class", "gthread", "--threads", "4", "--bind",
+               f"127.0.0.1:{self.port}", "--max-requests", "0", target]
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                                        stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        probe = "/hello" if "hello" in target else "/api/health"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + probe, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{target} did not start")
+
+    def worker_rss_mb(self) -> list[float]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        sizes = []
+        for pid in children.read_text().split():
+            status = Path(f"/proc/{pid}/status").read_text()
+            kib = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+            sizes.append(round(kib / 1024, 1))
+        return sizes
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, token: str | None = None, script: str | None = None,
+        duration: int = DURATION, env: dict | None = None) -> dict:
+    cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})}).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": to_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+        "p99": to_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def database(kind: str, workdir: Path) -> tuple[str, callable]:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir}/bench.db", lambda: None
+    name = f"bench_{os.getpid()}_{int(time.time())}"
+    psql = ["psql", PG_ADMIN, "-q", "-v", "ON_ERROR_STOP=1", "-c"]
+    subprocess.run([*psql, f"CREATE DATABASE {name}"], check=True)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    return url, lambda: subprocess.run([*psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                                       check=False)
+
+
+def app_env(database_url: str) -> dict:
+    return {
+        **os.environ,
+        "FLASK_APP": "app:create_app",
+        "FLASK_CONFIG": "production",
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "JWT_SECRET_KEY": secrets.token_urlsafe(32),
+        "DATABASE_URL": database_url,
+        "RATELIMIT_ENABLED": "false",  # measure the API, not the limiter
+        "LOG_LEVEL": "WARNING",  # no per-request log line: hello-world has none either
+        "GUNICORN_ACCESSLOG": "",
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # fast fixture users
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def run_db(kind: str) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="shop-bench-"))
+    url, drop = database(kind, workdir)
+    env = app_env(url)
+    try:
+        log(f"[{kind}] migrate, seed 10,000 products, make {BUYERS} buyers")
+        flask = [str(BIN / "flask")]
+        subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        subprocess.run([*flask, "seed", "--products", "10000"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        fixtures = json.loads(subprocess.run(
+            [sys.executable, "bench/fixtures.py", "setup", str(BUYERS)], cwd=ROOT, env=env,
+            check=True, capture_output=True, text=True).stdout)
+        tokens_file = workdir / "tokens.txt"
+        tokens_file.write_text("\n".join(fixtures["buyer_tokens"]) + "\n")
+        shop, hello = Server("app:create_app()", env), Server("bench.hello:app", env)
+        try:
+            return measure(kind, env, fixtures, shop, hello, tokens_file)
+        finally:
+            shop.stop()
+            hello.stop()
+    finally:
+        drop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(kind, env, fixtures, shop, hello, tokens_file) -> dict:
+    results: dict[str, list[dict]] = {name: [] for name, *_ in ENDPOINTS}
+    served = 0
+    for round_no in range(1, ROUNDS + 1):
+        for name, method, path, token_key, _target in ENDPOINTS:
+            base = wrk(hello.url + "/hello")
+            if method == "POST":
+                subprocess.run([sys.executable, "bench/fixtures.py", "refill"], cwd=ROOT,
+                               env=env, check=True)
+                run = wrk(shop.url + path, script="bench/orders.lua",
+                          env={"TOKENS_FILE": str(tokens_file), "WRK_THREADS": str(WRK_THREADS)})
+            else:
+                run = wrk(shop.url + path.format(**fixtures), token=fixtures.get(token_key))
+            run["ratio"] = run["rps"] / base["rps"]
+            run["hello_rps"] = base["rps"]
+            served += run["requests"]
+            results[name].append(run)
+            log(f"[{kind}] round {round_no} {name}: {run['rps']:.0f} req/s "
+                f"(hello {base['rps']:.0f}), p99 {run['p99']:.1f} ms, non-2xx {run['non_2xx']}")
+    # Memory after at least 50,000 requests in all.
+    detail = shop.url + f"/api/products/{fixtures['product_id']}"
+    while served < MEMORY_REQUESTS:
+        rps = statistics.median(r["rps"] for r in results["product detail"])
+        extra = wrk(detail, duration=max(2, math.ceil((MEMORY_REQUESTS - served) / rps) + 1))
+        served += extra["requests"]
+    return {"results": results, "served": served, "rss": shop.worker_rss_mb()}
+
+
+def summarize(kind: str, data: dict) -> str:
+    lines = [
+        f"### {kind}: median of {ROUNDS} round(s), {DURATION} s per run, "
+        f"{CONNECTIONS} connections",
+        "",
+        "| endpoint | req/s | hello req/s | ratio | target | p50 ms | p99 ms | non-2xx |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    verdicts = []
+    for name, method, _path, _tok, target in ENDPOINTS:
+        runs = data["results"][name]
+        med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "hello_rps", "ratio",
+                                                                   "p50", "p99")}
+        non_2xx = sum(r["non_2xx"] for r in runs)
+        ok_ratio = target is None or med["ratio"] >= target
+        ok_p99 = method == "POST" or med["p99"] < P99_TARGET_MS
+        verdict = "PASS" if ok_ratio and ok_p99 and not non_2xx else "FAIL"
+        target_text = f"≥ {target:.2f}" if target else "—"
+        if method == "GET":
+            target_text += f", p99 < {P99_TARGET_MS:.0f} ms"
+        verdicts.append(verdict)
+        lines.append(
+            f"| {method} {name} | {med['rps']:.0f} | {med['hello_rps']:.0f} | "
+            f"{med['ratio']:.2f} | {target_text} {verdict} | {med['p50']:.2f} | "
+            f"{med['p99']:.2f} | {non_2xx} |"
+        )
+    rss = data["rss"]
+    mem_ok = max(rss) < 100
+    lines += ["", f"Worker RSS after {data['served']:,} requests: "
+              f"{', '.join(f'{m} MB' for m in rss)} (target < 100 MB: "
+              f"{'PASS' if mem_ok else 'FAIL'})", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ensure_wrk()
+    choice = os.environ.get("BENCH_DB", "both")
+    kinds = ["sqlite", "postgres"] if choice == "both" else [choice]
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    reports = []
+    for kind in kinds:
+        report = summarize(kind, run_db(kind))
+        (out_dir / f"{kind}.md").write_text(report)
+        reports.append(report)
+        print(report, flush=True)
+    print(f"(tables also in {out_dir.relative_to(ROOT)}/)")
+
+
+if __name__ == "__main__":
+    main()
