@@ -49,6 +49,12 @@ def register_extensions(app: Flask) -> None:
     from app.utils.security import init_jwt
     from app.utils.sqlite import configure_sqlite
 
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A database file has no server that drops idle connections: no ping
+        # (an extra query) on every checkout.
+        options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+        options.pop("pool_pre_ping", None)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     # One session per request, even where the app context outlives the request
     # (tests, CLI): a request never inherits another's open transaction.

@@ -48,8 +48,8 @@ def list_products(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_product(product_id: int) -> Product:
-    product = db.session.scalar(active_products().where(Product.id == product_id))
-    if product is None:
+    product = db.session.get(Product, product_id)
+    if product is None or product.deleted_at is not None:
         raise NotFound("Product not found")
     return product
 

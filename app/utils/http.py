@@ -77,6 +77,7 @@ def _finish_request(response: Response) -> Response:
     request_id = g.get("request_id")
     if request_id:
         headers["X-Request-ID"] = request_id
+    if request_id and log.isEnabledFor(logging.INFO):
         started = g.get("request_started", time.perf_counter())
         # Path only: query strings and bodies never reach the log.
         log.info(

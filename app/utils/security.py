@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import wraps
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 from flask_jwt_extended import current_user, decode_token, get_jwt, verify_jwt_in_request
 from sqlalchemy import delete, exists, select
 
@@ -23,6 +23,13 @@ class DatabaseRevocations:
 
     def is_revoked(self, jti: str) -> bool:
         return bool(db.session.scalar(select(exists().where(RevokedToken.jti == jti))))
+
+    def user_and_revoked(self, user_id: int, jti: str) -> tuple[User | None, bool]:
+        """The token's user and whether the token is revoked, in one round trip."""
+        row = db.session.execute(
+            select(User, exists().where(RevokedToken.jti == jti)).where(User.id == user_id)
+        ).first()
+        return (row[0], bool(row[1])) if row else (None, False)
 
 
 class RedisRevocations:
@@ -61,6 +68,13 @@ def revoke_encoded(token: str, token_type: str) -> bool:
     return True
 
 
+def _user_id(payload: dict) -> int | None:
+    try:
+        return int(payload["sub"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _unauthorized(message: str):
     return error_response(401, message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -76,17 +90,30 @@ def init_jwt(app: Flask) -> None:
     def _identity(user: User) -> str:
         return str(user.id)
 
-    @jwt.user_lookup_loader
-    def _lookup(_header: dict, payload: dict) -> User | None:
-        try:
-            user_id = int(payload["sub"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        return db.session.get(User, user_id)
-
+    # Flask-JWT-Extended asks "revoked?" and then "which user?". With revocations
+    # in the database both answers come from one query (the profile of the
+    # authenticated reads showed the second round trip); the user found is kept
+    # for the lookup that follows in the same request.
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header: dict, payload: dict) -> bool:
-        return revocations().is_revoked(payload["jti"])
+        store = revocations()
+        user_id = _user_id(payload)
+        g.jwt_user = None
+        if isinstance(store, DatabaseRevocations) and user_id is not None:
+            user, revoked = store.user_and_revoked(user_id, payload["jti"])
+            g.jwt_user = (user_id, user)
+            return revoked
+        return store.is_revoked(payload["jti"])
+
+    @jwt.user_lookup_loader
+    def _lookup(_header: dict, payload: dict) -> User | None:
+        user_id = _user_id(payload)
+        if user_id is None:
+            return None
+        found = g.pop("jwt_user", None)
+        if found is not None and found[0] == user_id:
+            return found[1]
+        return db.session.get(User, user_id)
 
     jwt.user_lookup_error_loader(lambda _h, _p: _unauthorized("User no longer exists"))
     jwt.revoked_token_loader(lambda _h, _p: _unauthorized("Token has been revoked"))
