@@ -45,7 +45,7 @@ def register_http(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from app import models  # noqa: F401 - the models must be known to Alembic
     from app.extensions import api, cors, db, limiter, migrate
-    from app.models.types import render_migration_type
+    from app.models.types import include_in_autogenerate, render_migration_type
     from app.utils.security import init_jwt
     from app.utils.sqlite import configure_sqlite
 
@@ -63,7 +63,12 @@ def register_extensions(app: Flask) -> None:
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
     migrate.init_app(
-        app, db, render_as_batch=True, compare_type=True, render_item=render_migration_type
+        app,
+        db,
+        render_as_batch=True,
+        compare_type=True,
+        render_item=render_migration_type,
+        include_object=include_in_autogenerate,
     )
     init_jwt(app)
     cors.init_app(

@@ -1,7 +1,7 @@
 """Benchmark data, made in-process against DATABASE_URL (run by bench/run.py).
 
-    python bench/fixtures.py setup BUYERS   -> JSON on stdout: tokens and ids
-    python bench/fixtures.py refill         -> every buyer's cart: 3 fresh lines
+python bench/fixtures.py setup BUYERS   -> JSON on stdout: tokens and ids
+python bench/fixtures.py refill         -> every buyer's cart: 3 fresh lines
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flask import current_app  # noqa: E402
-from flask_jwt_extended import create_access_token  # noqa: E402
-from sqlalchemy import delete, insert, select, update  # noqa: E402
-from werkzeug.security import generate_password_hash  # noqa: E402
+from flask import current_app
+from flask_jwt_extended import create_access_token
+from sqlalchemy import delete, insert, select, update
+from werkzeug.security import generate_password_hash
 
-from app import create_app  # noqa: E402
-from app.extensions import db  # noqa: E402
-from app.models import Cart, CartItem, Product, User  # noqa: E402
-from app.services.orders import place_order  # noqa: E402
+from app import create_app
+from app.extensions import db
+from app.models import Cart, CartItem, Product, User
+from app.services.orders import place_order
 
 HOT_PRODUCTS = 1000  # products 1..1000 get unlimited stock for the order runs
 PASSWORD = "bench-password-1"  # noqa: S105
@@ -37,28 +37,34 @@ def make_users(prefix: str, count: int) -> list[int]:
         PASSWORD, method=current_app.config["PASSWORD_HASH_METHOD"]
     )
     rows = [
-        {"username": f"{prefix}{n}", "email": f"{prefix}{n}@bench.example",
-         "password_hash": password_hash}
+        {
+            "username": f"{prefix}{n}",
+            "email": f"{prefix}{n}@bench.example",
+            "password_hash": password_hash,
+        }
         for n in range(count)
     ]
     db.session.execute(insert(User), rows)
-    ids = list(db.session.scalars(
-        select(User.id).where(User.username.like(f"{prefix}%")).order_by(User.id)
-    ))
+    ids = list(
+        db.session.scalars(
+            select(User.id).where(User.username.like(f"{prefix}%")).order_by(User.id)
+        )
+    )
     db.session.execute(insert(Cart), [{"user_id": uid} for uid in ids])
     return ids
 
 
 def fill(user_ids: list[int], lines: int, rng: random.Random) -> None:
-    carts = dict(db.session.execute(
-        select(Cart.user_id, Cart.id).where(Cart.user_id.in_(user_ids))
-    ).all())
+    carts = dict(
+        db.session.execute(select(Cart.user_id, Cart.id).where(Cart.user_id.in_(user_ids))).all()
+    )
     db.session.execute(delete(CartItem).where(CartItem.cart_id.in_(carts.values())))
     rows = []
     for uid in user_ids:
         for product_id in rng.sample(range(1, HOT_PRODUCTS + 1), lines):
-            rows.append({"cart_id": carts[uid], "product_id": product_id,
-                         "quantity": rng.randint(1, 3)})
+            rows.append(
+                {"cart_id": carts[uid], "product_id": product_id, "quantity": rng.randint(1, 3)}
+            )
     db.session.execute(insert(CartItem), rows)
 
 

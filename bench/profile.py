@@ -28,7 +28,7 @@ os.environ.update(
     JWT_SECRET_KEY=secrets.token_urlsafe(32),
     RATELIMIT_ENABLED="false",
     LOG_LEVEL="WARNING",
-    PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",
+    PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",  # noqa: S106 - a method name
     FLASK_APP="app:create_app",
 )
 
@@ -79,8 +79,7 @@ def main() -> None:
         profiler.start()
         per_request_ms(client, path, headers, REQUESTS)
         profiler.stop()
-        print(profiler.output_text(unicode=False, color=False, show_all=False,
-                                   short_mode=True))
+        print(profiler.output_text(unicode=False, color=False, show_all=False, short_mode=True))
 
 
 if __name__ == "__main__":

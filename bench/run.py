@@ -62,8 +62,11 @@ def ensure_wrk() -> None:
     if shutil.which("wrk"):
         return
     log("wrk is missing; installing the Debian package")
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
 
 
 def free_port() -> int:
@@ -80,11 +83,25 @@ class Server:
     def __init__(self, target: str, env: dict):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", "2",
-               "--worker-class", "gthread", "--threads", "4", "--bind",
-               f"127.0.0.1:{self.port}", "--max-requests", "0", target]
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                                        stdout=subprocess.DEVNULL)
+        cmd = [
+            str(BIN / "gunicorn"),
+            "-c",
+            "gunicorn.conf.py",
+            "--workers",
+            "2",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--max-requests",
+            "0",
+            target,
+        ]
+        self.process = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         probe = "/hello" if "hello" in target else "/api/health"
         while time.monotonic() < deadline:
@@ -115,15 +132,21 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, token: str | None = None, script: str | None = None,
-        duration: int = DURATION, env: dict | None = None) -> dict:
+def wrk(
+    url: str,
+    token: str | None = None,
+    script: str | None = None,
+    duration: int = DURATION,
+    env: dict | None = None,
+) -> dict:
     cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
     if script:
         cmd += ["-s", script]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True,
-                         env={**os.environ, **(env or {})}).stdout
+    out = subprocess.run(
+        [*cmd, url], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+    ).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
@@ -143,8 +166,9 @@ def database(kind: str, workdir: Path) -> tuple[str, callable]:
     psql = ["psql", PG_ADMIN, "-q", "-v", "ON_ERROR_STOP=1", "-c"]
     subprocess.run([*psql, f"CREATE DATABASE {name}"], check=True)
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    return url, lambda: subprocess.run([*psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
-                                       check=False)
+    return url, lambda: subprocess.run(
+        [*psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False
+    )
 
 
 def app_env(database_url: str) -> dict:
@@ -170,13 +194,26 @@ def run_db(kind: str) -> dict:
     try:
         log(f"[{kind}] migrate, seed 10,000 products, make {BUYERS} buyers")
         flask = [str(BIN / "flask")]
-        subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
-        subprocess.run([*flask, "seed", "--products", "10000"], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
-        fixtures = json.loads(subprocess.run(
-            [sys.executable, "bench/fixtures.py", "setup", str(BUYERS)], cwd=ROOT, env=env,
-            check=True, capture_output=True, text=True).stdout)
+        subprocess.run(
+            [*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
+        )
+        subprocess.run(
+            [*flask, "seed", "--products", "10000"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        fixtures = json.loads(
+            subprocess.run(
+                [sys.executable, "bench/fixtures.py", "setup", str(BUYERS)],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
         tokens_file = workdir / "tokens.txt"
         tokens_file.write_text("\n".join(fixtures["buyer_tokens"]) + "\n")
         shop, hello = Server("app:create_app()", env), Server("bench.hello:app", env)
@@ -197,18 +234,24 @@ def measure(kind, env, fixtures, shop, hello, tokens_file) -> dict:
         for name, method, path, token_key, _target in ENDPOINTS:
             base = wrk(hello.url + "/hello")
             if method == "POST":
-                subprocess.run([sys.executable, "bench/fixtures.py", "refill"], cwd=ROOT,
-                               env=env, check=True)
-                run = wrk(shop.url + path, script="bench/orders.lua",
-                          env={"TOKENS_FILE": str(tokens_file), "WRK_THREADS": str(WRK_THREADS)})
+                subprocess.run(
+                    [sys.executable, "bench/fixtures.py", "refill"], cwd=ROOT, env=env, check=True
+                )
+                run = wrk(
+                    shop.url + path,
+                    script="bench/orders.lua",
+                    env={"TOKENS_FILE": str(tokens_file), "WRK_THREADS": str(WRK_THREADS)},
+                )
             else:
                 run = wrk(shop.url + path.format(**fixtures), token=fixtures.get(token_key))
             run["ratio"] = run["rps"] / base["rps"]
             run["hello_rps"] = base["rps"]
             served += run["requests"]
             results[name].append(run)
-            log(f"[{kind}] round {round_no} {name}: {run['rps']:.0f} req/s "
-                f"(hello {base['rps']:.0f}), p99 {run['p99']:.1f} ms, non-2xx {run['non_2xx']}")
+            log(
+                f"[{kind}] round {round_no} {name}: {run['rps']:.0f} req/s "
+                f"(hello {base['rps']:.0f}), p99 {run['p99']:.1f} ms, non-2xx {run['non_2xx']}"
+            )
     # Memory after at least 50,000 requests in all.
     detail = shop.url + f"/api/products/{fixtures['product_id']}"
     while served < MEMORY_REQUESTS and not ONLY:
@@ -220,8 +263,7 @@ def measure(kind, env, fixtures, shop, hello, tokens_file) -> dict:
 
 def summarize(kind: str, data: dict) -> str:
     lines = [
-        f"### {kind}: median of {ROUNDS} round(s), {DURATION} s per run, "
-        f"{CONNECTIONS} connections",
+        f"### {kind}: median of {ROUNDS} round(s), {DURATION} s per run, {CONNECTIONS} connections",
         "",
         "| endpoint | req/s | hello req/s | ratio | target | p50 ms | p99 ms | non-2xx |",
         "|---|---:|---:|---:|---|---:|---:|---:|",
@@ -229,8 +271,10 @@ def summarize(kind: str, data: dict) -> str:
     verdicts = []
     for name, method, _path, _tok, target in ENDPOINTS:
         runs = data["results"][name]
-        med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "hello_rps", "ratio",
-                                                                   "p50", "p99")}
+        med = {
+            k: statistics.median(r[k] for r in runs)
+            for k in ("rps", "hello_rps", "ratio", "p50", "p99")
+        }
         non_2xx = sum(r["non_2xx"] for r in runs)
         ok_ratio = target is None or med["ratio"] >= target
         ok_p99 = method == "POST" or med["p99"] < P99_TARGET_MS
@@ -246,10 +290,13 @@ def summarize(kind: str, data: dict) -> str:
         )
     rss = data["rss"]
     mem_ok = max(rss) < 100 and data["served"] >= MEMORY_REQUESTS
-    lines += ["", f"Worker RSS after {data['served']:,} requests: "
-              f"{', '.join(f'{m} MB' for m in rss)} (target < 100 MB after "
-              f"{MEMORY_REQUESTS:,}: {'PASS' if mem_ok else 'not measured' if ONLY else 'FAIL'})",
-              ""]
+    lines += [
+        "",
+        f"Worker RSS after {data['served']:,} requests: "
+        f"{', '.join(f'{m} MB' for m in rss)} (target < 100 MB after "
+        f"{MEMORY_REQUESTS:,}: {'PASS' if mem_ok else 'not measured' if ONLY else 'FAIL'})",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -9,7 +9,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.extensions import db
 from app.models.types import Money, UTCDateTime, utcnow
 
-
 LIVE = {
     "sqlite_where": text("deleted_at IS NULL"),
     "postgresql_where": text("deleted_at IS NULL"),

@@ -47,3 +47,13 @@ def render_migration_type(type_, obj, autogen_context):
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False
+
+
+# Indexes made by hand in migrations for one database only (see the migration
+# c4e8f2a61d07): the models do not declare them, autogenerate leaves them alone.
+DATABASE_SPECIFIC_INDEXES = frozenset({"ix_products_trgm_name", "ix_products_trgm_description"})
+
+
+def include_in_autogenerate(obj, name, type_, reflected, compare_to):
+    """Alembic hook: skip the database-specific indexes above."""
+    return not (type_ == "index" and reflected and name in DATABASE_SPECIFIC_INDEXES)

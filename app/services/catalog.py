@@ -19,19 +19,24 @@ def active_products():
     return select(Product).where(Product.deleted_at.is_(None))
 
 
+def _search(q: str):
+    """Name or description contains `q`, ignoring case. PostgreSQL: ILIKE, which
+    the trigram indexes serve. SQLite: plain LIKE, which already ignores ASCII
+    case - as far as SQLite's own lower() goes - without calling lower() twice
+    per row (a third of the search's time)."""
+    columns = (Product.name, Product.description)
+    if db.session.get_bind().dialect.name == "sqlite":
+        return or_(*(column.contains(q, autoescape=True) for column in columns))
+    return or_(*(column.icontains(q, autoescape=True) for column in columns))
+
+
 def list_products(args: dict[str, Any]) -> dict[str, Any]:
     """One page of the catalog, filtered and sorted as asked."""
     stmt = active_products()
     if "category" in args:
         stmt = stmt.where(func.lower(Product.category) == args["category"].lower())
     if "q" in args:
-        q = args["q"]
-        stmt = stmt.where(
-            or_(
-                Product.name.icontains(q, autoescape=True),
-                Product.description.icontains(q, autoescape=True),
-            )
-        )
+        stmt = stmt.where(_search(args["q"]))
     if args.get("min_price") is not None:
         stmt = stmt.where(Product.price >= args["min_price"])
     if args.get("max_price") is not None:
