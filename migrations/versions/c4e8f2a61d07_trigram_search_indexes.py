@@ -3,8 +3,9 @@
 `GET /api/products?q=` is a substring match (ILIKE '%q%') on name and
 description; a btree cannot serve it, pg_trgm's GIN indexes can. SQLite has no
 equivalent: there the search stays a scan of the live catalog. The indexes
-cover every row: PostgreSQL 15's planner did not pick a partial (WHERE
-deleted_at IS NULL) GIN index for these queries, and deleted rows are few.
+cover every row (deleted products are few). Rows inserted in bulk wait in a
+GIN index's pending list until the next VACUUM, and the planner ignores the
+index meanwhile: `flask seed` runs VACUUM ANALYZE after loading.
 
 Written by hand; the app's `include_object` keeps autogenerate from proposing
 to drop these (the models do not declare database-specific indexes).
