@@ -80,6 +80,11 @@ def setup(buyers: int) -> dict:
     db.session.commit()
     order = place_order(db.session.get(User, orderer), "1 Benchmark Road, Testville")
     db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        # The steady state autovacuum keeps a shop in: the stock updates above
+        # left dead rows and unanalysed tables behind.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
     return {
         "reader_token": token(reader),
         "orderer_token": token(orderer),
