@@ -23,6 +23,7 @@ from app import create_app
 from app.extensions import db
 from app.models import Cart, CartItem, Product, User
 from app.services.orders import place_order
+from app.utils.db import vacuum_analyze
 
 HOT_PRODUCTS = 1000  # products 1..1000 get unlimited stock for the order runs
 PASSWORD = "bench-password-1"  # noqa: S105
@@ -80,11 +81,9 @@ def setup(buyers: int) -> dict:
     db.session.commit()
     order = place_order(db.session.get(User, orderer), "1 Benchmark Road, Testville")
     db.session.commit()
-    if db.engine.dialect.name == "postgresql":
-        # The steady state autovacuum keeps a shop in: the stock updates above
-        # left dead rows and unanalysed tables behind.
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE")
+    # The steady state autovacuum keeps a shop in: the stock updates above left
+    # dead rows and unanalysed tables behind.
+    vacuum_analyze()
     return {
         "reader_token": token(reader),
         "orderer_token": token(orderer),

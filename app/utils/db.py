@@ -28,3 +28,12 @@ def paginate(stmt: Select, page: int, per_page: int) -> dict[str, Any]:
         "total": total,
         "pages": math.ceil(total / per_page),
     }
+
+
+def vacuum_analyze(*tables: str) -> None:
+    """VACUUM ANALYZE after a bulk write, on PostgreSQL (outside any transaction,
+    as VACUUM must be); elsewhere nothing. No table named: the whole database."""
+    if db.engine.dialect.name != "postgresql":
+        return
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"VACUUM ANALYZE {', '.join(tables)}".rstrip())
