@@ -184,3 +184,39 @@ def test_docs_page_uses_only_local_assets_and_no_inline_script(client):
 def test_docs_assets_do_not_escape_their_folder(client):
     assert client.get("/api/docs/assets/../../../config.py").status_code == 404
     assert client.get("/api/docs/assets/nothing.js").status_code == 404
+
+
+def test_responses_mark_every_field_required_and_requests_keep_their_own(spec):
+    schemas = spec["components"]["schemas"]
+    responses = {name: s for name, s in schemas.items() if name.endswith("Response")}
+    assert {"ProductResponse", "CartResponse", "OrderResponse", "UserResponse"} <= set(responses)
+    for name, schema in responses.items():
+        assert set(schema.get("required", [])) == set(schema["properties"]), name
+    # the request body for a new product: only what API.md requires
+    assert set(schemas["Product"]["required"]) == {"name", "price", "stock"}
+    cart = spec["paths"]["/api/cart"]["get"]["responses"]["200"]["content"]
+    assert cart["application/json"]["schema"]["$ref"].endswith("/CartResponse")
+
+
+def test_documented_required_fields_are_in_real_answers(client, spec, user_token, make_product):
+    """What the document promises a client generator, a real answer holds."""
+    schemas = spec["components"]["schemas"]
+    product = make_product(image_url=None, category=None)
+    client.post(
+        "/api/cart",
+        json={"product_id": product.id},
+        headers={"Authorization": f"Bearer {user_token}"},
+    )
+    answers = {
+        "ProductResponse": client.get(f"/api/products/{product.id}").get_json(),
+        "ProductPageResponse": client.get("/api/products").get_json(),
+        "CartResponse": client.get(
+            "/api/cart", headers={"Authorization": f"Bearer {user_token}"}
+        ).get_json(),
+        "HealthResponse": client.get("/api/health").get_json(),
+    }
+    for name, body in answers.items():
+        assert set(schemas[name]["required"]) <= set(body), name
+    item = answers["CartResponse"]["items"][0]
+    assert set(schemas["CartItemResponse"]["required"]) <= set(item)
+    assert set(schemas["CartProductResponse"]["required"]) <= set(item["product"])

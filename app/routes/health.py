@@ -14,13 +14,16 @@ blp = Blueprint("health", __name__, description="Service health")
 class HealthSchema(ma.Schema):
     status = ma.fields.String()
     database = ma.fields.String()
+
+
+class UnavailableSchema(HealthSchema):
     message = ma.fields.String()
 
 
 @blp.route("/health", methods=["GET"])
 @limiter.exempt  # load balancers poll it
 @blp.response(200, HealthSchema)
-@blp.alt_response(503, schema=HealthSchema, description="The database cannot be reached")
+@blp.alt_response(503, schema=UnavailableSchema, description="The database cannot be reached")
 def health():
     """Whether the service and its database answer."""
     try:

@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from app.errors import ApiError, ValidationFailed
 from app.schemas.common import MAX_INT
-from app.utils.openapi import standard_error_responses
+from app.utils.openapi import response_schema, standard_error_responses
 from app.utils.security import admin_required, auth_required
 
 BEARER = [{"bearerAuth": []}]
@@ -89,6 +89,17 @@ class Blueprint(flask_smorest.Blueprint):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(standard_error_responses)
+
+    def response(self, status_code, schema=None, **kwargs):
+        """Document (and dump) `schema` as a response: all its fields required."""
+        if schema is not None:
+            schema = response_schema(schema)
+        return super().response(status_code, schema, **kwargs)
+
+    def alt_response(self, status_code, response=None, *, schema=None, **kwargs):
+        if schema is not None:
+            schema = response_schema(schema)
+        return super().alt_response(status_code, response, schema=schema, **kwargs)
 
     def private(self, fn=None, *, admin: bool = False):
         """Guard a view with a JWT (and, with admin=True, the admin role) and

@@ -7,8 +7,11 @@ one is the error envelope (`ErrorSchema`)."""
 
 from __future__ import annotations
 
+import copy
 from http import HTTPStatus
 from typing import Any
+
+from marshmallow import fields, missing
 
 from app.schemas.common import Money
 
@@ -97,3 +100,34 @@ def standard_error_responses(doc: dict, doc_info: dict, *, api, **kwargs: Any) -
             response["content"] = {api.DEFAULT_RESPONSE_CONTENT_TYPE: {"schema": api.ERROR_SCHEMA}}
     doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
     return doc
+
+
+_RESPONSE_SCHEMAS: dict[type, type] = {}
+
+
+def response_schema(schema):
+    """`schema` as a response: every field it dumps is always in the answer, so
+    the document lists them all as required (a client's generated types need
+    no "maybe missing" checks). A subclass with the same fields, marked
+    required (nested schemas too), named `<Name>Response`; dumping is
+    unchanged. Request schemas keep their own, looser `required`."""
+    cls = schema if isinstance(schema, type) else type(schema)
+    if cls not in _RESPONSE_SCHEMAS:
+        fields = {
+            name: _required_copy(field)
+            for name, field in cls._declared_fields.items()
+            if not field.load_only
+        }
+        name = cls.__name__.removesuffix("Schema") + "ResponseSchema"
+        _RESPONSE_SCHEMAS[cls] = type(name, (cls,), fields)
+    return _RESPONSE_SCHEMAS[cls]
+
+
+def _required_copy(field):
+    field = copy.copy(field)
+    field.required, field.load_default = True, missing
+    if isinstance(field, fields.Nested) and isinstance(field.nested, type):
+        field.nested = response_schema(field.nested)
+    if isinstance(field, fields.List):
+        field.inner = _required_copy(field.inner)
+    return field
