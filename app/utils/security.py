@@ -47,6 +47,9 @@ class RedisRevocations:
     def is_revoked(self, jti: str) -> bool:
         return bool(self.redis.exists(f"revoked-jwt:{jti}"))
 
+    def user_and_revoked(self, user_id: int, jti: str) -> tuple[User | None, bool]:
+        return db.session.get(User, user_id), self.is_revoked(jti)
+
 
 def revocations():
     return current_app.extensions["shop_revocations"]
@@ -90,20 +93,19 @@ def init_jwt(app: Flask) -> None:
     def _identity(user: User) -> str:
         return str(user.id)
 
-    # Flask-JWT-Extended asks "revoked?" and then "which user?". With revocations
-    # in the database both answers come from one query (the profile of the
-    # authenticated reads showed the second round trip); the user found is kept
-    # for the lookup that follows in the same request.
+    # Flask-JWT-Extended asks "revoked?" and then "which user?". Each store
+    # answers both at once - with revocations in the database, in one query (the
+    # profile of the authenticated reads showed the second round trip); the user
+    # found is kept for the lookup that follows in the same request.
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header: dict, payload: dict) -> bool:
-        store = revocations()
         user_id = _user_id(payload)
         g.jwt_user = None
-        if isinstance(store, DatabaseRevocations) and user_id is not None:
-            user, revoked = store.user_and_revoked(user_id, payload["jti"])
-            g.jwt_user = (user_id, user)
-            return revoked
-        return store.is_revoked(payload["jti"])
+        if user_id is None:  # no such user: the lookup answers 401
+            return revocations().is_revoked(payload["jti"])
+        user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
+        g.jwt_user = (user_id, user)
+        return revoked
 
     @jwt.user_lookup_loader
     def _lookup(_header: dict, payload: dict) -> User | None:
