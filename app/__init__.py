@@ -33,6 +33,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
+    register_background(app)
     return app
 
 
@@ -112,6 +113,14 @@ def register_error_handlers(app: Flask) -> None:
     from app.errors import register_error_handlers as register
 
     register(app)
+
+
+def register_background(app: Flask) -> None:
+    from app.services.mail import format_money
+    from app.tasks import init_background
+
+    app.jinja_env.filters["money"] = format_money
+    init_background(app)
 
 
 def register_commands(app: Flask) -> None:

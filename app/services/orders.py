@@ -13,6 +13,7 @@ from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, OutOfSt
 from app.extensions import db
 from app.models import CartItem, Order, OrderItem, OrderStatusEvent, Product, User
 from app.models.types import utcnow
+from app.services import notifications
 from app.services.cart import load_cart
 from app.services.workflow import can_move
 from app.utils.db import paginate
@@ -61,6 +62,7 @@ def place_order(user: User, shipping_address: str) -> Order:
     # One multi-row INSERT for the lines (the ORM would send one per line here).
     db.session.execute(insert(OrderItem), [{**row, "order_id": order.id} for row in rows])
     db.session.execute(delete(CartItem).where(CartItem.cart_id == cart.id))
+    notifications.order_placed(order, user, rows)
     return order
 
 
@@ -123,6 +125,7 @@ def _move(order: Order, new: str) -> None:
     set_committed_value(order, "updated_at", now)
     order.status_history.append(OrderStatusEvent(order_id=order.id, status=new, at=now))
     db.session.flush()
+    notifications.order_status_changed(order)
 
 
 def _change_address(order: Order, address: str) -> None:
