@@ -148,3 +148,14 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+# Password reset and email verification (issue 16)
+class InvalidAccountToken(ApiError):
+    """An unknown, used, expired or tampered reset or verification token."""
+
+    status = 400
+    code = "token_invalid"
+
+    def __init__(self, message: str = "This link is invalid or has expired"):
+        super().__init__(message)

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +20,7 @@ from app.models import User
 from app.services.background import PERIODIC_JOBS, periodic
 from app.tasks import runner
 from tests.conftest import DATABASE_URL, PASSWORD, auth, scalar
-from tests.live import gunicorn
+from tests.live import eventually, gunicorn
 
 ADDRESS = {"shipping_address": "221B Baker Street, London"}
 
@@ -41,7 +46,7 @@ def test_embedded_thread_delivers_after_each_commit(make_app, make_user, make_pr
         [message] = smtp_server.wait_for(1, timeout=15)
         assert message["To"] == user.email
         assert "Total: 10.00 USD" in message.get_body(("plain",)).get_content()
-        assert scalar("SELECT status FROM outbox") == "sent"
+        eventually(lambda: scalar("SELECT status FROM outbox") == "sent")
     finally:
         worker.stop()
 
@@ -125,5 +130,52 @@ def test_web_process_killed_right_after_the_commit_loses_nothing(
     env = {"BACKGROUND_MODE": "thread", "OUTBOX_SWEEP_INTERVAL": "0.2", **smtp_server.env()}
     with gunicorn(DATABASE_URL, workers=1, extra_env=env) as server:
         [message] = smtp_server.wait_for(1, timeout=20)
+        eventually(lambda: scalar("SELECT status FROM outbox") == "sent")
     assert message["Subject"] == f"Shop: order #{order['id']} confirmed"
-    assert scalar("SELECT status FROM outbox") == "sent"
+
+
+@pytest.mark.server
+def test_two_processes_racing_over_200_messages_send_each_once(make_user, smtp_server):
+    from app.services.outbox import queue_email
+
+    user = make_user()
+    for n in range(200):
+        queue_email(f"buyer{n}@example.com", "order_delivered", _order_context(n, user))
+    _db.session.commit()
+    env = {
+        **os.environ,
+        "FLASK_CONFIG": "testing",
+        "FLASK_APP": "app:create_app",
+        "TEST_DATABASE_URL": DATABASE_URL,
+        "LOG_LEVEL": "WARNING",
+        **smtp_server.env(),
+    }
+    flask = Path(sys.executable).with_name("flask")
+    workers = [
+        subprocess.Popen(
+            [str(flask), "mail", "deliver"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    counts = [int(re.search(r"Processed (\d+)", out).group(1)) for out in outputs]
+    assert sum(counts) == 200, outputs
+    recipients = [m["To"] for m in smtp_server.wait_for(200)]
+    assert sorted(recipients) == sorted(f"buyer{n}@example.com" for n in range(200))
+    assert len({m["Message-ID"] for m in smtp_server.messages}) == 200
+    assert scalar("SELECT count(*) FROM outbox WHERE status = 'sent' AND attempts = 1") == 200
+
+
+def _order_context(n: int, user) -> dict:
+    return {
+        "user": {"username": user.username},
+        "order": {
+            "id": n,
+            "status": "delivered",
+            "total": Decimal("1.00"),
+            "shipping_address": "Somewhere 1",
+            "currency": "USD",
+            "lines": [],
+        },
+        "orders_url": f"http://localhost:3000/orders/{n}",
+    }

@@ -35,6 +35,7 @@ def checkout(client, token, *lines):
 def outbox_rows(db) -> list[OutboxMessage]:
     db.session.remove()
     rows = db.session.query(OutboxMessage).order_by(OutboxMessage.id).all()
+    db.session.expunge_all()  # keep them readable after the rollback below
     db.session.rollback()
     return rows
 

@@ -15,11 +15,15 @@ from app.schemas.user import (
     AccessTokenSchema,
     LoginSchema,
     LogoutSchema,
+    PasswordResetConfirmSchema,
+    PasswordResetRequestSchema,
     ProfileUpdateSchema,
     SignupSchema,
     TokensSchema,
     UserSchema,
+    VerifyEmailSchema,
 )
+from app.services import account_tokens
 from app.services import auth as accounts
 from app.utils.api import BEARER, Blueprint
 from app.utils.security import revoke_encoded, revoke_payload
@@ -48,6 +52,7 @@ def _limit(name: str):
 def signup(data):
     """Create an account and sign in."""
     user = accounts.create_user(data["username"], data["email"], data["password"])
+    account_tokens.send_verification(user)
     db.session.commit()
     return _tokens(user)
 
@@ -104,3 +109,49 @@ def logout(data):
         revoke_encoded(data["refresh_token"], "refresh")
     db.session.commit()
     return {"message": "Logged out"}
+
+
+# --- password reset and email verification ---------------------------------------
+
+
+@blp.route("/password-reset", methods=["POST"])
+@limiter.limit(_limit("RATELIMIT_PASSWORD_RESET"))
+@blp.arguments(PasswordResetRequestSchema)
+@blp.response(202, MessageSchema)
+def request_password_reset(data):
+    """Email a password reset link, if an account has this email (202 either way)."""
+    account_tokens.request_password_reset(data["email"])
+    db.session.commit()
+    return {"message": "If an account has this email, a reset link is on its way"}
+
+
+@blp.route("/password-reset/confirm", methods=["POST"])
+@blp.arguments(PasswordResetConfirmSchema)
+@blp.response(200, MessageSchema)
+@blp.alt_response(400, description="Unknown, used or expired token (token_invalid)")
+def confirm_password_reset(data):
+    """Set a new password with a reset token; every older session ends."""
+    account_tokens.reset_password(data["token"], data["password"])
+    db.session.commit()
+    return {"message": "Password changed; sign in with the new password"}
+
+
+@blp.route("/verify-email", methods=["POST"])
+@blp.arguments(VerifyEmailSchema)
+@blp.response(200, UserSchema)
+@blp.alt_response(400, description="Unknown, used or expired token (token_invalid)")
+def verify_email(data):
+    """Confirm the email address with the token from the verification email."""
+    user = account_tokens.verify_email(data["token"])
+    db.session.commit()
+    return user
+
+
+@blp.route("/verify-email/resend", methods=["POST"])
+@blp.private
+@blp.response(202, MessageSchema)
+def resend_verification():
+    """Email a new verification link (nothing when the address is verified)."""
+    account_tokens.resend_verification(current_user)
+    db.session.commit()
+    return {"message": "If your email is not verified yet, a new link is on its way"}

@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.errors import Conflict, Unauthorized, ValidationFailed
 from app.extensions import db
 from app.models import Cart, User
+from app.services.account_tokens import send_verification
 
 BAD_CREDENTIALS = "Invalid credentials"
 
@@ -81,8 +82,11 @@ def update_profile(user: User, data: dict) -> User:
     _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
     if "username" in data:
         user.username = data["username"]
-    if "email" in data:
+    if "email" in data and data["email"].lower() != user.email:
         user.email = data["email"].lower()
+        user.email_verified = False
+        _flush_unique()
+        send_verification(user)
     if "password" in data:
         user.set_password(data["password"])
     _flush_unique()

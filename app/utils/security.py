@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from functools import wraps
 
@@ -71,6 +72,22 @@ def revoke_encoded(token: str, token_type: str) -> bool:
     return True
 
 
+def revoke_user_tokens(user: User) -> None:
+    """Every access and refresh token of the user issued until now is refused,
+    on every instance (the cutoff lives on the user row that each request reads)."""
+    user.tokens_valid_after = datetime.now(UTC)
+
+
+def issued_before_cutoff(user: User | None, payload: dict) -> bool:
+    cutoff = getattr(user, "tokens_valid_after", None)
+    if cutoff is None:
+        return False
+    issued_us = payload.get("iat_us")
+    if not isinstance(issued_us, int):
+        issued_us = int(payload.get("iat", 0)) * 1_000_000
+    return issued_us < int(cutoff.timestamp() * 1_000_000)
+
+
 def _user_id(payload: dict) -> int | None:
     try:
         return int(payload["sub"])
@@ -105,7 +122,13 @@ def init_jwt(app: Flask) -> None:
             return revocations().is_revoked(payload["jti"])
         user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
         g.jwt_user = (user_id, user)
-        return revoked
+        return revoked or issued_before_cutoff(user, payload)
+
+    @jwt.additional_claims_loader
+    def _issued_at(_identity) -> dict:
+        # `iat` has whole seconds: a token made in the same second as a
+        # revoke-all must still be told apart (before or after it).
+        return {"iat_us": time.time_ns() // 1000}
 
     @jwt.user_lookup_loader
     def _lookup(_header: dict, payload: dict) -> User | None:

@@ -1,4 +1,5 @@
-"""Issue 16: the transactional outbox, periodic job runs, account tokens (password reset, email verification) and users.email_verified.
+"""Issue 16: the transactional outbox, periodic job runs, account tokens (password reset, email verification), users.email_verified and
+users.tokens_valid_after.
 
 Revision ID: d16a0e1b0c01
 Revises: c4e8f2a61d07
@@ -60,12 +61,14 @@ def upgrade():
     # A plain ADD COLUMN (SQLite has it): batch mode would rebuild `users` and
     # lose its expression index.
     op.add_column('users', sa.Column('email_verified', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column('users', sa.Column('tokens_valid_after', sa.DateTime(timezone=True), nullable=True))
 
     
 
 
 def downgrade():
     
+    op.drop_column('users', 'tokens_valid_after')
     op.drop_column('users', 'email_verified')
     op.drop_index(op.f('ix_account_tokens_user_id'), table_name='account_tokens')
 
