@@ -19,7 +19,7 @@ from app.extensions import db as _db
 from app.models import User
 from app.services.background import PERIODIC_JOBS, periodic
 from app.tasks import runner
-from tests.conftest import DATABASE_URL, PASSWORD, auth, scalar
+from tests.conftest import DATABASE_URL, PASSWORD, REDIS_URL, auth, scalar
 from tests.live import eventually, gunicorn
 
 ADDRESS = {"shipping_address": "221B Baker Street, London"}
@@ -179,3 +179,37 @@ def _order_context(n: int, user) -> dict:
         },
         "orders_url": f"http://localhost:3000/orders/{n}",
     }
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL (revocations live there)")
+def test_the_api_answers_when_the_broker_is_down(make_app, make_user, make_product):
+    from tests.live import free_port
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    application = make_app(
+        "testing",
+        {"BACKGROUND_MODE": "celery", "REDIS_URL": REDIS_URL, "CELERY": {"broker_url": nowhere}},
+    )
+    client = application.test_client()
+    user = make_user()
+    product = make_product()
+    token = client.post(
+        "/api/auth/login", json={"email": user.email, "password": PASSWORD}
+    ).get_json()["access_token"]
+    client.post("/api/cart", json={"product_id": product.id, "quantity": 1}, headers=auth(token))
+    started = time.monotonic()
+    response = client.post("/api/orders", json=ADDRESS, headers=auth(token))
+    assert response.status_code == 201
+    assert time.monotonic() - started < 5
+    # The committed row waits for a worker's sweep.
+    assert scalar("SELECT status FROM outbox") == "pending"
+
+
+def test_worker_command_needs_redis(app):
+    result = app.test_cli_runner().invoke(args=["worker"])
+    assert result.exit_code != 0 and "REDIS_URL is not set" in result.output
+
+
+def test_unknown_background_mode_is_refused(make_app):
+    with pytest.raises(RuntimeError, match="unknown BACKGROUND_MODE"):
+        make_app("testing", {"BACKGROUND_MODE": "sometimes"})
