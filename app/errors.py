@@ -148,3 +148,32 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+# Reliability (issue 13)
+
+
+class EmptyCart(Conflict):
+    code = "empty_cart"
+
+    def __init__(self, message: str = "Your cart is empty", **kwargs):
+        super().__init__(message, **kwargs)
+
+
+class CartChanged(Conflict):
+    code = "cart_changed"
+
+    def __init__(self, message: str = "Your cart changed during checkout; try again", **kwargs):
+        super().__init__(message, **kwargs)
+
+
+class CartFull(Conflict):
+    code = "cart_full"
+
+
+class StockLimit(Conflict):
+    code = "stock_limit"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency_in_flight"
