@@ -54,7 +54,7 @@ def test_cancel_that_would_overflow_the_column_is_409_and_changes_nothing(
     response = client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
     assert response.status_code == 409, response.get_json()
     assert "maximum" in response.get_json()["message"]
-    assert response.get_json().get("code", "stock_limit") == "stock_limit"
+    assert response.get_json()["code"] == "stock_limit"
     assert scalar("SELECT status FROM orders WHERE id = :i", i=order["id"]) == "pending"
     assert stock(safe) == 9 and stock(full) == STOCK_COLUMN_MAX - 3
     put = client.put(

@@ -4,7 +4,14 @@ import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.models.product import MAX_STOCK
-from app.schemas.common import Money, NonBlank, PageQuerySchema, StrictInt, page_schema
+from app.schemas.common import (
+    ChangeSchema,
+    Money,
+    NonBlank,
+    PageQuerySchema,
+    StrictInt,
+    page_schema,
+)
 
 SORTS = ("name", "-name", "price", "-price", "created_at", "-created_at")
 
@@ -26,7 +33,7 @@ class ProductSchema(ma.Schema):
     updated_at = fields.DateTime(dump_only=True)
 
 
-class ProductUpdateSchema(ProductSchema):
+class ProductUpdateSchema(ProductSchema, ChangeSchema):
     """Any subset of the writable fields (loaded with partial=True)."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
-from app.errors import CartFull, Conflict, NotFound, OutOfStock
+from app.errors import CartLimit, NotFound, OutOfStock
 from app.extensions import db
 from app.models import Cart, CartItem, User
 from app.models.types import utcnow
@@ -65,11 +65,11 @@ def lock_cart(user: User, *, create: bool = True) -> int | None:
     return cart_id
 
 
-def _check_quantity(item_name: str, quantity: int, stock: int) -> None:
-    if quantity > stock:
-        raise OutOfStock(item_name, stock)
+def _check_quantity(product, quantity: int) -> None:
+    if quantity > product.stock:
+        raise OutOfStock(product.name, product.stock, product.id)
     if quantity > MAX_LINE_QUANTITY:
-        raise Conflict(f"A cart line holds at most {MAX_LINE_QUANTITY} units")
+        raise CartLimit(f"A cart line holds at most {MAX_LINE_QUANTITY} units")
 
 
 def add_item(user: User, product_id: int, quantity: int) -> Cart:
@@ -78,7 +78,7 @@ def add_item(user: User, product_id: int, quantity: int) -> Cart:
     cart_id = lock_cart(user)
     lines = db.session.scalars(select(CartItem.product_id).where(CartItem.cart_id == cart_id)).all()
     if len(lines) >= MAX_CART_LINES and product_id not in lines:
-        raise CartFull(f"A cart holds at most {MAX_CART_LINES} different products")
+        raise CartLimit(f"A cart holds at most {MAX_CART_LINES} different products")
     stmt = upsert(CartItem).values(
         cart_id=cart_id, product_id=product.id, quantity=quantity, created_at=utcnow()
     )
@@ -86,7 +86,7 @@ def add_item(user: User, product_id: int, quantity: int) -> Cart:
         index_elements=["cart_id", "product_id"],
         set_={"quantity": CartItem.quantity + stmt.excluded.quantity},
     ).returning(CartItem.quantity)
-    _check_quantity(product.name, db.session.scalar(stmt), product.stock)
+    _check_quantity(product, db.session.scalar(stmt))
     return load_cart(user)
 
 
@@ -102,7 +102,7 @@ def _own_item(user: User, item_id: int) -> CartItem:
 def update_item(user: User, item_id: int, quantity: int) -> Cart:
     lock_cart(user)
     item = _own_item(user, item_id)
-    _check_quantity(item.product.name, quantity, item.product.stock)
+    _check_quantity(item.product, quantity)
     item.quantity = quantity
     db.session.flush()
     return load_cart(user)

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import (
     ApiError,
-    Conflict,
     IdempotencyInFlight,
+    IdempotencyKeyReused,
     ValidationFailed,
     handle_api_error,
 )
@@ -69,9 +69,9 @@ def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | N
         select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
     )
     if record is None:  # released by its first request just now: the retry may run
-        raise Conflict("A request with this Idempotency-Key was just retried; try again")
+        raise IdempotencyInFlight("A request with this Idempotency-Key was just retried; try again")
     if record.fingerprint != fingerprint:
-        raise ValidationFailed(
+        raise IdempotencyKeyReused(
             "This Idempotency-Key was used with a different request",
             errors={HEADER: ["Already used with a different request body."]},
         )

@@ -11,11 +11,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.errors import (
     CartChanged,
-    Conflict,
     EmptyCart,
     Forbidden,
     InvalidTransition,
     NotFound,
+    OrderNotPending,
     OutOfStock,
     StockLimit,
 )
@@ -35,10 +35,10 @@ def place_order(user: User, shipping_address: str) -> Order:
     The cart row is locked first (see `lock_cart`): of concurrent checkouts of
     one cart the first orders it and the others then find it empty."""
     if lock_cart(user, create=False) is None:
-        raise EmptyCart()
+        raise EmptyCart("Your cart is empty")
     cart = load_cart(user)
     if cart is None or not cart.items:
-        raise EmptyCart()
+        raise EmptyCart("Your cart is empty")
     total = Decimal("0.00")
     rows = []
     for line in sorted(cart.items, key=lambda item: item.product_id):
@@ -55,7 +55,7 @@ def place_order(user: User, shipping_address: str) -> Order:
         ).one_or_none()
         if taken is None:
             left = db.session.scalar(select(Product.stock).where(Product.id == line.product_id))
-            raise OutOfStock(line.product.name, left or 0)
+            raise OutOfStock(line.product.name, left or 0, line.product_id)
         subtotal = taken.price * line.quantity
         total += subtotal
         rows.append(
@@ -85,7 +85,7 @@ def place_order(user: User, shipping_address: str) -> Order:
         .returning(CartItem.id, CartItem.quantity)
     ).all()
     if sorted(removed) != sorted((line.id, line.quantity) for line in cart.items):
-        raise CartChanged()
+        raise CartChanged("Your cart changed during checkout; try again")
     return order
 
 
@@ -161,7 +161,7 @@ def _move(order: Order, new: str) -> None:
 
 def _change_address(order: Order, address: str) -> None:
     if order.status != "pending":
-        raise Conflict("The shipping address can only change while the order is pending")
+        raise OrderNotPending("The shipping address can only change while the order is pending")
     now = utcnow()
     changed = db.session.execute(
         update(Order)
@@ -170,7 +170,7 @@ def _change_address(order: Order, address: str) -> None:
         .execution_options(synchronize_session=False)
     ).rowcount
     if changed != 1:
-        raise Conflict("The shipping address can only change while the order is pending")
+        raise OrderNotPending("The shipping address can only change while the order is pending")
     set_committed_value(order, "shipping_address", address)
     set_committed_value(order, "updated_at", now)
 
