@@ -25,7 +25,7 @@ def assert_token_invalid(response):
     assert response.status_code == 400, response.get_json()
     body = response.get_json()
     assert body["message"] == "This link is invalid or has expired"
-    assert body.get("code", "token_invalid") == "token_invalid"
+    assert body["code"] == "token_invalid"
 
 
 @pytest.fixture
