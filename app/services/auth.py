@@ -45,7 +45,6 @@ def _flush_unique() -> None:
     try:
         db.session.flush()
     except IntegrityError:
-        db.session.rollback()
         raise Conflict("Username or email already taken") from None
 
 

@@ -9,13 +9,13 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.db import paginate
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, OutOfStock
 from app.extensions import db
 from app.models import CartItem, Order, OrderItem, OrderStatusEvent, Product, User
 from app.models.types import utcnow
 from app.services.cart import load_cart
 from app.services.workflow import can_move
-from app.utils.db import paginate
 
 
 def place_order(user: User, shipping_address: str) -> Order:

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+import marshmallow as ma
+
+
+class HealthSchema(ma.Schema):
+    status = ma.fields.String()
+    database = ma.fields.String()
+
+
+class UnavailableSchema(HealthSchema):
+    message = ma.fields.String()
