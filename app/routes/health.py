@@ -18,7 +18,10 @@ def health():
     """Whether the service and its database answer."""
     if not database_ok():
         response = jsonify(
-            status="unavailable", database="unavailable", message="Database unavailable"
+            status="unavailable",
+            database="unavailable",
+            code="unavailable",
+            message="Database unavailable",
         )
         response.status_code = 503
         return response

@@ -9,4 +9,5 @@ class HealthSchema(ma.Schema):
 
 
 class UnavailableSchema(HealthSchema):
+    code = ma.fields.String(metadata={"example": "unavailable"})
     message = ma.fields.String()
