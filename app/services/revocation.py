@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from flask_jwt_extended import decode_token
 from sqlalchemy import delete, exists, select
 
+from app.db import upsert
 from app.extensions import db
 from app.models import RevokedToken, User
 
@@ -18,7 +19,12 @@ class DatabaseRevocations:
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < datetime.now(UTC)))
-        db.session.merge(RevokedToken(jti=jti, expires_at=expires_at))
+        # Concurrent logouts with one token both insert: the second is a no-op.
+        db.session.execute(
+            upsert(RevokedToken)
+            .values(jti=jti, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=["jti"])
+        )
 
     def is_revoked(self, jti: str) -> bool:
         return bool(db.session.scalar(select(exists().where(RevokedToken.jti == jti))))
