@@ -9,7 +9,7 @@ from flask_jwt_extended import (
     jwt_required,
 )
 
-from app.extensions import db, limiter
+from app.extensions import limiter
 from app.schemas.common import MessageSchema
 from app.schemas.user import (
     AccessTokenSchema,
@@ -25,8 +25,8 @@ from app.schemas.user import (
 )
 from app.services import account_tokens
 from app.services import auth as accounts
-from app.utils.api import BEARER, Blueprint
-from app.utils.security import revoke_encoded, revoke_payload
+from app.services.revocation import revoke_encoded, revoke_payload
+from app.web.blueprint import BEARER, Blueprint
 
 blp = Blueprint("auth", __name__, description="Accounts and JWT tokens")
 
@@ -51,9 +51,7 @@ def _limit(name: str):
 @blp.alt_response(409, description="Username or email already taken")
 def signup(data):
     """Create an account and sign in."""
-    user = accounts.create_user(data["username"], data["email"], data["password"])
-    account_tokens.send_verification(user)
-    db.session.commit()
+    user = accounts.sign_up(data["username"], data["email"], data["password"])
     return _tokens(user)
 
 
@@ -84,9 +82,7 @@ def get_profile():
 @blp.alt_response(409, description="Username or email already taken")
 def update_profile(data):
     """Change username, email or password (the last two need current_password)."""
-    user = accounts.update_profile(current_user, data)
-    db.session.commit()
-    return user
+    return accounts.update_profile(current_user, data)
 
 
 @blp.route("/refresh", methods=["POST"])
@@ -106,8 +102,7 @@ def logout(data):
     """Revoke the access token used (and the refresh token given in the body)."""
     revoke_payload(get_jwt())
     if data.get("refresh_token"):
-        revoke_encoded(data["refresh_token"], "refresh")
-    db.session.commit()
+        revoke_encoded(data["refresh_token"], "refresh", get_jwt().get("sub"))
     return {"message": "Logged out"}
 
 
@@ -121,7 +116,6 @@ def logout(data):
 def request_password_reset(data):
     """Email a password reset link, if an account has this email (202 either way)."""
     account_tokens.request_password_reset(data["email"])
-    db.session.commit()
     return {"message": "If an account has this email, a reset link is on its way"}
 
 
@@ -132,7 +126,6 @@ def request_password_reset(data):
 def confirm_password_reset(data):
     """Set a new password with a reset token; every older session ends."""
     account_tokens.reset_password(data["token"], data["password"])
-    db.session.commit()
     return {"message": "Password changed; sign in with the new password"}
 
 
@@ -143,7 +136,6 @@ def confirm_password_reset(data):
 def verify_email(data):
     """Confirm the email address with the token from the verification email."""
     user = account_tokens.verify_email(data["token"])
-    db.session.commit()
     return user
 
 
@@ -153,5 +145,4 @@ def verify_email(data):
 def resend_verification():
     """Email a new verification link (nothing when the address is verified)."""
     account_tokens.resend_verification(current_user)
-    db.session.commit()
     return {"message": "If your email is not verified yet, a new link is on its way"}

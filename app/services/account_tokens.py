@@ -20,7 +20,7 @@ from app.models import AccountToken, User
 from app.models.types import utcnow
 from app.services.background import task_handler
 from app.services.outbox import queue_email, queue_task
-from app.utils.security import revoke_user_tokens
+from app.services.revocation import revoke_user_tokens
 
 RESET = "password_reset"
 VERIFY = "verify_email"

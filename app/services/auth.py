@@ -46,7 +46,6 @@ def _flush_unique() -> None:
     try:
         db.session.flush()
     except IntegrityError as error:
-        db.session.rollback()
         field = "email" if "email" in str(error.orig).lower() else "username"
         raise Duplicate(field, "Username or email already taken") from None
 
@@ -59,6 +58,13 @@ def create_user(username: str, email: str, password: str, is_admin: bool = False
     db.session.add(user)
     _flush_unique()
     db.session.add(Cart(user_id=user.id))
+    return user
+
+
+def sign_up(username: str, email: str, password: str) -> User:
+    """Create a user (with their cart) and mail them an email verification link."""
+    user = create_user(username, email, password)
+    send_verification(user)
     return user
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.db import paginate
 from app.errors import (
     CartChanged,
     EmptyCart,
@@ -26,7 +27,6 @@ from app.models.types import utcnow
 from app.services import notifications
 from app.services.cart import load_cart, lock_cart
 from app.services.workflow import can_move
-from app.utils.db import paginate
 
 
 def place_order(user: User, shipping_address: str) -> Order:

@@ -17,12 +17,12 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from app.db import upsert
 from app.extensions import db
 from app.models import OutboxMessage, PeriodicJobRun
 from app.models.types import utcnow
 from app.services import mail
 from app.services.background import TASK_HANDLERS
-from app.utils.db import upsert
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.db import unit_of_work
 from app.services import outbox
 from app.tasks import runner
 
@@ -34,7 +35,7 @@ def retry(ids: tuple[int, ...], retry_all: bool) -> None:
     """Queue failed messages again (these IDS, or --all) with fresh attempts."""
     if not ids and not retry_all:
         raise click.UsageError("give message ids, or --all")
-    with runner.unit_of_work():
+    with unit_of_work():
         chosen = outbox.retry_failed(list(ids) or None)
     click.echo(f"Queued {len(chosen)} message(s) again: {', '.join(map(str, chosen)) or '-'}.")
 

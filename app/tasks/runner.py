@@ -5,25 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from app.extensions import db
+from app.db import unit_of_work
 from app.services import outbox
 from app.services.background import PERIODIC_JOBS
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def unit_of_work() -> Iterator[None]:
-    """Commit when the block succeeds, roll back when it raises."""
-    try:
-        yield
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 def deliver_one(message_id: int | None = None) -> bool:
