@@ -148,3 +148,34 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+# Payments (issue 20)
+
+
+class PaymentDeclined(ApiError):
+    status = 402
+    code = "payment_declined"
+
+
+class AlreadyPaid(Conflict):
+    code = "already_paid"
+
+    def __init__(self, message: str = "This order is already paid"):
+        super().__init__(message)
+
+
+class PaymentProviderError(ApiError):
+    """The provider could not be reached or refused the call for its own reasons."""
+
+    status = 502
+    code = "payment_provider_error"
+
+
+class RefundFailed(PaymentProviderError):
+    code = "refund_failed"
+
+
+class InvalidWebhook(ApiError):
+    status = 400
+    code = "invalid_signature"

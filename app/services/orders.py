@@ -110,6 +110,11 @@ def _move(order: Order, new: str) -> None:
         current = db.session.scalar(select(Order.status).where(Order.id == order.id))
         raise InvalidTransition(current, new)
     if new == "cancelled":
+        # A paid order is refunded first: a failed refund raises and the whole
+        # cancel rolls back, so stock never returns while the money has not.
+        from app.services.payments import refund_if_paid  # payments builds on this module
+
+        refund_if_paid(order)
         # Product-id order, as checkout takes them, so the two never deadlock.
         for item in sorted(order.items, key=lambda i: i.product_id or 0):
             if item.product_id is not None:
