@@ -142,12 +142,13 @@ def handle_webhook(payload: bytes, signature: str | None) -> None:
     """Verify a provider event and apply it once; a redelivery changes nothing."""
     provider = get_provider()
     event = provider.parse_webhook(payload, signature)
-    first = db.session.execute(
+    first = db.session.scalar(
         upsert(PaymentEvent)
-        .values(provider=provider.name, event_id=event.id, type=event.type[:100])
+        .values(provider=provider.name, event_id=event.id[:255], type=event.type[:100])
         .on_conflict_do_nothing()
-    ).rowcount
-    if first != 1:
+        .returning(PaymentEvent.event_id)
+    )
+    if first is None:
         log.info("payment event %s already applied", event.id)
         return
     order = _event_order(event)
