@@ -255,6 +255,17 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Exception, handle_unexpected)
 
 
+# Reliability (issue 13)
+
+
+class CartChanged(Conflict):
+    code = "cart_changed"
+
+
+class StockLimit(Conflict):
+    code = "stock_limit"
+
+
 # Payments (issue 20)
 
 

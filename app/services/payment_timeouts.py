@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from app.errors import InvalidTransition
+from app.errors import ApiError
 from app.extensions import db
 from app.models import Order
 from app.models.types import utcnow
@@ -51,7 +51,8 @@ def cancel_expired_orders(now: datetime | None = None) -> list[Order]:
         try:
             with db.session.begin_nested():
                 orders._move(order, "cancelled")
-        except InvalidTransition:
+        except ApiError as error:  # moved by a racing pay or cancel, or refused
+            log.info("order %s not cancelled by the payment timeout: %s", order.id, error)
             continue
         log.info("order %s cancelled: unpaid after the payment timeout", order.id)
         cancelled.append(order)
