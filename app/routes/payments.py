@@ -3,12 +3,11 @@
 from flask import request
 from flask_jwt_extended import current_user
 
-from app.errors import PaymentDeclined
-from app.extensions import db, limiter
+from app.extensions import limiter
 from app.schemas.order import OrderSchema
 from app.schemas.payment import PaySchema, WebhookAckSchema, WebhookEventSchema
 from app.services import payments
-from app.utils.api import Blueprint
+from app.web.blueprint import Blueprint
 
 blp = Blueprint("payments", __name__, description="Paying for orders; provider webhooks")
 
@@ -31,13 +30,7 @@ SIGNATURE_HEADER = {
 @blp.alt_response(502, description="The payment provider failed; nothing was charged")
 def pay_order(data, order_id):
     """Pay a pending order in full: it becomes paid and processing."""
-    try:
-        order = payments.pay_order(current_user, order_id, data["payment_method"])
-    except PaymentDeclined:
-        db.session.commit()  # keep the declined attempt: its number keys the next one
-        raise
-    db.session.commit()
-    return order
+    return payments.pay_order(current_user, order_id, data["payment_method"])
 
 
 @blp.route("/payments/webhook", methods=["POST"])
@@ -50,5 +43,4 @@ def pay_order(data, order_id):
 def webhook(_event):
     """Apply a signed provider event once, however often it is delivered."""
     payments.handle_webhook(request.get_data(), request.headers.get("Stripe-Signature"))
-    db.session.commit()
     return {"received": True}

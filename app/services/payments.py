@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.db import unit_of_work, upsert
 from app.errors import (
     AlreadyPaid,
     Conflict,
@@ -22,7 +23,6 @@ from app.extensions import db
 from app.models import Order, Payment, PaymentEvent, User
 from app.services import orders
 from app.services.payment_providers import WebhookEvent, get_provider
-from app.utils.db import upsert
 from app.utils.money import to_minor_units
 
 log = logging.getLogger(__name__)
@@ -94,21 +94,26 @@ def pay_order(user: User, order_id: int, payment_method: str) -> Order:
         intent_id=next((p.intent_id for p in reversed(attempts) if p.intent_id), None),
         attempt=attempt,
     )
-    db.session.add(
-        Payment(
-            order_id=order.id,
-            provider=provider.name,
-            intent_id=charge.intent_id,
-            amount=amount,
-            currency=order.currency,
-            status="succeeded" if charge.succeeded else "failed",
-            attempt=attempt,
-            failure_message=charge.message[:500] or None,
-        )
+    payment = Payment(
+        order_id=order.id,
+        provider=provider.name,
+        intent_id=charge.intent_id,
+        amount=amount,
+        currency=order.currency,
+        status="succeeded" if charge.succeeded else "failed",
+        attempt=attempt,
+        failure_message=charge.message[:500] or None,
     )
-    db.session.flush()
     if not charge.succeeded:
+        # The declined attempt must outlive the 402 (which rolls the request
+        # back): its number keys the next attempt, and a reused key would only
+        # replay this decline. The order is untouched, so this commit holds the
+        # attempt and nothing else.
+        with unit_of_work():
+            db.session.add(payment)
         raise PaymentDeclined(charge.message or "The payment was declined")
+    db.session.add(payment)
+    db.session.flush()
     _mark_paid(order)
     return order
 
