@@ -59,9 +59,7 @@ class SqliteSearch:
             return Match(lambda stmt: stmt.where(Product.id.not_in(hidden)), ())
         if excluded:
             positive = f"({positive}) NOT ({excluded})"
-        hits = _hits("products_fts", positive, literal_column(BM25).label("score")).subquery(
-            "hits"
-        )
+        hits = _hits("products_fts", positive, literal_column(BM25).label("score")).subquery("hits")
 
         def apply(stmt: Select) -> Select:
             return stmt.join(hits, hits.c.id == Product.id)
