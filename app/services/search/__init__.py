@@ -11,6 +11,7 @@ column), in the same transaction as every product write.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,14 @@ from app.services.search.query import ParsedQuery, parse
 __all__ = ["Match", "ParsedQuery", "SearchBackend", "backend", "parse"]
 
 SUGGEST_LIMIT = 10
+# Suggestions are deduplicated in Python over a few times the rows asked for:
+# a GROUP BY name in SQL sorts every match twice (twice the time on SQLite).
+DUPLICATES_SLACK = 3
+
+
+def distinct(names: Iterable[str], limit: int) -> list[str]:
+    """The first `limit` distinct names, in order."""
+    return list(dict.fromkeys(names))[:limit]
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,7 @@ class Match:
     match (a WHERE, or a join to the engine's hits), `order` ranks it, best
     first (ties are broken by the caller)."""
 
-    apply: object  # Callable[[Select], Select]
+    apply: Callable[[Select], Select]
     order: tuple[ColumnElement, ...]
 
     def __call__(self, stmt: Select) -> Select:

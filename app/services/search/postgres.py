@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from app.extensions import db
 from app.models import Product
-from app.services.search import SUGGEST_LIMIT, Match
+from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct
 from app.services.search.query import ParsedQuery, words_of
 
 # Configurations inline, as the indexes spell them: a bound parameter would
@@ -96,8 +96,7 @@ class PostgresSearch:
         stmt = (
             select(Product.name)
             .where(Product.deleted_at.is_(None), NAME_WORDS.op("@@")(tsquery))
-            .group_by(Product.name)
             .order_by(starts.desc(), func.length(Product.name), Product.name)
-            .limit(limit)
+            .limit(limit * DUPLICATES_SLACK)
         )
-        return list(db.session.scalars(stmt))
+        return distinct(db.session.scalars(stmt), limit)

@@ -13,7 +13,7 @@ from sqlalchemy import Select, column, false, func, literal_column, select, tabl
 
 from app.extensions import db
 from app.models import Product
-from app.services.search import SUGGEST_LIMIT, Match
+from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct
 from app.services.search.query import ParsedQuery, words_of
 
 # bm25 weights per column (name, description, category): a name match ranks
@@ -80,8 +80,7 @@ class SqliteSearch:
             select(Product.name)
             .join(hits, hits.c.id == Product.id)
             .where(Product.deleted_at.is_(None))
-            .group_by(Product.name)
             .order_by(starts.desc(), func.length(Product.name), Product.name)
-            .limit(limit)
+            .limit(limit * DUPLICATES_SLACK)
         )
-        return list(db.session.scalars(stmt))
+        return distinct(db.session.scalars(stmt), limit)
