@@ -161,6 +161,7 @@ def test_same_key_different_body_is_422(client, buyer, make_product):
         client, token, {"shipping_address": "Somewhere else 1"}, **{"Idempotency-Key": "k1"}
     )
     assert response.status_code == 422
+    assert response.get_json()["code"] == "idempotency_key_reused"
     assert scalar("SELECT count(*) FROM orders") == 1
 
 
@@ -178,7 +179,7 @@ def test_keys_are_per_user(client, make_user, login, make_product):
 
 def claim_key(app, db, user, key, **fields):
     """A claimed key with no stored answer: what a still-running request leaves."""
-    from app.services import idempotency
+    from app.web import idempotency
 
     with app.test_request_context("/api/orders", method="POST", json=ADDRESS):
         fingerprint = idempotency._fingerprint()
@@ -193,6 +194,7 @@ def test_key_in_flight_is_409(app, client, db, buyer, make_product):
     response = place(client, token, **{"Idempotency-Key": "running"})
     assert response.status_code == 409
     assert "progress" in response.get_json()["message"]
+    assert response.get_json()["code"] == "idempotency_in_flight"
     assert scalar("SELECT count(*) FROM orders") == 0
 
 
@@ -200,7 +202,7 @@ def test_abandoned_claim_is_taken_over_after_a_minute(client, db, buyer, make_pr
     from datetime import timedelta
 
     from app.models.types import utcnow
-    from app.services import idempotency
+    from app.web import idempotency
 
     user, token = buyer
     fill(client, token, (make_product(stock=5), 1))

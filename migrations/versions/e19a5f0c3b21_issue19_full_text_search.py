@@ -17,14 +17,14 @@ Written by hand: the models do not declare these database-specific objects
 and the app's `include_object` keeps autogenerate away from them.
 
 Revision ID: e19a5f0c3b21
-Revises: c4e8f2a61d07
+Revises: d13a7c5e9b21
 Create Date: 2026-11-26 02:20:00
 """
 from alembic import op
 
 
 revision = 'e19a5f0c3b21'
-down_revision = 'c4e8f2a61d07'
+down_revision = 'd13a7c5e9b21'
 branch_labels = None
 depends_on = None
 
