@@ -2,7 +2,7 @@
 provider webhook events already applied (so a redelivery changes nothing).
 
 Revision ID: e20a4b7c9d13
-Revises: d13a7c5e9b21
+Revises: e19a5f0c3b21
 Create Date: 2026-11-26 02:20:00
 """
 import warnings
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'e20a4b7c9d13'
-down_revision = 'd13a7c5e9b21'
+down_revision = 'e19a5f0c3b21'
 branch_labels = None
 depends_on = None
 
