@@ -74,9 +74,16 @@ class Config:
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
+    # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
+    SHOP_CURRENCY = os.environ.get("SHOP_CURRENCY", "USD").strip().upper()
+    PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "test").strip().lower()
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+    STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
+    # Seconds a pending, unpaid order keeps its stock; 0 turns the sweep off.
+    ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800)
     # Email and background work (app/tasks, app/services/outbox.py).
     SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
-    SHOP_CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")
     FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://localhost:3000").rstrip("/")
     PASSWORD_RESET_EXPIRES = env_int("PASSWORD_RESET_EXPIRES", 3600)
     EMAIL_VERIFICATION_EXPIRES = env_int("EMAIL_VERIFICATION_EXPIRES", 48 * 3600)

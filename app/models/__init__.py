@@ -5,6 +5,7 @@ from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
 from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
 from app.models.outbox import OutboxMessage, PeriodicJobRun
+from app.models.payment import PAYMENT_STATUSES, Payment, PaymentEvent
 from app.models.product import Product
 from app.models.token import RevokedToken
 from app.models.user import User
@@ -12,6 +13,7 @@ from app.models.user import User
 __all__ = [
     "ORDER_STATUSES",
     "AccountToken",
+    "PAYMENT_STATUSES",
     "Cart",
     "CartItem",
     "IdempotencyKey",
@@ -20,6 +22,8 @@ __all__ = [
     "OrderStatusEvent",
     "OutboxMessage",
     "PeriodicJobRun",
+    "Payment",
+    "PaymentEvent",
     "Product",
     "RevokedToken",
     "User",

@@ -2,7 +2,7 @@
 users.tokens_valid_after.
 
 Revision ID: d16a0e1b0c01
-Revises: d13a7c5e9b21
+Revises: e20a4b7c9d13
 Create Date: 2026-11-26 02:03:11.651736
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'd16a0e1b0c01'
-down_revision = 'd13a7c5e9b21'
+down_revision = 'e20a4b7c9d13'
 branch_labels = None
 depends_on = None
 
