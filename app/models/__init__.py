@@ -12,8 +12,8 @@ from app.models.user import User
 
 __all__ = [
     "ORDER_STATUSES",
-    "AccountToken",
     "PAYMENT_STATUSES",
+    "AccountToken",
     "Cart",
     "CartItem",
     "IdempotencyKey",
@@ -21,9 +21,9 @@ __all__ = [
     "OrderItem",
     "OrderStatusEvent",
     "OutboxMessage",
-    "PeriodicJobRun",
     "Payment",
     "PaymentEvent",
+    "PeriodicJobRun",
     "Product",
     "RevokedToken",
     "User",
