@@ -213,3 +213,38 @@ def test_worker_command_needs_redis(app):
 def test_unknown_background_mode_is_refused(make_app):
     with pytest.raises(RuntimeError, match="unknown BACKGROUND_MODE"):
         make_app("testing", {"BACKGROUND_MODE": "sometimes"})
+
+
+@pytest.mark.server
+def test_a_delivering_process_killed_mid_delivery_loses_nothing(
+    app, make_user, smtp_server, deliver_outbox
+):
+    from app.services.outbox import queue_email
+
+    user = make_user()
+    queue_email(user.email, "order_delivered", _order_context(7, user))
+    _db.session.commit()
+    smtp_server.sink.stall = 30  # the DATA step hangs: the process is mid-delivery
+    env = {
+        **os.environ,
+        "FLASK_CONFIG": "testing",
+        "FLASK_APP": "app:create_app",
+        "TEST_DATABASE_URL": DATABASE_URL,
+        "OUTBOX_LEASE": "5",
+        "MAIL_TIMEOUT": "60",
+        **smtp_server.env(),
+    }
+    flask = Path(sys.executable).with_name("flask")
+    doomed = subprocess.Popen([str(flask), "mail", "deliver"], env=env)
+    try:
+        eventually(lambda: smtp_server.sink.attempts == 1, 30, "delivery never started")
+    finally:
+        doomed.kill()
+        doomed.wait()
+    assert scalar("SELECT status FROM outbox") == "pending"
+    assert deliver_outbox() == 0  # still leased to the dead process
+    smtp_server.sink.stall = 0
+    eventually(lambda: deliver_outbox() == 1, 15, "the lease never ended")
+    assert scalar("SELECT status FROM outbox") == "sent"
+    assert scalar("SELECT attempts FROM outbox") == 2
+    assert any(m["Subject"] == "Shop: order #7 was delivered" for m in smtp_server.messages)
