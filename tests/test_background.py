@@ -248,3 +248,42 @@ def test_a_delivering_process_killed_mid_delivery_loses_nothing(
     assert scalar("SELECT status FROM outbox") == "sent"
     assert scalar("SELECT attempts FROM outbox") == 2
     assert any(m["Subject"] == "Shop: order #7 was delivered" for m in smtp_server.messages)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    def notify(self, ids: list[int]) -> None:
+        self.ids.extend(ids)
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.fixture
+def recorded(app):
+    saved = app.extensions["shop_background"]
+    app.extensions["shop_background"] = recorder = Recorder()
+    yield recorder
+    app.extensions["shop_background"] = saved
+
+
+def test_only_committed_rows_are_handed_to_the_workers(app, make_user, recorded):
+    from app.services.outbox import queue_email
+
+    user = make_user()
+    context = _order_context(1, user)
+    kept = queue_email(user.email, "order_delivered", context)
+    with contextlib.suppress(RuntimeError), _db.session.begin_nested():
+        queue_email("gone@example.com", "order_delivered", context)
+        _db.session.flush()
+        raise RuntimeError("the savepoint rolls back")
+    after = queue_email(user.email, "order_shipped", {**context, "order": context["order"]})
+    _db.session.commit()
+    assert recorded.ids == [kept.id, after.id]
+    assert scalar("SELECT count(*) FROM outbox") == 2
+    queue_email(user.email, "order_delivered", context)
+    _db.session.rollback()
+    _db.session.commit()
+    assert recorded.ids == [kept.id, after.id]  # a rolled-back row is never handed on
