@@ -176,6 +176,22 @@ def test_cancelling_a_paid_order_refunds_it_and_restocks_once(client, buyer, mak
     assert scalar("SELECT payment_status FROM orders") == "refunded"
 
 
+def test_the_cancellation_email_of_a_paid_order_names_the_refund(
+    client, make_user, login, make_product, smtp_server, deliver_outbox
+):
+    user = make_user()
+    token = login(user)["access_token"]
+    order = order_for(client, token, (make_product(price="19.99"), 2))
+    assert pay(client, token, order["id"]).status_code == 200
+    assert client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token)).status_code == 200
+    deliver_outbox()
+    texts = [m.get_body(("plain",)).get_content() for m in smtp_server.messages]
+    assert len(texts) == 3  # placed, processing (paid), cancelled
+    [cancelled] = [text for text in texts if "cancelled" in text]
+    assert "Refunded" in cancelled and "39.98" in cancelled
+    assert all(m["X-Rcpt-To"] == user.email for m in smtp_server.messages)
+
+
 def test_cancelling_an_unpaid_order_refunds_nothing(client, buyer, make_product):
     _, token = buyer
     product = make_product(stock=2)
