@@ -6,7 +6,7 @@ of a small index instead of the table (SQLite, without statistics, otherwise
 picks a narrower partial index and looks every row up).
 
 Revision ID: f19c6d2a8e40
-Revises: e20a4b7c9d13
+Revises: d16a0e1b0c01
 Create Date: 2026-11-26 02:55:00
 """
 from alembic import op
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = 'f19c6d2a8e40'
-down_revision = 'e20a4b7c9d13'
+down_revision = 'd16a0e1b0c01'
 branch_labels = None
 depends_on = None
 
