@@ -2,7 +2,7 @@
 
 from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
-from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
+from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatus, OrderStatusEvent
 from app.models.product import Product
 from app.models.token import RevokedToken
 from app.models.user import User
@@ -14,6 +14,7 @@ __all__ = [
     "IdempotencyKey",
     "Order",
     "OrderItem",
+    "OrderStatus",
     "OrderStatusEvent",
     "Product",
     "RevokedToken",

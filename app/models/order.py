@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -9,7 +10,19 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.types import Money, UTCDateTime, utcnow
 
-ORDER_STATUSES = ("pending", "processing", "shipped", "delivered", "cancelled")
+
+class OrderStatus(StrEnum):
+    """An order's statuses: the database constraint, the schemas (and so the
+    OpenAPI enum) and the workflow (`app.services.workflow`) all come from here."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+ORDER_STATUSES = tuple(status.value for status in OrderStatus)
 _STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in ORDER_STATUSES) + ")"
 
 
@@ -18,7 +31,7 @@ class Order(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=OrderStatus.PENDING.value)
     total_amount: Mapped[Decimal] = mapped_column(Money(14))
     shipping_address: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -18,15 +18,20 @@ class OrderItemSchema(ma.Schema):
     subtotal = Money()
 
 
+def Status(**kwargs) -> fields.String:  # noqa: N802
+    """An order status: one of `OrderStatus` (an enum in the OpenAPI document)."""
+    return fields.String(validate=validate.OneOf(ORDER_STATUSES), **kwargs)
+
+
 class StatusEventSchema(ma.Schema):
-    status = fields.String()
+    status = Status()
     at = fields.DateTime()
 
 
 class OrderSchema(ma.Schema):
     id = fields.Integer()
     user_id = fields.Integer()
-    status = fields.String()
+    status = Status()
     total_amount = Money()
     shipping_address = fields.String()
     items = fields.List(fields.Nested(OrderItemSchema))
@@ -43,14 +48,14 @@ class OrderCreateSchema(ma.Schema):
 
 
 class OrderUpdateSchema(ChangeSchema):
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    status = Status()
     shipping_address = fields.String(validate=ADDRESS)
 
 
 class OrderQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    status = Status()
     all = fields.Boolean(load_default=False, metadata={"description": "admins: every user's"})
 
 
 class UserOrdersQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    status = Status()

@@ -21,7 +21,7 @@ from app.errors import (
     StockLimit,
 )
 from app.extensions import db
-from app.models import CartItem, Order, OrderItem, OrderStatusEvent, Product, User
+from app.models import CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, Product, User
 from app.models.product import STOCK_COLUMN_MAX
 from app.models.types import utcnow
 from app.services.cart import load_cart, lock_cart
@@ -68,9 +68,12 @@ def place_order(user: User, shipping_address: str) -> Order:
             }
         )
     order = Order(
-        user_id=user.id, status="pending", shipping_address=shipping_address, total_amount=total
+        user_id=user.id,
+        status=OrderStatus.PENDING,
+        shipping_address=shipping_address,
+        total_amount=total,
     )
-    order.status_history.append(OrderStatusEvent(status="pending", at=utcnow()))
+    order.status_history.append(OrderStatusEvent(status=OrderStatus.PENDING, at=utcnow()))
     db.session.add(order)
     db.session.flush()
     # One multi-row INSERT for the lines (the ORM would send one per line here).
@@ -104,7 +107,14 @@ def get_order(user: User, order_id: int) -> Order:
     return order
 
 
-def list_orders(args: dict[str, Any], user_id: int | None) -> dict[str, Any]:
+def list_orders(user: User, args: dict[str, Any]) -> dict[str, Any]:
+    """A page of the user's orders, newest first; with `all`, an admin's sees everyone's."""
+    if args.get("all") and not user.is_admin:
+        raise Forbidden("all=true needs admin privileges")
+    return _page_of_orders(args, None if args.get("all") else user.id)
+
+
+def _page_of_orders(args: dict[str, Any], user_id: int | None) -> dict[str, Any]:
     """A page of orders, newest first; `user_id=None` means every user's."""
     stmt = _order_query(selectinload).order_by(Order.created_at.desc(), Order.id.desc())
     if user_id is not None:
@@ -115,12 +125,13 @@ def list_orders(args: dict[str, Any], user_id: int | None) -> dict[str, Any]:
 
 
 def user_orders(args: dict[str, Any], user_id: int) -> dict[str, Any]:
+    """A page of one user's orders (for an admin); 404 for no such user."""
     if db.session.get(User, user_id) is None:
         raise NotFound("User not found")
-    return list_orders(args, user_id)
+    return _page_of_orders(args, user_id)
 
 
-def _move(order: Order, new: str) -> None:
+def _change_status(order: Order, new: str) -> None:
     """Compare-and-set the status, so of two racing changes only one applies."""
     if not can_move(order.status, new):
         raise InvalidTransition(order.status, new)
@@ -134,7 +145,7 @@ def _move(order: Order, new: str) -> None:
     if moved != 1:
         current = db.session.scalar(select(Order.status).where(Order.id == order.id))
         raise InvalidTransition(current, new)
-    if new == "cancelled":
+    if new == OrderStatus.CANCELLED:
         # Product-id order, as checkout takes them, so the two never deadlock.
         for item in sorted(order.items, key=lambda i: i.product_id or 0):
             if item.product_id is None:
@@ -160,12 +171,12 @@ def _move(order: Order, new: str) -> None:
 
 
 def _change_address(order: Order, address: str) -> None:
-    if order.status != "pending":
+    if order.status != OrderStatus.PENDING:
         raise OrderNotPending("The shipping address can only change while the order is pending")
     now = utcnow()
     changed = db.session.execute(
         update(Order)
-        .where(Order.id == order.id, Order.status == "pending")
+        .where(Order.id == order.id, Order.status == OrderStatus.PENDING)
         .values(shipping_address=address, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -179,17 +190,17 @@ def update_order(user: User, order_id: int, data: dict[str, Any]) -> Order:
     """Owner: address while pending, or cancel. Admin: any workflow move."""
     order = get_order(user, order_id)
     status = data.get("status")
-    if status is not None and not user.is_admin and status != "cancelled":
+    if status is not None and not user.is_admin and status != OrderStatus.CANCELLED:
         raise Forbidden("Only an admin can set that status")
     if "shipping_address" in data:
         _change_address(order, data["shipping_address"])
     if status is not None:
-        _move(order, status)
+        _change_status(order, status)
     return order
 
 
 def cancel_order(user: User, order_id: int) -> Order:
     """Cancel and put every item back in stock, exactly once."""
     order = get_order(user, order_id)
-    _move(order, "cancelled")
+    _change_status(order, OrderStatus.CANCELLED)
     return order
