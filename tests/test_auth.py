@@ -12,7 +12,7 @@ import pytest
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app.models import RevokedToken, User
-from tests.conftest import PASSWORD, auth
+from tests.helpers import PASSWORD, auth
 
 SIGNUP = {"username": "alice", "email": "Alice@Example.com", "password": "s3cret-pass"}
 
@@ -484,7 +484,7 @@ def test_passwords_never_logged(app, client, caplog):
 def _redis_url() -> str | None:
     import redis
 
-    from tests.conftest import REDIS_URL
+    from tests.helpers import REDIS_URL
 
     url = REDIS_URL or "redis://127.0.0.1:6379/15"
     try:

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from tests.conftest import IS_POSTGRES
+from tests.helpers import IS_POSTGRES
 
 
 def test_health_ok(client):
