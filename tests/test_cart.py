@@ -100,7 +100,7 @@ def test_unknown_or_deleted_product_is_404(client, user_token, admin_token, make
     client.delete(f"/api/products/{product.id}", headers=auth(admin_token))
     response = add_to_cart(client, user_token, product.id)
     assert response.status_code == 404
-    assert response.get_json()["message"]
+    assert response.get_json() == {"code": "not_found", "message": "Product not found"}
 
 
 @pytest.mark.parametrize(

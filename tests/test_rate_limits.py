@@ -108,7 +108,7 @@ def test_signups_are_limited(limited_server):
         "/api/auth/signup",
         {"username": "limited9", "email": "limited9@example.com", "password": "long-enough-1"},
     )
-    assert status == 429 and body["message"]
+    assert status == 429 and body["code"] == "rate_limited"
 
 
 def test_default_limit_on_other_routes_but_not_health(limited_server):
