@@ -8,7 +8,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.types import Money, UTCDateTime, utcnow
+from app.models.types import MoneyColumn, UTCDateTime, utcnow
 
 
 class OrderStatus(StrEnum):
@@ -32,7 +32,7 @@ class Order(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20), default=OrderStatus.PENDING.value)
-    total_amount: Mapped[Decimal] = mapped_column(Money(14))
+    total_amount: Mapped[Decimal] = mapped_column(MoneyColumn(14))
     shipping_address: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -64,9 +64,9 @@ class OrderItem(db.Model):
         ForeignKey("products.id", ondelete="SET NULL"), index=True
     )
     product_name: Mapped[str] = mapped_column(String(200))
-    unit_price: Mapped[Decimal] = mapped_column(Money())
+    unit_price: Mapped[Decimal] = mapped_column(MoneyColumn())
     quantity: Mapped[int]
-    subtotal: Mapped[Decimal] = mapped_column(Money())
+    subtotal: Mapped[Decimal] = mapped_column(MoneyColumn())
 
     __table_args__ = (CheckConstraint("quantity >= 1", name="quantity_positive"),)
 

@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 from app.models import ORDER_STATUSES
 from app.schemas.common import ChangeSchema, Money, NonBlank, PageQuerySchema, page_schema
 
-ADDRESS = [validate.Length(5, 500), NonBlank()]
+ADDRESS_RULES = [validate.Length(5, 500), NonBlank()]
 
 
 class OrderItemSchema(ma.Schema):
@@ -44,12 +44,12 @@ OrderPageSchema = page_schema(OrderSchema, "OrderPageSchema")
 
 
 class OrderCreateSchema(ma.Schema):
-    shipping_address = fields.String(required=True, validate=ADDRESS)
+    shipping_address = fields.String(required=True, validate=ADDRESS_RULES)
 
 
 class OrderUpdateSchema(ChangeSchema):
     status = Status()
-    shipping_address = fields.String(validate=ADDRESS)
+    shipping_address = fields.String(validate=ADDRESS_RULES)
 
 
 class OrderQuerySchema(PageQuerySchema):

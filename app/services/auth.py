@@ -11,7 +11,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import Duplicate, InvalidCredentials, ValidationFailed
 from app.extensions import db
-from app.models import Cart, User
+from app.models import User
+from app.services.cart import ensure_cart
 
 BAD_CREDENTIALS = "Invalid credentials"
 
@@ -56,7 +57,7 @@ def create_user(username: str, email: str, password: str, is_admin: bool = False
     user.set_password(password)
     db.session.add(user)
     _flush_unique()
-    db.session.add(Cart(user_id=user.id))
+    ensure_cart(user)
     return user
 
 

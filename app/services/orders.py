@@ -24,7 +24,7 @@ from app.extensions import db
 from app.models import CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, Product, User
 from app.models.product import STOCK_COLUMN_MAX
 from app.models.types import utcnow
-from app.services.cart import load_cart, lock_cart
+from app.services.cart import find_cart, lock_cart
 from app.services.workflow import can_move
 
 
@@ -36,7 +36,7 @@ def place_order(user: User, shipping_address: str) -> Order:
     one cart the first orders it and the others then find it empty."""
     if lock_cart(user, create=False) is None:
         raise EmptyCart("Your cart is empty")
-    cart = load_cart(user)
+    cart = find_cart(user)
     if cart is None or not cart.items:
         raise EmptyCart("Your cart is empty")
     total = Decimal("0.00")
