@@ -131,59 +131,65 @@ def user_orders(args: dict[str, Any], user_id: int) -> dict[str, Any]:
     return _page_of_orders(args, user_id)
 
 
-def _change_status(order: Order, new: str) -> None:
-    """Compare-and-set the status, so of two racing changes only one applies."""
-    if not can_move(order.status, new):
-        raise InvalidTransition(order.status, new)
-    now = utcnow()
-    moved = db.session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == order.status)
-        .values(status=new, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if moved != 1:
-        current = db.session.scalar(select(Order.status).where(Order.id == order.id))
-        raise InvalidTransition(current, new)
-    if new == OrderStatus.CANCELLED:
-        # Product-id order, as checkout takes them, so the two never deadlock.
-        for item in sorted(order.items, key=lambda i: i.product_id or 0):
-            if item.product_id is None:
-                continue
-            restored = db.session.execute(
-                update(Product)
-                .where(
-                    Product.id == item.product_id,
-                    Product.stock <= STOCK_COLUMN_MAX - item.quantity,
-                )
-                .values(stock=Product.stock + item.quantity)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if restored != 1:
-                raise StockLimit(
-                    f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
-                    f"it would pass the maximum of {STOCK_COLUMN_MAX}"
-                )
-    set_committed_value(order, "status", new)
-    set_committed_value(order, "updated_at", now)
-    order.status_history.append(OrderStatusEvent(order_id=order.id, status=new, at=now))
-    db.session.flush()
-
-
-def _change_address(order: Order, address: str) -> None:
-    if order.status != OrderStatus.PENDING:
-        raise OrderNotPending("The shipping address can only change while the order is pending")
-    now = utcnow()
+def _set_if_status(order: Order, expected: str, **values: Any) -> bool:
+    """Compare-and-set: write `values` (and `updated_at`) only while the order
+    still has status `expected`, so of two racing changes only one applies.
+    True if it applied; the loaded order then shows the new values."""
+    values["updated_at"] = utcnow()
     changed = db.session.execute(
         update(Order)
-        .where(Order.id == order.id, Order.status == OrderStatus.PENDING)
-        .values(shipping_address=address, updated_at=now)
+        .where(Order.id == order.id, Order.status == expected)
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
     if changed != 1:
+        return False
+    for name, value in values.items():
+        set_committed_value(order, name, value)
+    return True
+
+
+def _change_status(order: Order, new: str) -> None:
+    """Move the order along the workflow; a cancellation puts its items back in stock."""
+    if not can_move(order.status, new):
+        raise InvalidTransition(order.status, new)
+    if not _set_if_status(order, order.status, status=new):
+        current = db.session.scalar(select(Order.status).where(Order.id == order.id))
+        raise InvalidTransition(current, new)
+    if new == OrderStatus.CANCELLED:
+        _restock(order)
+    order.status_history.append(
+        OrderStatusEvent(order_id=order.id, status=new, at=order.updated_at)
+    )
+    db.session.flush()
+
+
+def _restock(order: Order) -> None:
+    # Product-id order, as checkout takes them, so the two never deadlock.
+    for item in sorted(order.items, key=lambda i: i.product_id or 0):
+        if item.product_id is None:
+            continue
+        restored = db.session.execute(
+            update(Product)
+            .where(
+                Product.id == item.product_id,
+                Product.stock <= STOCK_COLUMN_MAX - item.quantity,
+            )
+            .values(stock=Product.stock + item.quantity)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if restored != 1:
+            raise StockLimit(
+                f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
+                f"it would pass the maximum of {STOCK_COLUMN_MAX}"
+            )
+
+
+def _change_address(order: Order, address: str) -> None:
+    if order.status != OrderStatus.PENDING or not _set_if_status(
+        order, OrderStatus.PENDING, shipping_address=address
+    ):
         raise OrderNotPending("The shipping address can only change while the order is pending")
-    set_committed_value(order, "shipping_address", address)
-    set_committed_value(order, "updated_at", now)
 
 
 def update_order(user: User, order_id: int, data: dict[str, Any]) -> Order:
