@@ -3,12 +3,14 @@
 from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
 from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatus, OrderStatusEvent
+from app.models.payment import PAYMENT_STATUSES, Payment, PaymentEvent
 from app.models.product import Product
 from app.models.token import RevokedToken
 from app.models.user import User
 
 __all__ = [
     "ORDER_STATUSES",
+    "PAYMENT_STATUSES",
     "Cart",
     "CartItem",
     "IdempotencyKey",
@@ -16,6 +18,8 @@ __all__ = [
     "OrderItem",
     "OrderStatus",
     "OrderStatusEvent",
+    "Payment",
+    "PaymentEvent",
     "Product",
     "RevokedToken",
     "User",

@@ -4,10 +4,12 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from flask import current_app
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.payment import PAYMENT_STATUSES
 from app.models.types import MoneyColumn, UTCDateTime, utcnow
 
 
@@ -24,6 +26,12 @@ class OrderStatus(StrEnum):
 
 ORDER_STATUSES = tuple(status.value for status in OrderStatus)
 _STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in ORDER_STATUSES) + ")"
+_PAYMENT_CHECK = "payment_status IN (" + ", ".join(f"'{s}'" for s in PAYMENT_STATUSES) + ")"
+
+
+def shop_currency() -> str:
+    """The currency new orders are priced in (SHOP_CURRENCY)."""
+    return current_app.config.get("SHOP_CURRENCY", "USD") if current_app else "USD"
 
 
 class Order(db.Model):
@@ -34,6 +42,10 @@ class Order(db.Model):
     status: Mapped[str] = mapped_column(String(20), default=OrderStatus.PENDING.value)
     total_amount: Mapped[Decimal] = mapped_column(MoneyColumn(14))
     shipping_address: Mapped[str] = mapped_column(String(500))
+    currency: Mapped[str] = mapped_column(String(3), default=shop_currency, server_default="USD")
+    payment_status: Mapped[str] = mapped_column(
+        String(20), default="unpaid", server_default="unpaid"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -48,6 +60,7 @@ class Order(db.Model):
 
     __table_args__ = (
         CheckConstraint(_STATUS_CHECK, name="status_known"),
+        CheckConstraint(_PAYMENT_CHECK, name="payment_status_known"),
         Index("ix_orders_user_id_created_at", "user_id", "created_at"),
         Index("ix_orders_status", "status"),
     )

@@ -149,8 +149,9 @@ def _set_if_status(order: Order, expected: str, **values: Any) -> bool:
     return True
 
 
-def _change_status(order: Order, new: str) -> None:
-    """Move the order along the workflow; a cancellation puts its items back in stock."""
+def change_status(order: Order, new: str) -> None:
+    """Move the order along the workflow; a cancellation puts its items back in
+    stock and refunds a paid order."""
     if not can_move(order.status, new):
         raise InvalidTransition(order.status, new)
     if not _set_if_status(order, order.status, status=new):
@@ -158,6 +159,12 @@ def _change_status(order: Order, new: str) -> None:
         raise InvalidTransition(current, new)
     if new == OrderStatus.CANCELLED:
         _restock(order)
+        # A paid order is refunded last, after every step that can refuse: a
+        # failed refund raises and the whole cancel rolls back, so stock never
+        # returns while the money has not.
+        from app.services.payments import refund_if_paid  # payments builds on this module
+
+        refund_if_paid(order)
     order.status_history.append(
         OrderStatusEvent(order_id=order.id, status=new, at=order.updated_at)
     )
@@ -201,12 +208,12 @@ def update_order(user: User, order_id: int, data: dict[str, Any]) -> Order:
     if "shipping_address" in data:
         _change_address(order, data["shipping_address"])
     if status is not None:
-        _change_status(order, status)
+        change_status(order, status)
     return order
 
 
 def cancel_order(user: User, order_id: int) -> Order:
     """Cancel and put every item back in stock, exactly once."""
     order = get_order(user, order_id)
-    _change_status(order, OrderStatus.CANCELLED)
+    change_status(order, OrderStatus.CANCELLED)
     return order
