@@ -30,6 +30,7 @@ DATABASE_URL = os.environ["TEST_DATABASE_URL"]
 IS_POSTGRES = DATABASE_URL.startswith("postgresql")
 PASSWORD = "correct-horse-9"
 SHIPPING = {"shipping_address": "221B Baker Street, London"}
+VISA = {"payment_method": "pm_card_visa"}  # the test provider's card that pays
 
 
 def auth(token: str) -> dict[str, str]:
@@ -62,6 +63,18 @@ def fill_cart(client, token, *lines):
 
 def place_order(client, token, body=SHIPPING, **headers):
     return client.post("/api/orders", json=body, headers={**auth(token), **headers})
+
+
+def order_for(client, token, *lines) -> dict:
+    """A pending order of `lines` [(product, quantity)], placed through the API."""
+    fill_cart(client, token, *lines)
+    response = place_order(client, token)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def pay(client, token, order_id, body=VISA):
+    return client.post(f"/api/orders/{order_id}/pay", json=body, headers=auth(token))
 
 
 def buyers_with_carts(make_user, login, lines, count):

@@ -24,6 +24,7 @@ from app.extensions import db
 from app.models import CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, Product, User
 from app.models.product import STOCK_COLUMN_MAX
 from app.models.types import utcnow
+from app.services import notifications
 from app.services.cart import find_cart, lock_cart
 from app.services.workflow import can_move
 
@@ -89,6 +90,7 @@ def place_order(user: User, shipping_address: str) -> Order:
     ).all()
     if sorted(removed) != sorted((line.id, line.quantity) for line in cart.items):
         raise CartChanged("Your cart changed during checkout; try again")
+    notifications.order_placed(order, user, rows)
     return order
 
 
@@ -169,6 +171,7 @@ def change_status(order: Order, new: str) -> None:
         OrderStatusEvent(order_id=order.id, status=new, at=order.updated_at)
     )
     db.session.flush()
+    notifications.order_status_changed(order)
 
 
 def _restock(order: Order) -> None:
