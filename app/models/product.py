@@ -47,7 +47,7 @@ class Product(db.Model):
         Index("ix_products_name_id", "name", "id", **WHERE_NOT_DELETED),
         Index("ix_products_category_lower", func.lower(category)),
         # Covers the facets' GROUP BY category (price range, stock counts).
-        Index("ix_products_facets", "category", "price", "stock", **LIVE),
+        Index("ix_products_facets", "category", "price", "stock", **WHERE_NOT_DELETED),
     )
 
     def __repr__(self) -> str:
