@@ -68,6 +68,13 @@ class Config:
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
+    # Public catalog reads cached until the next catalog write (app/services/catalog_cache.py):
+    # in Redis when REDIS_URL is set, else in each process (version shared through a file).
+    CATALOG_CACHE = env_bool("CATALOG_CACHE", True)
+    CATALOG_CACHE_TTL = env_int("CATALOG_CACHE_TTL", 300)  # seconds; a net, not the invalidation
+    CATALOG_CACHE_MAX_ENTRIES = env_int("CATALOG_CACHE_MAX_ENTRIES", 2048)  # per process
+    CATALOG_CACHE_PREFIX = os.environ.get("CATALOG_CACHE_PREFIX", "shop:catalog")
+
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
     SHOP_CURRENCY = os.environ.get("SHOP_CURRENCY", "USD").strip().upper()
     PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "test").strip().lower()

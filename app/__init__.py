@@ -45,10 +45,12 @@ def register_extensions(app: Flask) -> None:
     from app.db import init_db
     from app.extensions import cors, db, limiter, migrate
     from app.models.types import include_in_autogenerate, render_migration_type
+    from app.services.catalog_cache import init_catalog_cache
     from app.web.api import api
     from app.web.jwt import init_jwt
 
     init_db(app)
+    init_catalog_cache(app)
     migrate.init_app(
         app,
         db,

@@ -20,6 +20,7 @@ from sqlalchemy import event
 from app import create_app
 from app.extensions import db as _db
 from app.models import Product
+from app.services import catalog_cache
 from app.services.auth import create_user
 
 _counter = itertools.count(1)
@@ -74,6 +75,7 @@ def _app_context(app) -> Iterator[None]:
             else:
                 for table in tables:
                     conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 - our own names
+        catalog_cache.bump()  # the rows went behind the session's back
 
 
 @pytest.fixture

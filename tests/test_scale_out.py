@@ -33,6 +33,9 @@ def instances(app):
         "RATELIMIT_STORAGE_URI": REDIS_URL or "",
         # A fresh prefix per run: counters of earlier runs never leak in.
         "RATELIMIT_KEY_PREFIX": f"scaleout-{uuid.uuid4().hex}",
+        # The test process empties tables behind the cache's back: a fresh
+        # namespace per run, and every test's product is made through A.
+        "CATALOG_CACHE_PREFIX": f"scaleout-catalog-{uuid.uuid4().hex}",
         "RATELIMIT_LOGIN": f"{FAILED_LOGINS_ALLOWED} per minute",
         "RATELIMIT_DEFAULT": "100000 per minute",
         "RATELIMIT_SIGNUP": "100000 per hour",
@@ -124,3 +127,32 @@ def test_idempotency_key_used_on_a_replays_on_b(instances, db, make_user, login,
     assert first[0] == second[0] == 201
     assert first[1] == second[1]
     assert scalar("SELECT count(*) FROM orders") == 1
+
+
+def test_catalog_write_on_a_is_read_on_b_at_once(instances, make_user, login, make_product):
+    a, b = instances
+    admin = login(make_user(admin=True))["access_token"]
+    status, product = a.request(
+        "POST", "/api/products", {"name": "Lamp", "price": "10.00", "stock": 5}, token=admin
+    )
+    assert status == 201
+    path = f"/api/products/{product['id']}"
+    # Several workers per instance: warm every worker's view of the entry.
+    assert {b.request("GET", path)[1]["price"] for _ in range(4)} == {10}
+    assert a.request("PUT", path, {"price": "12.00"}, token=admin)[0] == 200
+    assert {b.request("GET", path)[1]["price"] for _ in range(4)} == {12}
+    buyer = make_user()
+    token = login(buyer)["access_token"]
+    assert (
+        a.request("POST", "/api/cart", {"product_id": product["id"], "quantity": 2}, token=token)[0]
+        == 201
+    )
+    assert (
+        a.request("POST", "/api/orders", {"shipping_address": "3 Cache Lane"}, token=token)[0]
+        == 201
+    )
+    assert {b.request("GET", path)[1]["stock"] for _ in range(4)} == {3}
+    listed = b.request("GET", "/api/products?in_stock=true")[1]["items"]
+    assert [(p["id"], p["stock"]) for p in listed if p["id"] == product["id"]] == [
+        (product["id"], 3)
+    ]

@@ -89,6 +89,9 @@ def _finish_request(response: Response) -> Response:
     )
     if "Authorization" in request.headers:
         headers["Cache-Control"] = "no-store"  # private answers stay out of shared caches
+    else:
+        # Only what says otherwise (catalog reads, the docs' files) may be stored.
+        headers.setdefault("Cache-Control", "no-store")
     if request.is_secure:
         headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
     request_id = g.get("request_id")

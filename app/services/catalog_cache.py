@@ -1,0 +1,214 @@
+"""The catalog cache: answers of public catalog reads, keyed by the catalog's
+version and the normalised request, never stale.
+
+Invalidation is by version, from one place: SQLAlchemy session events mark a
+session whose transaction writes a catalog table (an ORM flush or a Core /
+text() statement), and its commit bumps the version; a rollback forgets the
+mark. A read takes the version BEFORE it queries, so an answer built while a
+write commits is stored under the old version and never served after it.
+
+Stores: Redis when REDIS_URL is set (shared by every process and host), else
+process memory with the version in a file next to the database's instance
+folder (shared by the processes of one host). Redis unreachable: reads go to
+the database (a warning, never an error), a failed bump is retried before the
+cache is used again, and entries expire (`CATALOG_CACHE_TTL`) as a last net.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import TextClause, event
+from sqlalchemy.orm import ORMExecuteState, Session
+
+log = logging.getLogger("shop.cache")
+
+# Tables whose rows a catalog read shows (products, their reviews and stock).
+CATALOG_TABLES = frozenset({"products", "reviews", "stock_movements"})
+_RAW_WRITE = re.compile(
+    r"\b(?:update|insert\s+into|delete\s+from)\s+\"?(" + "|".join(CATALOG_TABLES) + r")\b",
+    re.IGNORECASE,
+)
+MARK = "catalog_changed"
+DOWN = object()  # what a Redis command gives while Redis is unreachable
+
+
+class LocalStore:
+    """Answers in this process's memory (least recently used dropped first);
+    the version is a token in a file, so every process on the host sees a bump."""
+
+    def __init__(self, version_file: Path, max_entries: int):
+        self.path = version_file
+        self.max_entries = max_entries
+        self.entries: OrderedDict[str, bytes] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def version(self) -> str | None:
+        try:
+            return self.path.read_text() or "0"
+        except FileNotFoundError:
+            return "0"
+
+    def get(self, key: str) -> bytes | None:
+        with self.lock:
+            value = self.entries.get(key)
+            if value is not None:
+                self.entries.move_to_end(key)
+            return value
+
+    def set(self, key: str, value: bytes) -> None:
+        with self.lock:
+            self.entries[key] = value
+            while len(self.entries) > self.max_entries:
+                self.entries.popitem(last=False)
+
+    def bump(self) -> None:
+        # A random token, written atomically: two racing bumps never leave the
+        # version where a reader saw it before either commit.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+        tmp.write_text(uuid.uuid4().hex)
+        os.replace(tmp, self.path)
+        with self.lock:
+            self.entries.clear()
+
+
+class RedisStore:
+    """Answers and the version in Redis, shared by every instance."""
+
+    def __init__(self, url: str, prefix: str, ttl: int, retry_after: float = 1.0):
+        import redis
+
+        self.redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.errors = redis.RedisError
+        self.version_key, self.prefix, self.ttl = f"{prefix}:version", prefix, ttl
+        self.retry_after = retry_after
+        self.down_until = 0.0
+        self.must_bump = False
+
+    def _call(self, fn, *args):
+        """Run one Redis command; DOWN while Redis is unreachable."""
+        if self.down_until and time.monotonic() < self.down_until:
+            return DOWN
+        try:
+            if self.must_bump:
+                # A write may have committed while Redis was away.
+                self.redis.incr(self.version_key)
+                self.must_bump = False
+            result = fn(*args)
+        except self.errors as exc:
+            if not self.must_bump:
+                log.warning("catalog cache unavailable, reading from the database: %s", exc)
+            self.down_until, self.must_bump = time.monotonic() + self.retry_after, True
+            return DOWN
+        self.down_until = 0.0
+        return result
+
+    def version(self) -> str | None:
+        value = self._call(self.redis.get, self.version_key)
+        return None if value is DOWN else (value or b"0").decode()
+
+    def get(self, key: str) -> bytes | None:
+        value = self._call(self.redis.get, f"{self.prefix}:{key}")
+        return None if value is DOWN else value
+
+    def set(self, key: str, value: bytes) -> None:
+        self._call(self.redis.set, f"{self.prefix}:{key}", value, self.ttl)
+
+    def bump(self) -> None:
+        if self._call(self.redis.incr, self.version_key) is DOWN:
+            self.must_bump = True
+
+
+def init_catalog_cache(app: Flask) -> None:
+    """Pick the app's store and make sure commits that change the catalog bump it."""
+    if not app.config["CATALOG_CACHE"]:
+        store = None
+    elif app.config.get("REDIS_URL"):
+        store = RedisStore(
+            app.config["REDIS_URL"],
+            app.config["CATALOG_CACHE_PREFIX"],
+            app.config["CATALOG_CACHE_TTL"],
+        )
+    else:
+        digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
+        store = LocalStore(
+            Path(app.instance_path) / f"catalog-version-{digest}",
+            app.config["CATALOG_CACHE_MAX_ENTRIES"],
+        )
+    app.extensions["catalog_cache"] = store
+    _listen_once()
+
+
+def store() -> LocalStore | RedisStore | None:
+    """The current app's store, or None when the cache is off."""
+    return current_app.extensions.get("catalog_cache")
+
+
+def bump() -> None:
+    """A new catalog version: every cached answer is out. Never raises (a
+    write must not fail because the cache does)."""
+    cache = store() if has_app_context() else None
+    if cache is None:
+        return
+    try:
+        cache.bump()
+    except Exception:
+        log.exception("catalog cache: version bump failed")
+
+
+# --- the one place that notices catalog writes ---------------------------------
+
+_listening = threading.Lock()
+_registered = False
+
+
+def _listen_once() -> None:
+    global _registered
+    with _listening:
+        if not _registered:
+            event.listen(Session, "before_flush", _before_flush)
+            event.listen(Session, "do_orm_execute", _on_execute)
+            event.listen(Session, "after_commit", _after_commit)
+            event.listen(Session, "after_transaction_end", _after_transaction_end)
+            _registered = True
+
+
+def _before_flush(session: Session, _context, _instances) -> None:
+    for obj in itertools.chain(session.new, session.deleted, session.dirty):
+        if getattr(obj, "__tablename__", None) in CATALOG_TABLES:
+            if obj in session.dirty and not session.is_modified(obj):
+                continue
+            session.info[MARK] = True
+            return
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    if state.is_select:
+        return
+    statement = state.statement
+    table = getattr(statement, "table", None)
+    if getattr(table, "name", None) in CATALOG_TABLES or (
+        isinstance(statement, TextClause) and _RAW_WRITE.search(statement.text)
+    ):
+        state.session.info[MARK] = True
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.pop(MARK, False):
+        bump()
+
+
+def _after_transaction_end(session: Session, transaction) -> None:
+    if transaction.parent is None:  # the outermost: committed (bumped) or rolled back
+        session.info.pop(MARK, None)

@@ -1,0 +1,177 @@
+"""The catalog cache: public catalog reads served from the cache and by ETag,
+never stale after a write, degrading to the database when Redis is away;
+private answers never cached."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from sqlalchemy import text
+
+from app.models import Product
+from app.services import catalog_cache
+from tests.helpers import auth, order_for
+from tests.live import free_port
+
+
+def test_a_hit_does_not_query_and_a_write_shows_at_once(
+    client, db, make_product, admin_token, count_queries
+):
+    product = make_product(price="10.00")
+    url = f"/api/products/{product.id}"
+    assert client.get(url).get_json()["price"] == 10
+    with count_queries() as q:
+        assert client.get(url).get_json()["price"] == 10
+    assert q.count == 0, q.statements
+    put = client.put(url, json={"price": "12.50"}, headers=auth(admin_token))
+    assert put.status_code == 200
+    assert client.get(url).get_json()["price"] == 12.5
+    listed = client.get("/api/products").get_json()["items"]
+    assert [p["price"] for p in listed] == [12.5]
+
+
+def test_stock_moved_by_an_order_shows_at_once(client, make_product, user_token):
+    product = make_product(stock=5)
+    url = f"/api/products/{product.id}"
+    assert client.get(url).get_json()["stock"] == 5
+    assert client.get("/api/products?in_stock=true").get_json()["total"] == 1
+    order = order_for(client, user_token, (product, 5))
+    assert client.get(url).get_json()["stock"] == 0
+    assert client.get("/api/products?in_stock=true").get_json()["total"] == 0
+    cancel = client.post(f"/api/orders/{order['id']}/cancel", headers=auth(user_token))
+    assert cancel.status_code == 200
+    assert client.get(url).get_json()["stock"] == 5
+
+
+def test_raw_sql_and_core_writes_bump_too(client, db, make_product):
+    product = make_product(stock=5)
+    url = f"/api/products/{product.id}"
+    assert client.get(url).get_json()["stock"] == 5
+    db.session.execute(text("UPDATE products SET stock = 3 WHERE id = :i"), {"i": product.id})
+    db.session.commit()
+    assert client.get(url).get_json()["stock"] == 3
+    db.session.execute(db.update(Product).where(Product.id == product.id).values(stock=2))
+    db.session.commit()
+    assert client.get(url).get_json()["stock"] == 2
+
+
+def test_a_rolled_back_write_keeps_the_version(client, db, make_product):
+    product = make_product()
+    version = catalog_cache.store().version()
+    db.session.execute(db.update(Product).where(Product.id == product.id).values(stock=1))
+    db.session.rollback()
+    assert catalog_cache.store().version() == version
+    db.session.get(Product, product.id).stock = 4
+    db.session.commit()
+    assert catalog_cache.store().version() != version
+
+
+def test_etag_304_then_200_with_a_new_etag_after_a_write(
+    client, make_product, admin_token, count_queries
+):
+    product = make_product()
+    for stock, url in enumerate(
+        (
+            f"/api/products/{product.id}",
+            "/api/products?page=1&per_page=5",
+            "/api/products/facets",
+            "/api/products/suggest?q=prod",
+        )
+    ):
+        first = client.get(url)
+        assert first.status_code == 200
+        etag = first.headers["ETag"]
+        assert first.headers["Cache-Control"] == "no-cache"
+        with count_queries() as q:
+            again = client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.data == b""
+        assert again.headers["ETag"] == etag
+        assert q.count == 0, q.statements
+        put = client.put(
+            f"/api/products/{product.id}", json={"stock": 100 + stock}, headers=auth(admin_token)
+        )
+        assert put.status_code == 200
+        after = client.get(url, headers={"If-None-Match": etag})
+        assert after.status_code == 200 and after.headers["ETag"] != etag
+
+
+def test_the_same_query_in_another_order_shares_an_entry(client, make_product):
+    make_product()
+    first = client.get("/api/products?per_page=5&page=1")
+    second = client.get("/api/products?page=1&per_page=5")
+    assert first.headers["ETag"] == second.headers["ETag"]
+
+
+def test_private_answers_are_never_cached(client, make_product, make_user, login):
+    product = make_product()
+    tokens = [login(make_user())["access_token"] for _ in range(2)]
+    client.post("/api/cart", json={"product_id": product.id}, headers=auth(tokens[0]))
+    carts = [client.get("/api/cart", headers=auth(t)) for t in tokens]
+    assert [len(c.get_json()["items"]) for c in carts] == [1, 0]
+    for cart in carts:
+        assert cart.headers["Cache-Control"] == "no-store"
+        assert "ETag" not in cart.headers
+    user = make_user()
+    login_response = client.post(
+        "/api/auth/login", json={"email": user.email, "password": "correct-horse-9"}
+    )
+    assert login_response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test's own, on a free port (never the shared one)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield url, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_redis_stopped_mid_run_reads_keep_answering(own_redis, make_app, make_product, db):
+    url, process = own_redis
+    app = make_app(overrides={"REDIS_URL": url})
+    client = app.test_client()
+    product = make_product(stock=5)
+    path = f"/api/products/{product.id}"
+    with app.app_context():
+        assert isinstance(catalog_cache.store(), catalog_cache.RedisStore)
+        catalog_cache.store().bump()
+    first = client.get(path)
+    assert first.get_json()["stock"] == 5 and "ETag" in first.headers
+    assert client.get(path).get_json()["stock"] == 5  # a hit
+    process.kill()
+    process.wait()
+    for _ in range(3):
+        response = client.get(path)
+        assert response.status_code == 200 and response.get_json()["stock"] == 5
+    with app.app_context():
+        db.session.execute(db.update(Product).where(Product.id == product.id).values(stock=1))
+        db.session.commit()  # the bump fails: the write does not
+        db.session.remove()
+    response = client.get(path)
+    assert response.status_code == 200 and response.get_json()["stock"] == 1
+    assert client.get("/api/products").status_code == 200
