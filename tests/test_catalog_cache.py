@@ -175,3 +175,11 @@ def test_redis_stopped_mid_run_reads_keep_answering(own_redis, make_app, make_pr
     response = client.get(path)
     assert response.status_code == 200 and response.get_json()["stock"] == 1
     assert client.get("/api/products").status_code == 200
+
+
+def test_openapi_documents_etag_and_304(client):
+    paths = client.get("/api/openapi.json").get_json()["paths"]
+    for path in ("/api/products", "/api/products/{product_id}", "/api/products/facets"):
+        get = paths[path]["get"]
+        assert "ETag" in get["responses"]["200"]["headers"]
+        assert "304" in get["responses"]

@@ -13,13 +13,12 @@ from app.schemas.product import (
 from app.services import catalog, search
 from app.services.facets import facets
 from app.web.blueprint import Blueprint
-from app.web.caching import catalog_read
 
 blp = Blueprint("products", __name__, description="Product catalog")
 
 
 @blp.route("", methods=["GET"])
-@catalog_read
+@blp.catalog_read
 @blp.arguments(ProductQuerySchema, location="query", as_kwargs=False)
 @blp.response(200, ProductPageSchema)
 def list_products(args):
@@ -28,7 +27,7 @@ def list_products(args):
 
 
 @blp.route("/facets", methods=["GET"])
-@catalog_read
+@blp.catalog_read
 @blp.arguments(ProductFilterSchema, location="query", as_kwargs=False)
 @blp.response(200, FacetsSchema)
 def product_facets(args):
@@ -37,7 +36,7 @@ def product_facets(args):
 
 
 @blp.route("/suggest", methods=["GET"])
-@catalog_read
+@blp.catalog_read
 @blp.arguments(SuggestQuerySchema, location="query", as_kwargs=False)
 @blp.response(200, SuggestionsSchema)
 def suggest(args):
@@ -46,7 +45,7 @@ def suggest(args):
 
 
 @blp.route("/<int:product_id>", methods=["GET"])
-@catalog_read
+@blp.catalog_read
 @blp.response(200, ProductSchema)
 @blp.alt_response(404, description="No such product")
 def get_product(product_id):

@@ -14,11 +14,22 @@ from webargs.flaskparser import FlaskParser
 
 from app.db import unit_of_work
 from app.errors import ApiError, ValidationFailed
+from app.web.caching import catalog_read
 from app.web.jwt import admin_required, auth_required
 from app.web.openapi import response_schema, standard_error_responses
 from app.web.overrides import add_doc_callback, set_doc_info
 
 BEARER = [{"bearerAuth": []}]
+CATALOG_READ_HEADERS = {
+    "ETag": {
+        "description": "The answer's version: send it back in an If-None-Match header.",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "`no-cache`: may be stored, revalidated every time.",
+        "schema": {"type": "string"},
+    },
+}
 NUL_MESSAGE = "Must not contain the NUL character."
 
 
@@ -99,6 +110,16 @@ class Blueprint(flask_smorest.Blueprint):
             return documented
 
         return decorate(fn) if fn is not None else decorate
+
+    def catalog_read(self, view):
+        """A public catalog read: served from the catalog cache with an ETag
+        (304 for a matching If-None-Match), and documented as such."""
+        cached = self.alt_response(
+            304, description="Not modified: the request's If-None-Match names the current ETag"
+        )(catalog_read(view))
+        responses = cached._apidoc["response"]["responses"]
+        responses[200] = [{**doc, "headers": CATALOG_READ_HEADERS} for doc in responses[200]]
+        return cached
 
     def register_views_in_doc(self, api, app, spec, *, name, parameters):
         """Tell the doc callbacks which operations take an id in their path."""
