@@ -16,13 +16,27 @@ from app.services import catalog_cache
 CACHE_CONTROL = "no-cache"  # anyone may store it; everyone revalidates (never stale)
 
 
-def normalised_request() -> str:
-    """The path and the query's arguments in one canonical order."""
-    return request.path + "?" + urlencode(sorted(request.args.items(multi=True)))
+def query_names(view) -> frozenset[str]:
+    """The query arguments the view's schema reads (others are ignored, so
+    they must not make a new entry: `?_=<random>` is not a cache-buster)."""
+    names = set()
+    for parameter in getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", []):
+        if parameter.get("in") == "query":
+            schema = parameter["schema"]
+            schema = schema() if isinstance(schema, type) else schema
+            names |= {field.data_key or name for name, field in schema.load_fields.items()}
+    return frozenset(names)
+
+
+def normalised_request(names: frozenset[str]) -> str:
+    """The path and the arguments the view reads, in one canonical order."""
+    args = sorted((k, v) for k, v in request.args.items(multi=True) if k in names)
+    return request.path + "?" + urlencode(args)
 
 
 def catalog_read(view):
     """Serve the view's 200 answers from the catalog cache, with an ETag."""
+    names = query_names(view)
 
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -31,7 +45,7 @@ def catalog_read(view):
         if version is None:  # cache off or unreachable: the database answers
             return view(*args, **kwargs)
         key = hashlib.blake2b(
-            f"{version}\0{normalised_request()}".encode(), digest_size=16
+            f"{version}\0{normalised_request(names)}".encode(), digest_size=16
         ).hexdigest()
         etag = key[:24]
         if request.if_none_match.contains_weak(etag):
