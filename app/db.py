@@ -82,9 +82,16 @@ def upsert(model):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
-def paginate(stmt: Select, page: int, per_page: int) -> dict[str, Any]:
-    """Run `stmt` as one page: one COUNT and one page query."""
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+def count_rows(stmt: Select) -> int:
+    """How many rows `stmt` selects (one COUNT query)."""
+    return db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+
+
+def paginate(stmt: Select, page: int, per_page: int, total: int | None = None) -> dict[str, Any]:
+    """Run `stmt` as one page: one COUNT (unless the caller knows `total`) and
+    one page query."""
+    if total is None:
+        total = count_rows(stmt)
     items = db.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
     return {
         "items": items,

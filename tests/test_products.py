@@ -9,6 +9,7 @@ import pytest
 
 from app.models import Cart, CartItem, Product
 from app.models.types import utcnow
+from app.services import catalog_cache
 from tests.helpers import auth, scalar
 
 NEW = {
@@ -191,12 +192,18 @@ def test_list_is_two_queries_and_detail_one(client, make_product, count_queries)
     for _ in range(30):
         make_product()
     for per_page in (1, 30, 100):
+        catalog_cache.bump()  # a miss: the budget is for building the answer
         with count_queries() as q:
             assert (
                 client.get(f"/api/products?per_page={per_page}&q=Product&sort=price").status_code
                 == 200
             )
         assert q.count == 2, q.statements
+    # Another page of the same filters, same version: the total is known.
+    with count_queries() as q:
+        assert client.get("/api/products?per_page=1&page=2&q=Product&sort=price").status_code == 200
+    assert q.count == 1, q.statements
+    catalog_cache.bump()
     with count_queries() as q:
         assert client.get("/api/products/1").status_code == 200
     assert q.count == 1, q.statements

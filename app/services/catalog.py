@@ -7,13 +7,14 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, select
 
-from app.db import paginate
+from app.db import count_rows, paginate
 from app.errors import NotFound
 from app.extensions import db
 from app.models import CartItem, Product
 from app.models.types import utcnow
-from app.services import search
+from app.services import catalog_cache, search
 
+PAGE_ARGS = frozenset({"page", "per_page", "sort"})
 SORT_COLUMNS = {"name": Product.name, "price": Product.price, "created_at": Product.created_at}
 
 
@@ -63,9 +64,12 @@ def list_products(args: dict[str, Any]) -> dict[str, Any]:
     """One page of the catalog, filtered, searched and sorted as asked
     (by relevance by default when searching)."""
     sort = args.get("sort") or ("relevance" if "q" in args else "-created_at")
-    for match in search_matches(args.get("q")):
+    filters = sorted((k, str(v)) for k, v in args.items() if k not in PAGE_ARGS)
+    for attempt, match in enumerate(search_matches(args.get("q"))):
         stmt = match(filtered(args)) if match else filtered(args)
-        page = paginate(_sorted(stmt, sort, match), args["page"], args["per_page"])
+        # Every page of one filter has the same total: count it once per version.
+        total = catalog_cache.cached_count(f"{filters}{attempt}", lambda s=stmt: count_rows(s))
+        page = paginate(_sorted(stmt, sort, match), args["page"], args["per_page"], total)
         if page["total"]:
             break
     return page

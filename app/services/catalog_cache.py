@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, current_app, has_app_context
@@ -153,6 +154,22 @@ def init_catalog_cache(app: Flask) -> None:
 def store() -> LocalStore | RedisStore | None:
     """The current app's store, or None when the cache is off."""
     return current_app.extensions.get("catalog_cache")
+
+
+def cached_count(key: str, count: Callable[[], int]) -> int:
+    """`count()`, kept with the catalog's version (read before counting, like
+    every entry) under `key`: a list's total is the same on every page."""
+    cache = store()
+    version = cache.version() if cache is not None else None
+    if version is None:
+        return count()
+    entry = "count:" + hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=16).hexdigest()
+    cached = cache.get(entry)
+    if cached is not None:
+        return int(cached)
+    total = count()
+    cache.set(entry, str(total).encode())
+    return total
 
 
 def bump() -> None:
