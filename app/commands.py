@@ -17,6 +17,7 @@ from app.models import Product, User
 from app.models.types import utcnow
 from app.schemas.user import SignupSchema
 from app.services import auth as accounts
+from app.services.inventory import record_opening_balances
 from app.utils.db import vacuum_analyze
 
 IMG = "https://picsum.photos/seed/{}/600/400"
@@ -148,6 +149,7 @@ def register_commands(app: Flask) -> None:
             rows = _generated_rows(count, existing + 1)
         for offset in range(0, len(rows), 5000):
             db.session.execute(insert(Product), rows[offset : offset + 5000])
+        record_opening_balances()
         db.session.commit()
         # Fresh planner statistics, and the new rows out of the trigram indexes'
         # pending list, so the indexes serve the very next query: before

@@ -148,3 +148,16 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+# Inventory (issue 18)
+class InsufficientStock(Conflict):
+    """An adjustment that would take the stock below zero."""
+
+    code = "insufficient_stock"
+
+    def __init__(self, product, delta: int):
+        super().__init__(
+            f"Not enough stock for '{product.name}': {product.stock} left, cannot remove {-delta}"
+        )
+        self.details = {"product_id": product.id, "available": product.stock}

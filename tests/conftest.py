@@ -28,6 +28,7 @@ from app import create_app
 from app.extensions import db as _db
 from app.models import Product
 from app.services.auth import create_user
+from app.services.catalog import create_product
 
 DATABASE_URL = os.environ["TEST_DATABASE_URL"]
 IS_POSTGRES = DATABASE_URL.startswith("postgresql")
@@ -187,8 +188,7 @@ def make_product(app):
         }
         values.update(fields)
         values["price"] = Decimal(str(values["price"]))
-        product = Product(**values)
-        _db.session.add(product)
+        product = create_product(values)  # the service: its ledger starts too
         _db.session.commit()
         return _snapshot(product)
 

@@ -2,6 +2,7 @@
 
 from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
+from app.models.inventory import STOCK_REASONS, StockMovement
 from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
 from app.models.product import Product
 from app.models.token import RevokedToken
@@ -9,6 +10,7 @@ from app.models.user import User
 
 __all__ = [
     "ORDER_STATUSES",
+    "STOCK_REASONS",
     "Cart",
     "CartItem",
     "IdempotencyKey",
@@ -17,5 +19,6 @@ __all__ = [
     "OrderStatusEvent",
     "Product",
     "RevokedToken",
+    "StockMovement",
     "User",
 ]

@@ -23,6 +23,9 @@ class Product(db.Model):
     description: Mapped[str] = mapped_column(Text, default="", server_default="")
     price: Mapped[Decimal] = mapped_column(Money())
     stock: Mapped[int] = mapped_column(Integer, default=0)
+    # At or below this, the product is low on stock (report, alert). New
+    # products get LOW_STOCK_THRESHOLD from the config (catalog service).
+    low_stock_threshold: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
     category: Mapped[str | None] = mapped_column(String(80))
     image_url: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -33,12 +36,15 @@ class Product(db.Model):
     __table_args__ = (
         CheckConstraint("stock >= 0", name="stock_non_negative"),
         CheckConstraint("price >= 0", name="price_non_negative"),
+        CheckConstraint("low_stock_threshold >= 0", name="low_stock_threshold_non_negative"),
         # One index per sort key, with id as the tie-breaker the list uses, over
         # the live catalog only: the list's page and COUNT walk them without
         # touching deleted rows (or any row, for the count).
         Index("ix_products_created_at_id", "created_at", "id", **LIVE),
         Index("ix_products_price_id", "price", "id", **LIVE),
         Index("ix_products_name_id", "name", "id", **LIVE),
+        # The low-stock report walks the live catalog from the lowest stock up.
+        Index("ix_products_stock_id", "stock", "id", **LIVE),
         Index("ix_products_category_lower", func.lower(category)),
     )
 

@@ -1,5 +1,7 @@
 """The catalog: /api/products."""
 
+from flask_jwt_extended import current_user
+
 from app.extensions import db
 from app.schemas.product import (
     ProductPageSchema,
@@ -47,7 +49,7 @@ def create_product(data):
 @blp.alt_response(404, description="No such product")
 def update_product(data, product_id):
     """Change any subset of a product's writable fields (admin)."""
-    product = catalog.update_product(product_id, data)
+    product = catalog.update_product(product_id, data, current_user)
     db.session.commit()
     return product
 

@@ -21,6 +21,10 @@ class ProductSchema(ma.Schema):
         require_tld=False,
         validate=validate.Length(max=500),
     )
+    low_stock_threshold = StrictInt(
+        validate=validate.Range(0, MAX_INT),
+        metadata={"description": "At or below this stock the product is low (default 5)."},
+    )
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 

@@ -11,9 +11,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, OutOfStock
 from app.extensions import db
-from app.models import CartItem, Order, OrderItem, OrderStatusEvent, Product, User
+from app.models import CartItem, Order, OrderItem, OrderStatusEvent, User
 from app.models.types import utcnow
 from app.services.cart import load_cart
+from app.services.inventory import move_stock, restock, stock_left
 from app.services.workflow import can_move
 from app.utils.db import paginate
 
@@ -26,21 +27,11 @@ def place_order(user: User, shipping_address: str) -> Order:
         raise Conflict("Your cart is empty")
     total = Decimal("0.00")
     rows = []
+    order = Order(user_id=user.id, status="pending", shipping_address=shipping_address)
     for line in sorted(cart.items, key=lambda item: item.product_id):
-        taken = db.session.execute(
-            update(Product)
-            .where(
-                Product.id == line.product_id,
-                Product.deleted_at.is_(None),
-                Product.stock >= line.quantity,
-            )
-            .values(stock=Product.stock - line.quantity)
-            .returning(Product.name, Product.price)
-            .execution_options(synchronize_session=False)
-        ).one_or_none()
+        taken = move_stock(line.product_id, -line.quantity, "order", order=order)
         if taken is None:
-            left = db.session.scalar(select(Product.stock).where(Product.id == line.product_id))
-            raise OutOfStock(line.product.name, left or 0)
+            raise OutOfStock(line.product.name, stock_left(line.product_id))
         subtotal = taken.price * line.quantity
         total += subtotal
         rows.append(
@@ -52,9 +43,7 @@ def place_order(user: User, shipping_address: str) -> Order:
                 "subtotal": subtotal,
             }
         )
-    order = Order(
-        user_id=user.id, status="pending", shipping_address=shipping_address, total_amount=total
-    )
+    order.total_amount = total
     order.status_history.append(OrderStatusEvent(status="pending", at=utcnow()))
     db.session.add(order)
     db.session.flush()
@@ -113,12 +102,7 @@ def _move(order: Order, new: str) -> None:
         # Product-id order, as checkout takes them, so the two never deadlock.
         for item in sorted(order.items, key=lambda i: i.product_id or 0):
             if item.product_id is not None:
-                db.session.execute(
-                    update(Product)
-                    .where(Product.id == item.product_id)
-                    .values(stock=Product.stock + item.quantity)
-                    .execution_options(synchronize_session=False)
-                )
+                restock(order, item.product_id, item.quantity)
     set_committed_value(order, "status", new)
     set_committed_value(order, "updated_at", now)
     order.status_history.append(OrderStatusEvent(order_id=order.id, status=new, at=now))
