@@ -37,7 +37,7 @@ def get_product(product_id):
 @blp.response(201, ProductSchema)
 def create_product(data):
     """Add a product (admin)."""
-    product = catalog.create_product(data)
+    product = catalog.create_product(data, current_user)
     db.session.commit()
     return product
 

@@ -61,13 +61,13 @@ def get_product(product_id: int) -> Product:
     return product
 
 
-def create_product(data: dict[str, Any]) -> Product:
+def create_product(data: dict[str, Any], actor: User | None = None) -> Product:
     """A new product, its initial stock the first entry of its ledger."""
     data.setdefault("low_stock_threshold", current_app.config["LOW_STOCK_THRESHOLD"])
     product = Product(**data)
     db.session.add(product)
     db.session.flush()
-    inventory.record_created(product)
+    inventory.record_created(product, actor)
     return product
 
 

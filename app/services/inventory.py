@@ -88,9 +88,10 @@ def stock_left(product_id: int) -> int:
     return left or 0
 
 
-def record_created(product: Product) -> None:
+def record_created(product: Product, actor: User | None = None) -> None:
     """The first movement of a new product: its initial stock."""
-    _record({"product_id": product.id, "delta": product.stock, "stock_after": product.stock})
+    movement = {"product_id": product.id, "delta": product.stock, "stock_after": product.stock}
+    _record({**movement, "actor_id": actor.id if actor is not None else None})
 
 
 def record_opening_balances() -> None:
