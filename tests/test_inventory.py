@@ -215,7 +215,8 @@ def test_adjustment_below_zero_is_409_and_changes_nothing(client, admin_token, m
     assert response.status_code == 409
     body = response.get_json()
     assert body["message"] == "Not enough stock for 'Kettle': 3 left, cannot remove 4"
-    assert body.get("code", "insufficient_stock") == "insufficient_stock"
+    assert body["code"] == "insufficient_stock"
+    assert body["details"] == {"product_id": product.id, "available": 3}
     assert stock(product) == 3 and len(movements(product)) == 1
 
 
@@ -251,6 +252,7 @@ def test_adjustment_validation(client, admin_token, make_product, body):
         f"/api/products/{product.id}/stock", json=body, headers=auth(admin_token)
     )
     assert response.status_code == 422, response.get_json()
+    assert response.get_json()["code"] == "validation_failed"
     assert response.get_json()["errors"]
     assert stock(product) == 10 and len(movements(product)) == 1
 

@@ -3,7 +3,15 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from app.schemas.common import MAX_INT, Money, NonBlank, PageQuerySchema, StrictInt, page_schema
+from app.schemas.common import (
+    MAX_INT,
+    ChangeSchema,
+    Money,
+    NonBlank,
+    PageQuerySchema,
+    StrictInt,
+    page_schema,
+)
 
 SORTS = ("name", "-name", "price", "-price", "created_at", "-created_at")
 
@@ -29,7 +37,7 @@ class ProductSchema(ma.Schema):
     updated_at = fields.DateTime(dump_only=True)
 
 
-class ProductUpdateSchema(ProductSchema):
+class ProductUpdateSchema(ProductSchema, ChangeSchema):
     """Any subset of the writable fields (loaded with partial=True)."""
 
 

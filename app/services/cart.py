@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
-from app.errors import Conflict, NotFound, OutOfStock
+from app.errors import CartLimit, NotFound, OutOfStock
 from app.extensions import db
 from app.models import Cart, CartItem, User
 from app.models.types import utcnow
@@ -43,11 +43,11 @@ def get_cart(user: User) -> Cart:
     return cart
 
 
-def _check_quantity(item_name: str, quantity: int, stock: int) -> None:
-    if quantity > stock:
-        raise OutOfStock(item_name, stock)
+def _check_quantity(product, quantity: int) -> None:
+    if quantity > product.stock:
+        raise OutOfStock(product.name, product.stock, product.id)
     if quantity > MAX_LINE_QUANTITY:
-        raise Conflict(f"A cart line holds at most {MAX_LINE_QUANTITY} units")
+        raise CartLimit(f"A cart line holds at most {MAX_LINE_QUANTITY} units")
 
 
 def add_item(user: User, product_id: int, quantity: int) -> Cart:
@@ -55,7 +55,7 @@ def add_item(user: User, product_id: int, quantity: int) -> Cart:
     product = get_product(product_id)
     cart = get_cart(user)
     if len(cart.items) >= MAX_CART_LINES and all(i.product_id != product_id for i in cart.items):
-        raise Conflict(f"A cart holds at most {MAX_CART_LINES} different products")
+        raise CartLimit(f"A cart holds at most {MAX_CART_LINES} different products")
     stmt = upsert(CartItem).values(
         cart_id=cart.id, product_id=product.id, quantity=quantity, created_at=utcnow()
     )
@@ -63,7 +63,7 @@ def add_item(user: User, product_id: int, quantity: int) -> Cart:
         index_elements=["cart_id", "product_id"],
         set_={"quantity": CartItem.quantity + stmt.excluded.quantity},
     ).returning(CartItem.quantity)
-    _check_quantity(product.name, db.session.scalar(stmt), product.stock)
+    _check_quantity(product, db.session.scalar(stmt))
     return load_cart(user)
 
 
@@ -78,7 +78,7 @@ def _own_item(user: User, item_id: int) -> CartItem:
 
 def update_item(user: User, item_id: int, quantity: int) -> Cart:
     item = _own_item(user, item_id)
-    _check_quantity(item.product.name, quantity, item.product.stock)
+    _check_quantity(item.product, quantity)
     item.quantity = quantity
     db.session.flush()
     return load_cart(user)

@@ -10,7 +10,13 @@ from flask_jwt_extended import current_user
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import ApiError, Conflict, ValidationFailed, handle_api_error
+from app.errors import (
+    ApiError,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    ValidationFailed,
+    handle_api_error,
+)
 from app.extensions import db
 from app.models import IdempotencyKey
 from app.models.types import utcnow
@@ -59,14 +65,14 @@ def _claim(user_id: int, key: str, fingerprint: str) -> Response | None:
         select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
     )
     if record is None:  # released by its first request just now: the retry may run
-        raise Conflict("A request with this Idempotency-Key was just retried; try again")
+        raise IdempotencyInFlight("A request with this Idempotency-Key was just retried; try again")
     if record.fingerprint != fingerprint:
-        raise ValidationFailed(
+        raise IdempotencyKeyReused(
             "This Idempotency-Key was used with a different request",
             errors={HEADER: ["Already used with a different request body."]},
         )
     if record.response_status is None:
-        raise Conflict("A request with this Idempotency-Key is still in progress")
+        raise IdempotencyInFlight("A request with this Idempotency-Key is still in progress")
     response = current_app.response_class(
         record.response_body, status=record.response_status, mimetype="application/json"
     )

@@ -9,7 +9,14 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.errors import Conflict, Forbidden, InvalidTransition, NotFound, OutOfStock
+from app.errors import (
+    EmptyCart,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+    OrderNotPending,
+    OutOfStock,
+)
 from app.extensions import db
 from app.models import CartItem, Order, OrderItem, OrderStatusEvent, User
 from app.models.types import utcnow
@@ -24,14 +31,14 @@ def place_order(user: User, shipping_address: str) -> Order:
     decrements in product-id order; any short line undoes everything (409)."""
     cart = load_cart(user)
     if cart is None or not cart.items:
-        raise Conflict("Your cart is empty")
+        raise EmptyCart("Your cart is empty")
     total = Decimal("0.00")
     rows = []
     order = Order(user_id=user.id, status="pending", shipping_address=shipping_address)
     for line in sorted(cart.items, key=lambda item: item.product_id):
         taken = move_stock(line.product_id, -line.quantity, "order", order=order)
         if taken is None:
-            raise OutOfStock(line.product.name, stock_left(line.product_id))
+            raise OutOfStock(line.product.name, stock_left(line.product_id), line.product_id)
         subtotal = taken.price * line.quantity
         total += subtotal
         rows.append(
@@ -111,7 +118,7 @@ def _move(order: Order, new: str) -> None:
 
 def _change_address(order: Order, address: str) -> None:
     if order.status != "pending":
-        raise Conflict("The shipping address can only change while the order is pending")
+        raise OrderNotPending("The shipping address can only change while the order is pending")
     now = utcnow()
     changed = db.session.execute(
         update(Order)
@@ -120,7 +127,7 @@ def _change_address(order: Order, address: str) -> None:
         .execution_options(synchronize_session=False)
     ).rowcount
     if changed != 1:
-        raise Conflict("The shipping address can only change while the order is pending")
+        raise OrderNotPending("The shipping address can only change while the order is pending")
     set_committed_value(order, "shipping_address", address)
     set_committed_value(order, "updated_at", now)
 
