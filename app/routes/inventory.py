@@ -2,12 +2,11 @@
 
 from flask_jwt_extended import current_user
 
-from app.extensions import db
 from app.schemas.common import PageQuerySchema
 from app.schemas.inventory import StockAdjustmentSchema, StockMovementPageSchema
 from app.schemas.product import ProductPageSchema, ProductSchema
 from app.services import inventory
-from app.utils.api import Blueprint
+from app.web.blueprint import Blueprint
 
 blp = Blueprint("inventory", __name__, description="Inventory (admin)")
 
@@ -20,9 +19,7 @@ blp = Blueprint("inventory", __name__, description="Inventory (admin)")
 @blp.alt_response(409, description="The stock would go below zero (`insufficient_stock`)")
 def adjust_stock(data, product_id):
     """Add `delta` to a product's stock atomically (admin)."""
-    product = inventory.adjust_stock(product_id, data["delta"], data.get("note"), current_user)
-    db.session.commit()
-    return product
+    return inventory.adjust_stock(product_id, data["delta"], data.get("note"), current_user)
 
 
 @blp.route("/products/<int:product_id>/stock-movements", methods=["GET"])

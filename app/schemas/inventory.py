@@ -4,7 +4,8 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.models.inventory import NOTE_MAX, STOCK_REASONS
-from app.schemas.common import MAX_INT, StrictInt, page_schema
+from app.models.product import MAX_STOCK
+from app.schemas.common import StrictInt, page_schema
 
 
 class NonZero(validate.Validator):
@@ -19,7 +20,7 @@ class NonZero(validate.Validator):
 class StockAdjustmentSchema(ma.Schema):
     delta = StrictInt(
         required=True,
-        validate=[validate.Range(-MAX_INT, MAX_INT), NonZero()],
+        validate=[validate.Range(-MAX_STOCK, MAX_STOCK), NonZero()],
         metadata={"description": "Units to add (positive) or remove (negative); not 0."},
     )
     note = fields.String(

@@ -3,8 +3,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from app.models.product import MAX_STOCK
 from app.schemas.common import (
-    MAX_INT,
     ChangeSchema,
     Money,
     NonBlank,
@@ -21,7 +21,7 @@ class ProductSchema(ma.Schema):
     name = fields.String(required=True, validate=[validate.Length(1, 200), NonBlank()])
     description = fields.String(validate=validate.Length(max=5000))
     price = Money(required=True)
-    stock = StrictInt(required=True, validate=validate.Range(0, MAX_INT))
+    stock = StrictInt(required=True, validate=validate.Range(0, MAX_STOCK))
     category = fields.String(allow_none=True, validate=validate.Length(max=80))
     image_url = fields.URL(
         allow_none=True,
@@ -30,7 +30,7 @@ class ProductSchema(ma.Schema):
         validate=validate.Length(max=500),
     )
     low_stock_threshold = StrictInt(
-        validate=validate.Range(0, MAX_INT),
+        validate=validate.Range(0, MAX_STOCK),
         metadata={"description": "At or below this stock the product is low (default 5)."},
     )
     created_at = fields.DateTime(dump_only=True)

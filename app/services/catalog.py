@@ -7,12 +7,12 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, func, or_, select
 
+from app.db import paginate
 from app.errors import NotFound
 from app.extensions import db
 from app.models import CartItem, Product, User
 from app.models.types import utcnow
 from app.services import inventory
-from app.utils.db import paginate
 
 SORT_COLUMNS = {"name": Product.name, "price": Product.price, "created_at": Product.created_at}
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy import insert, literal, select, update
 
-from app.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
+from app.db import paginate
+from app.errors import InsufficientStock, NotFound, StockLimit, ValidationFailed
 from app.extensions import db
-from app.models import Order, Product, StockMovement, User
+from app.models import Order, OrderItem, Product, StockMovement, User
 from app.models.inventory import pending_movements
-from app.schemas.common import MAX_INT
-from app.utils.db import paginate
+from app.models.product import MAX_STOCK, STOCK_COLUMN_MAX
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,20 @@ def move_stock(
     note: str | None = None,
     live_only: bool = True,
     expect: int | None = None,
+    ceiling: int = STOCK_COLUMN_MAX,
 ) -> Product | None:
     """Add `delta` to the product's stock and record the movement, in the
     caller's transaction. One UPDATE ... RETURNING, guarded so the stock stays
     within 0..INTEGER max (and, with `expect`, only if the stock is still that):
     concurrent moves of one product serialize on its row, and each sees the
-    stock the previous one left. Returns the refreshed product, or None when
-    the guard refused (nothing changed) - the caller says why."""
+    stock the previous one left. An increase may not take the stock past
+    `ceiling`. Returns the refreshed product, or None when the guard refused
+    (nothing changed) - the caller says why."""
     # The bound is computed here, not as `stock + delta` in SQL: that sum could
     # overflow INTEGER on PostgreSQL before the comparison.
     conditions = [
         Product.id == product_id,
-        Product.stock >= -delta if delta < 0 else Product.stock <= MAX_INT - delta,
+        Product.stock >= -delta if delta < 0 else Product.stock <= ceiling - delta,
     ]
     if live_only:
         conditions.append(Product.deleted_at.is_(None))
@@ -74,10 +76,14 @@ def move_stock(
     return product
 
 
-def restock(order: Order, product_id: int, quantity: int) -> None:
-    """Put a cancelled order's units back, deleted product or not."""
-    if move_stock(product_id, quantity, "cancel", order=order, live_only=False) is None:
-        raise Conflict("Restocking would take the stock past its maximum")
+def restock(order: Order, item: OrderItem) -> None:
+    """Put a cancelled order's line back in stock, deleted product or not;
+    refused (409) only if that would pass what the column holds."""
+    if move_stock(item.product_id, item.quantity, "cancel", order=order, live_only=False) is None:
+        raise StockLimit(
+            f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
+            f"it would pass the maximum of {STOCK_COLUMN_MAX}"
+        )
 
 
 def stock_left(product_id: int) -> int:
@@ -138,13 +144,15 @@ def _live_product(product_id: int) -> Product:
 
 def adjust_stock(product_id: int, delta: int, note: str | None, actor: User) -> Product:
     """An admin's relative change: added atomically, never below zero."""
-    moved = move_stock(product_id, delta, "adjustment", actor_id=actor.id, note=note)
+    moved = move_stock(
+        product_id, delta, "adjustment", actor_id=actor.id, note=note, ceiling=MAX_STOCK
+    )
     if moved is not None:
         return moved
     product = _live_product(product_id)
     if product.stock + delta < 0:
         raise InsufficientStock(product, delta)
-    raise ValidationFailed(errors={"delta": [f"The stock would exceed {MAX_INT}."]})
+    raise ValidationFailed(errors={"delta": [f"The stock would pass {MAX_STOCK}."]})
 
 
 def set_stock(product: Product, stock: int, actor: User) -> None:
