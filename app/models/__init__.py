@@ -4,12 +4,14 @@ from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
 from app.models.inventory import STOCK_REASONS, StockMovement
 from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
+from app.models.payment import PAYMENT_STATUSES, Payment, PaymentEvent
 from app.models.product import Product
 from app.models.token import RevokedToken
 from app.models.user import User
 
 __all__ = [
     "ORDER_STATUSES",
+    "PAYMENT_STATUSES",
     "STOCK_REASONS",
     "Cart",
     "CartItem",
@@ -17,6 +19,8 @@ __all__ = [
     "Order",
     "OrderItem",
     "OrderStatusEvent",
+    "Payment",
+    "PaymentEvent",
     "Product",
     "RevokedToken",
     "StockMovement",

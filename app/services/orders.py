@@ -126,6 +126,12 @@ def _move(order: Order, new: str) -> None:
         for item in sorted(order.items, key=lambda i: i.product_id or 0):
             if item.product_id is not None:
                 restock(order, item)
+        # A paid order is refunded last, after every step that can refuse: a
+        # failed refund raises and the whole cancel rolls back, so stock never
+        # returns while the money has not.
+        from app.services.payments import refund_if_paid  # payments builds on this module
+
+        refund_if_paid(order)
     set_committed_value(order, "status", new)
     set_committed_value(order, "updated_at", now)
     order.status_history.append(OrderStatusEvent(order_id=order.id, status=new, at=now))
