@@ -292,6 +292,17 @@ class InvalidWebhook(ApiError):
     code = "invalid_signature"
 
 
+# Password reset and email verification (issue 16)
+class InvalidAccountToken(ApiError):
+    """An unknown, used, expired or tampered reset or verification token."""
+
+    status = 400
+    code = "token_invalid"
+
+    def __init__(self, message: str = "This link is invalid or has expired"):
+        super().__init__(message)
+
+
 # Inventory (issue 18)
 class InsufficientStock(Conflict):
     """An adjustment that would take the stock below zero."""
