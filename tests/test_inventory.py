@@ -452,6 +452,51 @@ def test_creation_at_or_below_the_threshold_is_no_crossing(client, admin_token):
     assert scalar("SELECT count(*) FROM stock_movements WHERE low_stock_alert") == 0
 
 
+def low_stock_emails(smtp_server) -> list:
+    return [m for m in smtp_server.messages if "low stock" in m["Subject"]]
+
+
+def test_crossing_emails_every_admin_once_per_crossing(
+    client, make_user, login, buyer, make_product, smtp_server, deliver_outbox
+):
+    from tests.smtp import parts
+
+    admins = [make_user(admin=True) for _ in range(2)]
+    admin_token = login(admins[0])["access_token"]
+    _, token = buyer
+    product = make_product(name="Desk <Lamp>", stock=7, low_stock_threshold=5)
+    buy(client, token, product, 1)  # 6
+    deliver_outbox()
+    assert low_stock_emails(smtp_server) == []
+    buy(client, token, product, 3)  # 3: the crossing
+    buy(client, token, product, 1)  # 2: still low
+    assert low_stock_emails(smtp_server) == []  # recorded, not sent by the request
+    deliver_outbox()
+    emails = low_stock_emails(smtp_server)
+    assert sorted(m["To"] for m in emails) == sorted(a.email for a in admins)
+    assert {m["Subject"] for m in emails} == {
+        f"Shop: low stock of Desk <Lamp> (#{product.id}): 3 left"
+    }
+    text, html = parts(emails[0])
+    assert "Desk <Lamp> (product #" in text and "3 left" in text and "threshold of 5" in text
+    assert "Desk &lt;Lamp&gt;" in html and "<strong>3</strong> left" in html
+
+    adjust(client, admin_token, product, 10)  # 12: above again
+    adjust(client, admin_token, product, -7)  # 5: a new crossing
+    deliver_outbox()
+    assert len(low_stock_emails(smtp_server)) == 4
+    assert deliver_outbox() == 0  # nothing twice
+
+
+def test_an_adjustment_that_fails_sends_no_alert(
+    client, admin_token, make_product, smtp_server, deliver_outbox
+):
+    product = make_product(stock=8, low_stock_threshold=5)
+    assert adjust(client, admin_token, product, -9).status_code == 409
+    deliver_outbox()
+    assert low_stock_emails(smtp_server) == []
+
+
 # --- the migration -----------------------------------------------------------------
 
 

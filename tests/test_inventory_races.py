@@ -157,12 +157,35 @@ def test_a_removal_racing_checkouts_never_goes_below_zero(
     check_ledger(db, product.id, threshold=0)
 
 
-def test_concurrent_checkouts_across_the_threshold_alert_once(
-    server, db, make_user, login, make_product
+def test_concurrent_checkouts_across_the_threshold_email_each_admin_once(
+    server, db, make_user, login, make_product, smtp_server, deliver_outbox
 ):
-    product = make_product(stock=12, low_stock_threshold=5)
+    admins = [make_user(admin=True) for _ in range(2)]
+    product = make_product(name="Hot Item", stock=12, low_stock_threshold=5)
     tokens = buyers_with_carts(db, make_user, login, [(product, 1)], 12)
     results = race([lambda t=t: server.request("POST", "/api/orders", ADDRESS, t) for t in tokens])
     assert Counter(status for status, _ in results) == {201: 12}
     assert check_ledger(db, product.id, threshold=5) == 1
     assert scalar("SELECT stock_after FROM stock_movements WHERE low_stock_alert") == 5
+    deliver_outbox()
+    alerts = [m for m in smtp_server.messages if "low stock" in m["Subject"]]
+    assert sorted(m["To"] for m in alerts) == sorted(a.email for a in admins)
+    assert all(
+        m["Subject"] == f"Shop: low stock of Hot Item (#{product.id}): 5 left" for m in alerts
+    )
+
+
+def test_concurrent_adjustments_across_the_threshold_alert_once(
+    server, db, make_user, login, make_product, smtp_server, deliver_outbox
+):
+    tokens = [login(make_user(admin=True))["access_token"] for _ in range(3)]
+    product = make_product(stock=20, low_stock_threshold=10)
+    url = f"/api/products/{product.id}/stock"
+    calls = [
+        lambda t=tokens[n % 3]: server.request("POST", url, {"delta": -2}, t) for n in range(9)
+    ]
+    assert Counter(status for status, _ in race(calls)) == {200: 9}
+    assert check_ledger(db, product.id, threshold=10) == 1
+    deliver_outbox()
+    alerts = [m for m in smtp_server.messages if "low stock" in m["Subject"]]
+    assert len(alerts) == 3  # one crossing, one email per admin

@@ -15,6 +15,7 @@ from app.extensions import db
 from app.models import Order, OrderItem, Product, StockMovement, User
 from app.models.inventory import pending_movements
 from app.models.product import MAX_STOCK, STOCK_COLUMN_MAX
+from app.services import notifications
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +126,15 @@ def _record(movement: dict[str, Any], order: Order | None = None) -> None:
 
 
 def low_stock_alert(product: Product) -> None:
-    """Tell every admin that `product` just fell to or below its threshold."""
-    log.warning(
-        "low stock: product %s (%r) at %s, threshold %s",
+    """Tell every admin that `product` just fell to or below its threshold:
+    emails recorded in the outbox, in the transaction of the stock change."""
+    log.info(
+        "low stock: product %s at %s, threshold %s",
         product.id,
-        product.name,
         product.stock,
         product.low_stock_threshold,
     )
+    notifications.low_stock(product)
 
 
 def _live_product(product_id: int) -> Product:
