@@ -52,6 +52,8 @@ class Product(db.Model):
         # The low-stock report walks the live catalog from the lowest stock up.
         Index("ix_products_stock_id", "stock", "id", **LIVE),
         Index("ix_products_category_lower", func.lower(category)),
+        # Covers the facets' GROUP BY category (price range, stock counts).
+        Index("ix_products_facets", "category", "price", "stock", **LIVE),
     )
 
     @property
