@@ -7,7 +7,7 @@ import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import text
 
-from tests.conftest import auth, scalar
+from tests.helpers import auth, scalar, stock
 
 ADDRESS = {"shipping_address": "1 Ledger Lane"}
 
@@ -16,10 +16,6 @@ ADDRESS = {"shipping_address": "1 Ledger Lane"}
 def buyer(make_user, login):
     user = make_user()
     return user, login(user)["access_token"]
-
-
-def stock(product) -> int:
-    return scalar("SELECT stock FROM products WHERE id = :i", i=product.id)
 
 
 def movements(product) -> list[dict]:

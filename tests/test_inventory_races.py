@@ -12,9 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import DATABASE_URL, scalar
+from tests.helpers import DATABASE_URL, buyers_with_carts, race, scalar
 from tests.live import gunicorn
-from tests.test_races import buyers_with_carts, race
 
 pytestmark = pytest.mark.server
 ADDRESS = {"shipping_address": "1 Race Track Road"}
@@ -124,7 +123,7 @@ def test_adjustment_racing_checkouts_loses_nothing(
     server, db, make_user, login, admin_token, make_product
 ):
     product = make_product(stock=5, low_stock_threshold=2)
-    tokens = buyers_with_carts(db, make_user, login, [(product, 1)], 5)
+    tokens = buyers_with_carts(make_user, login, [(product, 1)], 5)
     calls = [lambda t=t: server.request("POST", "/api/orders", ADDRESS, t) for t in tokens]
     calls.append(
         lambda: server.request(
@@ -141,7 +140,7 @@ def test_a_removal_racing_checkouts_never_goes_below_zero(
     server, db, make_user, login, admin_token, make_product
 ):
     product = make_product(stock=6, low_stock_threshold=0)
-    tokens = buyers_with_carts(db, make_user, login, [(product, 2)], 3)
+    tokens = buyers_with_carts(make_user, login, [(product, 2)], 3)
     calls = [lambda t=t: server.request("POST", "/api/orders", ADDRESS, t) for t in tokens]
     calls.append(
         lambda: server.request(
@@ -162,7 +161,7 @@ def test_concurrent_checkouts_across_the_threshold_email_each_admin_once(
 ):
     admins = [make_user(admin=True) for _ in range(2)]
     product = make_product(name="Hot Item", stock=12, low_stock_threshold=5)
-    tokens = buyers_with_carts(db, make_user, login, [(product, 1)], 12)
+    tokens = buyers_with_carts(make_user, login, [(product, 1)], 12)
     results = race([lambda t=t: server.request("POST", "/api/orders", ADDRESS, t) for t in tokens])
     assert Counter(status for status, _ in results) == {201: 12}
     assert check_ledger(db, product.id, threshold=5) == 1
