@@ -95,7 +95,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from app.extensions import api
-    from app.routes import auth, cart, docs, health, orders, products
+    from app.routes import auth, cart, docs, health, orders, products, reviews
     from app.utils.api import IdConverter, reject_non_json_bodies
 
     app.url_map.converters["int"] = IdConverter  # before any rule is added
@@ -104,6 +104,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(products.blp, url_prefix="/api/products")
     api.register_blueprint(cart.blp, url_prefix="/api/cart")
     api.register_blueprint(orders.blp, url_prefix="/api/orders")
+    api.register_blueprint(reviews.blp, url_prefix="/api")
     app.register_blueprint(docs.blp)  # a page, not an API operation: not in the document
     app.before_request(reject_non_json_bodies)
 

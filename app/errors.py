@@ -148,3 +148,20 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+# --- Reviews (issue 17) ---------------------------------------------------------
+
+
+class NotABuyer(Forbidden):
+    code = "not_a_buyer"
+
+    def __init__(self):
+        super().__init__("Only a customer with a delivered order of this product may review it")
+
+
+class AlreadyReviewed(Conflict):
+    code = "already_reviewed"
+
+    def __init__(self):
+        super().__init__("You have already reviewed this product")

@@ -4,6 +4,7 @@ from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
 from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
 from app.models.product import Product
+from app.models.review import Review
 from app.models.token import RevokedToken
 from app.models.user import User
 
@@ -16,6 +17,7 @@ __all__ = [
     "OrderItem",
     "OrderStatusEvent",
     "Product",
+    "Review",
     "RevokedToken",
     "User",
 ]

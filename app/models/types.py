@@ -49,9 +49,12 @@ def render_migration_type(type_, obj, autogen_context):
     return False
 
 
-# Indexes made by hand in migrations for one database only (see the migration
-# c4e8f2a61d07): the models do not declare them, autogenerate leaves them alone.
-DATABASE_SPECIFIC_INDEXES = frozenset({"ix_products_trgm_name", "ix_products_trgm_description"})
+# Indexes made by hand in migrations for one database only (see the migrations
+# c4e8f2a61d07 and d17a5e0c9b21): the models do not declare them, autogenerate
+# leaves them alone.
+DATABASE_SPECIFIC_INDEXES = frozenset(
+    {"ix_products_trgm_name", "ix_products_trgm_description", "ix_products_rating_desc_id"}
+)
 
 
 def include_in_autogenerate(obj, name, type_, reflected, compare_to):

@@ -5,7 +5,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.schemas.common import MAX_INT, Money, NonBlank, PageQuerySchema, StrictInt, page_schema
 
-SORTS = ("name", "-name", "price", "-price", "created_at", "-created_at")
+SORTS = ("name", "-name", "price", "-price", "rating", "-rating", "created_at", "-created_at")
 
 
 class ProductSchema(ma.Schema):
@@ -21,6 +21,13 @@ class ProductSchema(ma.Schema):
         require_tld=False,
         validate=validate.Length(max=500),
     )
+    rating_average = fields.Decimal(
+        dump_only=True,
+        places=2,
+        allow_none=True,
+        metadata={"description": "Mean review rating, two decimals; null with no reviews."},
+    )
+    rating_count = fields.Integer(dump_only=True, metadata={"description": "Number of reviews."})
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
@@ -38,7 +45,15 @@ class ProductQuerySchema(PageQuerySchema):
     min_price = Money()
     max_price = Money()
     in_stock = fields.Boolean(metadata={"description": "true: only products with stock"})
-    sort = fields.String(load_default="-created_at", validate=validate.OneOf(SORTS))
+    min_rating = fields.Decimal(
+        validate=validate.Range(1, 5),
+        metadata={"description": "Only products rated at least this (1-5); unrated never match."},
+    )
+    sort = fields.String(
+        load_default="-created_at",
+        validate=validate.OneOf(SORTS),
+        metadata={"description": "rating / -rating: unrated products last either way."},
+    )
 
     @validates_schema
     def price_range(self, data, **kwargs):
