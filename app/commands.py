@@ -11,6 +11,7 @@ from flask import Flask
 from marshmallow import ValidationError
 from sqlalchemy import func, insert, or_, select
 
+from app.demo import seed_demo_reviews
 from app.errors import ApiError
 from app.extensions import db
 from app.models import Product, User
@@ -148,9 +149,10 @@ def register_commands(app: Flask) -> None:
             rows = _generated_rows(count, existing + 1)
         for offset in range(0, len(rows), 5000):
             db.session.execute(insert(Product), rows[offset : offset + 5000])
+        reviews = 0 if count is not None else seed_demo_reviews()
         db.session.commit()
         # Fresh planner statistics, and the new rows out of the trigram indexes'
         # pending list, so the indexes serve the very next query: before
         # autovacuum's turn the planner took 10,000 fresh rows for 8.
         vacuum_analyze("products")
-        click.echo(f"Added {len(rows)} products.")
+        click.echo(f"Added {len(rows)} products" + (f" and {reviews} reviews." if reviews else "."))

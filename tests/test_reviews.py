@@ -454,3 +454,28 @@ def test_rating_sorts_walk_an_index_on_10000_products(db, sort, index):
     plan = "\n".join(db.session.scalars(db.text("EXPLAIN " + query)))
     db.session.rollback()
     assert index in plan and "Sort" not in plan.split("->")[0], plan
+
+
+def test_seed_adds_demo_reviews_from_verified_buyers(app, client, db):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["seed"])
+    assert result.exit_code == 0 and "and 9 reviews" in result.output, result.output
+    assert scalar("SELECT count(*) FROM reviews") == 9
+    page = client.get("/api/products?sort=-rating&per_page=100").get_json()
+    rated = [p for p in page["items"] if p["rating_count"]]
+    assert len(rated) == 6 and page["items"][: len(rated)] == rated
+    headphones = next(p for p in rated if p["name"] == "Aurora Wireless Headphones")
+    assert (float(headphones["rating_average"]), headphones["rating_count"]) == (4.5, 2)
+    for product in rated:
+        truth(product["id"])
+    reviews = client.get(f"/api/products/{headphones['id']}/reviews").get_json()["items"]
+    assert {r["user"]["username"] for r in reviews} == {"demo_ada", "demo_linus"}
+    # Every demo reviewer has the delivered order the rule asks for.
+    assert (
+        scalar(
+            "SELECT count(*) FROM reviews r WHERE NOT EXISTS (SELECT 1 FROM orders o"
+            " JOIN order_items i ON i.order_id = o.id WHERE o.user_id = r.user_id"
+            " AND i.product_id = r.product_id AND o.status = 'delivered')"
+        )
+        == 0
+    )
