@@ -479,3 +479,11 @@ def test_seed_adds_demo_reviews_from_verified_buyers(app, client, db):
         )
         == 0
     )
+
+
+def test_a_review_moves_the_products_updated_at(client, buyer):
+    _, token, product = buyer()
+    before = client.get(f"/api/products/{product.id}").get_json()["updated_at"]
+    assert post_review(client, product.id, token).status_code == 201
+    after = client.get(f"/api/products/{product.id}").get_json()["updated_at"]
+    assert after > before

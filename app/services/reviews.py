@@ -11,6 +11,7 @@ from sqlalchemy.orm import contains_eager
 from app.errors import AlreadyReviewed, NotABuyer, NotFound
 from app.extensions import db
 from app.models import Order, OrderItem, Product, Review, User
+from app.models.types import utcnow
 from app.services.catalog import get_product
 from app.utils.db import upsert
 
@@ -38,6 +39,9 @@ def _move_rating(product_id: int, count: int, total: int) -> None:
             rating_count=new_count,
             rating_sum=new_sum,
             rating_average=case((new_count > 0, hundredths / literal(100.0)), else_=None),
+            # The product as the catalog shows it changed (and with it any
+            # cached copy keyed on updated_at).
+            updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
     )
