@@ -31,58 +31,161 @@ MESSAGES = {
 }
 
 
+# The stable `code` of each status, for errors that name no code of their own
+# (werkzeug's HTTP errors, `ApiError(..., status=...)`). A client branches on it.
+CODES = {
+    400: "invalid_json",
+    401: "token_invalid",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def code_for(status: int) -> str:
+    if status in CODES:
+        return CODES[status]
+    try:
+        return HTTPStatus(status).name.lower()
+    except ValueError:
+        return "error"
+
+
 class ApiError(Exception):
-    """A domain error with an HTTP status and a human-readable message."""
+    """A domain error: subclasses set `status` and `code` (snake_case, stable,
+    listed in docs/API.md) and may pass `details` (a small JSON object)."""
 
-    status = 400
+    status: int = 400
+    code: str | None = None  # None: the status's code (CODES)
 
-    def __init__(self, message: str | None = None, errors: dict | None = None, status=None):
+    def __init__(
+        self,
+        message: str | None = None,
+        errors: dict | None = None,
+        status: int | None = None,
+        *,
+        code: str | None = None,
+        details: dict | None = None,
+    ):
         super().__init__(message)
         if status is not None:
             self.status = status
+        if code is not None:
+            self.code = code
+        elif self.code is None or (status is not None and type(self).status != status):
+            self.code = code_for(self.status)
         self.message = message or MESSAGES.get(self.status, HTTPStatus(self.status).phrase)
         self.errors = errors
+        self.details = details
 
 
 class Unauthorized(ApiError):
     status = 401
+    code = "token_invalid"
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
 
 
 class Forbidden(ApiError):
     status = 403
+    code = "forbidden"
 
 
 class NotFound(ApiError):
     status = 404
+    code = "not_found"
 
 
 class Conflict(ApiError):
     status = 409
+    code = "conflict"
 
 
 class ValidationFailed(ApiError):
     status = 422
+    code = "validation_failed"
+
+
+class Duplicate(Conflict):
+    """A unique value (`field`) another row already holds."""
+
+    code = "duplicate"
+
+    def __init__(self, field: str, message: str | None = None):
+        super().__init__(message or f"That {field} is already taken", details={"field": field})
 
 
 class OutOfStock(Conflict):
-    def __init__(self, name: str, available: int):
-        super().__init__(f"Not enough stock for '{name}': {available} left")
+    code = "out_of_stock"
+
+    def __init__(self, name: str, available: int, product_id: int):
+        super().__init__(
+            f"Not enough stock for '{name}': {available} left",
+            details={"product_id": product_id, "available": available},
+        )
 
 
 class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
     def __init__(self, current: str, new: str):
-        super().__init__(f"Order cannot go from '{current}' to '{new}'")
+        super().__init__(
+            f"Order cannot go from '{current}' to '{new}'", details={"from": current, "to": new}
+        )
 
 
-def error_body(status: int, message: str | None = None, errors: dict | None = None) -> dict:
-    body: dict[str, Any] = {"message": message or MESSAGES.get(status, "Error")}
+class EmptyCart(Conflict):
+    code = "empty_cart"
+
+
+class CartLimit(Conflict):
+    code = "cart_limit"
+
+
+class OrderNotPending(Conflict):
+    code = "order_not_pending"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency_in_flight"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    code = "idempotency_key_reused"
+
+
+def error_body(
+    status: int,
+    message: str | None = None,
+    errors: dict | None = None,
+    *,
+    code: str | None = None,
+    details: dict | None = None,
+) -> dict:
+    body: dict[str, Any] = {
+        "code": code or code_for(status),
+        "message": message or MESSAGES.get(status, "Error"),
+    }
     if errors:
         body["errors"] = errors
+    if details:
+        body["details"] = details
     return body
 
 
-def error_response(status: int, message=None, errors=None, headers=None) -> Response:
-    response = jsonify(error_body(status, message, errors))
+def error_response(
+    status: int, message=None, errors=None, headers=None, *, code=None, details=None
+) -> Response:
+    response = jsonify(error_body(status, message, errors, code=code, details=details))
     response.status_code = status
     if headers:
         response.headers.update(headers)
@@ -133,7 +236,9 @@ def _retry_after() -> int:
 
 def handle_api_error(error: ApiError) -> Response:
     db.session.rollback()
-    return error_response(error.status, error.message, error.errors)
+    return error_response(
+        error.status, error.message, error.errors, code=error.code, details=error.details
+    )
 
 
 def handle_unexpected(error: Exception) -> Response:
@@ -148,6 +253,17 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+# Reliability (issue 13)
+
+
+class CartChanged(Conflict):
+    code = "cart_changed"
+
+
+class StockLimit(Conflict):
+    code = "stock_limit"
 
 
 # --- Reviews (issue 17) ---------------------------------------------------------

@@ -65,7 +65,10 @@ def test_body_over_one_mebibyte_is_413(client):
 def test_deeply_nested_json_is_400_not_500(client):
     response = client.post("/api/auth/login", data="[" * 100_000, content_type="application/json")
     assert response.status_code == 400
-    assert response.get_json() == {"message": "Request body is not valid JSON"}
+    assert response.get_json() == {
+        "code": "invalid_json",
+        "message": "Request body is not valid JSON",
+    }
 
 
 def test_unexpected_exception_is_500_without_traceback(make_app):
@@ -77,7 +80,7 @@ def test_unexpected_exception_is_500_without_traceback(make_app):
 
     response = app.test_client().get("/api/_boom_test")
     assert response.status_code == 500
-    assert response.get_json() == {"message": "Internal server error"}
+    assert response.get_json() == {"code": "internal_error", "message": "Internal server error"}
     assert b"secret" not in response.data and b"Traceback" not in response.data
 
 

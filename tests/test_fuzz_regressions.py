@@ -15,7 +15,7 @@ def test_path_ids_outside_the_documented_range_are_404(client, user_token, item_
             f"/api/cart/{item_id}", json={"quantity": 1}, headers=auth(user_token)
         )
         assert response.status_code == 404, (method, response.get_json())
-        assert response.get_json() == {"message": "Not found"}
+        assert response.get_json() == {"code": "not_found", "message": "Not found"}
     assert client.get(f"/api/products/{item_id}").status_code == 404
     assert client.post(f"/api/orders/{item_id}/cancel", headers=auth(user_token)).status_code == 404
     # A method the path does not have is still a 405, whatever the id.

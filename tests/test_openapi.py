@@ -66,8 +66,8 @@ def test_document_basics(spec):
         "bearerFormat": "JWT",
     }
     error = spec["components"]["schemas"]["Error"]
-    assert error["required"] == ["message"]
-    assert set(error["properties"]) == {"message", "errors"}
+    assert error["required"] == ["code", "message"]
+    assert set(error["properties"]) == {"code", "message", "errors", "details"}
     assert error["properties"]["errors"]["additionalProperties"] == {
         "type": "array",
         "items": {"type": "string"},

@@ -161,6 +161,7 @@ def test_same_key_different_body_is_422(client, buyer, make_product):
         client, token, {"shipping_address": "Somewhere else 1"}, **{"Idempotency-Key": "k1"}
     )
     assert response.status_code == 422
+    assert response.get_json()["code"] == "idempotency_key_reused"
     assert scalar("SELECT count(*) FROM orders") == 1
 
 
@@ -193,6 +194,7 @@ def test_key_in_flight_is_409(app, client, db, buyer, make_product):
     response = place(client, token, **{"Idempotency-Key": "running"})
     assert response.status_code == 409
     assert "progress" in response.get_json()["message"]
+    assert response.get_json()["code"] == "idempotency_in_flight"
     assert scalar("SELECT count(*) FROM orders") == 0
 
 

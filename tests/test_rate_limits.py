@@ -35,7 +35,7 @@ def test_failed_logins_are_limited_per_client_with_retry_after(limited_server, m
     for _ in range(3):
         assert limited_server.request("POST", "/api/auth/login", wrong)[0] == 401
     status, body = limited_server.request("POST", "/api/auth/login", wrong)
-    assert status == 429
+    assert status == 429 and body["code"] == "rate_limited"
     assert body["message"].startswith("Too many requests")
     # Once breached, even the right password waits.
     assert limited_server.request("POST", "/api/auth/login", right)[0] == 429

@@ -17,6 +17,7 @@ class HealthSchema(ma.Schema):
 
 
 class UnavailableSchema(HealthSchema):
+    code = ma.fields.String(metadata={"example": "unavailable"})
     message = ma.fields.String()
 
 
@@ -31,7 +32,10 @@ def health():
     except SQLAlchemyError:
         db.session.rollback()
         response = jsonify(
-            status="unavailable", database="unavailable", message="Database unavailable"
+            status="unavailable",
+            database="unavailable",
+            code="unavailable",
+            message="Database unavailable",
         )
         response.status_code = 503
         return response

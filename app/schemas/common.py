@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 import marshmallow as ma
-from marshmallow import fields, post_load, validate
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from app.models.types import CENT
 
@@ -63,6 +63,16 @@ class NonBlank(validate.Validator):
         return value
 
 
+class ChangeSchema(ma.Schema):
+    """A change (PUT body): at least one field. An empty body or `{}` would
+    change nothing and answer 200, hiding a client's mistake: a 422 instead."""
+
+    @validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Give at least one field to change.", "_schema")
+
+
 class PageQuerySchema(ma.Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
     per_page = fields.Integer(
@@ -93,13 +103,45 @@ class MessageSchema(ma.Schema):
     message = fields.String()
 
 
+ERROR_CODES_DESCRIPTION = (
+    "Stable and machine-readable: branch on it, never on `message`. "
+    "400 `invalid_json`; 401 `invalid_credentials`, `token_missing`, `token_invalid`, "
+    "`token_expired`, `token_revoked`; 402 `payment_declined`; 403 `forbidden`, "
+    "`not_a_buyer`; 404 `not_found`; 405 `method_not_allowed`; 409 `duplicate`, "
+    "`out_of_stock`, `empty_cart`, `invalid_transition`, `idempotency_in_flight`, "
+    "`already_reviewed`, `already_paid`, `insufficient_stock`, `cart_limit`, "
+    "`order_not_pending`; 413 `payload_too_large`; 415 `unsupported_media_type`; "
+    "422 `validation_failed`, `idempotency_key_reused`; 429 `rate_limited`; "
+    "500 `internal_error`; 503 `unavailable`."
+)
+
+
 class ErrorSchema(ma.Schema):
-    message = fields.String(required=True)
+    code = fields.String(
+        required=True,
+        metadata={"description": ERROR_CODES_DESCRIPTION, "example": "validation_failed"},
+    )
+    message = fields.String(
+        required=True,
+        metadata={
+            "description": "For people; its wording may change.",
+            "example": "Validation failed",
+        },
+    )
     errors = fields.Dict(
         keys=fields.String(),
         values=fields.List(fields.String()),
         metadata={
             "description": "Each offending field (or `_schema`) with its messages.",
             "example": {"price": ["Must be between 0 and 1000000."]},
+        },
+    )
+    details = fields.Dict(
+        keys=fields.String(),
+        metadata={
+            "description": (
+                "Facts about the error, for some codes: `out_of_stock` {product_id, available}, "
+                "`invalid_transition` {from, to}, `duplicate` {field}."
+            ),
         },
     )

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import fields, validate
 
 from app.models import ORDER_STATUSES
-from app.schemas.common import Money, NonBlank, PageQuerySchema, page_schema
+from app.schemas.common import ChangeSchema, Money, NonBlank, PageQuerySchema, page_schema
 
 ADDRESS = [validate.Length(5, 500), NonBlank()]
 
@@ -42,14 +42,9 @@ class OrderCreateSchema(ma.Schema):
     shipping_address = fields.String(required=True, validate=ADDRESS)
 
 
-class OrderUpdateSchema(ma.Schema):
+class OrderUpdateSchema(ChangeSchema):
     status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
     shipping_address = fields.String(validate=ADDRESS)
-
-    @validates_schema
-    def not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError("Give 'status' and/or 'shipping_address'.", "_schema")
 
 
 class OrderQuerySchema(PageQuerySchema):

@@ -3,7 +3,15 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from app.schemas.common import MAX_INT, Money, NonBlank, PageQuerySchema, StrictInt, page_schema
+from app.models.product import MAX_STOCK
+from app.schemas.common import (
+    ChangeSchema,
+    Money,
+    NonBlank,
+    PageQuerySchema,
+    StrictInt,
+    page_schema,
+)
 
 SORTS = ("name", "-name", "price", "-price", "rating", "-rating", "created_at", "-created_at")
 
@@ -13,7 +21,7 @@ class ProductSchema(ma.Schema):
     name = fields.String(required=True, validate=[validate.Length(1, 200), NonBlank()])
     description = fields.String(validate=validate.Length(max=5000))
     price = Money(required=True)
-    stock = StrictInt(required=True, validate=validate.Range(0, MAX_INT))
+    stock = StrictInt(required=True, validate=validate.Range(0, MAX_STOCK))
     category = fields.String(allow_none=True, validate=validate.Length(max=80))
     image_url = fields.URL(
         allow_none=True,
@@ -32,7 +40,7 @@ class ProductSchema(ma.Schema):
     updated_at = fields.DateTime(dump_only=True)
 
 
-class ProductUpdateSchema(ProductSchema):
+class ProductUpdateSchema(ProductSchema, ChangeSchema):
     """Any subset of the writable fields (loaded with partial=True)."""
 
 

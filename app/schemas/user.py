@@ -3,6 +3,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from app.schemas.common import ChangeSchema
+
 USERNAME = validate.Regexp(
     r"^[A-Za-z0-9_.\-]{3,80}$",
     error="3-80 characters: letters, digits, '_', '.' or '-'.",
@@ -35,7 +37,7 @@ class LoginSchema(ma.Schema):
             raise ValidationError("Give exactly one of 'email' or 'username'.", "_schema")
 
 
-class ProfileUpdateSchema(ma.Schema):
+class ProfileUpdateSchema(ChangeSchema):
     username = fields.String(validate=USERNAME)
     email = fields.Email(validate=validate.Length(max=254))
     password = fields.String(load_only=True, validate=PASSWORD)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.errors import Conflict, Unauthorized, ValidationFailed
+from app.errors import Duplicate, InvalidCredentials, ValidationFailed
 from app.extensions import db
 from app.models import Cart, User
 
@@ -33,20 +33,21 @@ def _ensure_unique(username: str | None, email: str | None, exclude_id: int | No
     if username is not None:
         other = find_by_username(username)
         if other is not None and other.id != exclude_id:
-            raise Conflict("Username already taken")
+            raise Duplicate("username", "Username already taken")
     if email is not None:
         other = find_by_email(email)
         if other is not None and other.id != exclude_id:
-            raise Conflict("Email already registered")
+            raise Duplicate("email", "Email already registered")
 
 
 def _flush_unique() -> None:
     # The unique indexes decide races the checks above cannot see.
     try:
         db.session.flush()
-    except IntegrityError:
+    except IntegrityError as error:
         db.session.rollback()
-        raise Conflict("Username or email already taken") from None
+        field = "email" if "email" in str(error.orig).lower() else "username"
+        raise Duplicate(field, "Username or email already taken") from None
 
 
 def create_user(username: str, email: str, password: str, is_admin: bool = False) -> User:
@@ -66,9 +67,9 @@ def authenticate(password: str, email: str | None = None, username: str | None =
     if user is None:
         # Spend the same time as a real check so response times reveal nothing.
         check_password_hash(_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
-        raise Unauthorized(BAD_CREDENTIALS)
+        raise InvalidCredentials(BAD_CREDENTIALS)
     if not user.check_password(password):
-        raise Unauthorized(BAD_CREDENTIALS)
+        raise InvalidCredentials(BAD_CREDENTIALS)
     return user
 
 

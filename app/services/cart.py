@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
-from app.errors import Conflict, NotFound, OutOfStock
+from app.errors import CartLimit, NotFound, OutOfStock
 from app.extensions import db
 from app.models import Cart, CartItem, User
 from app.models.types import utcnow
@@ -30,40 +30,63 @@ def load_cart(user: User) -> Cart | None:
     )
 
 
+def _make_cart(user: User) -> None:
+    db.session.execute(
+        upsert(Cart)
+        .values(user_id=user.id, created_at=utcnow(), updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["user_id"])
+    )
+
+
 def get_cart(user: User) -> Cart:
     """The user's cart, made on first use."""
     cart = load_cart(user)
     if cart is None:
-        db.session.execute(
-            upsert(Cart)
-            .values(user_id=user.id, created_at=utcnow(), updated_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["user_id"])
-        )
+        _make_cart(user)
         cart = load_cart(user)
     return cart
 
 
-def _check_quantity(item_name: str, quantity: int, stock: int) -> None:
-    if quantity > stock:
-        raise OutOfStock(item_name, stock)
+def lock_cart(user: User, *, create: bool = True) -> int | None:
+    """Lock the user's cart row until the transaction ends and return its id.
+
+    Every change of a cart's lines and every checkout takes this lock first, so
+    on PostgreSQL they run one after the other per cart: a checkout orders
+    exactly the lines it read and a concurrent add waits for it instead of
+    being deleted with them. It is a statement of its own, taken before the
+    lines are read: a read in the same statement would keep the snapshot from
+    before the wait. (SQLite's BEGIN IMMEDIATE serialises writers already.)
+    """
+    stmt = select(Cart.id).where(Cart.user_id == user.id).with_for_update()
+    cart_id = db.session.scalar(stmt)
+    if cart_id is None and create:
+        _make_cart(user)
+        cart_id = db.session.scalar(stmt)
+    return cart_id
+
+
+def _check_quantity(product, quantity: int) -> None:
+    if quantity > product.stock:
+        raise OutOfStock(product.name, product.stock, product.id)
     if quantity > MAX_LINE_QUANTITY:
-        raise Conflict(f"A cart line holds at most {MAX_LINE_QUANTITY} units")
+        raise CartLimit(f"A cart line holds at most {MAX_LINE_QUANTITY} units")
 
 
 def add_item(user: User, product_id: int, quantity: int) -> Cart:
     """Add to the product's line (made if new); concurrent adds merge in the database."""
     product = get_product(product_id)
-    cart = get_cart(user)
-    if len(cart.items) >= MAX_CART_LINES and all(i.product_id != product_id for i in cart.items):
-        raise Conflict(f"A cart holds at most {MAX_CART_LINES} different products")
+    cart_id = lock_cart(user)
+    lines = db.session.scalars(select(CartItem.product_id).where(CartItem.cart_id == cart_id)).all()
+    if len(lines) >= MAX_CART_LINES and product_id not in lines:
+        raise CartLimit(f"A cart holds at most {MAX_CART_LINES} different products")
     stmt = upsert(CartItem).values(
-        cart_id=cart.id, product_id=product.id, quantity=quantity, created_at=utcnow()
+        cart_id=cart_id, product_id=product.id, quantity=quantity, created_at=utcnow()
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["cart_id", "product_id"],
         set_={"quantity": CartItem.quantity + stmt.excluded.quantity},
     ).returning(CartItem.quantity)
-    _check_quantity(product.name, db.session.scalar(stmt), product.stock)
+    _check_quantity(product, db.session.scalar(stmt))
     return load_cart(user)
 
 
@@ -77,20 +100,22 @@ def _own_item(user: User, item_id: int) -> CartItem:
 
 
 def update_item(user: User, item_id: int, quantity: int) -> Cart:
+    lock_cart(user)
     item = _own_item(user, item_id)
-    _check_quantity(item.product.name, quantity, item.product.stock)
+    _check_quantity(item.product, quantity)
     item.quantity = quantity
     db.session.flush()
     return load_cart(user)
 
 
 def remove_item(user: User, item_id: int) -> Cart:
+    lock_cart(user)
     db.session.delete(_own_item(user, item_id))
     db.session.flush()
     return load_cart(user)
 
 
 def clear_cart(user: User) -> Cart:
-    cart = get_cart(user)
-    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart.id))
+    cart_id = lock_cart(user)
+    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
     return load_cart(user)

@@ -19,9 +19,10 @@ API_DESCRIPTION = """The shop's JSON API: catalog, reviews, cart, orders and acc
 
 * **Auth**: private operations (the lock icon) need `Authorization: Bearer <access_token>`.
   Get a token from `POST /api/auth/login` (or `signup`), then press **Authorize**.
-* **Errors**: every error is `{"message": "...", "errors": {field: [messages]}}` (the
-  `Error` schema; `errors` only for validation). Any operation may also answer
-  500 `{"message": "Internal server error"}`.
+* **Errors**: every error is `{"code": "...", "message": "...", "errors": {field: [messages]},
+  "details": {...}}` (the `Error` schema): branch on the stable `code`, show `message`;
+  `errors` only for validation, `details` for `out_of_stock`, `invalid_transition` and
+  `duplicate`. Any operation may also answer 500 `{"code": "internal_error", ...}`.
 * **Money** is a JSON number with at most two decimals; inputs also take a numeric string.
 * **Lists** answer `{items, page, per_page, total, pages}`.
 """

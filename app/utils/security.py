@@ -12,6 +12,7 @@ from sqlalchemy import delete, exists, select
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
 from app.models import RevokedToken, User
+from app.utils.db import upsert
 
 
 class DatabaseRevocations:
@@ -19,7 +20,12 @@ class DatabaseRevocations:
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < datetime.now(UTC)))
-        db.session.merge(RevokedToken(jti=jti, expires_at=expires_at))
+        # Concurrent logouts with one token both insert: the second is a no-op.
+        db.session.execute(
+            upsert(RevokedToken)
+            .values(jti=jti, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=["jti"])
+        )
 
     def is_revoked(self, jti: str) -> bool:
         return bool(db.session.scalar(select(exists().where(RevokedToken.jti == jti))))
@@ -78,8 +84,23 @@ def _user_id(payload: dict) -> int | None:
         return None
 
 
-def _unauthorized(message: str):
-    return error_response(401, message, headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(code: str, message: str):
+    return error_response(401, message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _missing_or_malformed(reason: str):
+    """Flask-JWT-Extended's reason names the library's view of the request; the
+    client gets the project's words (and `token_missing` only if none was sent)."""
+    if reason.startswith("Missing") and reason.endswith("Header"):  # no header at all
+        return _unauthorized("token_missing", "Authentication required: send 'Bearer <token>'")
+    return _unauthorized("token_invalid", "Malformed Authorization header: use 'Bearer <token>'")
+
+
+def _invalid(reason: str):
+    if "refresh" in reason.lower():  # a token of the wrong type for the route
+        wanted = "an access" if "non-refresh" in reason.lower() else "a refresh"
+        return _unauthorized("token_invalid", f"This route needs {wanted} token")
+    return _unauthorized("token_invalid", "Invalid token")
 
 
 def init_jwt(app: Flask) -> None:
@@ -117,13 +138,21 @@ def init_jwt(app: Flask) -> None:
             return found[1]
         return db.session.get(User, user_id)
 
-    jwt.user_lookup_error_loader(lambda _h, _p: _unauthorized("User no longer exists"))
-    jwt.revoked_token_loader(lambda _h, _p: _unauthorized("Token has been revoked"))
-    jwt.expired_token_loader(lambda _h, _p: _unauthorized("Token has expired"))
-    jwt.invalid_token_loader(lambda reason: _unauthorized(f"Invalid token: {reason}"))
-    jwt.unauthorized_loader(lambda reason: _unauthorized(f"Authentication required: {reason}"))
-    jwt.needs_fresh_token_loader(lambda _h, _p: _unauthorized("Fresh token required"))
-    jwt.token_verification_failed_loader(lambda _h, _p: _unauthorized("Token rejected"))
+    jwt.user_lookup_error_loader(
+        lambda _h, _p: _unauthorized("token_invalid", "The token's user no longer exists")
+    )
+    jwt.revoked_token_loader(
+        lambda _h, _p: _unauthorized("token_revoked", "Token has been revoked")
+    )
+    jwt.expired_token_loader(lambda _h, _p: _unauthorized("token_expired", "Token has expired"))
+    jwt.invalid_token_loader(_invalid)
+    jwt.unauthorized_loader(_missing_or_malformed)
+    jwt.needs_fresh_token_loader(
+        lambda _h, _p: _unauthorized("token_invalid", "A fresh token is required")
+    )
+    jwt.token_verification_failed_loader(
+        lambda _h, _p: _unauthorized("token_invalid", "Invalid token")
+    )
 
 
 def auth_required(fn):
