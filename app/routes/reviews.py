@@ -2,7 +2,6 @@
 
 from flask_jwt_extended import current_user
 
-from app.extensions import db
 from app.schemas.review import (
     ReviewPageSchema,
     ReviewQuerySchema,
@@ -10,7 +9,7 @@ from app.schemas.review import (
     ReviewUpdateSchema,
 )
 from app.services import reviews
-from app.utils.api import Blueprint
+from app.web.blueprint import Blueprint
 
 blp = Blueprint("reviews", __name__, description="Product reviews by verified buyers")
 
@@ -33,9 +32,7 @@ def list_reviews(args, product_id):
 @blp.alt_response(409, description="already_reviewed: the caller has reviewed this product")
 def create_review(data, product_id):
     """Review a product the caller has received (one review per product)."""
-    review = reviews.create_review(current_user, product_id, data)
-    db.session.commit()
-    return review
+    return reviews.create_review(current_user, product_id, data)
 
 
 @blp.route("/reviews/<int:review_id>", methods=["PUT"])
@@ -45,9 +42,7 @@ def create_review(data, product_id):
 @blp.alt_response(404, description="No such review of the caller's")
 def update_review(data, review_id):
     """Change the caller's own review (any of rating, title, body)."""
-    review = reviews.update_review(current_user, review_id, data)
-    db.session.commit()
-    return review
+    return reviews.update_review(current_user, review_id, data)
 
 
 @blp.route("/reviews/<int:review_id>", methods=["DELETE"])
@@ -57,4 +52,3 @@ def update_review(data, review_id):
 def delete_review(review_id):
     """Delete the caller's own review (admins: any review)."""
     reviews.delete_review(current_user, review_id)
-    db.session.commit()

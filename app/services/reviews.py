@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import and_, case, exists, literal, select, update
 from sqlalchemy.orm import contains_eager
 
+from app.db import upsert
 from app.errors import AlreadyReviewed, NotABuyer, NotFound
 from app.extensions import db
 from app.models import Order, OrderItem, Product, Review, User
 from app.models.types import utcnow
 from app.services.catalog import get_product
-from app.utils.db import upsert
 
 SORTS = {
     "-created_at": (Review.created_at.desc(), Review.id.desc()),
