@@ -483,3 +483,19 @@ def test_a_review_moves_the_products_updated_at(client, buyer):
     assert post_review(client, product.id, token).status_code == 201
     after = client.get(f"/api/products/{product.id}").get_json()["updated_at"]
     assert after > before
+
+
+def test_facets_count_rated_products_and_take_min_rating(client, db, make_product):
+    for ratings in ([5], [4, 3], [2], [1], []):
+        product = make_product()
+        if ratings:
+            rate(db, product, ratings)
+    body = client.get("/api/products/facets").get_json()
+    assert body["ratings"] == [
+        {"min_rating": 4, "count": 1},
+        {"min_rating": 3, "count": 2},
+        {"min_rating": 2, "count": 3},
+        {"min_rating": 1, "count": 4},
+    ]
+    body = client.get("/api/products/facets?min_rating=3").get_json()
+    assert body["total"] == 2

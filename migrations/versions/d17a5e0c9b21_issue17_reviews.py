@@ -14,7 +14,7 @@ recreate the partial indexes by hand. The service is the same on both.
 Written by hand (partial and database-specific indexes).
 
 Revision ID: d17a5e0c9b21
-Revises: d13a7c5e9b21
+Revises: e19a5f0c3b21
 Create Date: 2026-11-26 02:10:00
 """
 from alembic import op
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 
 revision = 'd17a5e0c9b21'
-down_revision = 'd13a7c5e9b21'
+down_revision = 'e19a5f0c3b21'
 branch_labels = None
 depends_on = None
 
