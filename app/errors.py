@@ -261,6 +261,48 @@ class StockLimit(Conflict):
     code = "stock_limit"
 
 
+# Payments (issue 20)
+
+
+class PaymentDeclined(ApiError):
+    status = 402
+    code = "payment_declined"
+
+
+class AlreadyPaid(Conflict):
+    code = "already_paid"
+
+    def __init__(self, message: str = "This order is already paid"):
+        super().__init__(message)
+
+
+class PaymentProviderError(ApiError):
+    """The provider could not be reached or refused the call for its own reasons."""
+
+    status = 502
+    code = "payment_provider_error"
+
+
+class RefundFailed(PaymentProviderError):
+    code = "refund_failed"
+
+
+class InvalidWebhook(ApiError):
+    status = 400
+    code = "invalid_signature"
+
+
+# Password reset and email verification (issue 16)
+class InvalidAccountToken(ApiError):
+    """An unknown, used, expired or tampered reset or verification token."""
+
+    status = 400
+    code = "token_invalid"
+
+    def __init__(self, message: str = "This link is invalid or has expired"):
+        super().__init__(message)
+
+
 # --- Reviews (issue 17) ---------------------------------------------------------
 
 

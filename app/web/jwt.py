@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import wraps
 
 from flask import Flask, g
@@ -11,7 +12,7 @@ from flask_jwt_extended import current_user, verify_jwt_in_request
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
 from app.models import User
-from app.services.revocation import init_revocations, revocations
+from app.services.revocation import init_revocations, issued_before_cutoff, revocations
 
 
 def _user_id(payload: dict) -> int | None:
@@ -60,7 +61,13 @@ def init_jwt(app: Flask) -> None:
             return revocations().is_revoked(payload["jti"])
         user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
         g.jwt_user = (user_id, user)
-        return revoked
+        return revoked or issued_before_cutoff(user, payload)
+
+    @jwt.additional_claims_loader
+    def _issued_at(_identity) -> dict:
+        # `iat` has whole seconds: a token made in the same second as a
+        # revoke-all must still be told apart (before or after it).
+        return {"iat_us": time.time_ns() // 1000}
 
     @jwt.user_lookup_loader
     def _lookup(_header: dict, payload: dict) -> User | None:
