@@ -57,6 +57,8 @@ class Product(db.Model):
         Index("ix_products_price_id", "price", "id", **LIVE),
         Index("ix_products_name_id", "name", "id", **LIVE),
         Index("ix_products_category_lower", func.lower(category)),
+        # Covers the facets' GROUP BY category (price range, stock counts).
+        Index("ix_products_facets", "category", "price", "stock", **LIVE),
         # `sort=rating` (ASC NULLS LAST is this index's order on PostgreSQL) and
         # `sort=-rating` on SQLite (DESC NULLS LAST is its backward scan there).
         # PostgreSQL's `-rating` has its own index, made in the migration

@@ -14,7 +14,7 @@ recreate the partial indexes by hand. The service is the same on both.
 Written by hand (partial and database-specific indexes).
 
 Revision ID: d17a5e0c9b21
-Revises: d16a0e1b0c01
+Revises: f19c6d2a8e40
 Create Date: 2026-11-26 02:10:00
 """
 from alembic import op
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 
 revision = 'd17a5e0c9b21'
-down_revision = 'd16a0e1b0c01'
+down_revision = 'f19c6d2a8e40'
 branch_labels = None
 depends_on = None
 
