@@ -9,10 +9,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from tests.conftest import DATABASE_URL, scalar
+from tests.helpers import DATABASE_URL, race, scalar
 from tests.live import gunicorn
 from tests.reviewing import give_order
-from tests.test_races import race
 
 pytestmark = pytest.mark.server
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import IS_POSTGRES, auth, scalar
+from tests.helpers import IS_POSTGRES, auth, scalar
 from tests.reviewing import give_order
 
 REVIEW = {"rating": 4, "title": "Solid", "body": "Does what it says."}

@@ -11,12 +11,17 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Order, OrderItem, OrderStatusEvent, Product
+from app.models import Order, OrderItem, OrderStatus, OrderStatusEvent, Product
 from app.models.types import utcnow
 from app.services import auth as accounts
 from app.services import reviews
 
-WORKFLOW = ("pending", "processing", "shipped", "delivered")
+WORKFLOW = (
+    OrderStatus.PENDING,
+    OrderStatus.PROCESSING,
+    OrderStatus.SHIPPED,
+    OrderStatus.DELIVERED,
+)
 # username, then (product name, rating, title, body) for each product received
 DEMO_REVIEWS = {
     "demo_ada": [
@@ -66,7 +71,7 @@ def _delivered_order(user_id: int, products: list[Product]) -> None:
     start = utcnow() - timedelta(days=10)
     order = Order(
         user_id=user_id,
-        status="delivered",
+        status=OrderStatus.DELIVERED,
         shipping_address="1 Demo Street, Sampletown",
         total_amount=sum((p.price for p in products), Decimal("0.00")),
         created_at=start,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import contains_eager
 from app.db import upsert
 from app.errors import AlreadyReviewed, NotABuyer, NotFound
 from app.extensions import db
-from app.models import Order, OrderItem, Product, Review, User
+from app.models import Order, OrderItem, OrderStatus, Product, Review, User
 from app.models.types import utcnow
 from app.services.catalog import get_product
 
@@ -55,7 +55,7 @@ def _is_buyer(user_id: int, product_id: int) -> bool:
                     OrderItem.product_id == product_id,
                     Order.id == OrderItem.order_id,
                     Order.user_id == user_id,
-                    Order.status == "delivered",
+                    Order.status == OrderStatus.DELIVERED,
                 )
             )
         )
