@@ -314,3 +314,20 @@ class InsufficientStock(Conflict):
             f"Not enough stock for '{product.name}': {product.stock} left, cannot remove {-delta}",
             details={"product_id": product.id, "available": product.stock},
         )
+
+
+# --- Reviews (issue 17) ---------------------------------------------------------
+
+
+class NotABuyer(Forbidden):
+    code = "not_a_buyer"
+
+    def __init__(self):
+        super().__init__("Only a customer with a delivered order of this product may review it")
+
+
+class AlreadyReviewed(Conflict):
+    code = "already_reviewed"
+
+    def __init__(self):
+        super().__init__("You have already reviewed this product")

@@ -5,7 +5,7 @@ current stock, so that from this revision on the sum of a product's deltas is
 its stock.
 
 Revision ID: d18a7c3e5b90
-Revises: f19c6d2a8e40
+Revises: d17a5e0c9b21
 Create Date: 2026-11-26 02:05:00
 """
 from alembic import op
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = 'd18a7c3e5b90'
-down_revision = 'f19c6d2a8e40'
+down_revision = 'd17a5e0c9b21'
 branch_labels = None
 depends_on = None
 
