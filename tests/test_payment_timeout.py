@@ -8,10 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from app.db import unit_of_work
 from app.models.types import utcnow
 from app.services.payment_timeouts import cancel_expired_orders
-from tests.conftest import auth, scalar
-from tests.test_payments import order_for, pay, stock
+from tests.conftest import DATABASE_URL, auth, scalar
+from tests.live import gunicorn
+from tests.test_payments import VISA, order_for, pay, stock
+from tests.test_races import race
 
 
 @pytest.fixture
@@ -107,3 +110,35 @@ def test_the_worker_cancels_and_the_customer_gets_the_email(
     assert f"#{order['id']}" in text_part or str(order["id"]) in text_part
     assert "Abandoned Lamp" in text_part
     assert message.get_body(("html",)) is not None
+
+
+@pytest.mark.server
+def test_the_sweep_racing_pays_never_cancels_a_paid_order(app, db, client, buyer, make_product):
+
+    _, token = buyer
+    product = make_product(stock=12)
+    orders = [order_for(client, token, (product, 2)) for _ in range(6)]
+    for order in orders:
+        age(db, order["id"], 3600)
+
+    def sweep():
+        with app.app_context(), unit_of_work():
+            return len(cancel_expired_orders())
+
+    with gunicorn(DATABASE_URL, workers=2, threads=4) as server:
+        calls = [
+            lambda o=o: server.request("POST", f"/api/orders/{o['id']}/pay", VISA, token)
+            for o in orders
+        ]
+        results = race([*calls, sweep])
+    paid = sum(1 for status, _ in results[:-1] if status == 200)
+    cancelled = results[-1]
+    assert paid + cancelled == 6
+    assert {status for status, _ in results[:-1]} <= {200, 409}
+    for order in orders:
+        state = (
+            scalar("SELECT status FROM orders WHERE id = :i", i=order["id"]),
+            scalar("SELECT payment_status FROM orders WHERE id = :i", i=order["id"]),
+        )
+        assert state in {("processing", "paid"), ("cancelled", "unpaid")}, state
+    assert stock(product) == 12 - 2 * paid
