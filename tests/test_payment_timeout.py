@@ -11,8 +11,8 @@ from sqlalchemy import text
 from app.db import unit_of_work
 from app.models.types import utcnow
 from app.services.payment_timeouts import cancel_expired_orders
-from tests.conftest import DATABASE_URL, auth, scalar
-from tests.live import gunicorn
+from tests.conftest import DATABASE_URL, IS_POSTGRES, REDIS_URL, auth, scalar
+from tests.live import celery_worker, eventually, gunicorn
 from tests.test_payments import VISA, order_for, pay, stock
 from tests.test_races import race
 
@@ -142,3 +142,37 @@ def test_the_sweep_racing_pays_never_cancels_a_paid_order(app, db, client, buyer
         )
         assert state in {("processing", "paid"), ("cancelled", "unpaid")}, state
     assert stock(product) == 12 - 2 * paid
+
+
+@pytest.mark.server
+@pytest.mark.skipif(
+    not (REDIS_URL and IS_POSTGRES), reason="needs REDIS_URL and PostgreSQL (the CI leg)"
+)
+def test_a_celery_worker_runs_the_sweep_and_emails_the_customer(
+    db, make_user, login, client, make_product, smtp_server
+):
+    import redis
+
+    queue = redis.Redis.from_url(REDIS_URL)
+    queue.delete("celery", "unacked", "unacked_index", "unacked_mutex")
+    user = make_user()
+    token = login(user)["access_token"]
+    product = make_product(stock=3)
+    order = order_for(client, token, (product, 3))
+    age(db, order["id"], 7200)
+    env = {
+        **smtp_server.env(),
+        "ORDER_PAYMENT_SWEEP_INTERVAL": "1",
+        "OUTBOX_SWEEP_INTERVAL": "0.5",
+        "OUTBOX_SWEEP_GRACE": "0",
+    }
+    try:
+        with celery_worker(DATABASE_URL, REDIS_URL, name="sweeper", extra_env=env):
+            eventually(lambda: scalar("SELECT status FROM orders") == "cancelled")
+            messages = smtp_server.wait_for(2, timeout=40)  # the confirmation, then this
+    finally:
+        queue.delete("celery", "unacked", "unacked_index", "unacked_mutex")
+        queue.close()
+    assert stock(product) == 3
+    cancelled = [m for m in messages if "cancelled" in m["Subject"]]
+    assert len(cancelled) == 1 and cancelled[0]["X-Rcpt-To"] == user.email
