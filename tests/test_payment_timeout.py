@@ -11,10 +11,19 @@ from sqlalchemy import text
 from app.db import unit_of_work
 from app.models.types import utcnow
 from app.services.payment_timeouts import cancel_expired_orders
-from tests.conftest import DATABASE_URL, IS_POSTGRES, REDIS_URL, auth, scalar
+from tests.helpers import (
+    DATABASE_URL,
+    IS_POSTGRES,
+    REDIS_URL,
+    VISA,
+    auth,
+    order_for,
+    pay,
+    race,
+    scalar,
+    stock,
+)
 from tests.live import celery_worker, eventually, gunicorn
-from tests.test_payments import VISA, order_for, pay, stock
-from tests.test_races import race
 
 
 @pytest.fixture
