@@ -301,3 +301,33 @@ class InvalidAccountToken(ApiError):
 
     def __init__(self, message: str = "This link is invalid or has expired"):
         super().__init__(message)
+
+
+# Inventory (issue 18)
+class InsufficientStock(Conflict):
+    """An adjustment that would take the stock below zero."""
+
+    code = "insufficient_stock"
+
+    def __init__(self, product, delta: int):
+        super().__init__(
+            f"Not enough stock for '{product.name}': {product.stock} left, cannot remove {-delta}",
+            details={"product_id": product.id, "available": product.stock},
+        )
+
+
+# --- Reviews (issue 17) ---------------------------------------------------------
+
+
+class NotABuyer(Forbidden):
+    code = "not_a_buyer"
+
+    def __init__(self):
+        super().__init__("Only a customer with a delivered order of this product may review it")
+
+
+class AlreadyReviewed(Conflict):
+    code = "already_reviewed"
+
+    def __init__(self):
+        super().__init__("You have already reviewed this product")

@@ -184,3 +184,28 @@ def test_openapi_documents_etag_and_304(client):
         get = paths[path]["get"]
         assert "ETag" in get["responses"]["200"]["headers"]
         assert "304" in get["responses"]
+
+
+def test_a_review_and_its_authors_new_name_show_at_once(client, db, make_product, make_user):
+    from app.models import Review, User
+
+    product = make_product()
+    author = make_user()
+    path = f"/api/products/{product.id}/reviews"
+    assert client.get(path).get_json()["items"] == []
+    db.session.add(Review(product_id=product.id, user_id=author.id, rating=4))
+    db.session.execute(db.update(Product).values(rating_count=1, rating_sum=4))
+    db.session.commit()
+    assert [r["user"]["username"] for r in client.get(path).get_json()["items"]] == [
+        author.username
+    ]
+    version = catalog_cache.store().version()
+    db.session.execute(db.update(User).where(User.id == author.id).values(email_verified=True))
+    db.session.get(User, author.id).email = "someone-else@example.com"
+    db.session.commit()
+    assert catalog_cache.store().version() == version  # nothing a catalog read shows
+    db.session.get(User, author.id).username = "renamed-author"
+    db.session.commit()
+    assert [r["user"]["username"] for r in client.get(path).get_json()["items"]] == [
+        "renamed-author"
+    ]

@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, delete, func, select
 
 from app.db import count_rows, paginate
 from app.errors import NotFound
 from app.extensions import db
-from app.models import CartItem, Product
+from app.models import CartItem, Product, User
 from app.models.types import utcnow
-from app.services import catalog_cache, search
+from app.services import catalog_cache, inventory, search
 
 PAGE_ARGS = frozenset({"page", "per_page", "sort"})
 SORT_COLUMNS = {"name": Product.name, "price": Product.price, "created_at": Product.created_at}
+# Unrated products (a NULL average) last either way; each order is one that an
+# index of the live catalog walks (see Product's indexes and migration d17a5e0c9b21).
+RATING_SORTS = {
+    "rating": (Product.rating_average.asc().nulls_last(), Product.id.asc()),
+    "-rating": (Product.rating_average.desc().nulls_last(), Product.id.desc()),
+}
 
 
 def active_products():
@@ -34,6 +41,8 @@ def filtered(args: dict[str, Any], *, by_category: bool = True) -> Select:
         stmt = stmt.where(Product.price <= args["max_price"])
     if args.get("in_stock"):
         stmt = stmt.where(Product.stock > 0)
+    if args.get("min_rating") is not None:
+        stmt = stmt.where(Product.rating_average >= args["min_rating"])
     return stmt
 
 
@@ -54,6 +63,8 @@ def search_matches(q: str | None) -> Iterator[search.Match | None]:
 def _sorted(stmt: Select, sort: str, match: search.Match | None) -> Select:
     if sort == "relevance":
         return stmt.order_by(*(match.order if match else ()), Product.id.asc())
+    if sort in RATING_SORTS:
+        return stmt.order_by(*RATING_SORTS[sort])
     column = SORT_COLUMNS[sort.lstrip("-")]
     if sort.startswith("-"):
         return stmt.order_by(column.desc(), Product.id.desc())
@@ -82,18 +93,25 @@ def get_product(product_id: int) -> Product:
     return product
 
 
-def create_product(data: dict[str, Any]) -> Product:
+def create_product(data: dict[str, Any], actor: User | None = None) -> Product:
+    """A new product, its initial stock the first entry of its ledger."""
+    data.setdefault("low_stock_threshold", current_app.config["LOW_STOCK_THRESHOLD"])
     product = Product(**data)
     db.session.add(product)
     db.session.flush()
+    inventory.record_created(product, actor)
     return product
 
 
-def update_product(product_id: int, data: dict[str, Any]) -> Product:
+def update_product(product_id: int, data: dict[str, Any], actor: User) -> Product:
+    """Change the given fields; a new `stock` is an adjustment of the difference."""
     product = get_product(product_id)
+    stock = data.pop("stock", None)
     for field, value in data.items():
         setattr(product, field, value)
     db.session.flush()
+    if stock is not None:
+        inventory.set_stock(product, stock, actor)
     return product
 
 

@@ -29,13 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import TextClause, event
+from sqlalchemy import TextClause, event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session
 
 log = logging.getLogger("shop.cache")
 
 # Tables whose rows a catalog read shows (products, their reviews and stock).
 CATALOG_TABLES = frozenset({"products", "reviews", "stock_movements"})
+# Columns of other tables that a catalog read shows (a review names its author).
+CATALOG_COLUMNS = {"users": ("username",)}
 _RAW_WRITE = re.compile(
     r"\b(?:update|insert\s+into|delete\s+from)\s+\"?(" + "|".join(CATALOG_TABLES) + r")\b",
     re.IGNORECASE,
@@ -201,13 +203,24 @@ def _listen_once() -> None:
             _registered = True
 
 
+def _shows(session: Session, obj) -> bool:
+    """Whether flushing `obj` changes what a catalog read shows."""
+    table = getattr(obj, "__tablename__", None)
+    if table in CATALOG_TABLES:
+        return obj not in session.dirty or session.is_modified(obj)
+    if table in CATALOG_COLUMNS and obj not in session.new:
+        state = inspect(obj)
+        return obj in session.deleted or any(
+            state.attrs[name].history.has_changes() for name in CATALOG_COLUMNS[table]
+        )
+    return False
+
+
 def _before_flush(session: Session, _context, _instances) -> None:
-    for obj in itertools.chain(session.new, session.deleted, session.dirty):
-        if getattr(obj, "__tablename__", None) in CATALOG_TABLES:
-            if obj in session.dirty and not session.is_modified(obj):
-                continue
-            session.info[MARK] = True
-            return
+    if any(
+        _shows(session, obj) for obj in itertools.chain(session.new, session.deleted, session.dirty)
+    ):
+        session.info[MARK] = True
 
 
 def _on_execute(state: ORMExecuteState) -> None:
