@@ -124,3 +124,43 @@ def test_idempotency_key_used_on_a_replays_on_b(instances, db, make_user, login,
     assert first[0] == second[0] == 201
     assert first[1] == second[1]
     assert scalar("SELECT count(*) FROM orders") == 1
+
+
+def test_password_change_on_a_ends_every_session_on_b(instances, make_user):
+    a, b = instances
+    user = make_user()
+    login = {"email": user.email, "password": PASSWORD}
+    sessions = [a.request("POST", "/api/auth/login", login)[1] for _ in range(2)]
+    sessions.append(b.request("POST", "/api/auth/login", login)[1])
+    for tokens in sessions:
+        assert b.request("GET", "/api/auth/profile", token=tokens["access_token"])[0] == 200
+    change = {"password": "changed-on-a-1", "current_password": PASSWORD}
+    assert (
+        a.request("PUT", "/api/auth/profile", change, token=sessions[0]["access_token"])[0] == 200
+    )
+    for server in (a, b):
+        for tokens in sessions:  # several workers per instance: every answer is the same
+            for _ in range(3):
+                status, body = server.request("GET", "/api/cart", token=tokens["access_token"])
+                assert (status, body["code"]) == (401, "token_revoked")
+            status, _ = server.request("POST", "/api/auth/refresh", token=tokens["refresh_token"])
+            assert status == 401
+    status, fresh = b.request("POST", "/api/auth/login", {**login, "password": "changed-on-a-1"})
+    assert status == 200
+    assert a.request("GET", "/api/cart", token=fresh["access_token"])[0] == 200
+
+
+def test_logout_all_on_b_ends_sessions_on_a(instances, make_user):
+    a, b = instances
+    user = make_user()
+    login = {"email": user.email, "password": PASSWORD}
+    on_a = a.request("POST", "/api/auth/login", login)[1]
+    on_b = b.request("POST", "/api/auth/login", login)[1]
+    assert b.request("POST", "/api/auth/logout-all", token=on_b["access_token"])[0] == 200
+    for tokens in (on_a, on_b):
+        assert {
+            a.request("GET", "/api/cart", token=tokens["access_token"])[0] for _ in range(4)
+        } == {401}
+        assert a.request("POST", "/api/auth/refresh", token=tokens["refresh_token"])[0] == 401
+    again = a.request("POST", "/api/auth/login", login)[1]
+    assert b.request("GET", "/api/cart", token=again["access_token"])[0] == 200

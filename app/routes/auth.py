@@ -93,6 +93,16 @@ def refresh():
     return {"access_token": create_access_token(identity=current_user)}
 
 
+@blp.route("/logout-all", methods=["POST"])
+@blp.private
+@blp.response(200, MessageSchema)
+def logout_all():
+    """Revoke every token of the caller, on every device (this one included)."""
+    accounts.revoke_all_tokens(current_user)
+    db.session.commit()
+    return {"message": "Logged out everywhere"}
+
+
 @blp.route("/logout", methods=["POST"])
 @blp.private
 @blp.arguments(LogoutSchema, required=False)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cache
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import Duplicate, InvalidCredentials, ValidationFailed
@@ -87,4 +88,23 @@ def update_profile(user: User, data: dict) -> User:
     if "password" in data:
         user.set_password(data["password"])
     _flush_unique()
+    if "password" in data:
+        revoke_all_tokens(user)
     return user
+
+
+def revoke_all_tokens(user: User) -> None:
+    """Revoke every access and refresh token of `user` issued so far, on every
+    instance and with either revocation store: call it on a password change or
+    reset and for "log out everywhere". Tokens issued afterwards work.
+
+    An atomic increment of `users.token_version`, which every token carries
+    (claim `ver`) and which the JWT check compares with the user row it loads."""
+    version = db.session.scalar(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_version=User.token_version + 1)
+        .returning(User.token_version)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(user, "token_version", version)

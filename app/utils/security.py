@@ -51,6 +51,17 @@ class RedisRevocations:
         return db.session.get(User, user_id), self.is_revoked(jti)
 
 
+VERSION_CLAIM = "ver"
+
+
+def issued_before_revoke_all(user: User, payload: dict) -> bool:
+    """Whether the token predates the user's last "revoke all" (see
+    `app.services.auth.revoke_all_tokens`). The version lives on the user row,
+    which every request loads anyway, whichever store holds single revocations:
+    no extra round trip, and every instance sees a change once it is committed."""
+    return payload.get(VERSION_CLAIM, 0) != user.token_version
+
+
 def revocations():
     return current_app.extensions["shop_revocations"]
 
@@ -108,6 +119,10 @@ def init_jwt(app: Flask) -> None:
     def _identity(user: User) -> str:
         return str(user.id)
 
+    @jwt.additional_claims_loader
+    def _claims(user: User) -> dict:
+        return {VERSION_CLAIM: getattr(user, "token_version", None) or 0}
+
     # Flask-JWT-Extended asks "revoked?" and then "which user?". Each store
     # answers both at once - with revocations in the database, in one query (the
     # profile of the authenticated reads showed the second round trip); the user
@@ -120,7 +135,7 @@ def init_jwt(app: Flask) -> None:
             return revocations().is_revoked(payload["jti"])
         user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
         g.jwt_user = (user_id, user)
-        return revoked
+        return revoked or (user is not None and issued_before_revoke_all(user, payload))
 
     @jwt.user_lookup_loader
     def _lookup(_header: dict, payload: dict) -> User | None:
