@@ -86,7 +86,11 @@ def register_extensions(app: Flask) -> None:
                 "securitySchemes": {
                     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
                 }
-            }
+            },
+            "servers": [
+                {"url": "/", "description": "The server that serves this document"},
+                {"url": "http://localhost:5000", "description": "Local development (make run)"},
+            ],
         },
     )
     api.init_app(app)

@@ -36,10 +36,15 @@ class Api(SmorestApi):
     def init_app(self, app, *, spec_kwargs=None):
         from app.schemas.common import ErrorSchema
         from app.utils.openapi import API_DESCRIPTION, ERROR_DESCRIPTIONS, money2properties
+        from app.utils.openapi_contract import ContractPlugin
 
         self.ERROR_SCHEMA = ErrorSchema
         self.error_descriptions = ERROR_DESCRIPTIONS
-        spec_kwargs = {"info": {"description": API_DESCRIPTION}, **(spec_kwargs or {})}
+        spec_kwargs = {
+            "info": {"description": API_DESCRIPTION},
+            "extra_plugins": [ContractPlugin()],
+            **(spec_kwargs or {}),
+        }
         super().init_app(app, spec_kwargs=spec_kwargs)
         self.ma_plugin.converter.add_attribute_function(money2properties)
 
@@ -48,15 +53,21 @@ class Api(SmorestApi):
         UNAUTHORIZED), each with the error envelope and the project's wording."""
         from flask_smorest.utils import prepare_response
 
+        from app.utils.openapi_contract import error_component_headers
+
         for status in HTTPStatus:
             if status < 400:
                 continue
             response = {
                 "description": self.error_descriptions.get(status, status.phrase),
                 "schema": self.ERROR_SCHEMA,
+                "headers": error_component_headers(status),
             }
             prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
+
+    def _register_pagination_header(self):
+        """Not used: lists answer the page envelope of API.md, not a header."""
 
     def handle_http_exception(self, error):
         from app.errors import http_error_response

@@ -18,15 +18,18 @@ class OrderItemSchema(ma.Schema):
     subtotal = Money()
 
 
+STATUS = validate.OneOf(ORDER_STATUSES)  # documents the enum on responses too
+
+
 class StatusEventSchema(ma.Schema):
-    status = fields.String()
+    status = fields.String(validate=STATUS)
     at = fields.DateTime()
 
 
 class OrderSchema(ma.Schema):
     id = fields.Integer()
     user_id = fields.Integer()
-    status = fields.String()
+    status = fields.String(validate=STATUS)
     total_amount = Money()
     shipping_address = fields.String()
     items = fields.List(fields.Nested(OrderItemSchema))
@@ -39,10 +42,14 @@ OrderPageSchema = page_schema(OrderSchema, "OrderPageSchema")
 
 
 class OrderCreateSchema(ma.Schema):
-    shipping_address = fields.String(required=True, validate=ADDRESS)
+    shipping_address = fields.String(
+        required=True, validate=ADDRESS, metadata={"example": "221B Baker Street, London NW1 6XE"}
+    )
 
 
 class OrderUpdateSchema(ChangeSchema):
+    OPENAPI_EXAMPLE = {"status": "processing"}
+
     status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
     shipping_address = fields.String(validate=ADDRESS)
 

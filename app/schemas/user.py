@@ -13,23 +13,50 @@ PASSWORD = validate.Length(8, 128)
 
 
 class UserSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
-    username = fields.String(dump_only=True)
-    email = fields.String(dump_only=True)
+    id = fields.Integer(dump_only=True, metadata={"example": 1})
+    username = fields.String(dump_only=True, metadata={"example": "alice"})
+    email = fields.String(dump_only=True, metadata={"example": "alice@example.com"})
     is_admin = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
 
+EXAMPLE_PASSWORD = "correct-horse-9"  # noqa: S105 - a documentation example
+
+
 class SignupSchema(ma.Schema):
-    username = fields.String(required=True, validate=USERNAME)
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+    username = fields.String(required=True, validate=USERNAME, metadata={"example": "alice"})
+    email = fields.Email(
+        required=True, validate=validate.Length(max=254), metadata={"example": "alice@example.com"}
+    )
+    password = fields.String(
+        required=True, load_only=True, validate=PASSWORD, metadata={"example": EXAMPLE_PASSWORD}
+    )
+
+
+class LoginByEmailSchema(ma.Schema):
+    """Sign in with the email address."""
+
+    email = fields.String(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, validate=validate.Length(max=128))
+    OPENAPI_EXAMPLE = {"email": "alice@example.com", "password": EXAMPLE_PASSWORD}
+
+
+class LoginByUsernameSchema(ma.Schema):
+    """Sign in with the username."""
+
+    username = fields.String(required=True, validate=validate.Length(max=80))
+    password = fields.String(required=True, validate=validate.Length(max=128))
+    OPENAPI_EXAMPLE = {"username": "alice", "password": EXAMPLE_PASSWORD}
 
 
 class LoginSchema(ma.Schema):
+    """`password` and exactly one of `email` or `username`."""
+
     email = fields.String(validate=validate.Length(max=254))
     username = fields.String(validate=validate.Length(max=80))
     password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
+    # The document shows the two accepted shapes (see app.utils.openapi_contract).
+    OPENAPI_ONE_OF = (LoginByEmailSchema, LoginByUsernameSchema)
 
     @validates_schema
     def one_identifier(self, data, **kwargs):
@@ -38,6 +65,10 @@ class LoginSchema(ma.Schema):
 
 
 class ProfileUpdateSchema(ChangeSchema):
+    """Any of username, email, password; current_password to change the last two."""
+
+    OPENAPI_EXAMPLE = {"username": "alice_w"}
+
     username = fields.String(validate=USERNAME)
     email = fields.Email(validate=validate.Length(max=254))
     password = fields.String(load_only=True, validate=PASSWORD)

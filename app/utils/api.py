@@ -14,6 +14,7 @@ from werkzeug.routing import IntegerConverter
 from app.errors import ApiError, ValidationFailed
 from app.schemas.common import MAX_INT
 from app.utils.openapi import response_schema, standard_error_responses
+from app.utils.openapi_contract import operation_extras
 from app.utils.security import admin_required, auth_required
 
 BEARER = [{"bearerAuth": []}]
@@ -88,7 +89,7 @@ class Blueprint(flask_smorest.Blueprint):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._prepare_doc_cbks.append(standard_error_responses)
+        self._prepare_doc_cbks.extend([standard_error_responses, operation_extras])
 
     def response(self, status_code, schema=None, **kwargs):
         """Document (and dump) `schema` as a response: all its fields required."""
@@ -120,6 +121,7 @@ class Blueprint(flask_smorest.Blueprint):
             for method, info in methods.items():
                 if method != "parameters":
                     info["has_path_args"] = bool(rule.arguments)
+                    info["endpoint"], info["blueprint"] = endpoint, name
         super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
 
 

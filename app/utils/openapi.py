@@ -66,7 +66,7 @@ def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
         "minimum": 0,
         "description": field.metadata.get(
             "description",
-            "An exact amount with at most two decimals; input may also be a numeric string.",
+            "An exact amount with at most two decimals.",
         ),
     }
 
@@ -120,7 +120,7 @@ def response_schema(schema):
             if not field.load_only
         }
         name = cls.__name__.removesuffix("Schema") + "ResponseSchema"
-        _RESPONSE_SCHEMAS[cls] = type(name, (cls,), fields)
+        _RESPONSE_SCHEMAS[cls] = type(name, (cls,), {**fields, "IS_RESPONSE": True})
     return _RESPONSE_SCHEMAS[cls]
 
 
