@@ -253,3 +253,14 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+# Reliability (issue 13)
+
+
+class CartChanged(Conflict):
+    code = "cart_changed"
+
+
+class StockLimit(Conflict):
+    code = "stock_limit"

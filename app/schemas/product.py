@@ -3,8 +3,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from app.models.product import MAX_STOCK
 from app.schemas.common import (
-    MAX_INT,
     ChangeSchema,
     Money,
     NonBlank,
@@ -28,7 +28,9 @@ class ProductSchema(ma.Schema):
         metadata={"example": "A 6.1-inch phone with a very good camera."},
     )
     price = Money(required=True, metadata={"example": 699.99})
-    stock = StrictInt(required=True, validate=validate.Range(0, MAX_INT), metadata={"example": 25})
+    stock = StrictInt(
+        required=True, validate=validate.Range(0, MAX_STOCK), metadata={"example": 25}
+    )
     category = fields.String(
         allow_none=True, validate=validate.Length(max=80), metadata={"example": "Phones"}
     )

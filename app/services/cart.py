@@ -30,17 +30,39 @@ def load_cart(user: User) -> Cart | None:
     )
 
 
+def _make_cart(user: User) -> None:
+    db.session.execute(
+        upsert(Cart)
+        .values(user_id=user.id, created_at=utcnow(), updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["user_id"])
+    )
+
+
 def get_cart(user: User) -> Cart:
     """The user's cart, made on first use."""
     cart = load_cart(user)
     if cart is None:
-        db.session.execute(
-            upsert(Cart)
-            .values(user_id=user.id, created_at=utcnow(), updated_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["user_id"])
-        )
+        _make_cart(user)
         cart = load_cart(user)
     return cart
+
+
+def lock_cart(user: User, *, create: bool = True) -> int | None:
+    """Lock the user's cart row until the transaction ends and return its id.
+
+    Every change of a cart's lines and every checkout takes this lock first, so
+    on PostgreSQL they run one after the other per cart: a checkout orders
+    exactly the lines it read and a concurrent add waits for it instead of
+    being deleted with them. It is a statement of its own, taken before the
+    lines are read: a read in the same statement would keep the snapshot from
+    before the wait. (SQLite's BEGIN IMMEDIATE serialises writers already.)
+    """
+    stmt = select(Cart.id).where(Cart.user_id == user.id).with_for_update()
+    cart_id = db.session.scalar(stmt)
+    if cart_id is None and create:
+        _make_cart(user)
+        cart_id = db.session.scalar(stmt)
+    return cart_id
 
 
 def _check_quantity(product, quantity: int) -> None:
@@ -53,11 +75,12 @@ def _check_quantity(product, quantity: int) -> None:
 def add_item(user: User, product_id: int, quantity: int) -> Cart:
     """Add to the product's line (made if new); concurrent adds merge in the database."""
     product = get_product(product_id)
-    cart = get_cart(user)
-    if len(cart.items) >= MAX_CART_LINES and all(i.product_id != product_id for i in cart.items):
+    cart_id = lock_cart(user)
+    lines = db.session.scalars(select(CartItem.product_id).where(CartItem.cart_id == cart_id)).all()
+    if len(lines) >= MAX_CART_LINES and product_id not in lines:
         raise CartLimit(f"A cart holds at most {MAX_CART_LINES} different products")
     stmt = upsert(CartItem).values(
-        cart_id=cart.id, product_id=product.id, quantity=quantity, created_at=utcnow()
+        cart_id=cart_id, product_id=product.id, quantity=quantity, created_at=utcnow()
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["cart_id", "product_id"],
@@ -77,6 +100,7 @@ def _own_item(user: User, item_id: int) -> CartItem:
 
 
 def update_item(user: User, item_id: int, quantity: int) -> Cart:
+    lock_cart(user)
     item = _own_item(user, item_id)
     _check_quantity(item.product, quantity)
     item.quantity = quantity
@@ -85,12 +109,13 @@ def update_item(user: User, item_id: int, quantity: int) -> Cart:
 
 
 def remove_item(user: User, item_id: int) -> Cart:
+    lock_cart(user)
     db.session.delete(_own_item(user, item_id))
     db.session.flush()
     return load_cart(user)
 
 
 def clear_cart(user: User) -> Cart:
-    cart = get_cart(user)
-    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart.id))
+    cart_id = lock_cart(user)
+    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
     return load_cart(user)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from functools import wraps
 
 from flask import Response, current_app, request
@@ -36,8 +37,9 @@ def _fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _claim(user_id: int, key: str, fingerprint: str) -> Response | None:
-    """Record the key as in flight (committed at once), or answer from the record."""
+def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | None:
+    """Record the key as in flight under `token` (committed at once), or answer
+    from the record."""
     now = utcnow()
     db.session.execute(
         delete(IdempotencyKey).where(
@@ -55,7 +57,9 @@ def _claim(user_id: int, key: str, fingerprint: str) -> Response | None:
             IdempotencyKey.created_at < now - current_app.config["IDEMPOTENCY_ABANDONED_AFTER"],
         )
     )
-    db.session.add(IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint))
+    db.session.add(
+        IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint, claim_token=token)
+    )
     try:
         db.session.commit()
         return None
@@ -80,20 +84,35 @@ def _claim(user_id: int, key: str, fingerprint: str) -> Response | None:
     return response
 
 
-def _release(user_id: int, key: str) -> None:
-    db.session.rollback()
-    db.session.execute(
-        delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+def _ours(user_id: int, key: str, token: str):
+    return (
+        IdempotencyKey.user_id == user_id,
+        IdempotencyKey.key == key,
+        IdempotencyKey.claim_token == token,
+        IdempotencyKey.response_status.is_(None),
     )
+
+
+def _release(user_id: int, key: str, token: str) -> None:
+    db.session.rollback()
+    db.session.execute(delete(IdempotencyKey).where(*_ours(user_id, key, token)))
     db.session.commit()
 
 
-def _store(user_id: int, key: str, response: Response) -> None:
-    db.session.execute(
+def _store(user_id: int, key: str, token: str, response: Response) -> None:
+    """Record the answer in the transaction that holds the work, if the claim is
+    still this request's; a retry that took it over wins, and this request's
+    work is rolled back, so one key never commits twice."""
+    stored = db.session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+        .where(*_ours(user_id, key, token))
         .values(response_status=response.status_code, response_body=response.get_data(as_text=True))
-    )
+    ).rowcount
+    if stored != 1:
+        db.session.rollback()
+        raise IdempotencyInFlight(
+            "A retry with this Idempotency-Key took the request over; its answer counts"
+        )
 
 
 def idempotent(view):
@@ -116,23 +135,24 @@ def idempotent(view):
         if not 1 <= len(key) <= 255:
             raise ValidationFailed(errors={HEADER: ["Must be 1 to 255 characters."]})
         user_id = current_user.id
-        replay = _claim(user_id, key, _fingerprint())
+        token = secrets.token_hex(16)
+        replay = _claim(user_id, key, _fingerprint(), token)
         if replay is not None:
             return replay
         try:
             response = view(*args, **kwargs)
         except ApiError as error:
             if error.status == 422:
-                _release(user_id, key)
+                _release(user_id, key, token)
                 raise
             response = handle_api_error(error)  # rolls the work back
         except Exception:
-            _release(user_id, key)
+            _release(user_id, key, token)
             raise
         if response.status_code == 422:
-            _release(user_id, key)
+            _release(user_id, key, token)
             return response
-        _store(user_id, key, response)
+        _store(user_id, key, token, response)
         db.session.commit()
         return response
 

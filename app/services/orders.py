@@ -10,24 +10,32 @@ from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.errors import (
+    CartChanged,
     EmptyCart,
     Forbidden,
     InvalidTransition,
     NotFound,
     OrderNotPending,
     OutOfStock,
+    StockLimit,
 )
 from app.extensions import db
 from app.models import CartItem, Order, OrderItem, OrderStatusEvent, Product, User
+from app.models.product import STOCK_COLUMN_MAX
 from app.models.types import utcnow
-from app.services.cart import load_cart
+from app.services.cart import load_cart, lock_cart
 from app.services.workflow import can_move
 from app.utils.db import paginate
 
 
 def place_order(user: User, shipping_address: str) -> Order:
     """Turn the user's cart into a pending order, taking stock with guarded
-    decrements in product-id order; any short line undoes everything (409)."""
+    decrements in product-id order; any short line undoes everything (409).
+
+    The cart row is locked first (see `lock_cart`): of concurrent checkouts of
+    one cart the first orders it and the others then find it empty."""
+    if lock_cart(user, create=False) is None:
+        raise EmptyCart("Your cart is empty")
     cart = load_cart(user)
     if cart is None or not cart.items:
         raise EmptyCart("Your cart is empty")
@@ -67,7 +75,17 @@ def place_order(user: User, shipping_address: str) -> Order:
     db.session.flush()
     # One multi-row INSERT for the lines (the ORM would send one per line here).
     db.session.execute(insert(OrderItem), [{**row, "order_id": order.id} for row in rows])
-    db.session.execute(delete(CartItem).where(CartItem.cart_id == cart.id))
+    # Exactly the lines ordered, at the quantities ordered; anything else means
+    # the cart changed under us, and the whole checkout is undone.
+    ordered = [line.id for line in cart.items]
+    removed = db.session.execute(
+        delete(CartItem)
+        .where(CartItem.id.in_(ordered))
+        .execution_options(synchronize_session=False)
+        .returning(CartItem.id, CartItem.quantity)
+    ).all()
+    if sorted(removed) != sorted((line.id, line.quantity) for line in cart.items):
+        raise CartChanged("Your cart changed during checkout; try again")
     return order
 
 
@@ -119,12 +137,21 @@ def _move(order: Order, new: str) -> None:
     if new == "cancelled":
         # Product-id order, as checkout takes them, so the two never deadlock.
         for item in sorted(order.items, key=lambda i: i.product_id or 0):
-            if item.product_id is not None:
-                db.session.execute(
-                    update(Product)
-                    .where(Product.id == item.product_id)
-                    .values(stock=Product.stock + item.quantity)
-                    .execution_options(synchronize_session=False)
+            if item.product_id is None:
+                continue
+            restored = db.session.execute(
+                update(Product)
+                .where(
+                    Product.id == item.product_id,
+                    Product.stock <= STOCK_COLUMN_MAX - item.quantity,
+                )
+                .values(stock=Product.stock + item.quantity)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if restored != 1:
+                raise StockLimit(
+                    f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
+                    f"it would pass the maximum of {STOCK_COLUMN_MAX}"
                 )
     set_committed_value(order, "status", new)
     set_committed_value(order, "updated_at", now)

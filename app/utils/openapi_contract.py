@@ -22,7 +22,7 @@ import marshmallow as ma
 from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from app.schemas.common import ChangeSchema, Money
+from app.schemas.common import ChangeSchema, ErrorSchema, Money
 
 MONEY_PATTERN = r"^[0-9]{1,7}(\.[0-9]{1,2})?$"
 
@@ -40,6 +40,33 @@ REPLAYED_HEADER = {
     "same Idempotency-Key (nothing was created again).",
     "schema": {"type": "string", "enum": ["true"]},
 }
+
+
+def error_codes() -> dict[int, set[str]]:
+    """Every code the app can answer, by status: each status's default and the
+    `code` of every ApiError subclass in the app (new features add theirs)."""
+    from app.errors import CODES, ApiError
+
+    found: dict[int, set[str]] = {}
+    for status, code in CODES.items():
+        found.setdefault(status, set()).add(code)
+    todo = list(ApiError.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("app.") and cls.code:
+            found.setdefault(cls.status, set()).add(cls.code)
+    found[401].add("token_missing")  # from the JWT loaders, which raise no ApiError
+    found[401].update({"token_expired", "token_revoked"})
+    return found
+
+
+def error_codes_description() -> str:
+    listed = "; ".join(
+        f"{status} " + ", ".join(f"`{code}`" for code in sorted(codes))
+        for status, codes in sorted(error_codes().items())
+    )
+    return f"Stable and machine-readable: branch on it, never on `message`. {listed}."
 
 
 def money_input() -> dict:
@@ -94,6 +121,9 @@ class ContractPlugin(BasePlugin):
 
     def schema_helper(self, name, definition, schema=None, **kwargs) -> dict | None:
         cls = _schema_class(schema)
+        if cls is ErrorSchema:
+            definition["properties"]["code"]["description"] = error_codes_description()
+            return None
         if cls is None or is_response_schema(cls):
             return None
         one_of = getattr(cls, "OPENAPI_ONE_OF", None)

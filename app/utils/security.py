@@ -12,6 +12,7 @@ from sqlalchemy import delete, exists, select
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
 from app.models import RevokedToken, User
+from app.utils.db import upsert
 
 
 class DatabaseRevocations:
@@ -19,7 +20,12 @@ class DatabaseRevocations:
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < datetime.now(UTC)))
-        db.session.merge(RevokedToken(jti=jti, expires_at=expires_at))
+        # Concurrent logouts with one token both insert: the second is a no-op.
+        db.session.execute(
+            upsert(RevokedToken)
+            .values(jti=jti, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=["jti"])
+        )
 
     def is_revoked(self, jti: str) -> bool:
         return bool(db.session.scalar(select(exists().where(RevokedToken.jti == jti))))

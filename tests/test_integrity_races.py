@@ -1,0 +1,176 @@
+"""Data integrity under concurrency, through real gunicorn workers on the test
+database: one cart makes at most one order, lines added during a checkout are
+never lost, an idempotency takeover never commits twice, parallel logouts and
+cart adds stay within their rules."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import insert, text
+
+from app.models import Cart, CartItem
+from app.services.cart import MAX_CART_LINES
+from tests.conftest import DATABASE_URL, IS_POSTGRES, scalar
+from tests.live import gunicorn
+from tests.test_races import ADDRESS, buyers_with_carts, race
+
+pytestmark = pytest.mark.server
+postgres_only = pytest.mark.skipif(
+    not IS_POSTGRES, reason="row locks: SQLite serialises every writer and cannot interleave"
+)
+ABANDONED_AFTER = 1  # seconds, so the takeover test need not wait a minute
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    env = {"IDEMPOTENCY_ABANDONED_AFTER": str(ABANDONED_AFTER)}
+    with gunicorn(DATABASE_URL, workers=3, threads=4, extra_env=env) as live:
+        yield live
+
+
+@contextmanager
+def product_locked(db, product_id: int):
+    """Hold the product's row lock (SQLite: the database's write lock) in a
+    transaction of our own until the block ends, so checkouts wait on it."""
+    with db.engine.connect() as conn:
+        conn.execute(
+            text("SELECT id FROM products WHERE id = :i FOR UPDATE")
+            if IS_POSTGRES
+            else text("UPDATE products SET stock = stock WHERE id = :i"),
+            {"i": product_id},
+        )
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def wait_for_lock_waiters(count: int, timeout: float = 10) -> None:
+    """Until `count` server transactions wait on a lock (SQLite: a fixed pause)."""
+    if not IS_POSTGRES:
+        time.sleep(1)
+        return
+    deadline = time.monotonic() + timeout
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while scalar(sql) < count:
+        assert time.monotonic() < deadline, "the requests never waited on the lock"
+        time.sleep(0.05)
+
+
+def in_thread(call):
+    """Start `call` in a thread; the returned function joins it and gives its result."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", call()))
+    thread.start()
+
+    def join():
+        thread.join(60)
+        return result["value"]
+
+    return join
+
+
+def test_parallel_checkouts_of_one_cart_make_one_order(server, db, make_user, login, make_product):
+    product = make_product(stock=1000)
+    for trial in range(3):
+        (token,) = buyers_with_carts(db, make_user, login, [(product, 2)], 1)
+        results = race(
+            [lambda t=token: server.request("POST", "/api/orders", ADDRESS, t) for _ in range(10)]
+        )
+        statuses = Counter(status for status, _ in results)
+        assert statuses == {201: 1, 409: 9}, (trial, statuses)
+        losers = [body for status, body in results if status == 409]
+        assert all(body["message"] == "Your cart is empty" for body in losers), losers
+        assert all(body["code"] == "empty_cart" for body in losers), losers
+    assert scalar("SELECT count(*) FROM orders") == 3
+    assert scalar("SELECT sum(quantity) FROM order_items") == 6
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 1000 - 6
+    assert scalar("SELECT count(*) FROM cart_items") == 0
+
+
+def test_a_line_added_during_a_checkout_is_ordered_or_kept(
+    server, db, make_user, login, make_product
+):
+    a = make_product(stock=10)
+    b = make_product(stock=10)
+    (token,) = buyers_with_carts(db, make_user, login, [(a, 1)], 1)
+    with product_locked(db, a.id):
+        checkout = in_thread(lambda: server.request("POST", "/api/orders", ADDRESS, token))
+        wait_for_lock_waiters(1)
+        add = in_thread(
+            lambda: server.request("POST", "/api/cart", {"product_id": b.id, "quantity": 2}, token)
+        )
+        time.sleep(0.5)
+    (order_status, order), (add_status, _) = checkout(), add()
+    assert (order_status, add_status) == (201, 201), (order, add_status)
+    ordered = {item["product_id"]: item["quantity"] for item in order["items"]}
+    in_cart = scalar(
+        "SELECT coalesce(sum(quantity), 0) FROM cart_items WHERE product_id = :i", i=b.id
+    )
+    assert ordered.get(a.id) == 1
+    assert ordered.get(b.id, 0) + in_cart == 2, (ordered, in_cart)
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=b.id) == 10 - ordered.get(b.id, 0)
+
+
+@postgres_only
+def test_an_idempotency_takeover_never_commits_twice(server, db, make_user, login, make_product):
+    product = make_product(stock=10)
+    (token,) = buyers_with_carts(db, make_user, login, [(product, 2)], 1)
+    headers = {"Idempotency-Key": "slow-checkout"}
+
+    def place():
+        return server.request("POST", "/api/orders", ADDRESS, token, headers)
+
+    with product_locked(db, product.id):
+        first = in_thread(place)
+        wait_for_lock_waiters(1)
+        time.sleep(ABANDONED_AFTER + 0.5)  # the first claim now looks abandoned
+        retry = in_thread(place)  # takes the claim over, then waits on the cart
+        wait_for_lock_waiters(2)
+    results = [first(), retry()]
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201, 409], results
+    (loser,) = [body for status, body in results if status == 409]
+    assert loser["code"] == "idempotency_in_flight", loser
+    assert scalar("SELECT count(*) FROM orders") == 1
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 8
+    (winner,) = [body for status, body in results if status == 201]
+    status, replay = place()
+    assert (status, replay["id"]) == (201, winner["id"])
+
+
+def test_parallel_logouts_of_one_token_never_fail(server, make_user, login):
+    token = login(make_user())["access_token"]
+    results = race([lambda: server.request("POST", "/api/auth/logout", None, token)] * 12)
+    statuses = Counter(status for status, _ in results)
+    assert set(statuses) <= {200, 401} and statuses[200] >= 1, statuses
+    assert scalar("SELECT count(*) FROM revoked_tokens") == 1
+    assert server.request("GET", "/api/auth/profile", token=token)[0] == 401
+
+
+def test_parallel_adds_never_pass_the_cart_line_limit(server, db, make_user, login, make_product):
+    user = make_user()
+    token = login(user)["access_token"]
+    cart_id = db.session.scalar(db.select(Cart.id).where(Cart.user_id == user.id))
+    filler = [make_product(stock=5) for _ in range(MAX_CART_LINES - 3)]
+    db.session.execute(
+        insert(CartItem), [{"cart_id": cart_id, "product_id": p.id, "quantity": 1} for p in filler]
+    )
+    db.session.commit()
+    extra = [make_product(stock=5) for _ in range(12)]
+    results = race(
+        [
+            lambda p=p: server.request("POST", "/api/cart", {"product_id": p.id}, token)
+            for p in extra
+        ]
+    )
+    assert Counter(status for status, _ in results) == {201: 3, 409: 9}
+    assert scalar("SELECT count(*) FROM cart_items") == MAX_CART_LINES
