@@ -162,6 +162,20 @@ class ContractPlugin(BasePlugin):
         return extra
 
 
+    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        """Each request body's example also on its media type, where Postman's
+        converter and Swagger UI look first (else they build one from every
+        property's example, which for a change means every field)."""
+        for operation in (operations or {}).values():
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                ref = media.get("schema")
+                name = ref.get("$ref", "").rsplit("/", 1)[-1] if isinstance(ref, dict) else ref
+                component = self.spec.components.schemas.get(name) if name else None
+                if component and "example" in component:
+                    media.setdefault("example", component["example"])
+
+
 def _example_from_json_schema(definition: dict, *, change: bool) -> dict | None:
     """A valid body for a schema whose fields give no example: its required
     properties (a change: its first one) with values that meet their types and
