@@ -48,7 +48,7 @@ class Config:
     PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD", "scrypt")
 
     REDIS_URL = os.environ.get("REDIS_URL") or None
-    CORS_ORIGINS = env_list("CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
+    CORS_ORIGINS = env_list("CORS_ORIGINS")  # production: only what is configured
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
 
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
@@ -74,8 +74,16 @@ class Config:
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
 
+# A storefront in development runs on one of these (create-react-app, Next.js,
+# Vite); they are allowed unless CORS_ORIGINS says otherwise.
+DEV_ORIGINS = ",".join(
+    f"http://{host}:{port}" for port in (3000, 5173) for host in ("localhost", "127.0.0.1")
+)
+
+
 class DevelopmentConfig(Config):
     DEBUG = False  # the debugger stays off unless FLASK_DEBUG=1 asks for it
+    CORS_ORIGINS = env_list("CORS_ORIGINS", DEV_ORIGINS)
 
 
 class TestingConfig(Config):
@@ -86,6 +94,7 @@ class TestingConfig(Config):
     # A cheap hash keeps the suite fast; production uses scrypt.
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 - a method name
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", False)
+    CORS_ORIGINS = env_list("CORS_ORIGINS", DEV_ORIGINS)
 
 
 class ProductionConfig(Config):

@@ -161,7 +161,6 @@ class ContractPlugin(BasePlugin):
             extra["example"] = example
         return extra
 
-
     def operation_helper(self, path=None, operations=None, **kwargs) -> None:
         """Each request body's example also on its media type, where Postman's
         converter and Swagger UI look first (else they build one from every
