@@ -106,7 +106,7 @@ class MessageSchema(ma.Schema):
 class ErrorSchema(ma.Schema):
     code = fields.String(
         required=True,
-        metadata={"example": "validation_failed"},  # described in app.utils.openapi_contract
+        metadata={"example": "validation_failed"},  # described in app.web.openapi_contract
     )
     message = fields.String(
         required=True,

@@ -55,7 +55,7 @@ class LoginSchema(ma.Schema):
     email = fields.String(validate=validate.Length(max=254))
     username = fields.String(validate=validate.Length(max=80))
     password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
-    # The document shows the two accepted shapes (see app.utils.openapi_contract).
+    # The document shows the two accepted shapes (see app.web.openapi_contract).
     OPENAPI_ONE_OF = (LoginByEmailSchema, LoginByUsernameSchema)
 
     @validates_schema
