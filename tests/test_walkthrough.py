@@ -130,3 +130,21 @@ def test_make_run_says_what_to_do_when_the_port_is_taken(tmp_path):
         output, _ = process.communicate(timeout=120)
     assert process.returncode != 0
     assert f"Port {port} is in use" in output and "PORT=" in output
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1:3000"])
+def test_development_allows_the_usual_dev_servers(make_app, origin):
+    app = make_app("development", {"SQLALCHEMY_DATABASE_URI": DATABASE_URL})
+    response = app.test_client().options(
+        "/api/products",
+        headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+    )
+    assert response.headers.get("Access-Control-Allow-Origin") == origin
+
+
+def test_production_allows_no_origin_unless_configured():
+    import config
+
+    if not os.environ.get("CORS_ORIGINS"):
+        assert config.ProductionConfig.CORS_ORIGINS == []
+    assert "http://localhost:5173" in config.DevelopmentConfig.CORS_ORIGINS
