@@ -79,6 +79,10 @@ curl $API/auth/profile -H "Authorization: Bearer $TOKEN" || true
 TOKEN=$(curl -X POST $API/auth/login -H "$JSON" \
   -d "{\"username\": \"alice$n\", \"password\": \"n3w-secret-pass\"}" | jq -r .access_token)
 curl -X POST $API/auth/logout -H "Authorization: Bearer $TOKEN"
+# log out on every device at once (every token of the user so far)
+TOKEN=$(curl -X POST $API/auth/login -H "$JSON" \
+  -d "{\"username\": \"alice$n\", \"password\": \"n3w-secret-pass\"}" | jq -r .access_token)
+curl -X POST $API/auth/logout-all -H "Authorization: Bearer $TOKEN"
 
 # -- The admin removes the product (204): gone from the catalog, kept in orders
 curl -X DELETE $API/products/$PRODUCT -H "Authorization: Bearer $ADMIN"
