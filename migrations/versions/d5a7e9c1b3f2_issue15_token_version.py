@@ -1,7 +1,7 @@
 """users.token_version: raising it revokes every token of the user.
 
 Revision ID: d5a7e9c1b3f2
-Revises: e19a5f0c3b21
+Revises: e20a4b7c9d13
 Create Date: 2026-11-26 02:30:00
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 
 
 revision = 'd5a7e9c1b3f2'
-down_revision = 'e19a5f0c3b21'
+down_revision = 'e20a4b7c9d13'
 branch_labels = None
 depends_on = None
 
