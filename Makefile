@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export FLASK_APP := app:create_app
 
-.PHONY: run test install db lint format bench clean client postman admin-token walkthrough
+.PHONY: run test install db lint format bench clean worker client postman admin-token walkthrough
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ admin-token: db
 	@$(BIN)/flask create-admin --username '$(ADMIN_USERNAME)' --email '$(ADMIN_EMAIL)' --password '$(ADMIN_PASSWORD)' >/dev/null
 	@curl -sS --fail-with-body -X POST http://127.0.0.1:$(PORT)/api/auth/login -H 'Content-Type: application/json' \
 	  -d '{"username": "$(ADMIN_USERNAME)", "password": "$(ADMIN_PASSWORD)"}' | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+
+# Celery worker (with its beat) on REDIS_URL: delivers email and runs periodic jobs.
+worker: db
+	$(BIN)/flask worker
 
 test: install
 	FLASK_CONFIG=testing $(BIN)/pytest $(PYTEST_ARGS)

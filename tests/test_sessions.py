@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from app.models import User
-from app.services.auth import revoke_all_tokens
+from app.services.revocation import revoke_user_tokens
 from tests.conftest import PASSWORD, REDIS_URL, auth, scalar
 
 NEW_PASSWORD = "brand-new-pass-7"
@@ -106,10 +106,10 @@ def test_logout_all_needs_an_access_token(client, make_user, login):
     assert refresh.status_code == 401
 
 
-def test_revoke_all_tokens_is_one_atomic_increment(app, db, make_user):
+def test_revoke_user_tokens_is_one_atomic_increment(app, db, make_user):
     user = db.session.get(User, make_user().id)
-    revoke_all_tokens(user)
-    revoke_all_tokens(user)
+    revoke_user_tokens(user)
+    revoke_user_tokens(user)
     db.session.commit()
     assert user.token_version == 2
     assert scalar("SELECT token_version FROM users WHERE id = :i", i=user.id) == 2

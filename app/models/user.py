@@ -19,6 +19,7 @@ class User(db.Model):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Every token carries the version it was issued under; raising it revokes
     # all of the user's tokens at once (password change, logout everywhere).
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

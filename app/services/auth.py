@@ -5,14 +5,15 @@ from __future__ import annotations
 from functools import cache
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import Duplicate, InvalidCredentials, ValidationFailed
 from app.extensions import db
 from app.models import Cart, User
+from app.services.account_tokens import send_verification
+from app.services.revocation import revoke_user_tokens
 
 BAD_CREDENTIALS = "Invalid credentials"
 
@@ -61,6 +62,13 @@ def create_user(username: str, email: str, password: str, is_admin: bool = False
     return user
 
 
+def sign_up(username: str, email: str, password: str) -> User:
+    """Create a user (with their cart) and mail them an email verification link."""
+    user = create_user(username, email, password)
+    send_verification(user)
+    return user
+
+
 def authenticate(password: str, email: str | None = None, username: str | None = None) -> User:
     """The user these credentials name, or a 401 that says nothing about which part was wrong."""
     user = find_by_email(email) if email is not None else find_by_username(username or "")
@@ -82,28 +90,14 @@ def update_profile(user: User, data: dict) -> User:
     _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
     if "username" in data:
         user.username = data["username"]
-    if "email" in data:
+    if "email" in data and data["email"].lower() != user.email:
         user.email = data["email"].lower()
+        user.email_verified = False
+        _flush_unique()
+        send_verification(user)
     if "password" in data:
         user.set_password(data["password"])
     _flush_unique()
     if "password" in data:
-        revoke_all_tokens(user)
+        revoke_user_tokens(user)
     return user
-
-
-def revoke_all_tokens(user: User) -> None:
-    """Revoke every access and refresh token of `user` issued so far, on every
-    instance and with either revocation store: call it on a password change or
-    reset and for "log out everywhere". Tokens issued afterwards work.
-
-    An atomic increment of `users.token_version`, which every token carries
-    (claim `ver`) and which the JWT check compares with the user row it loads."""
-    version = db.session.scalar(
-        update(User)
-        .where(User.id == user.id)
-        .values(token_version=User.token_version + 1)
-        .returning(User.token_version)
-        .execution_options(synchronize_session=False)
-    )
-    set_committed_value(user, "token_version", version)

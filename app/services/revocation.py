@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from flask import Flask, current_app
 from flask_jwt_extended import decode_token
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import upsert
 from app.extensions import db
@@ -82,3 +83,30 @@ def revoke_encoded(token: str, token_type: str, subject: str) -> bool:
         return False
     revoke_payload(payload)
     return True
+
+
+# Every token of a user at once (password change or reset, logout-all): each
+# token carries the user's token version (claim `ver`); raising the version on
+# the user row, which the JWT check loads anyway, refuses every older token on
+# every instance, whichever store keeps single revocations. A counter, not a
+# time: hosts whose clocks disagree still agree on it.
+VERSION_CLAIM = "ver"
+
+
+def revoke_user_tokens(user: User) -> None:
+    """Every access and refresh token of the user issued until now is refused
+    (the caller's own included); tokens issued afterwards work. An atomic
+    increment: two concurrent calls both count. Never commits."""
+    version = db.session.scalar(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_version=User.token_version + 1)
+        .returning(User.token_version)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(user, "token_version", version)
+
+
+def issued_before_revoke_all(user: User | None, payload: dict) -> bool:
+    """Whether the token predates the user's last `revoke_user_tokens`."""
+    return user is not None and payload.get(VERSION_CLAIM, 0) != user.token_version

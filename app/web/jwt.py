@@ -11,17 +11,12 @@ from flask_jwt_extended import current_user, verify_jwt_in_request
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
 from app.models import User
-from app.services.revocation import init_revocations, revocations
-
-VERSION_CLAIM = "ver"
-
-
-def issued_before_revoke_all(user: User, payload: dict) -> bool:
-    """Whether the token predates the user's last "revoke all" (see
-    `app.services.auth.revoke_all_tokens`). The version lives on the user row,
-    which every request loads anyway, whichever store holds single revocations:
-    no extra round trip, and every instance sees a change once it is committed."""
-    return payload.get(VERSION_CLAIM, 0) != user.token_version
+from app.services.revocation import (
+    VERSION_CLAIM,
+    init_revocations,
+    issued_before_revoke_all,
+    revocations,
+)
 
 
 def _user_id(payload: dict) -> int | None:
@@ -74,7 +69,7 @@ def init_jwt(app: Flask) -> None:
             return revocations().is_revoked(payload["jti"])
         user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
         g.jwt_user = (user_id, user)
-        return revoked or (user is not None and issued_before_revoke_all(user, payload))
+        return revoked or issued_before_revoke_all(user, payload)
 
     @jwt.user_lookup_loader
     def _lookup(_header: dict, payload: dict) -> User | None:

@@ -1,7 +1,10 @@
 """users.token_version: raising it revokes every token of the user.
 
+It replaces users.tokens_valid_after (a time cutoff, which depends on every
+host's clock agreeing): tokens now carry the version they were issued under.
+
 Revision ID: d5a7e9c1b3f2
-Revises: e20a4b7c9d13
+Revises: d16a0e1b0c01
 Create Date: 2026-11-26 02:30:00
 """
 import sqlalchemy as sa
@@ -9,18 +12,24 @@ from alembic import op
 
 
 revision = 'd5a7e9c1b3f2'
-down_revision = 'e20a4b7c9d13'
+down_revision = 'd16a0e1b0c01'
 branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE (SQLite 3.35+ drops an unindexed column in place): batch
+# mode would copy the table and lose the expression index on lower(username).
+
+
 def upgrade():
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column('token_version', sa.Integer(), server_default='0', nullable=False)
-        )
+    op.add_column(
+        'users', sa.Column('token_version', sa.Integer(), server_default='0', nullable=False)
+    )
+    op.execute('ALTER TABLE users DROP COLUMN tokens_valid_after')
 
 
 def downgrade():
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_column('token_version')
+    op.add_column(
+        'users', sa.Column('tokens_valid_after', sa.DateTime(timezone=True), nullable=True)
+    )
+    op.execute('ALTER TABLE users DROP COLUMN token_version')
