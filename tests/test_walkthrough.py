@@ -134,7 +134,9 @@ def test_make_run_says_what_to_do_when_the_port_is_taken(tmp_path):
 
 @pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1:3000"])
 def test_development_allows_the_usual_dev_servers(make_app, origin):
-    app = make_app("development", {"SQLALCHEMY_DATABASE_URI": DATABASE_URL})
+    app = make_app(
+        "development", {"SQLALCHEMY_DATABASE_URI": DATABASE_URL, "BACKGROUND_MODE": "off"}
+    )
     response = app.test_client().options(
         "/api/products",
         headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
