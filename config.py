@@ -66,12 +66,6 @@ class Config:
     IDEMPOTENCY_TTL = timedelta(hours=24)
     IDEMPOTENCY_ABANDONED_AFTER = timedelta(seconds=env_int("IDEMPOTENCY_ABANDONED_AFTER", 60))
 
-    API_TITLE = "Shop API"
-    API_VERSION = "1.0.0"
-    OPENAPI_VERSION = "3.0.3"
-    OPENAPI_URL_PREFIX = "/api"
-    OPENAPI_JSON_PATH = "openapi.json"
-
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
@@ -82,6 +76,8 @@ class Config:
     STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
     # Seconds a pending, unpaid order keeps its stock; 0 turns the sweep off.
     ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800)
+    # How often the worker looks for them; 0 turns the job off (the CLI still works).
+    ORDER_PAYMENT_SWEEP_INTERVAL = env_int("ORDER_PAYMENT_SWEEP_INTERVAL", 60)
     # Email and background work (app/tasks, app/services/outbox.py).
     SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
     FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://localhost:3000").rstrip("/")

@@ -9,7 +9,7 @@ import json
 import jsonschema_rs
 import pytest
 
-from tests.conftest import PASSWORD, auth
+from tests.helpers import PASSWORD, auth
 
 
 @pytest.fixture(scope="module")

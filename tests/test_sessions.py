@@ -9,7 +9,7 @@ import pytest
 
 from app.models import User
 from app.services.revocation import revoke_user_tokens
-from tests.conftest import PASSWORD, REDIS_URL, auth, scalar
+from tests.helpers import PASSWORD, REDIS_URL, auth, scalar
 
 NEW_PASSWORD = "brand-new-pass-7"
 

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import DATABASE_URL
+from tests.helpers import DATABASE_URL
 from tests.live import ROOT, gunicorn
 
 CLIENT = ROOT / "clients" / "typescript"

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import DATABASE_URL
+from tests.helpers import DATABASE_URL
 from tests.live import ROOT, free_port, gunicorn
 
 pytestmark = pytest.mark.server

@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 from app.models import ORDER_STATUSES, PAYMENT_STATUSES
 from app.schemas.common import ChangeSchema, Money, NonBlank, PageQuerySchema, page_schema
 
-ADDRESS = [validate.Length(5, 500), NonBlank()]
+ADDRESS_RULES = [validate.Length(5, 500), NonBlank()]
 
 
 class OrderItemSchema(ma.Schema):
@@ -18,18 +18,20 @@ class OrderItemSchema(ma.Schema):
     subtotal = Money()
 
 
-STATUS = validate.OneOf(ORDER_STATUSES)  # documents the enum on responses too
+def Status(**kwargs) -> fields.String:  # noqa: N802
+    """An order status: one of `OrderStatus` (an enum in the OpenAPI document)."""
+    return fields.String(validate=validate.OneOf(ORDER_STATUSES), **kwargs)
 
 
 class StatusEventSchema(ma.Schema):
-    status = fields.String(validate=STATUS)
+    status = Status()
     at = fields.DateTime()
 
 
 class OrderSchema(ma.Schema):
     id = fields.Integer()
     user_id = fields.Integer()
-    status = fields.String(validate=STATUS)
+    status = Status()
     total_amount = Money()
     currency = fields.String(metadata={"description": "ISO 4217 code (SHOP_CURRENCY)"})
     payment_status = fields.String(validate=validate.OneOf(PAYMENT_STATUSES))
@@ -45,21 +47,23 @@ OrderPageSchema = page_schema(OrderSchema, "OrderPageSchema")
 
 class OrderCreateSchema(ma.Schema):
     shipping_address = fields.String(
-        required=True, validate=ADDRESS, metadata={"example": "221B Baker Street, London NW1 6XE"}
+        required=True,
+        validate=ADDRESS_RULES,
+        metadata={"example": "221B Baker Street, London NW1 6XE"},
     )
 
 
 class OrderUpdateSchema(ChangeSchema):
     OPENAPI_EXAMPLE = {"status": "processing"}
 
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
-    shipping_address = fields.String(validate=ADDRESS)
+    status = Status()
+    shipping_address = fields.String(validate=ADDRESS_RULES)
 
 
 class OrderQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    status = Status()
     all = fields.Boolean(load_default=False, metadata={"description": "admins: every user's"})
 
 
 class UserOrdersQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    status = Status()

@@ -5,11 +5,11 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.schemas.common import ChangeSchema
 
-USERNAME = validate.Regexp(
+USERNAME_RULE = validate.Regexp(
     r"^[A-Za-z0-9_.\-]{3,80}$",
     error="3-80 characters: letters, digits, '_', '.' or '-'.",
 )
-PASSWORD = validate.Length(8, 128)
+PASSWORD_RULE = validate.Length(8, 128)
 
 
 class UserSchema(ma.Schema):
@@ -25,12 +25,15 @@ EXAMPLE_PASSWORD = "correct-horse-9"  # noqa: S105 - a documentation example
 
 
 class SignupSchema(ma.Schema):
-    username = fields.String(required=True, validate=USERNAME, metadata={"example": "alice"})
+    username = fields.String(required=True, validate=USERNAME_RULE, metadata={"example": "alice"})
     email = fields.Email(
         required=True, validate=validate.Length(max=254), metadata={"example": "alice@example.com"}
     )
     password = fields.String(
-        required=True, load_only=True, validate=PASSWORD, metadata={"example": EXAMPLE_PASSWORD}
+        required=True,
+        load_only=True,
+        validate=PASSWORD_RULE,
+        metadata={"example": EXAMPLE_PASSWORD},
     )
 
 
@@ -70,9 +73,9 @@ class ProfileUpdateSchema(ChangeSchema):
 
     OPENAPI_EXAMPLE = {"username": "alice_w"}
 
-    username = fields.String(validate=USERNAME)
+    username = fields.String(validate=USERNAME_RULE)
     email = fields.Email(validate=validate.Length(max=254))
-    password = fields.String(load_only=True, validate=PASSWORD)
+    password = fields.String(load_only=True, validate=PASSWORD_RULE)
     current_password = fields.String(load_only=True, validate=validate.Length(max=128))
 
     @validates_schema
@@ -99,7 +102,7 @@ class LogoutSchema(ma.Schema):
 
 
 # Password reset and email verification (issue 16)
-TOKEN = validate.Length(1, 200)
+TOKEN_RULE = validate.Length(1, 200)
 
 
 class PasswordResetRequestSchema(ma.Schema):
@@ -107,9 +110,9 @@ class PasswordResetRequestSchema(ma.Schema):
 
 
 class PasswordResetConfirmSchema(ma.Schema):
-    token = fields.String(required=True, load_only=True, validate=TOKEN)
-    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+    token = fields.String(required=True, load_only=True, validate=TOKEN_RULE)
+    password = fields.String(required=True, load_only=True, validate=PASSWORD_RULE)
 
 
 class VerifyEmailSchema(ma.Schema):
-    token = fields.String(required=True, load_only=True, validate=TOKEN)
+    token = fields.String(required=True, load_only=True, validate=TOKEN_RULE)

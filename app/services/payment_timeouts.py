@@ -1,5 +1,8 @@
 """Abandoned checkouts: a pending order left unpaid past ORDER_PAYMENT_TIMEOUT
-is cancelled through the ordinary cancel path, so its stock comes back."""
+is cancelled through the ordinary cancel path, so its stock comes back, its
+history records it, and the customer gets the cancellation email (queued in
+the same transaction). A periodic job every ORDER_PAYMENT_SWEEP_INTERVAL
+seconds, and `flask cancel-expired-orders`."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from sqlalchemy import select
 
 from app.errors import ApiError
 from app.extensions import db
-from app.models import Order
+from app.models import Order, OrderStatus
 from app.models.types import utcnow
 from app.services import orders
+from app.services.background import periodic
 from app.services.payments import lock_order
 
 log = logging.getLogger(__name__)
@@ -30,7 +34,7 @@ def expired_order_ids(now: datetime | None = None) -> list[int]:
         db.session.scalars(
             select(Order.id)
             .where(
-                Order.status == "pending",
+                Order.status == OrderStatus.PENDING,
                 Order.payment_status == "unpaid",
                 Order.created_at < cutoff,
             )
@@ -46,14 +50,20 @@ def cancel_expired_orders(now: datetime | None = None) -> list[Order]:
     cancelled = []
     for order_id in expired_order_ids(now):
         order = lock_order(order_id)
-        if order is None or order.status != "pending" or order.payment_status != "unpaid":
+        if order is None or order.status != OrderStatus.PENDING or order.payment_status != "unpaid":
             continue
         try:
             with db.session.begin_nested():
-                orders._move(order, "cancelled")
+                orders.change_status(order, OrderStatus.CANCELLED)
         except ApiError as error:  # moved by a racing pay or cancel, or refused
             log.info("order %s not cancelled by the payment timeout: %s", order.id, error)
             continue
         log.info("order %s cancelled: unpaid after the payment timeout", order.id)
         cancelled.append(order)
     return cancelled
+
+
+@periodic("orders.payment_timeout", every="ORDER_PAYMENT_SWEEP_INTERVAL")
+def sweep_expired_orders() -> None:
+    """The periodic job (on a worker, or the embedded thread)."""
+    cancel_expired_orders()

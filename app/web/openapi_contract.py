@@ -23,6 +23,7 @@ from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from app.schemas.common import ChangeSchema, ErrorSchema, Money
+from app.web.overrides import declared_fields
 
 MONEY_PATTERN = r"^[0-9]{1,7}(\.[0-9]{1,2})?$"
 
@@ -99,7 +100,7 @@ def example_for(cls: type[ma.Schema]) -> dict | None:
         return cls.OPENAPI_EXAMPLE
     example = {
         name: field.metadata["example"]
-        for name, field in cls._declared_fields.items()
+        for name, field in declared_fields(cls).items()
         if not field.dump_only and "example" in field.metadata
     }
     if issubclass(cls, ChangeSchema) and example:
@@ -141,7 +142,7 @@ class ContractPlugin(BasePlugin):
                 extra["example"] = example
             return extra
         properties = definition.get("properties", {})
-        for field_name, field in cls._declared_fields.items():
+        for field_name, field in declared_fields(cls).items():
             key = field.data_key or field_name
             if field.dump_only:
                 properties.pop(key, None)

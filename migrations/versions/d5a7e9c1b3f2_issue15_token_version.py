@@ -4,7 +4,7 @@ It replaces users.tokens_valid_after (a time cutoff, which depends on every
 host's clock agreeing): tokens now carry the version they were issued under.
 
 Revision ID: d5a7e9c1b3f2
-Revises: d16a0e1b0c01
+Revises: f19c6d2a8e40
 Create Date: 2026-11-26 02:30:00
 """
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = 'd5a7e9c1b3f2'
-down_revision = 'd16a0e1b0c01'
+down_revision = 'f19c6d2a8e40'
 branch_labels = None
 depends_on = None
 
