@@ -165,6 +165,7 @@ HOSTILE = [
     "½",
     "a" * 200,
     "lamp " * 40,
+    " ".join(f"w{n}" for n in range(70))[:200],  # many distinct words: bounded work
     '"' * 200,
     "-" * 200,
     "\t\n",
