@@ -1,15 +1,47 @@
 from __future__ import annotations
 
+import unicodedata
+
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.schemas.common import ChangeSchema
 
 USERNAME = validate.Regexp(
-    r"^[A-Za-z0-9_.\-]{3,80}$",
+    r"[A-Za-z0-9_.\-]{3,80}\Z",  # \Z, not $: "alice\n" is no username
     error="3-80 characters: letters, digits, '_', '.' or '-'.",
 )
 PASSWORD = validate.Length(8, 128)
+
+
+def nfkc(value: str) -> str:
+    return unicodedata.normalize("NFKC", value)
+
+
+def normalize_email(value: str) -> str:
+    return nfkc(nfkc(value).lower())
+
+
+class Username(fields.String):
+    """NFKC-normalised before it is validated or compared (fullwidth 'alice' is alice)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return nfkc(super()._deserialize(value, attr, data, **kwargs))
+
+
+class EmailAddress(fields.Email):
+    """NFKC-normalised and lower-cased (as stored) before the length and format
+    are checked: lower-casing can lengthen it ('İ' becomes two characters)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return normalize_email(super()._deserialize(value, attr, data, **kwargs))
+
+
+class EmailLookup(fields.String):
+    """An email to look an account up by, normalised as `EmailAddress` stores it."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return normalize_email(super()._deserialize(value, attr, data, **kwargs))
 
 
 class UserSchema(ma.Schema):
@@ -21,14 +53,14 @@ class UserSchema(ma.Schema):
 
 
 class SignupSchema(ma.Schema):
-    username = fields.String(required=True, validate=USERNAME)
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    username = Username(required=True, validate=USERNAME)
+    email = EmailAddress(required=True, validate=validate.Length(max=254))
     password = fields.String(required=True, load_only=True, validate=PASSWORD)
 
 
 class LoginSchema(ma.Schema):
-    email = fields.String(validate=validate.Length(max=254))
-    username = fields.String(validate=validate.Length(max=80))
+    email = EmailLookup(validate=validate.Length(max=254))
+    username = Username(validate=validate.Length(max=80))
     password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
 
     @validates_schema
@@ -38,8 +70,8 @@ class LoginSchema(ma.Schema):
 
 
 class ProfileUpdateSchema(ChangeSchema):
-    username = fields.String(validate=USERNAME)
-    email = fields.Email(validate=validate.Length(max=254))
+    username = Username(validate=USERNAME)
+    email = EmailAddress(validate=validate.Length(max=254))
     password = fields.String(load_only=True, validate=PASSWORD)
     current_password = fields.String(load_only=True, validate=validate.Length(max=128))
 

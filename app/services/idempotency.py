@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from functools import wraps
 
@@ -23,6 +24,7 @@ from app.models import IdempotencyKey
 from app.models.types import utcnow
 
 HEADER = "Idempotency-Key"
+KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 def _fingerprint() -> str:
@@ -31,10 +33,10 @@ def _fingerprint() -> str:
     try:
         parsed = current_app.json.loads(body) if body else None
         canonical = current_app.json.dumps(parsed, sort_keys=True)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or too deep to re-encode
         canonical = body.decode("utf-8", "replace")
     text = f"{request.method} {request.path}\n{canonical}"
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | None:
@@ -132,8 +134,10 @@ def idempotent(view):
             response = view(*args, **kwargs)
             db.session.commit()
             return response
-        if not 1 <= len(key) <= 255:
-            raise ValidationFailed(errors={HEADER: ["Must be 1 to 255 characters."]})
+        if not KEY_PATTERN.fullmatch(key):
+            raise ValidationFailed(
+                errors={HEADER: ["Must be 1 to 255 printable ASCII characters."]}
+            )
         user_id = current_user.id
         token = secrets.token_hex(16)
         replay = _claim(user_id, key, _fingerprint(), token)

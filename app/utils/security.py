@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from functools import wraps
 
 from flask import Flask, current_app, g
 from flask_jwt_extended import current_user, decode_token, get_jwt, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTDecodeError
 from sqlalchemy import delete, exists, select
 
 from app.errors import Forbidden, error_response
@@ -73,15 +75,31 @@ def revoke_encoded(token: str, token_type: str) -> bool:
         return False
     if payload.get("type") != token_type or payload.get("sub") != get_jwt().get("sub"):
         return False
+    if not isinstance(payload.get("exp"), (int, float)):
+        return False
     revoke_payload(payload)
     return True
 
 
+CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
+MAX_USER_ID = 2_147_483_647  # INTEGER on PostgreSQL
+
+
 def _user_id(payload: dict) -> int | None:
-    try:
-        return int(payload["sub"])
-    except (KeyError, TypeError, ValueError):
+    """The user id a token names, written as we write it ('2', never ' 2' or
+    '02') and within the column's range; else None."""
+    sub = payload.get("sub")
+    if not isinstance(sub, str) or not CANONICAL_ID.fullmatch(sub):
         return None
+    user_id = int(sub)
+    return user_id if user_id <= MAX_USER_ID else None
+
+
+def _check_claims(payload: dict) -> None:
+    """Every token we accept expires and names a user canonically: a token
+    without `exp` would never stop working."""
+    if not isinstance(payload.get("exp"), (int, float)) or _user_id(payload) is None:
+        raise JWTDecodeError("token without exp or a canonical sub")
 
 
 def _unauthorized(code: str, message: str):
@@ -120,10 +138,9 @@ def init_jwt(app: Flask) -> None:
     # found is kept for the lookup that follows in the same request.
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header: dict, payload: dict) -> bool:
+        _check_claims(payload)  # the first callback Flask-JWT-Extended makes
         user_id = _user_id(payload)
         g.jwt_user = None
-        if user_id is None:  # no such user: the lookup answers 401
-            return revocations().is_revoked(payload["jti"])
         user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
         g.jwt_user = (user_id, user)
         return revoked
