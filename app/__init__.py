@@ -49,6 +49,8 @@ def register_extensions(app: Flask) -> None:
     from app.utils.security import init_jwt
     from app.utils.sqlite import configure_sqlite
 
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = postgres_engine_options(app.config)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # A database file has no server that drops idle connections: no ping
         # (an extra query) on every checkout.
@@ -91,6 +93,22 @@ def register_extensions(app: Flask) -> None:
     )
     api.init_app(app)
     limiter.init_app(app)
+
+
+def postgres_engine_options(config) -> dict[str, Any]:
+    """Bounded waits on PostgreSQL: connecting, each statement (lock waits
+    included) and a free connection from the pool, so a stuck server costs a
+    request seconds, not every worker thread for minutes."""
+    options = dict(config["SQLALCHEMY_ENGINE_OPTIONS"])
+    connect_args = dict(options.get("connect_args", {}))
+    connect_args.setdefault("connect_timeout", config["DB_CONNECT_TIMEOUT"])
+    if config["DB_STATEMENT_TIMEOUT_MS"]:
+        connect_args.setdefault(
+            "options", f"-c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
+        )
+    options["connect_args"] = connect_args
+    options.setdefault("pool_timeout", config["DB_POOL_TIMEOUT"])
+    return options
 
 
 def register_blueprints(app: Flask) -> None:

@@ -12,7 +12,7 @@ from tests.conftest import IS_POSTGRES
 def test_health_ok(client):
     response = client.get("/api/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "redis": "disabled"}
 
 
 def test_health_503_when_database_unreachable(make_app):

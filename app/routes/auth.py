@@ -27,6 +27,14 @@ from app.utils.security import revoke_encoded, revoke_payload
 blp = Blueprint("auth", __name__, description="Accounts and JWT tokens")
 
 
+@blp.after_request
+def _no_store(response):
+    # Tokens and account data: never kept by a browser or a shared cache.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
 def _tokens(user) -> dict:
     return {
         "access_token": create_access_token(identity=user),
