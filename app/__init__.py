@@ -13,6 +13,11 @@ import config
 def create_app(config_name: str | None = None, overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app for `config_name` (default: $FLASK_CONFIG or development);
     `instance/config.py`, then `overrides` (for tests), win over the class."""
+    from app.commands import register_commands
+    from app.errors import register_error_handlers
+    from app.web.hooks import register_hooks
+    from app.web.json import DecimalJSONProvider
+
     name = config_name or os.environ.get("FLASK_CONFIG") or "development"
     if name not in config.CONFIGS:
         raise RuntimeError(f"unknown FLASK_CONFIG {name!r}: use one of {', '.join(config.CONFIGS)}")
@@ -25,10 +30,8 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     if name == "production":
         config.ProductionConfig.check(app.config)
 
-    from app.utils.json import DecimalJSONProvider
-
     app.json = DecimalJSONProvider(app)
-    register_http(app)
+    register_hooks(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
@@ -36,34 +39,15 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     return app
 
 
-def register_http(app: Flask) -> None:
-    from app.utils.http import register_http as register
-
-    register(app)
-
-
 def register_extensions(app: Flask) -> None:
     from app import models  # noqa: F401 - the models must be known to Alembic
-    from app.extensions import api, cors, db, limiter, migrate
+    from app.db import init_db
+    from app.extensions import cors, db, limiter, migrate
     from app.models.types import include_in_autogenerate, render_migration_type
-    from app.utils.security import init_jwt
-    from app.utils.sqlite import configure_sqlite
+    from app.web.api import api
+    from app.web.jwt import init_jwt
 
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = postgres_engine_options(app.config)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        # A database file has no server that drops idle connections: no ping
-        # (an extra query) on every checkout.
-        options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
-        options.pop("pool_pre_ping", None)
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
-    db.init_app(app)
-    # One session per request, even where the app context outlives the request
-    # (tests, CLI): a request never inherits another's open transaction.
-    app.teardown_request(lambda _exc: db.session.remove())
-    with app.app_context():
-        if db.engine.dialect.name == "sqlite":
-            configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+    init_db(app)
     migrate.init_app(
         app,
         db,
@@ -95,26 +79,11 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
 
 
-def postgres_engine_options(config) -> dict[str, Any]:
-    """Bounded waits on PostgreSQL: connecting, each statement (lock waits
-    included) and a free connection from the pool, so a stuck server costs a
-    request seconds, not every worker thread for minutes."""
-    options = dict(config["SQLALCHEMY_ENGINE_OPTIONS"])
-    connect_args = dict(options.get("connect_args", {}))
-    connect_args.setdefault("connect_timeout", config["DB_CONNECT_TIMEOUT"])
-    if config["DB_STATEMENT_TIMEOUT_MS"]:
-        connect_args.setdefault(
-            "options", f"-c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
-        )
-    options["connect_args"] = connect_args
-    options.setdefault("pool_timeout", config["DB_POOL_TIMEOUT"])
-    return options
-
-
 def register_blueprints(app: Flask) -> None:
-    from app.extensions import api
     from app.routes import auth, cart, docs, health, orders, products
-    from app.utils.api import IdConverter, reject_non_json_bodies
+    from app.web.api import api
+    from app.web.converters import IdConverter
+    from app.web.hooks import reject_non_json_bodies
 
     app.url_map.converters["int"] = IdConverter  # before any rule is added
     api.register_blueprint(health.blp, url_prefix="/api")
@@ -123,16 +92,5 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(cart.blp, url_prefix="/api/cart")
     api.register_blueprint(orders.blp, url_prefix="/api/orders")
     app.register_blueprint(docs.blp)  # a page, not an API operation: not in the document
+    # After the rate limiter's check: a client over its limit gets a 429 whatever it sends.
     app.before_request(reject_non_json_bodies)
-
-
-def register_error_handlers(app: Flask) -> None:
-    from app.errors import register_error_handlers as register
-
-    register(app)
-
-
-def register_commands(app: Flask) -> None:
-    from app.commands import register_commands as register
-
-    register(app)

@@ -11,13 +11,13 @@ from flask import Flask
 from marshmallow import ValidationError
 from sqlalchemy import func, insert, or_, select
 
+from app.db import unit_of_work, vacuum_analyze
 from app.errors import ApiError
 from app.extensions import db
 from app.models import Product, User
 from app.models.types import utcnow
 from app.schemas.user import SignupSchema
 from app.services import auth as accounts
-from app.utils.db import vacuum_analyze
 
 IMG = "https://picsum.photos/seed/{}/600/400"
 DEMO_CATALOG = [
@@ -106,6 +106,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--username", required=True)
     @click.option("--email", required=True)
     @click.option("--password", required=True)
+    @unit_of_work()
     def create_admin(username: str, email: str, password: str) -> None:
         """Create an admin, or promote the user with this username or email."""
         existing = db.session.scalar(
@@ -115,7 +116,6 @@ def register_commands(app: Flask) -> None:
         )
         if existing is not None:
             existing.is_admin = True
-            db.session.commit()
             click.echo(f"Promoted {existing.username} (id {existing.id}) to admin.")
             return
         try:
@@ -125,7 +125,6 @@ def register_commands(app: Flask) -> None:
             raise click.ClickException(f"invalid input: {err.messages}") from None
         except ApiError as err:
             raise click.ClickException(err.message) from None
-        db.session.commit()
         click.echo(f"Created admin {user.username} (id {user.id}).")
 
     @app.cli.command("seed")
@@ -146,9 +145,9 @@ def register_commands(app: Flask) -> None:
             rows = _demo_rows()
         else:
             rows = _generated_rows(count, existing + 1)
-        for offset in range(0, len(rows), 5000):
-            db.session.execute(insert(Product), rows[offset : offset + 5000])
-        db.session.commit()
+        with unit_of_work():
+            for offset in range(0, len(rows), 5000):
+                db.session.execute(insert(Product), rows[offset : offset + 5000])
         # Fresh planner statistics, and the new rows out of the trigram indexes'
         # pending list, so the indexes serve the very next query: before
         # autovacuum's turn the planner took 10,000 fresh rows for 8.

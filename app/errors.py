@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from app.extensions import db
+from app.extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,6 @@ def _flatten_webargs(messages: dict) -> dict:
 
 
 def http_error_response(error: HTTPException) -> Response:
-    db.session.rollback()
     status = error.code or 500
     data = getattr(error, "data", None) or {}
     message = data.get("message")
@@ -226,8 +225,6 @@ def http_error_response(error: HTTPException) -> Response:
 
 def _retry_after() -> int:
     """Seconds until the breached limit's window resets."""
-    from app.extensions import limiter
-
     current = limiter.current_limit
     if current is None:
         return 60
@@ -235,14 +232,12 @@ def _retry_after() -> int:
 
 
 def handle_api_error(error: ApiError) -> Response:
-    db.session.rollback()
     return error_response(
         error.status, error.message, error.errors, code=error.code, details=error.details
     )
 
 
 def handle_unexpected(error: Exception) -> Response:
-    db.session.rollback()
     original = getattr(error, "original_exception", None) or error
     fields = {"method": request.method, "path": request.path, "request_id": g.get("request_id")}
     log.error(

@@ -20,10 +20,10 @@ from sqlalchemy import delete, insert, select, update
 from werkzeug.security import generate_password_hash
 
 from app import create_app
+from app.db import unit_of_work, vacuum_analyze
 from app.extensions import db
 from app.models import Cart, CartItem, Product, User
 from app.services.orders import place_order
-from app.utils.db import vacuum_analyze
 
 HOT_PRODUCTS = 1000  # products 1..1000 get unlimited stock for the order runs
 PASSWORD = "bench-password-1"  # noqa: S105
@@ -71,16 +71,16 @@ def fill(user_ids: list[int], lines: int, rng: random.Random) -> None:
 
 def setup(buyers: int) -> dict:
     rng = random.Random(7)
-    db.session.execute(update(Product).where(Product.id <= HOT_PRODUCTS).values(stock=10**9))
-    (reader,) = make_users("reader", 1)
-    (orderer,) = make_users("orderer", 1)
-    buyer_ids = make_users("buyer", buyers)
-    fill([reader], 10, rng)
-    fill([orderer], 3, rng)
-    fill(buyer_ids, 3, rng)
-    db.session.commit()
-    order = place_order(db.session.get(User, orderer), "1 Benchmark Road, Testville")
-    db.session.commit()
+    with unit_of_work():
+        db.session.execute(update(Product).where(Product.id <= HOT_PRODUCTS).values(stock=10**9))
+        (reader,) = make_users("reader", 1)
+        (orderer,) = make_users("orderer", 1)
+        buyer_ids = make_users("buyer", buyers)
+        fill([reader], 10, rng)
+        fill([orderer], 3, rng)
+        fill(buyer_ids, 3, rng)
+    with unit_of_work():
+        order = place_order(db.session.get(User, orderer), "1 Benchmark Road, Testville")
     # The steady state autovacuum keeps a shop in: the stock updates above left
     # dead rows and unanalysed tables behind.
     vacuum_analyze()
@@ -94,10 +94,10 @@ def setup(buyers: int) -> dict:
     }
 
 
+@unit_of_work()
 def refill() -> None:
     ids = list(db.session.scalars(select(User.id).where(User.username.like("buyer%"))))
     fill(ids, 3, random.Random())
-    db.session.commit()
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def test_one_structured_log_line_per_request_without_secrets(client, make_user, 
 
 
 def test_json_formatter_writes_one_json_object_per_line():
-    from app.utils.http import JSONFormatter
+    from app.web.hooks import JSONFormatter
 
     record = logging.LogRecord("shop.request", logging.INFO, __file__, 1, "GET / 200", None, None)
     record.fields = {"status": 200, "request_id": "r1"}

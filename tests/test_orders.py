@@ -179,7 +179,7 @@ def test_keys_are_per_user(client, make_user, login, make_product):
 
 def claim_key(app, db, user, key, **fields):
     """A claimed key with no stored answer: what a still-running request leaves."""
-    from app.services import idempotency
+    from app.web import idempotency
 
     with app.test_request_context("/api/orders", method="POST", json=ADDRESS):
         fingerprint = idempotency._fingerprint()
@@ -202,7 +202,7 @@ def test_abandoned_claim_is_taken_over_after_a_minute(client, db, buyer, make_pr
     from datetime import timedelta
 
     from app.models.types import utcnow
-    from app.services import idempotency
+    from app.web import idempotency
 
     user, token = buyer
     fill(client, token, (make_product(stock=5), 1))

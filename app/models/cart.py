@@ -10,6 +10,9 @@ from app.extensions import db
 from app.models.product import Product
 from app.models.types import UTCDateTime, utcnow
 
+# Units of one product a cart line may hold: the schemas' bound and the cart rule's.
+MAX_LINE_QUANTITY = 1000
+
 
 class Cart(db.Model):
     __tablename__ = "carts"

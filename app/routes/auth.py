@@ -9,7 +9,7 @@ from flask_jwt_extended import (
     jwt_required,
 )
 
-from app.extensions import db, limiter
+from app.extensions import limiter
 from app.schemas.common import MessageSchema
 from app.schemas.user import (
     AccessTokenSchema,
@@ -21,8 +21,8 @@ from app.schemas.user import (
     UserSchema,
 )
 from app.services import auth as accounts
-from app.utils.api import BEARER, Blueprint
-from app.utils.security import revoke_encoded, revoke_payload
+from app.services.revocation import revoke_encoded, revoke_payload
+from app.web.blueprint import BEARER, Blueprint
 
 blp = Blueprint("auth", __name__, description="Accounts and JWT tokens")
 
@@ -56,7 +56,6 @@ def _limit(name: str):
 def signup(data):
     """Create an account and sign in."""
     user = accounts.create_user(data["username"], data["email"], data["password"])
-    db.session.commit()
     return _tokens(user)
 
 
@@ -87,9 +86,7 @@ def get_profile():
 @blp.alt_response(409, description="Username or email already taken")
 def update_profile(data):
     """Change username, email or password (the last two need current_password)."""
-    user = accounts.update_profile(current_user, data)
-    db.session.commit()
-    return user
+    return accounts.update_profile(current_user, data)
 
 
 @blp.route("/refresh", methods=["POST"])
@@ -109,6 +106,5 @@ def logout(data):
     """Revoke the access token used (and the refresh token given in the body)."""
     revoke_payload(get_jwt())
     if data.get("refresh_token"):
-        revoke_encoded(data["refresh_token"], "refresh")
-    db.session.commit()
+        revoke_encoded(data["refresh_token"], "refresh", get_jwt().get("sub"))
     return {"message": "Logged out"}

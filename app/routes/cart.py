@@ -2,10 +2,9 @@
 
 from flask_jwt_extended import current_user
 
-from app.extensions import db
 from app.schemas.cart import CartAddSchema, CartSchema, CartUpdateSchema
 from app.services import cart as carts
-from app.utils.api import Blueprint
+from app.web.blueprint import Blueprint
 
 blp = Blueprint("cart", __name__, description="The signed-in user's shopping cart")
 
@@ -15,9 +14,7 @@ blp = Blueprint("cart", __name__, description="The signed-in user's shopping car
 @blp.response(200, CartSchema)
 def get_cart():
     """The caller's cart with its lines and totals."""
-    cart = carts.get_cart(current_user)
-    db.session.commit()
-    return cart
+    return carts.get_cart(current_user)
 
 
 @blp.route("", methods=["POST"])
@@ -28,9 +25,7 @@ def get_cart():
 @blp.alt_response(409, description="Not enough stock")
 def add_item(data):
     """Add a product, or more of it, to the cart."""
-    cart = carts.add_item(current_user, data["product_id"], data["quantity"])
-    db.session.commit()
-    return cart
+    return carts.add_item(current_user, data["product_id"], data["quantity"])
 
 
 @blp.route("/<int:item_id>", methods=["PUT"])
@@ -41,9 +36,7 @@ def add_item(data):
 @blp.alt_response(409, description="Not enough stock")
 def update_item(data, item_id):
     """Set a line's quantity."""
-    cart = carts.update_item(current_user, item_id, data["quantity"])
-    db.session.commit()
-    return cart
+    return carts.update_item(current_user, item_id, data["quantity"])
 
 
 @blp.route("/<int:item_id>", methods=["DELETE"])
@@ -52,9 +45,7 @@ def update_item(data, item_id):
 @blp.alt_response(404, description="No such item in the caller's cart")
 def remove_item(item_id):
     """Remove a line."""
-    cart = carts.remove_item(current_user, item_id)
-    db.session.commit()
-    return cart
+    return carts.remove_item(current_user, item_id)
 
 
 @blp.route("/clear", methods=["DELETE"])
@@ -62,6 +53,4 @@ def remove_item(item_id):
 @blp.response(200, CartSchema)
 def clear_cart():
     """Empty the cart."""
-    cart = carts.clear_cart(current_user)
-    db.session.commit()
-    return cart
+    return carts.clear_cart(current_user)

@@ -3,7 +3,6 @@
 from flask_jwt_extended import current_user
 
 from app.errors import Forbidden
-from app.extensions import db
 from app.schemas.order import (
     OrderCreateSchema,
     OrderPageSchema,
@@ -13,9 +12,9 @@ from app.schemas.order import (
     UserOrdersQuerySchema,
 )
 from app.services import orders
-from app.services.idempotency import idempotent
-from app.utils.api import Blueprint
-from app.utils.openapi import IDEMPOTENCY_KEY_PARAMETER
+from app.web.blueprint import Blueprint
+from app.web.idempotency import idempotent
+from app.web.openapi import IDEMPOTENCY_KEY_PARAMETER
 
 blp = Blueprint("orders", __name__, description="Orders and their status workflow")
 
@@ -62,9 +61,7 @@ def get_order(order_id):
 @blp.alt_response(409, description="The workflow forbids this change")
 def update_order(data, order_id):
     """Move the status (admin; the owner may only cancel) or change the address while pending."""
-    order = orders.update_order(current_user, order_id, data)
-    db.session.commit()
-    return order
+    return orders.update_order(current_user, order_id, data)
 
 
 @blp.route("/<int:order_id>/cancel", methods=["POST"])
@@ -74,9 +71,7 @@ def update_order(data, order_id):
 @blp.alt_response(409, description="Already shipped, delivered or cancelled")
 def cancel_order(order_id):
     """Cancel a pending or processing order and restock its items."""
-    order = orders.cancel_order(current_user, order_id)
-    db.session.commit()
-    return order
+    return orders.cancel_order(current_user, order_id)
 
 
 @blp.route("/user/<int:user_id>", methods=["GET"])

@@ -1,6 +1,5 @@
 """The catalog: /api/products."""
 
-from app.extensions import db
 from app.schemas.product import (
     ProductPageSchema,
     ProductQuerySchema,
@@ -8,7 +7,7 @@ from app.schemas.product import (
     ProductUpdateSchema,
 )
 from app.services import catalog
-from app.utils.api import Blueprint
+from app.web.blueprint import Blueprint
 
 blp = Blueprint("products", __name__, description="Product catalog")
 
@@ -35,9 +34,7 @@ def get_product(product_id):
 @blp.response(201, ProductSchema)
 def create_product(data):
     """Add a product (admin)."""
-    product = catalog.create_product(data)
-    db.session.commit()
-    return product
+    return catalog.create_product(data)
 
 
 @blp.route("/<int:product_id>", methods=["PUT"])
@@ -47,9 +44,7 @@ def create_product(data):
 @blp.alt_response(404, description="No such product")
 def update_product(data, product_id):
     """Change any subset of a product's writable fields (admin)."""
-    product = catalog.update_product(product_id, data)
-    db.session.commit()
-    return product
+    return catalog.update_product(product_id, data)
 
 
 @blp.route("/<int:product_id>", methods=["DELETE"])
@@ -59,4 +54,3 @@ def update_product(data, product_id):
 def delete_product(product_id):
     """Remove a product from the catalog and from every cart (admin)."""
     catalog.delete_product(product_id)
-    db.session.commit()

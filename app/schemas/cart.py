@@ -3,9 +3,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from app.models.cart import MAX_LINE_QUANTITY
 from app.schemas.common import Id, Money, StrictInt
-
-MAX_LINE_QUANTITY = 1000
 
 
 def Quantity(**kwargs) -> fields.Integer:  # noqa: N802

@@ -45,7 +45,6 @@ def _flush_unique() -> None:
     try:
         db.session.flush()
     except IntegrityError as error:
-        db.session.rollback()
         field = "email" if "email" in str(error.orig).lower() else "username"
         raise Duplicate(field, "Username or email already taken") from None
 

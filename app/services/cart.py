@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
+from app.db import upsert
 from app.errors import CartLimit, NotFound, OutOfStock
 from app.extensions import db
 from app.models import Cart, CartItem, User
+from app.models.cart import MAX_LINE_QUANTITY
 from app.models.types import utcnow
-from app.schemas.cart import MAX_LINE_QUANTITY
 from app.services.catalog import get_product
-from app.utils.db import upsert
 
 MAX_CART_LINES = 100
 

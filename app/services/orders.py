@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.db import paginate
 from app.errors import (
     CartChanged,
     EmptyCart,
@@ -25,7 +26,6 @@ from app.models.product import STOCK_COLUMN_MAX
 from app.models.types import utcnow
 from app.services.cart import load_cart, lock_cart
 from app.services.workflow import can_move
-from app.utils.db import paginate
 
 
 def place_order(user: User, shipping_address: str) -> Order:

@@ -1,5 +1,5 @@
-"""Per-request plumbing: request ids, one structured log line per request,
-security headers, and trusted proxies."""
+"""Per-request hooks: request ids, JSON-only bodies, one structured log line per
+request, security headers, and trusted proxies."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import uuid
 
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.errors import ApiError
 
 log = logging.getLogger("shop.request")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -61,6 +63,21 @@ def _start_request() -> None:
     g.request_started = time.perf_counter()
 
 
+def is_json_mimetype(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
+
+
+def reject_non_json_bodies() -> None:
+    """415 for a body sent as anything but JSON, before any view runs."""
+    has_body = bool(request.content_length) or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    )
+    if has_body and not is_json_mimetype(request.mimetype or ""):
+        raise ApiError("Content type must be application/json", status=415)
+
+
 def _finish_request(response: Response) -> Response:
     headers = response.headers
     headers["X-Content-Type-Options"] = "nosniff"
@@ -99,7 +116,9 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
-def register_http(app: Flask) -> None:
+def register_hooks(app: Flask) -> None:
+    """Logging, trusted proxies, and the hooks that open and close every request
+    (`reject_non_json_bodies` is registered after the rate limiter's check)."""
     configure_logging(app)
     if app.config["TRUST_PROXY"] > 0:
         hops = app.config["TRUST_PROXY"]

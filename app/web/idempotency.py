@@ -1,4 +1,9 @@
-"""Idempotency-Key for unsafe requests: a retry gets the first answer back."""
+"""Idempotency-Key for unsafe requests: a retry gets the first answer back.
+
+HTTP glue around a view: it reads the request's header and body and stores or
+replays whole responses. The claim is a unit of work of its own (committed
+before the view runs, so a concurrent retry sees it); the view's work and the
+stored answer share the request's unit of work."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from flask_jwt_extended import current_user
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.db import unit_of_work
 from app.errors import (
     ApiError,
     IdempotencyInFlight,
@@ -39,9 +45,9 @@ def _fingerprint() -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | None:
-    """Record the key as in flight under `token` (committed at once), or answer
-    from the record."""
+def _expire(user_id: int, key: str) -> None:
+    """Drop the user's records past their time to live, and this key's claim if
+    its request died (a killed worker) long ago: it would block the key for a day."""
     now = utcnow()
     db.session.execute(
         delete(IdempotencyKey).where(
@@ -49,8 +55,6 @@ def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | N
             IdempotencyKey.created_at < now - current_app.config["IDEMPOTENCY_TTL"],
         )
     )
-    # A claim whose request died (a killed worker) would otherwise block the key
-    # for a day; after this long it is taken as abandoned.
     db.session.execute(
         delete(IdempotencyKey).where(
             IdempotencyKey.user_id == user_id,
@@ -59,14 +63,20 @@ def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | N
             IdempotencyKey.created_at < now - current_app.config["IDEMPOTENCY_ABANDONED_AFTER"],
         )
     )
-    db.session.add(
-        IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint, claim_token=token)
-    )
+
+
+def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | None:
+    """Record the key as in flight under `token` (committed at once), or answer
+    from the record."""
     try:
-        db.session.commit()
+        with unit_of_work():
+            _expire(user_id, key)
+            db.session.add(
+                IdempotencyKey(user_id=user_id, key=key, fingerprint=fingerprint, claim_token=token)
+            )
         return None
     except IntegrityError:
-        db.session.rollback()
+        pass  # the key is taken: answer from its record
     record = db.session.scalar(
         select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
     )
@@ -96,9 +106,10 @@ def _ours(user_id: int, key: str, token: str):
 
 
 def _release(user_id: int, key: str, token: str) -> None:
+    """Drop the view's work and, in a unit of work of its own, this request's claim."""
     db.session.rollback()
-    db.session.execute(delete(IdempotencyKey).where(*_ours(user_id, key, token)))
-    db.session.commit()
+    with unit_of_work():
+        db.session.execute(delete(IdempotencyKey).where(*_ours(user_id, key, token)))
 
 
 def _store(user_id: int, key: str, token: str, response: Response) -> None:
@@ -121,8 +132,8 @@ def idempotent(view):
     """Run a private, unsafe view at most once per (user, Idempotency-Key).
     Goes under `Blueprint.private`, which has checked the token already.
 
-    The decorated view leaves its work uncommitted: this commits the work and
-    the stored answer together, so a crash can never keep one without the other.
+    The stored answer joins the view's work in the request's unit of work, which
+    commits them together: a crash can never keep one without the other.
     Answers to bad input (422) and server errors are not stored, so they can be
     retried with the same key; other answers, errors included, are replayed.
     """
@@ -131,9 +142,7 @@ def idempotent(view):
     def wrapper(*args, **kwargs):
         key = request.headers.get(HEADER)
         if key is None:
-            response = view(*args, **kwargs)
-            db.session.commit()
-            return response
+            return view(*args, **kwargs)
         if not KEY_PATTERN.fullmatch(key):
             raise ValidationFailed(
                 errors={HEADER: ["Must be 1 to 255 printable ASCII characters."]}
@@ -149,7 +158,8 @@ def idempotent(view):
             if error.status == 422:
                 _release(user_id, key, token)
                 raise
-            response = handle_api_error(error)  # rolls the work back
+            db.session.rollback()  # the work goes; the answer is stored
+            response = handle_api_error(error)
         except Exception:
             _release(user_id, key, token)
             raise
@@ -157,7 +167,6 @@ def idempotent(view):
             _release(user_id, key, token)
             return response
         _store(user_id, key, token, response)
-        db.session.commit()
         return response
 
     return wrapper

@@ -1,47 +1,23 @@
-"""The project's flask-smorest Blueprint: JSON bodies parsed by the app's own
-provider (exact decimals, depth-safe, no NUL characters), private routes and
-standard errors documented as such (`app.utils.openapi`); path ids bounded."""
+"""The project's flask-smorest Blueprint: each view runs in one unit of work
+(`app.db.unit_of_work`), JSON bodies are parsed by the app's own provider
+(exact decimals, depth-safe, no NUL characters), private routes and standard
+errors are documented as such (`app.web.openapi`)."""
 
 from __future__ import annotations
 
+from functools import wraps
+
 import flask_smorest
-from flask import current_app, request
+from flask import current_app
 from webargs import core
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import NotFound
-from werkzeug.routing import IntegerConverter
 
+from app.db import unit_of_work
 from app.errors import ApiError, ValidationFailed
-from app.schemas.common import MAX_INT
-from app.utils.openapi import response_schema, standard_error_responses
-from app.utils.security import admin_required, auth_required
+from app.web.jwt import admin_required, auth_required
+from app.web.openapi import response_schema, standard_error_responses
 
 BEARER = [{"bearerAuth": []}]
-
-
-def is_json_mimetype(mimetype: str) -> bool:
-    return mimetype == "application/json" or (
-        mimetype.startswith("application/") and mimetype.endswith("+json")
-    )
-
-
-class IdConverter(IntegerConverter):
-    """`<int:...>` in our routes: an id, documented as 1 to the INTEGER maximum.
-    Any other number names no row: a 404 here, instead of a query that
-    PostgreSQL refuses (a 500 for ids past INTEGER). Not a ValidationError,
-    which would make werkzeug answer 405 when the path has other methods."""
-
-    def __init__(self, map, *args, **kwargs):
-        super().__init__(map, *args, **kwargs)
-        self.min, self.max = 1, MAX_INT  # flask-smorest documents these bounds
-
-    def to_python(self, value: str) -> int:
-        number = int(value)
-        if not self.min <= number <= self.max:
-            raise NotFound()
-        return number
-
-
 NUL_MESSAGE = "Must not contain the NUL character."
 SURROGATE_MESSAGE = "Must be valid Unicode text (no lone surrogate escapes)."
 MAX_JSON_DEPTH = 32
@@ -129,6 +105,15 @@ class Blueprint(flask_smorest.Blueprint):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(standard_error_responses)
 
+    def add_url_rule(self, rule, endpoint=None, view_func=None, *args, **kwargs):
+        """Register the view inside a unit of work: its writes commit when it
+        returns and roll back when it raises, so views never commit."""
+        if isinstance(view_func, type):
+            raise TypeError("API views are functions (each runs in a unit of work)")
+        if view_func is not None:
+            view_func = _in_unit_of_work(view_func)
+        return super().add_url_rule(rule, endpoint, view_func, *args, **kwargs)
+
     def response(self, status_code, schema=None, **kwargs):
         """Document (and dump) `schema` as a response: all its fields required."""
         if schema is not None:
@@ -162,10 +147,10 @@ class Blueprint(flask_smorest.Blueprint):
         super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
 
 
-def reject_non_json_bodies() -> None:
-    """415 for a body sent as anything but JSON, before any view runs."""
-    has_body = bool(request.content_length) or "chunked" in request.headers.get(
-        "Transfer-Encoding", ""
-    )
-    if has_body and not is_json_mimetype(request.mimetype or ""):
-        raise ApiError("Content type must be application/json", status=415)
+def _in_unit_of_work(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        with unit_of_work():
+            return view(*args, **kwargs)
+
+    return wrapper

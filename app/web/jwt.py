@@ -1,85 +1,19 @@
-"""JWT wiring: identity, user lookup, revocation, JSON 401s, admin_required."""
+"""JWT wiring: identity, user lookup, revocation checks, JSON 401s, and the
+`auth_required` / `admin_required` guards."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from functools import wraps
 
-from flask import Flask, current_app, g
-from flask_jwt_extended import current_user, decode_token, get_jwt, verify_jwt_in_request
+from flask import Flask, g
+from flask_jwt_extended import current_user, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTDecodeError
-from sqlalchemy import delete, exists, select
 
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
-from app.models import RevokedToken, User
-from app.utils.db import upsert
-
-
-class DatabaseRevocations:
-    """Revoked token ids in a table every process and host shares."""
-
-    def revoke(self, jti: str, expires_at: datetime) -> None:
-        db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < datetime.now(UTC)))
-        # Concurrent logouts with one token both insert: the second is a no-op.
-        db.session.execute(
-            upsert(RevokedToken)
-            .values(jti=jti, expires_at=expires_at)
-            .on_conflict_do_nothing(index_elements=["jti"])
-        )
-
-    def is_revoked(self, jti: str) -> bool:
-        return bool(db.session.scalar(select(exists().where(RevokedToken.jti == jti))))
-
-    def user_and_revoked(self, user_id: int, jti: str) -> tuple[User | None, bool]:
-        """The token's user and whether the token is revoked, in one round trip."""
-        row = db.session.execute(
-            select(User, exists().where(RevokedToken.jti == jti)).where(User.id == user_id)
-        ).first()
-        return (row[0], bool(row[1])) if row else (None, False)
-
-
-class RedisRevocations:
-    """Revoked token ids in Redis, each expiring with its token."""
-
-    def __init__(self, url: str):
-        import redis
-
-        self.redis = redis.Redis.from_url(url)
-
-    def revoke(self, jti: str, expires_at: datetime) -> None:
-        ttl = max(int((expires_at - datetime.now(UTC)).total_seconds()) + 1, 1)
-        self.redis.set(f"revoked-jwt:{jti}", "1", ex=ttl)
-
-    def is_revoked(self, jti: str) -> bool:
-        return bool(self.redis.exists(f"revoked-jwt:{jti}"))
-
-    def user_and_revoked(self, user_id: int, jti: str) -> tuple[User | None, bool]:
-        return db.session.get(User, user_id), self.is_revoked(jti)
-
-
-def revocations():
-    return current_app.extensions["shop_revocations"]
-
-
-def revoke_payload(payload: dict) -> None:
-    revocations().revoke(payload["jti"], datetime.fromtimestamp(payload["exp"], UTC))
-
-
-def revoke_encoded(token: str, token_type: str) -> bool:
-    """Revoke an encoded token if it is valid, of that type and the caller's."""
-    try:
-        payload = decode_token(token, allow_expired=False)
-    except Exception:  # noqa: BLE001 - anything undecodable is simply not revoked
-        return False
-    if payload.get("type") != token_type or payload.get("sub") != get_jwt().get("sub"):
-        return False
-    if not isinstance(payload.get("exp"), (int, float)):
-        return False
-    revoke_payload(payload)
-    return True
-
+from app.models import User
+from app.services.revocation import init_revocations, revocations
 
 CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
 MAX_USER_ID = 2_147_483_647  # INTEGER on PostgreSQL
@@ -123,10 +57,7 @@ def _invalid(reason: str):
 
 def init_jwt(app: Flask) -> None:
     jwt.init_app(app)
-    redis_url = app.config.get("REDIS_URL")
-    app.extensions["shop_revocations"] = (
-        RedisRevocations(redis_url) if redis_url else DatabaseRevocations()
-    )
+    init_revocations(app)
 
     @jwt.user_identity_loader
     def _identity(user: User) -> str:

@@ -1,0 +1,122 @@
+"""Database plumbing: the unit of work, engine set-up (SQLite tuning), and
+small query helpers (upsert, pagination, vacuum) shared by the services."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask, has_request_context, request
+from sqlalchemy import Engine, Select, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.extensions import db
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@contextmanager
+def unit_of_work() -> Iterator[None]:
+    """One transaction: commit when the block (or the decorated function) ends
+    normally, roll back when it raises. The one place that commits: views
+    run inside one per request (`app.web.blueprint.Blueprint`); use it as
+    `@unit_of_work()` on a CLI command or background task, inside an app
+    context. Not nested: the session's earlier, uncommitted work joins it."""
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def init_db(app: Flask) -> None:
+    """Bind `db` to the app; on SQLite, tune the engine for a web server; on
+    PostgreSQL, bound every wait."""
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = postgres_engine_options(app.config)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A database file has no server that drops idle connections: no ping
+        # (an extra query) on every checkout.
+        options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+        options.pop("pool_pre_ping", None)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    db.init_app(app)
+    # One session per request, even where the app context outlives the request
+    # (tests, CLI): a request never inherits another's open transaction.
+    app.teardown_request(lambda _exc: db.session.remove())
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+
+
+def postgres_engine_options(config) -> dict[str, Any]:
+    """Bounded waits on PostgreSQL: connecting, each statement (lock waits
+    included) and a free connection from the pool, so a server that accepts
+    but never answers costs a request seconds, not every worker thread minutes."""
+    options = dict(config["SQLALCHEMY_ENGINE_OPTIONS"])
+    connect_args = dict(options.get("connect_args", {}))
+    connect_args.setdefault("connect_timeout", config["DB_CONNECT_TIMEOUT"])
+    if config["DB_STATEMENT_TIMEOUT_MS"]:
+        timeout = int(config["DB_STATEMENT_TIMEOUT_MS"])
+        connect_args.setdefault("options", f"-c statement_timeout={timeout}")
+    options["connect_args"] = connect_args
+    options.setdefault("pool_timeout", config["DB_POOL_TIMEOUT"])
+    return options
+
+
+def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """Foreign keys on, WAL, a busy timeout, and write transactions that take
+    the write lock at BEGIN so concurrent writers queue instead of failing with
+    "database is locked" when a reader tries to upgrade its lock."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event below emit BEGIN itself (pysqlite's own
+        # implicit BEGIN is deferred and cannot be made IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # Reads keep a deferred transaction (readers never wait for writers in
+        # WAL); anything else - a write request, the CLI - locks up front.
+        if has_request_context() and request.method in READ_METHODS:
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def upsert(model):
+    """`INSERT ... ON CONFLICT` for the session's database (PostgreSQL or SQLite)."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def paginate(stmt: Select, page: int, per_page: int) -> dict[str, Any]:
+    """Run `stmt` as one page: one COUNT and one page query."""
+    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    items = db.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    return {
+        "items": items,
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": math.ceil(total / per_page),
+    }
+
+
+def vacuum_analyze(*tables: str) -> None:
+    """VACUUM ANALYZE after a bulk write, on PostgreSQL (outside any transaction,
+    as VACUUM must be); elsewhere nothing. No table named: the whole database."""
+    if db.engine.dialect.name != "postgresql":
+        return
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"VACUUM ANALYZE {', '.join(tables)}".rstrip())

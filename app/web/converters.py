@@ -1,0 +1,25 @@
+"""URL converters for the API's routes."""
+
+from __future__ import annotations
+
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
+
+from app.schemas.common import MAX_INT
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in our routes: an id, documented as 1 to the INTEGER maximum.
+    Any other number names no row: a 404 here, instead of a query that
+    PostgreSQL refuses (a 500 for ids past INTEGER). Not a ValidationError,
+    which would make werkzeug answer 405 when the path has other methods."""
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, *args, **kwargs)
+        self.min, self.max = 1, MAX_INT  # flask-smorest documents these bounds
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if not self.min <= number <= self.max:
+            raise NotFound()
+        return number
