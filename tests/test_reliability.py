@@ -228,3 +228,50 @@ def test_tokens_without_exp_are_refused(app, client, make_user):
     assert response.status_code == 401
     assert response.get_json()["code"] == "token_invalid"
     assert client.post("/api/auth/logout", headers=auth(token)).status_code == 401
+
+
+# --- logs and headers --------------------------------------------------------------
+
+
+def test_sql_errors_are_logged_without_parameters_but_with_path_and_request_id(
+    client, db, monkeypatch, caplog
+):
+    from sqlalchemy import text as sql
+
+    from app.services import auth as accounts
+
+    def broken(password, email=None, username=None):
+        db.session.execute(
+            sql("SELECT no_such_column FROM users WHERE email = :e AND password_hash = :p"),
+            {"e": email, "p": password},
+        )
+
+    monkeypatch.setattr(accounts, "authenticate", broken)
+    response = client.post(
+        "/api/auth/login",
+        json={"email": "leak@example.com", "password": "pbkdf2-secret-hash"},
+        headers={"X-Request-ID": "req-15"},
+    )
+    assert response.status_code == 500
+    assert "leak@example.com" not in caplog.text
+    assert "pbkdf2-secret-hash" not in caplog.text
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.fields["path"] == "/api/auth/login"
+    assert record.fields["request_id"] == "req-15"
+    assert "SQL parameters hidden" in str(record.exc_info[1])
+
+
+def test_answers_with_tokens_are_never_cached(client, make_user, login):
+    signup = client.post(
+        "/api/auth/signup",
+        json={"username": "cachy", "email": "cachy@example.com", "password": PASSWORD},
+    )
+    assert signup.headers["Cache-Control"] == "no-store"
+    user = make_user()
+    response = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    assert response.headers["Cache-Control"] == "no-store"
+    refresh = response.get_json()["refresh_token"]
+    refreshed = client.post("/api/auth/refresh", headers=auth(refresh))
+    assert refreshed.status_code == 200 and refreshed.headers["Cache-Control"] == "no-store"
+    failed = client.post("/api/auth/login", json={"email": user.email, "password": "wrong-pass"})
+    assert failed.headers["Cache-Control"] == "no-store"
