@@ -41,6 +41,11 @@ REQUESTS = int(os.environ.get("PROFILE_REQUESTS", "2000"))
 ENDPOINTS = {
     "list": ("GET", "/api/products?page=37&per_page=20", None),
     "search": ("GET", "/api/products?q=Lamp&sort=price", None),
+    "search1": ("GET", "/api/products?q=lamp", None),
+    "search2": ("GET", "/api/products?q=smart%20lamp", None),
+    "facets": ("GET", "/api/products/facets?q=lamp", None),
+    "facets-all": ("GET", "/api/products/facets", None),
+    "suggest": ("GET", "/api/products/suggest?q=lam", None),
     "detail": ("GET", "/api/products/{product_id}", None),
     "cart": ("GET", "/api/cart", "reader_token"),
     "order": ("GET", "/api/orders/{order_id}", "orderer_token"),

@@ -44,6 +44,11 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 ENDPOINTS = [
     ("product list", "GET", "/api/products?page=37&per_page=20", None, 0.45),
     ("product search", "GET", "/api/products?q=Lamp&sort=price", None, None),
+    ("search one word (relevance)", "GET", "/api/products?q=lamp", None, 0.25),
+    ("search two words (relevance)", "GET", "/api/products?q=smart%20lamp", None, 0.25),
+    ("search facets", "GET", "/api/products/facets?q=lamp", None, 0.25),
+    ("catalog facets", "GET", "/api/products/facets", None, 0.25),
+    ("search suggest", "GET", "/api/products/suggest?q=lam", None, 0.40),
     ("product detail", "GET", "/api/products/{product_id}", None, 0.65),
     ("cart (10 lines)", "GET", "/api/cart", "reader_token", 0.45),
     ("order detail", "GET", "/api/orders/{order_id}", "orderer_token", 0.45),

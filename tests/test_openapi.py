@@ -158,7 +158,11 @@ def test_money_is_a_number_and_query_parameters_are_documented(spec):
         "in_stock",
         "sort",
     }
-    assert params["sort"]["schema"]["enum"][-1] == "-created_at"
+    assert {"-created_at", "relevance"} <= set(params["sort"]["schema"]["enum"])
+    facets = spec["paths"]["/api/products/facets"]["get"]
+    assert {p["name"] for p in facets["parameters"]} == set(params) - {"page", "per_page", "sort"}
+    suggest = spec["paths"]["/api/products/suggest"]["get"]
+    assert [(p["name"], p["required"]) for p in suggest["parameters"]] == [("q", True)]
     place = spec["paths"]["/api/orders"]["post"]
     assert [p["name"] for p in place["parameters"]] == ["Idempotency-Key"]
 

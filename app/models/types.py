@@ -49,11 +49,30 @@ def render_migration_type(type_, obj, autogen_context):
     return False
 
 
-# Indexes made by hand in migrations for one database only (see the migration
-# c4e8f2a61d07): the models do not declare them, autogenerate leaves them alone.
-DATABASE_SPECIFIC_INDEXES = frozenset({"ix_products_trgm_name", "ix_products_trgm_description"})
+# Objects made by hand in migrations for one database only (see the migrations
+# c4e8f2a61d07 and e19a5f0c3b21, search): the models do not declare them,
+# autogenerate leaves them alone.
+DATABASE_SPECIFIC_INDEXES = frozenset(
+    {
+        "ix_products_trgm_name",
+        "ix_products_trgm_description",
+        "ix_products_search_vector",
+        "ix_products_name_words",
+    }
+)
+DATABASE_SPECIFIC_COLUMNS = frozenset({"search_vector"})
+# SQLite's FTS5 tables and their shadow tables (products_fts_data, ...).
+DATABASE_SPECIFIC_TABLE_PREFIXES = ("products_fts", "products_names")
 
 
 def include_in_autogenerate(obj, name, type_, reflected, compare_to):
-    """Alembic hook: skip the database-specific indexes above."""
-    return not (type_ == "index" and reflected and name in DATABASE_SPECIFIC_INDEXES)
+    """Alembic hook: skip the database-specific objects above."""
+    if not reflected:
+        return True
+    if type_ == "index":
+        return name not in DATABASE_SPECIFIC_INDEXES
+    if type_ == "column":
+        return name not in DATABASE_SPECIFIC_COLUMNS
+    if type_ == "table":
+        return not name.startswith(DATABASE_SPECIFIC_TABLE_PREFIXES)
+    return True

@@ -1,12 +1,17 @@
 """The catalog: /api/products."""
 
 from app.schemas.product import (
+    FacetsSchema,
+    ProductFilterSchema,
     ProductPageSchema,
     ProductQuerySchema,
     ProductSchema,
     ProductUpdateSchema,
+    SuggestionsSchema,
+    SuggestQuerySchema,
 )
-from app.services import catalog
+from app.services import catalog, search
+from app.services.facets import facets
 from app.web.blueprint import Blueprint
 
 blp = Blueprint("products", __name__, description="Product catalog")
@@ -18,6 +23,22 @@ blp = Blueprint("products", __name__, description="Product catalog")
 def list_products(args):
     """A page of products, filtered, searched and sorted."""
     return catalog.list_products(args)
+
+
+@blp.route("/facets", methods=["GET"])
+@blp.arguments(ProductFilterSchema, location="query", as_kwargs=False)
+@blp.response(200, FacetsSchema)
+def product_facets(args):
+    """Counts for the filter sidebar over the products matching the filters."""
+    return facets(args)
+
+
+@blp.route("/suggest", methods=["GET"])
+@blp.arguments(SuggestQuerySchema, location="query", as_kwargs=False)
+@blp.response(200, SuggestionsSchema)
+def suggest(args):
+    """Up to 10 live product names with a word starting with `q`, best first."""
+    return {"suggestions": search.backend().suggest(args["q"])}
 
 
 @blp.route("/<int:product_id>", methods=["GET"])

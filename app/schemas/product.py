@@ -13,7 +13,7 @@ from app.schemas.common import (
     page_schema,
 )
 
-SORTS = ("name", "-name", "price", "-price", "created_at", "-created_at")
+SORTS = ("name", "-name", "price", "-price", "created_at", "-created_at", "relevance")
 
 
 class ProductSchema(ma.Schema):
@@ -40,16 +40,77 @@ class ProductUpdateSchema(ProductSchema, ChangeSchema):
 ProductPageSchema = page_schema(ProductSchema, "ProductPageSchema")
 
 
-class ProductQuerySchema(PageQuerySchema):
+class ProductFilterSchema(ma.Schema):
+    """The catalog's filters, shared by the list and its facets."""
+
     category = fields.String(validate=validate.Length(1, 80))
-    q = fields.String(validate=validate.Length(1, 200), metadata={"description": "search"})
+    q = fields.String(
+        validate=validate.Length(1, 200),
+        metadata={
+            "description": "Full-text search over name, description and category: every "
+            'word must match (stemmed), the last also as a prefix; "a phrase" in order; '
+            "-word excludes. Any text up to 200 characters."
+        },
+    )
     min_price = Money()
     max_price = Money()
     in_stock = fields.Boolean(metadata={"description": "true: only products with stock"})
-    sort = fields.String(load_default="-created_at", validate=validate.OneOf(SORTS))
 
     @validates_schema
     def price_range(self, data, **kwargs):
         low, high = data.get("min_price"), data.get("max_price")
         if low is not None and high is not None and low > high:
             raise ValidationError("Must not be above max_price.", "min_price")
+
+
+class ProductQuerySchema(PageQuerySchema, ProductFilterSchema):
+    sort = fields.String(
+        validate=validate.OneOf(SORTS),
+        metadata={"description": "Default: relevance with q, else -created_at; ties by id."},
+    )
+
+    @validates_schema
+    def relevance_needs_q(self, data, **kwargs):
+        if data.get("sort") == "relevance" and "q" not in data:
+            raise ValidationError("relevance needs a search (q).", "sort")
+
+
+class CountSchema(ma.Schema):
+    value = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class PriceRangeSchema(ma.Schema):
+    min = Money(allow_none=True)
+    max = Money(allow_none=True)
+
+
+class RatingCountSchema(ma.Schema):
+    min_rating = fields.Integer(required=True)
+    count = fields.Integer(required=True)
+
+
+class FacetsSchema(ma.Schema):
+    total = fields.Integer(metadata={"description": "Matching live products"})
+    categories = fields.List(
+        fields.Nested(CountSchema),
+        metadata={"description": "Ignoring the category filter; by count, then value"},
+    )
+    price = fields.Nested(PriceRangeSchema, metadata={"description": "null when none match"})
+    in_stock = fields.Integer(metadata={"description": "Matching products with stock"})
+    ratings = fields.List(
+        fields.Nested(RatingCountSchema),
+        metadata={"description": "Products rated at least 4, 3, 2 and 1 stars"},
+    )
+
+
+class SuggestQuerySchema(ma.Schema):
+    q = fields.String(
+        required=True,
+        validate=[validate.Length(1, 100), NonBlank()],
+        metadata={"description": "What has been typed so far"},
+    )
+
+
+class SuggestionsSchema(ma.Schema):
+    suggestions = fields.List(fields.String(), metadata={"description": "Best first, at most 10"})

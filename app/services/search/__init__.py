@@ -1,0 +1,75 @@
+"""Catalog search: full-text matching with relevance, and name suggestions.
+
+One small interface, `SearchBackend`, with an implementation per engine:
+SQLite's FTS5 (`sqlite.py`) and PostgreSQL's text search with pg_trgm
+(`postgres.py`). The catalog service composes a backend's `Match` with its own
+filters, pagination and facets in one SQL statement; docs/ARCHITECTURE.md
+says how an Elasticsearch/OpenSearch backend would implement the same
+interface. The index itself is kept by the database (triggers, a generated
+column), in the same transaction as every product write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import ColumnElement, Select
+
+from app.extensions import db
+from app.services.search.query import ParsedQuery, parse
+
+__all__ = ["Match", "ParsedQuery", "SearchBackend", "backend", "parse"]
+
+SUGGEST_LIMIT = 10
+# Suggestions are deduplicated in Python over a few times the rows asked for:
+# a GROUP BY name in SQL sorts every match twice (twice the time on SQLite).
+DUPLICATES_SLACK = 3
+
+
+def distinct(names: Iterable[str], limit: int) -> list[str]:
+    """The first `limit` distinct names, in order."""
+    return list(dict.fromkeys(names))[:limit]
+
+
+@dataclass(frozen=True)
+class Match:
+    """How a parsed query narrows a `select(Product)`: `apply` adds the
+    match (a WHERE, or a join to the engine's hits), `order` ranks it, best
+    first (ties are broken by the caller)."""
+
+    apply: Callable[[Select], Select]
+    order: tuple[ColumnElement, ...]
+
+    def __call__(self, stmt: Select) -> Select:
+        return self.apply(stmt)
+
+
+class SearchBackend(Protocol):
+    """What the catalog needs from a search engine."""
+
+    name: str
+
+    def match(self, query: ParsedQuery) -> Match:
+        """Every positive term matches (the prefix as a prefix), no excluded
+        one does; ranked by relevance, a name match above a description one."""
+
+    def fuzzy(self, query: ParsedQuery) -> Match | None:
+        """Spelling-tolerant matching, tried when `match` finds nothing; None
+        when the engine has none."""
+
+    def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> list[str]:
+        """Up to `limit` live product names with a word starting with
+        `prefix`, best first."""
+
+
+def backend() -> SearchBackend:
+    """The backend for the session's database."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        from app.services.search.postgres import PostgresSearch
+
+        return PostgresSearch()
+    from app.services.search.sqlite import SqliteSearch
+
+    return SqliteSearch()

@@ -1,0 +1,102 @@
+"""Search on PostgreSQL: a weighted `tsvector` generated column with a GIN
+index, and pg_trgm for spelling-tolerant matching (see the migration
+`e19a5f0c3b21`).
+
+`search_vector` weighs the name A, the category B and the description C
+(English stemming); `to_tsvector('simple', name)` has its own GIN index for
+suggestions (no stemming: "a word starting with" is literal). Every tsquery is
+built from the parsed words with `plainto_tsquery`, `phraseto_tsquery` or
+`to_tsquery` on letters and digits only, so user text is never tsquery syntax.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from sqlalchemy import Select, false, func, literal_column, select
+from sqlalchemy.dialects.postgresql import TSVECTOR
+
+from app.extensions import db
+from app.models import Product
+from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct
+from app.services.search.query import ParsedQuery, words_of
+
+# Configurations inline, as the indexes spell them: a bound parameter would
+# be text (no such function signature) and could not match an index expression.
+CONFIG = literal_column("'english'::regconfig")
+SIMPLE = literal_column("'simple'::regconfig")
+SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
+NAME_WORDS = func.to_tsvector(SIMPLE, Product.name)
+# word_similarity of a misspelt word to the closest part of a name or
+# category: 'labtop' to 'Nimbus 14 Laptop' is 0.4, unrelated words stay < 0.2.
+FUZZY_THRESHOLD = 0.3
+
+
+def _all(queries: list):
+    return reduce(func.tsquery_and, queries) if queries else None
+
+
+def _phrase(words: tuple[str, ...]):
+    return func.phraseto_tsquery(CONFIG, " ".join(words))
+
+
+def _positive(query: ParsedQuery):
+    parts = [func.plainto_tsquery(CONFIG, word) for word in query.words]
+    parts += [_phrase(phrase) for phrase in query.phrases]
+    if query.prefix:
+        # Letters and digits only (the parser's words), then the prefix mark.
+        parts.append(func.to_tsquery(CONFIG, query.prefix + ":*"))
+    return _all(parts)
+
+
+def _excluded(query: ParsedQuery):
+    if not query.excluded:
+        return None
+    return func.tsquery_not(reduce(func.tsquery_or, [_phrase(term) for term in query.excluded]))
+
+
+class PostgresSearch:
+    name = "postgresql-tsvector"
+
+    def match(self, query: ParsedQuery) -> Match:
+        positive, excluded = _positive(query), _excluded(query)
+        tsquery = _all([part for part in (positive, excluded) if part is not None])
+        if tsquery is None:
+            return Match(lambda stmt: stmt.where(false()), ())
+
+        def apply(stmt: Select) -> Select:
+            return stmt.where(SEARCH_VECTOR.op("@@")(tsquery))
+
+        rank = func.ts_rank(SEARCH_VECTOR, positive) if positive is not None else None
+        return Match(apply, (rank.desc(),) if rank is not None else ())
+
+    def fuzzy(self, query: ParsedQuery) -> Match | None:
+        """Each positive word close to a word of the name or category."""
+        terms = query.terms
+        if not terms:
+            return None
+        haystack = Product.name + " " + func.coalesce(Product.category, "")
+        similarities = [func.word_similarity(term, haystack) for term in terms]
+        excluded = _excluded(query)
+
+        def apply(stmt: Select) -> Select:
+            stmt = stmt.where(*(s >= FUZZY_THRESHOLD for s in similarities))
+            if excluded is not None:
+                stmt = stmt.where(SEARCH_VECTOR.op("@@")(excluded))
+            return stmt
+
+        return Match(apply, (reduce(lambda a, b: a + b, similarities).desc(),))
+
+    def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> list[str]:
+        words = words_of(prefix)
+        if not words:
+            return []
+        tsquery = func.to_tsquery(SIMPLE, " & ".join([*words[:-1], words[-1] + ":*"]))
+        starts = Product.name.istartswith(prefix.strip(), autoescape=True)
+        stmt = (
+            select(Product.name)
+            .where(Product.deleted_at.is_(None), NAME_WORDS.op("@@")(tsquery))
+            .order_by(starts.desc(), func.length(Product.name), Product.name)
+            .limit(limit * DUPLICATES_SLACK)
+        )
+        return distinct(db.session.scalars(stmt), limit)

@@ -1,0 +1,90 @@
+"""The user's search string, parsed into terms no search engine can misread.
+
+Words are runs of letters and digits (any script); everything else separates
+them, so operators, quotes, `*`, `:`, `^`, parentheses and emoji never reach
+an engine as syntax. Each backend builds its own query from these tokens and
+quotes every one of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Letters and digits of any script; `_` separates words as in the engines'
+# own tokenizers (FTS5 unicode61, PostgreSQL's parser).
+WORD = re.compile(r"[^\W_]+")
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """`words` must all match, and `prefix` (the last word typed, when it is
+    a bare word) as a prefix; each of `phrases` matches its words in order;
+    none of `excluded` (each a word or a phrase, as a tuple of words) may."""
+
+    words: tuple[str, ...] = ()
+    phrases: tuple[tuple[str, ...], ...] = ()
+    excluded: tuple[tuple[str, ...], ...] = ()
+    prefix: str | None = None
+
+    @property
+    def positive(self) -> bool:
+        return bool(self.words or self.phrases or self.prefix)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Every positive word, phrases' words included (for fuzzy matching)."""
+        found = [*self.words, *(w for phrase in self.phrases for w in phrase)]
+        if self.prefix:
+            found.append(self.prefix)
+        return tuple(dict.fromkeys(found))
+
+
+def words_of(text: str) -> tuple[str, ...]:
+    return tuple(match.lower() for match in WORD.findall(text))
+
+
+def _terms(text: str):
+    """(negated, quoted, words) for each whitespace-separated term or quoted
+    phrase; an unbalanced quote runs to the end of the text."""
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        negated = text[i] == "-" and i + 1 < n and not text[i + 1].isspace()
+        i += negated
+        if text[i] == '"':
+            end = text.find('"', i + 1)
+            end = n if end < 0 else end
+            yield negated, True, words_of(text[i + 1 : end])
+        else:
+            end = i
+            while end < n and not text[end].isspace() and text[end] != '"':
+                end += 1
+            yield negated, False, words_of(text[i:end])
+            end -= 1
+        i = end + 1
+
+
+def parse(text: str) -> ParsedQuery:
+    """Split `text` into words, "quoted phrases" and -exclusions. A term with
+    no letters or digits is dropped; `foo-bar` is the two words foo and bar."""
+    words: list[str] = []
+    phrases: list[tuple[str, ...]] = []
+    excluded: list[tuple[str, ...]] = []
+    prefix_allowed = False
+    for negated, quoted, term in _terms(text):
+        if not term:
+            continue
+        if negated:
+            excluded.append(term)
+        elif quoted and len(term) > 1:
+            phrases.append(term)
+            prefix_allowed = False
+        else:
+            words.extend(term)
+            prefix_allowed = not quoted
+    prefix = words.pop() if words and prefix_allowed else None
+    words = [w for w in dict.fromkeys(words) if w != prefix]
+    return ParsedQuery(tuple(words), tuple(phrases), tuple(excluded), prefix)

@@ -1,0 +1,86 @@
+"""Search on SQLite: FTS5 tables kept by triggers (see the migration
+`e19a5f0c3b21`).
+
+`products_fts` indexes name, description and category of the live products
+with the porter stemmer; `products_names` indexes names without stemming (with
+prefix indexes) for suggestions, where "a word starting with" must be exact.
+Both are external-content tables over `products`: rowid = product id.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, column, false, func, literal_column, select, table, text
+
+from app.extensions import db
+from app.models import Product
+from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct
+from app.services.search.query import ParsedQuery, words_of
+
+# bm25 weights per column (name, description, category): a name match ranks
+# far above a description-only one.
+BM25 = "bm25(products_fts, 10.0, 1.0, 4.0)"
+
+
+def quote(words: tuple[str, ...] | str) -> str:
+    """An FTS5 string: any text inside double quotes is a word or phrase,
+    never syntax (a double quote inside is doubled)."""
+    joined = words if isinstance(words, str) else " ".join(words)
+    return '"' + joined.replace('"', '""') + '"'
+
+
+def fts_expression(query: ParsedQuery) -> str | None:
+    """The positive terms as an FTS5 expression (every term must match)."""
+    parts = [quote(word) for word in query.words]
+    parts += [quote(phrase) for phrase in query.phrases]
+    if query.prefix:
+        parts.append(quote(query.prefix) + "*")
+    return " AND ".join(parts) or None
+
+
+def _hits(table_name: str, expression: str, *scores):
+    return (
+        select(column("rowid").label("id"), *scores)
+        .select_from(table(table_name))
+        .where(text(f"{table_name} MATCH :fts").bindparams(fts=expression))
+    )
+
+
+class SqliteSearch:
+    name = "sqlite-fts5"
+
+    def match(self, query: ParsedQuery) -> Match:
+        positive = fts_expression(query)
+        excluded = " OR ".join(quote(term) for term in query.excluded) or None
+        if positive is None and excluded is None:
+            return Match(lambda stmt: stmt.where(false()), ())
+        if positive is None:
+            hidden = _hits("products_fts", excluded)
+
+            return Match(lambda stmt: stmt.where(Product.id.not_in(hidden)), ())
+        if excluded:
+            positive = f"({positive}) NOT ({excluded})"
+        hits = _hits("products_fts", positive, literal_column(BM25).label("score")).subquery("hits")
+
+        def apply(stmt: Select) -> Select:
+            return stmt.join(hits, hits.c.id == Product.id)
+
+        return Match(apply, (hits.c.score.asc(),))
+
+    def fuzzy(self, query: ParsedQuery) -> Match | None:
+        return None
+
+    def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> list[str]:
+        words = words_of(prefix)
+        if not words:
+            return []
+        expression = " ".join([*map(quote, words[:-1]), quote(words[-1]) + "*"])
+        hits = _hits("products_names", expression).subquery("hits")
+        starts = Product.name.startswith(prefix.strip(), autoescape=True)
+        stmt = (
+            select(Product.name)
+            .join(hits, hits.c.id == Product.id)
+            .where(Product.deleted_at.is_(None))
+            .order_by(starts.desc(), func.length(Product.name), Product.name)
+            .limit(limit * DUPLICATES_SLACK)
+        )
+        return distinct(db.session.scalars(stmt), limit)

@@ -1,0 +1,431 @@
+"""Full-text search, facets and suggestions (API.md, Products), on the suite's
+database: SQLite FTS5 by default, PostgreSQL when TEST_DATABASE_URL names one."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+
+from app.services.search import parse
+from tests.conftest import IS_POSTGRES, auth
+
+CATALOG = [
+    # name, description, category
+    ("Red Guitar", "A string instrument", "Music"),
+    ("Amp", "Loud enough for any guitar", "Music"),
+    ("Wireless Phone Charger", "A charging pad", "Phones"),
+    ("Gaming Laptop", "Fast graphics", "Computers"),
+    ("Laptop Sleeve", "Protects your laptop", "Accessories"),
+    ("Phone Case", "Red silicone", "Phones"),
+    ("Case for Tablets", "Fits your phone too", "Accessories"),
+    ("Ноутбук Pro", "Русская клавиатура", "Computers"),
+]
+
+
+@pytest.fixture
+def catalog(make_product, client, admin_token):
+    made = {
+        name: make_product(name=name, description=description, category=category)
+        for name, description, category in CATALOG
+    }
+    gone = make_product(name="Deleted Guitar", description="gone", category="Music")
+    assert client.delete(f"/api/products/{gone.id}", headers=auth(admin_token)).status_code == 204
+    return made
+
+
+def search(client, q, **params):
+    response = client.get("/api/products", query_string={"q": q, **params})
+    assert response.status_code == 200, (q, response.get_json())
+    return response.get_json()
+
+
+def names(client, q, **params):
+    return {p["name"] for p in search(client, q, **params)["items"]}
+
+
+@pytest.mark.parametrize(
+    "q, expected",
+    [
+        ("guitar", {"Red Guitar", "Amp"}),  # name or description, never the deleted one
+        ("GUITAR", {"Red Guitar", "Amp"}),  # ignoring case
+        ("guitars", {"Red Guitar", "Amp"}),  # stemming: the plural finds the singular
+        ("phones", {"Wireless Phone Charger", "Phone Case", "Case for Tablets"}),
+        ("red guitar", {"Red Guitar"}),  # every word must match (across columns)
+        ("lapt", {"Gaming Laptop", "Laptop Sleeve"}),  # the last word as a prefix
+        ("gaming lapt", {"Gaming Laptop"}),
+        ('"phone case"', {"Phone Case"}),  # a phrase: its words in that order
+        ("phone -case", {"Wireless Phone Charger"}),  # -word excludes
+        ('case -"phone case"', {"Case for Tablets"}),  # -"phrase" excludes
+        ("computers", {"Gaming Laptop", "Ноутбук Pro"}),  # the category matches
+        ("silicone", {"Phone Case"}),  # the description matches
+        ("ноутбук", {"Ноутбук Pro"}),  # non-Latin scripts
+        ("клавиатура", {"Ноутбук Pro"}),
+        ("deleted", set()),  # soft-deleted products never match
+    ],
+)
+def test_matching_rules(client, catalog, q, expected):
+    assert names(client, q) == expected
+
+
+def test_a_query_with_only_exclusions_lists_everything_else(client, catalog):
+    assert names(client, "-phone -guitar") == {
+        "Gaming Laptop",
+        "Laptop Sleeve",
+        "Ноутбук Pro",
+    }
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="trigram fallback is PostgreSQL's")
+def test_misspelt_words_fall_back_to_trigram_similarity(client, catalog):
+    assert names(client, "labtop") == {"Gaming Laptop", "Laptop Sleeve"}
+    assert names(client, "gaming labtop") == {"Gaming Laptop"}
+    assert names(client, "guitarr -amp") == {"Red Guitar"}
+    assert names(client, "xqzvwk") == set()
+
+
+@pytest.mark.skipif(IS_POSTGRES, reason="SQLite has no spelling-tolerant matching")
+def test_misspelt_words_find_nothing_on_sqlite(client, catalog):
+    assert names(client, "labtop") == set()
+
+
+def test_relevance_ranks_name_above_description(client, make_product):
+    both = make_product(name="Floor Lamp", description="A lamp for the floor", category="Home")
+    name = make_product(name="Desk Lamp", description="Bright", category="Home")
+    description = make_product(name="Bulb", description="Fits any lamp", category="Home")
+    twin = make_product(name="Desk Lamp", description="Bright", category="Home")
+    for n in range(8):  # lamps stay a minority, as in a real catalog (bm25's idf)
+        make_product(name=f"Chair {n}", description="Oak", category="Home")
+    found = [p["id"] for p in search(client, "lamp")["items"]]
+    assert set(found[:3]) == {both.id, name.id, twin.id}  # a name match first
+    assert found[3] == description.id  # then description-only
+    assert found.index(twin.id) == found.index(name.id) + 1  # equal scores: by id
+    assert [p["id"] for p in search(client, "lamp", sort="relevance")["items"]] == found
+    # Pages never overlap under relevance either.
+    pages = [search(client, "lamp", per_page=1, page=n)["items"][0]["id"] for n in (1, 2, 3, 4)]
+    assert pages == found
+    # Another sort still applies to the matches.
+    newest = search(client, "lamp", sort="-created_at")["items"]
+    assert [p["id"] for p in newest] == sorted(found, reverse=True)
+
+
+def test_relevance_needs_a_search(client):
+    response = client.get("/api/products?sort=relevance")
+    assert response.status_code == 422
+    assert "sort" in response.get_json()["errors"]
+
+
+HOSTILE = [
+    '"',
+    '""',
+    '"unbalanced phrase',
+    'unbalanced phrase"',
+    "'",
+    "''; DROP TABLE products; --",
+    "*",
+    "lamp*",
+    "*lamp",
+    ":",
+    "name:lamp",
+    "description : lamp",
+    "^lamp",
+    "lamp^2",
+    "NEAR(lamp desk)",
+    "NEAR/2",
+    "lamp OR desk",
+    "lamp AND",
+    "AND OR NOT",
+    "NOT lamp",
+    "(",
+    ")",
+    "((lamp)",
+    "lamp)",
+    "-",
+    "--",
+    "- -lamp",
+    '-""',
+    "+lamp +desk",
+    "lamp & desk | !chair",
+    "lamp:* <-> desk",
+    "!!lamp",
+    "\\",
+    '\\"',
+    "%",
+    "_",
+    "{lamp}",
+    "[lamp]",
+    "lamp~2",
+    "😀",
+    "🔦 lamp 💡",
+    "ランプ",
+    "مصباح",
+    "лампа",
+    "x²",
+    "½",
+    "a" * 200,
+    "lamp " * 40,
+    '"' * 200,
+    "-" * 200,
+    "\t\n",
+    " ",
+    "é́́́",
+    "\u200b",
+    "lamp\u202e",
+]
+
+
+@pytest.mark.parametrize("q", HOSTILE)
+def test_hostile_queries_are_answered(client, make_product, q):
+    make_product(name="Desk Lamp", description='lamp: bright (LED) * "quoted"')
+    for path in ("/api/products", "/api/products/facets"):
+        response = client.get(path, query_string={"q": q})
+        assert response.status_code == 200, (path, q, response.get_json())
+    assert (
+        client.get("/api/products", query_string={"q": q, "sort": "relevance"}).status_code == 200
+    )
+    response = client.get("/api/products/suggest", query_string={"q": q[:100]})
+    assert response.status_code in (200, 422), response.get_json()
+    if q[:100].strip():
+        assert response.status_code == 200, (q, response.get_json())
+
+
+def test_hostile_table_is_at_least_30():
+    assert len(HOSTILE) >= 30
+
+
+@pytest.mark.parametrize("path", ["/api/products", "/api/products/facets"])
+def test_queries_longer_than_200_are_422(client, path):
+    assert client.get(path, query_string={"q": "a" * 200}).status_code == 200
+    response = client.get(path, query_string={"q": "a" * 201})
+    assert response.status_code == 422
+    assert "q" in response.get_json()["errors"]
+
+
+def test_parser_never_passes_syntax_through():
+    query = parse('"red guitar" amp* -drum NEAR(x) OR "unbalanced')
+    assert query.phrases == (("red", "guitar"), ("unbalanced",)) or query.phrases == (
+        ("red", "guitar"),
+    )
+    assert set(query.words) | {query.prefix} <= {"amp", "near", "x", "or", "unbalanced", None}
+    assert query.excluded == (("drum",),)
+    for term in (*query.words, *(w for p in query.phrases for w in p)):
+        assert term.isalnum()
+
+
+# --- index freshness ------------------------------------------------------------
+
+
+def test_index_follows_create_edit_and_delete(client, admin_token):
+    headers = auth(admin_token)
+    body = {"name": "Quokka Lantern", "price": 10, "stock": 1, "description": "camping light"}
+    created = client.post("/api/products", json=body, headers=headers).get_json()
+    assert names(client, "quokka") == {"Quokka Lantern"}
+    assert names(client, "camping") == {"Quokka Lantern"}
+    assert client.get("/api/products/suggest?q=quok").get_json()["suggestions"] == [
+        "Quokka Lantern"
+    ]
+
+    response = client.put(
+        f"/api/products/{created['id']}",
+        json={"name": "Wombat Torch", "category": "Outdoor"},
+        headers=headers,
+    )
+    assert response.status_code == 200
+    assert names(client, "quokka") == set()
+    assert names(client, "wombat") == {"Wombat Torch"}
+    assert names(client, "outdoor") == {"Wombat Torch"}
+    assert names(client, "camping") == {"Wombat Torch"}
+    assert client.get("/api/products/suggest?q=quok").get_json()["suggestions"] == []
+    assert client.get("/api/products/suggest?q=wom").get_json()["suggestions"] == ["Wombat Torch"]
+
+    # Stock changes (checkouts, adjustments) leave the index as it was.
+    response = client.put(f"/api/products/{created['id']}", json={"stock": 7}, headers=headers)
+    assert response.status_code == 200
+    assert names(client, "wombat") == {"Wombat Torch"}
+
+    assert client.delete(f"/api/products/{created['id']}", headers=headers).status_code == 204
+    assert names(client, "wombat") == set()
+    assert client.get("/api/products/suggest?q=wom").get_json()["suggestions"] == []
+    facets = client.get("/api/products/facets?q=wombat").get_json()
+    assert facets["total"] == 0
+
+
+def test_rows_deleted_outright_leave_the_index(db, make_product, client):
+    from sqlalchemy import text
+
+    product = make_product(name="Ephemeral Kettle")
+    db.session.execute(text("DELETE FROM products WHERE id = :id"), {"id": product.id})
+    db.session.commit()
+    assert names(client, "kettle") == set()
+    assert client.get("/api/products/suggest?q=kett").get_json()["suggestions"] == []
+
+
+# --- facets -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def random_catalog(make_product, client, admin_token):
+    rng = random.Random(19)
+    rows = []
+    for n in range(40):
+        row = {
+            "name": f"{rng.choice(['Smart', 'Eco', 'Pro'])} {rng.choice(['Lamp', 'Chair'])} {n}",
+            "description": rng.choice(["bright light", "oak wood", "steel frame"]),
+            "category": rng.choice(["Home", "Office", "Garden", None]),
+            "price": Decimal(rng.randint(100, 20_000)) / 100,
+            "stock": rng.choice([0, 0, 3, 10]),
+        }
+        product = make_product(**row)
+        rows.append({**row, "id": product.id})
+    for row in rows[:5]:  # deleted products count nowhere
+        client.delete(f"/api/products/{row['id']}", headers=auth(admin_token))
+    return rows[5:]
+
+
+def expected_facets(rows, *, q_words=(), category=None, min_price=None, in_stock=False):
+    def passes(row, with_category=True):
+        text = f"{row['name']} {row['description']} {row['category'] or ''}".lower()
+        return (
+            all(word in text.split() for word in q_words)
+            and (not with_category or category is None or (row["category"] or "") == category)
+            and (min_price is None or row["price"] >= Decimal(min_price))
+            and (not in_stock or row["stock"] > 0)
+        )
+
+    matching = [row for row in rows if passes(row)]
+    counts: dict[str, int] = {}
+    for row in rows:
+        if passes(row, with_category=False) and row["category"]:
+            counts[row["category"]] = counts.get(row["category"], 0) + 1
+    prices = [row["price"] for row in matching]
+    return {
+        "total": len(matching),
+        "categories": [
+            {"value": value, "count": count}
+            for value, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "price": {
+            "min": min(prices, default=None),
+            "max": max(prices, default=None),
+        },
+        "in_stock": sum(1 for row in matching if row["stock"] > 0),
+    }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"category": "Home"},
+        {"q": "lamp"},
+        {"q": "lamp", "category": "Office"},
+        {"q": "bright", "in_stock": "true"},
+        {"min_price": "50.00", "category": "Garden"},
+        {"q": "chair oak", "min_price": "20"},
+        {"q": "nothingmatchesthis"},
+    ],
+)
+def test_facets_match_independent_counts(client, random_catalog, params):
+    response = client.get("/api/products/facets", query_string=params)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    expected = expected_facets(
+        random_catalog,
+        q_words=tuple(params.get("q", "").split()),
+        category=params.get("category"),
+        min_price=params.get("min_price"),
+        in_stock=params.get("in_stock") == "true",
+    )
+    assert {k: body[k] for k in expected} == expected
+    assert [r["min_rating"] for r in body["ratings"]] == [4, 3, 2, 1]
+    assert all(0 <= r["count"] <= body["total"] for r in body["ratings"])
+    # The facets' total is the list's total for the same filters.
+    listed = client.get("/api/products", query_string=params).get_json()
+    assert listed["total"] == body["total"]
+
+
+def test_facets_of_an_empty_catalog(client):
+    body = client.get("/api/products/facets").get_json()
+    assert body == {
+        "total": 0,
+        "categories": [],
+        "price": {"min": None, "max": None},
+        "in_stock": 0,
+        "ratings": [{"min_rating": level, "count": 0} for level in (4, 3, 2, 1)],
+    }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"min_price": "x"}, {"min_price": "5", "max_price": "4"}, {"q": ""}, {"in_stock": "maybe"}],
+)
+def test_facets_reject_malformed_filters(client, params):
+    response = client.get("/api/products/facets", query_string=params)
+    assert response.status_code == 422, response.get_json()
+
+
+# --- suggest ----------------------------------------------------------------------
+
+
+def suggest(client, q):
+    response = client.get("/api/products/suggest", query_string={"q": q})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["suggestions"]
+
+
+def test_suggest_names_with_a_word_starting_with_q(client, make_product, admin_token):
+    for name in ("Desk Lamp", "Lamp", "Lampshade Deluxe", "Floor Lamp XL", "Clamp", "Lantern"):
+        make_product(name=name)
+    make_product(name="Lamp")  # the same name twice is one suggestion
+    gone = make_product(name="Lamp Post")
+    client.delete(f"/api/products/{gone.id}", headers=auth(admin_token))
+    # Names starting with it first, then shorter names first, then by name.
+    assert suggest(client, "lam") == ["Lamp", "Lampshade Deluxe", "Desk Lamp", "Floor Lamp XL"]
+    assert suggest(client, "LAMP") == suggest(client, "lam")
+    assert suggest(client, "desk la") == ["Desk Lamp"]
+    assert suggest(client, "clam") == ["Clamp"]
+    assert suggest(client, "amp") == []  # inside a word is not a word start
+    assert suggest(client, "zzz") == []
+    assert suggest(client, "🔦") == []
+
+
+def test_suggest_is_literal_not_stemmed(client, make_product):
+    make_product(name="Trail Running Shoes")
+    assert suggest(client, "runn") == ["Trail Running Shoes"]
+    assert suggest(client, "running") == ["Trail Running Shoes"]
+
+
+def test_suggest_returns_at_most_ten(client, make_product):
+    for n in range(15):
+        make_product(name=f"Widget {n:02d}")
+    assert suggest(client, "wid") == [f"Widget {n:02d}" for n in range(10)]
+
+
+@pytest.mark.parametrize("q", [None, "", "   ", "x" * 101])
+def test_suggest_validates_q(client, q):
+    params = {} if q is None else {"q": q}
+    response = client.get("/api/products/suggest", query_string=params)
+    assert response.status_code == 422
+    assert "q" in response.get_json()["errors"]
+
+
+# --- query budgets --------------------------------------------------------------------
+
+
+def test_query_budgets(client, make_product, count_queries):
+    for n in range(30):
+        make_product(name=f"Lamp {n}", category=f"Cat {n % 7}")
+    budgets = [
+        ("/api/products?q=lamp", 2),
+        ("/api/products?q=lamp%20-chair&per_page=100", 2),
+        ("/api/products/facets?q=lamp", 2),
+        ("/api/products/facets", 2),
+        ("/api/products/suggest?q=la", 1),
+    ]
+    if IS_POSTGRES:  # no match: the spelling-tolerant retry repeats the totals
+        budgets += [("/api/products?q=lampp", 4), ("/api/products/facets?q=lampp", 3)]
+    for path, budget in budgets:
+        with count_queries() as q:
+            assert client.get(path).status_code == 200
+        assert q.count == budget, (path, q.statements)
