@@ -85,6 +85,15 @@ class Config:
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
+    # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
+    SHOP_CURRENCY = os.environ.get("SHOP_CURRENCY", "USD").strip().upper()
+    PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "test").strip().lower()
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+    STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
+    # Seconds a pending, unpaid order keeps its stock; 0 turns the sweep off.
+    ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800)
+
 
 class DevelopmentConfig(Config):
     DEBUG = False  # the debugger stays off unless FLASK_DEBUG=1 asks for it

@@ -80,7 +80,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.routes import auth, cart, docs, health, orders, products
+    from app.routes import auth, cart, docs, health, orders, payments, products
     from app.web.api import api
     from app.web.converters import IdConverter
     from app.web.hooks import reject_non_json_bodies
@@ -91,6 +91,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(products.blp, url_prefix="/api/products")
     api.register_blueprint(cart.blp, url_prefix="/api/cart")
     api.register_blueprint(orders.blp, url_prefix="/api/orders")
+    api.register_blueprint(payments.blp, url_prefix="/api")
     app.register_blueprint(docs.blp)  # a page, not an API operation: not in the document
     # After the rate limiter's check: a client over its limit gets a 429 whatever it sends.
     app.before_request(reject_non_json_bodies)

@@ -102,6 +102,15 @@ def _generated_rows(count: int, start: int) -> list[dict]:
 
 
 def register_commands(app: Flask) -> None:
+    @app.cli.command("cancel-expired-orders")
+    def cancel_expired_orders() -> None:
+        """Cancel pending orders left unpaid past ORDER_PAYMENT_TIMEOUT; restock them."""
+        from app.services.payment_timeouts import cancel_expired_orders as sweep
+
+        with unit_of_work():
+            cancelled = sweep()
+        click.echo(f"Cancelled {len(cancelled)} unpaid order(s).")
+
     @app.cli.command("create-admin")
     @click.option("--username", required=True)
     @click.option("--email", required=True)

@@ -50,6 +50,8 @@ def test_place_order_from_cart(client, buyer, make_product):
         "user_id",
         "status",
         "total_amount",
+        "currency",
+        "payment_status",
         "shipping_address",
         "items",
         "status_history",
@@ -57,6 +59,7 @@ def test_place_order_from_cart(client, buyer, make_product):
         "updated_at",
     }
     assert order["user_id"] == user.id and order["status"] == "pending"
+    assert order["currency"] == "USD" and order["payment_status"] == "unpaid"
     assert order["total_amount"] == Decimal("40.28")
     assert order["shipping_address"] == ADDRESS["shipping_address"]
     assert [

@@ -3,18 +3,22 @@
 from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
 from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
+from app.models.payment import PAYMENT_STATUSES, Payment, PaymentEvent
 from app.models.product import Product
 from app.models.token import RevokedToken
 from app.models.user import User
 
 __all__ = [
     "ORDER_STATUSES",
+    "PAYMENT_STATUSES",
     "Cart",
     "CartItem",
     "IdempotencyKey",
     "Order",
     "OrderItem",
     "OrderStatusEvent",
+    "Payment",
+    "PaymentEvent",
     "Product",
     "RevokedToken",
     "User",

@@ -3,14 +3,22 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from flask import current_app
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.payment import PAYMENT_STATUSES
 from app.models.types import Money, UTCDateTime, utcnow
 
 ORDER_STATUSES = ("pending", "processing", "shipped", "delivered", "cancelled")
 _STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in ORDER_STATUSES) + ")"
+_PAYMENT_CHECK = "payment_status IN (" + ", ".join(f"'{s}'" for s in PAYMENT_STATUSES) + ")"
+
+
+def shop_currency() -> str:
+    """The currency new orders are priced in (SHOP_CURRENCY)."""
+    return current_app.config.get("SHOP_CURRENCY", "USD") if current_app else "USD"
 
 
 class Order(db.Model):
@@ -21,6 +29,10 @@ class Order(db.Model):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     total_amount: Mapped[Decimal] = mapped_column(Money(14))
     shipping_address: Mapped[str] = mapped_column(String(500))
+    currency: Mapped[str] = mapped_column(String(3), default=shop_currency, server_default="USD")
+    payment_status: Mapped[str] = mapped_column(
+        String(20), default="unpaid", server_default="unpaid"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -35,6 +47,7 @@ class Order(db.Model):
 
     __table_args__ = (
         CheckConstraint(_STATUS_CHECK, name="status_known"),
+        CheckConstraint(_PAYMENT_CHECK, name="payment_status_known"),
         Index("ix_orders_user_id_created_at", "user_id", "created_at"),
         Index("ix_orders_status", "status"),
     )

@@ -59,6 +59,7 @@ def get_order(order_id):
 @blp.alt_response(403, description="The owner may only cancel; other moves need an admin")
 @blp.alt_response(404, description="No such order of the caller's")
 @blp.alt_response(409, description="The workflow forbids this change")
+@blp.alt_response(502, description="Cancelling: the refund failed, nothing changed")
 def update_order(data, order_id):
     """Move the status (admin; the owner may only cancel) or change the address while pending."""
     return orders.update_order(current_user, order_id, data)
@@ -69,8 +70,9 @@ def update_order(data, order_id):
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order of the caller's")
 @blp.alt_response(409, description="Already shipped, delivered or cancelled")
+@blp.alt_response(502, description="The refund failed; the order was not cancelled")
 def cancel_order(order_id):
-    """Cancel a pending or processing order and restock its items."""
+    """Cancel a pending or processing order, refund it if paid, restock its items."""
     return orders.cancel_order(current_user, order_id)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from app.models import ORDER_STATUSES
+from app.models import ORDER_STATUSES, PAYMENT_STATUSES
 from app.schemas.common import ChangeSchema, Money, NonBlank, PageQuerySchema, page_schema
 
 ADDRESS = [validate.Length(5, 500), NonBlank()]
@@ -28,6 +28,8 @@ class OrderSchema(ma.Schema):
     user_id = fields.Integer()
     status = fields.String()
     total_amount = Money()
+    currency = fields.String(metadata={"description": "ISO 4217 code (SHOP_CURRENCY)"})
+    payment_status = fields.String(validate=validate.OneOf(PAYMENT_STATUSES))
     shipping_address = fields.String()
     items = fields.List(fields.Nested(OrderItemSchema))
     status_history = fields.List(fields.Nested(StatusEventSchema))

@@ -153,6 +153,12 @@ def _move(order: Order, new: str) -> None:
                     f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
                     f"it would pass the maximum of {STOCK_COLUMN_MAX}"
                 )
+        # A paid order is refunded last, after every step that can refuse: a
+        # failed refund raises and the whole cancel rolls back, so stock never
+        # returns while the money has not.
+        from app.services.payments import refund_if_paid  # payments builds on this module
+
+        refund_if_paid(order)
     set_committed_value(order, "status", new)
     set_committed_value(order, "updated_at", now)
     order.status_history.append(OrderStatusEvent(order_id=order.id, status=new, at=now))

@@ -1,0 +1,46 @@
+"""Payments: /api/orders/<id>/pay and the provider's webhook."""
+
+from flask import request
+from flask_jwt_extended import current_user
+
+from app.extensions import limiter
+from app.schemas.order import OrderSchema
+from app.schemas.payment import PaySchema, WebhookAckSchema, WebhookEventSchema
+from app.services import payments
+from app.web.blueprint import Blueprint
+
+blp = Blueprint("payments", __name__, description="Paying for orders; provider webhooks")
+
+SIGNATURE_HEADER = {
+    "in": "header",
+    "name": "Stripe-Signature",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Stripe's signature of the raw body (t=<unix time>,v1=<HMAC-SHA256>)",
+}
+
+
+@blp.route("/orders/<int:order_id>/pay", methods=["POST"])
+@blp.private
+@blp.arguments(PaySchema)
+@blp.response(200, OrderSchema)
+@blp.alt_response(402, description="The payment was declined; the order is unchanged")
+@blp.alt_response(404, description="No such order of the caller's")
+@blp.alt_response(409, description="Already paid, or the order is not pending")
+@blp.alt_response(502, description="The payment provider failed; nothing was charged")
+def pay_order(data, order_id):
+    """Pay a pending order in full: it becomes paid and processing."""
+    return payments.pay_order(current_user, order_id, data["payment_method"])
+
+
+@blp.route("/payments/webhook", methods=["POST"])
+@limiter.exempt  # the provider's retries must never be throttled away
+@blp.doc(parameters=[SIGNATURE_HEADER])
+@blp.arguments(WebhookEventSchema)
+@blp.response(200, WebhookAckSchema)
+@blp.alt_response(400, description="The signature does not verify")
+@blp.alt_response(404, description="The configured provider sends no webhooks")
+def webhook(_event):
+    """Apply a signed provider event once, however often it is delivered."""
+    payments.handle_webhook(request.get_data(), request.headers.get("Stripe-Signature"))
+    return {"received": True}

@@ -1,0 +1,59 @@
+"""Abandoned checkouts: a pending order left unpaid past ORDER_PAYMENT_TIMEOUT
+is cancelled through the ordinary cancel path, so its stock comes back."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.errors import ApiError
+from app.extensions import db
+from app.models import Order
+from app.models.types import utcnow
+from app.services import orders
+from app.services.payments import lock_order
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+def expired_order_ids(now: datetime | None = None) -> list[int]:
+    """Ids of pending, unpaid orders older than the timeout (none when it is 0)."""
+    timeout = current_app.config.get("ORDER_PAYMENT_TIMEOUT", 0)
+    if timeout <= 0:
+        return []
+    cutoff = (now or utcnow()) - timedelta(seconds=timeout)
+    return list(
+        db.session.scalars(
+            select(Order.id)
+            .where(
+                Order.status == "pending",
+                Order.payment_status == "unpaid",
+                Order.created_at < cutoff,
+            )
+            .order_by(Order.id)
+            .limit(BATCH)
+        )
+    )
+
+
+def cancel_expired_orders(now: datetime | None = None) -> list[Order]:
+    """Cancel every expired order and restock it; an order that a racing pay or
+    cancel moved first is left alone. Returns the orders cancelled."""
+    cancelled = []
+    for order_id in expired_order_ids(now):
+        order = lock_order(order_id)
+        if order is None or order.status != "pending" or order.payment_status != "unpaid":
+            continue
+        try:
+            with db.session.begin_nested():
+                orders._move(order, "cancelled")
+        except ApiError as error:  # moved by a racing pay or cancel, or refused
+            log.info("order %s not cancelled by the payment timeout: %s", order.id, error)
+            continue
+        log.info("order %s cancelled: unpaid after the payment timeout", order.id)
+        cancelled.append(order)
+    return cancelled

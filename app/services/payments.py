@@ -1,0 +1,213 @@
+"""Payments: pay an order, refund it when it is cancelled, apply provider
+webhooks exactly once. Provider calls happen while the order's row is locked,
+so two pays (or a pay and a cancel) of one order never both go through."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.db import unit_of_work, upsert
+from app.errors import (
+    AlreadyPaid,
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    PaymentDeclined,
+    RefundFailed,
+)
+from app.extensions import db
+from app.models import Order, Payment, PaymentEvent, User
+from app.services import orders
+from app.services.payment_providers import WebhookEvent, get_provider
+from app.utils.money import to_minor_units
+
+log = logging.getLogger(__name__)
+
+
+def lock_order(order_id: int, user: User | None = None) -> Order | None:
+    """The order with its items and history, its row locked (FOR UPDATE on
+    PostgreSQL; SQLite's write transaction already holds the database)."""
+    lock = select(Order.id).where(Order.id == order_id).with_for_update()
+    if user is not None:
+        lock = lock.where(Order.user_id == user.id)
+    if db.session.scalar(lock) is None:
+        return None
+    stmt = (
+        select(Order)
+        .options(joinedload(Order.items), joinedload(Order.status_history))
+        .where(Order.id == order_id)
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalars(stmt).unique().one()
+
+
+def _amount(order: Order) -> int:
+    try:
+        return to_minor_units(order.total_amount, order.currency)
+    except ValueError:
+        raise Conflict(f"{order.total_amount} cannot be charged in {order.currency}")
+
+
+def _set_payment_status(order: Order, old: str, new: str) -> bool:
+    changed = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.payment_status == old)
+        .values(payment_status=new)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed == 1:
+        set_committed_value(order, "payment_status", new)
+    return changed == 1
+
+
+def _mark_paid(order: Order) -> None:
+    """unpaid -> paid, and pending -> processing through the order workflow."""
+    _set_payment_status(order, "unpaid", "paid")
+    orders._move(order, "processing")
+
+
+def pay_order(user: User, order_id: int, payment_method: str) -> Order:
+    """Charge the caller's pending, unpaid order in full. A decline raises
+    PaymentDeclined after recording the attempt (its number keys the next one)."""
+    order = lock_order(order_id, user)
+    if order is None:
+        raise NotFound("Order not found")
+    if order.payment_status != "unpaid":
+        raise AlreadyPaid()
+    if order.status != "pending":
+        raise InvalidTransition(order.status, "processing")
+    provider = get_provider()
+    amount = _amount(order)
+    attempts = db.session.scalars(
+        select(Payment).where(Payment.order_id == order.id).order_by(Payment.attempt)
+    ).all()
+    attempt = len(attempts) + 1
+    charge = provider.charge(
+        order_id=order.id,
+        amount=amount,
+        currency=order.currency,
+        payment_method=payment_method,
+        intent_id=next((p.intent_id for p in reversed(attempts) if p.intent_id), None),
+        attempt=attempt,
+    )
+    payment = Payment(
+        order_id=order.id,
+        provider=provider.name,
+        intent_id=charge.intent_id,
+        amount=amount,
+        currency=order.currency,
+        status="succeeded" if charge.succeeded else "failed",
+        attempt=attempt,
+        failure_message=charge.message[:500] or None,
+    )
+    if not charge.succeeded:
+        # The declined attempt must outlive the 402 (which rolls the request
+        # back): its number keys the next attempt, and a reused key would only
+        # replay this decline. The order is untouched, so this commit holds the
+        # attempt and nothing else.
+        with unit_of_work():
+            db.session.add(payment)
+        raise PaymentDeclined(charge.message or "The payment was declined")
+    db.session.add(payment)
+    db.session.flush()
+    _mark_paid(order)
+    return order
+
+
+def refund_if_paid(order: Order) -> None:
+    """Refund a paid order in full (called while it is being cancelled, its row
+    locked); a failed refund raises RefundFailed and the cancel rolls back."""
+    status = db.session.scalar(select(Order.payment_status).where(Order.id == order.id))
+    set_committed_value(order, "payment_status", status)
+    if status != "paid":
+        return
+    payment = db.session.scalars(
+        select(Payment)
+        .where(Payment.order_id == order.id, Payment.status == "succeeded")
+        .order_by(Payment.attempt.desc())
+    ).first()
+    provider = get_provider()
+    if payment is None or payment.intent_id is None:
+        raise RefundFailed("No payment is recorded for this order; it was not cancelled")
+    if payment.provider != provider.name:
+        raise RefundFailed(
+            f"The order was paid through '{payment.provider}', which is not configured; "
+            "it was not cancelled"
+        )
+    provider.refund(order_id=order.id, intent_id=payment.intent_id, amount=payment.amount)
+    payment.status = "refunded"
+    _set_payment_status(order, "paid", "refunded")
+
+
+def handle_webhook(payload: bytes, signature: str | None) -> None:
+    """Verify a provider event and apply it once; a redelivery changes nothing."""
+    provider = get_provider()
+    event = provider.parse_webhook(payload, signature)
+    first = db.session.scalar(
+        upsert(PaymentEvent)
+        .values(provider=provider.name, event_id=event.id[:255], type=event.type[:100])
+        .on_conflict_do_nothing()
+        .returning(PaymentEvent.event_id)
+    )
+    if first is None:
+        log.info("payment event %s already applied", event.id)
+        return
+    order = _event_order(event)
+    if order is None:
+        log.warning("payment event %s (%s) names no known order", event.id, event.type)
+        return
+    if event.type == "payment_intent.succeeded":
+        _apply_succeeded(order, event, provider.name)
+    elif event.type == "charge.refunded" and event.fully_refunded:
+        if _set_payment_status(order, "paid", "refunded"):
+            db.session.execute(
+                update(Payment)
+                .where(Payment.order_id == order.id, Payment.status == "succeeded")
+                .values(status="refunded")
+            )
+    elif event.type == "payment_intent.payment_failed":
+        # The synchronous pay already answered 402 and recorded the attempt.
+        log.info("payment of order %s failed (event %s)", order.id, event.id)
+
+
+def _event_order(event: WebhookEvent) -> Order | None:
+    order_id = event.order_id
+    if order_id is None and event.intent_id:
+        order_id = db.session.scalar(
+            select(Payment.order_id).where(Payment.intent_id == event.intent_id).limit(1)
+        )
+    return lock_order(order_id) if order_id is not None else None
+
+
+def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
+    if order.payment_status != "unpaid":
+        return  # the synchronous pay got there first
+    if order.status != "pending":
+        log.error(
+            "order %s was paid (event %s) while %s: refund it by hand",
+            order.id,
+            event.id,
+            order.status,
+        )
+        return
+    attempt = (
+        db.session.scalar(select(db.func.max(Payment.attempt)).where(Payment.order_id == order.id))
+        or 0
+    ) + 1
+    db.session.add(
+        Payment(
+            order_id=order.id,
+            provider=provider,
+            intent_id=event.intent_id,
+            amount=_amount(order),
+            currency=order.currency,
+            status="succeeded",
+            attempt=attempt,
+        )
+    )
+    db.session.flush()
+    _mark_paid(order)

@@ -1,0 +1,82 @@
+"""Abandoned checkouts (API.md, Payments): a pending, unpaid order older than
+ORDER_PAYMENT_TIMEOUT is cancelled and its stock restored."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from app.models.types import utcnow
+from app.services.payment_timeouts import cancel_expired_orders
+from tests.conftest import auth, scalar
+from tests.test_payments import order_for, pay, stock
+
+
+@pytest.fixture
+def buyer(make_user, login):
+    user = make_user()
+    return user, login(user)["access_token"]
+
+
+def age(db, order_id: int, seconds: int) -> None:
+    """Make an order look `seconds` old."""
+    db.session.execute(
+        text("UPDATE orders SET created_at = :at WHERE id = :id"),
+        {"at": utcnow() - timedelta(seconds=seconds), "id": order_id},
+    )
+    db.session.commit()
+
+
+def test_expired_unpaid_orders_are_cancelled_and_restocked(app, db, client, buyer, make_product):
+    _, token = buyer
+    product = make_product(stock=10)
+    old = order_for(client, token, (product, 3))
+    fresh = order_for(client, token, (product, 2))
+    paid = order_for(client, token, (product, 1))
+    assert pay(client, token, paid["id"]).status_code == 200
+    for order_id in (old["id"], paid["id"]):
+        age(db, order_id, 1801)
+    age(db, fresh["id"], 1700)
+    assert stock(product) == 4
+
+    cancelled = cancel_expired_orders()
+    db.session.commit()
+
+    assert [o.id for o in cancelled] == [old["id"]]
+    assert stock(product) == 7
+    body = client.get(f"/api/orders/{old['id']}", headers=auth(token)).get_json()
+    assert body["status"] == "cancelled" and body["payment_status"] == "unpaid"
+    assert [h["status"] for h in body["status_history"]] == ["pending", "cancelled"]
+    assert scalar("SELECT status FROM orders WHERE id = :i", i=fresh["id"]) == "pending"
+    assert scalar("SELECT status FROM orders WHERE id = :i", i=paid["id"]) == "processing"
+    # A second sweep finds nothing more: stock comes back exactly once.
+    assert cancel_expired_orders() == []
+    db.session.commit()
+    assert stock(product) == 7
+
+
+def test_a_timeout_of_zero_turns_the_sweep_off(app, db, client, buyer, make_product):
+    _, token = buyer
+    product = make_product(stock=5)
+    order = order_for(client, token, (product, 1))
+    age(db, order["id"], 10 * 86400)
+    app.config["ORDER_PAYMENT_TIMEOUT"] = 0
+    try:
+        assert cancel_expired_orders() == []
+    finally:
+        app.config["ORDER_PAYMENT_TIMEOUT"] = 1800
+    assert stock(product) == 4
+
+
+def test_the_cli_command_cancels_and_commits(app, db, client, buyer, make_product):
+    _, token = buyer
+    product = make_product(stock=5)
+    order = order_for(client, token, (product, 2))
+    age(db, order["id"], 3600)
+    result = app.test_cli_runner().invoke(args=["cancel-expired-orders"])
+    assert result.exit_code == 0, result.output
+    assert "Cancelled 1 unpaid order" in result.output
+    assert scalar("SELECT status FROM orders") == "cancelled"
+    assert stock(product) == 5

@@ -1,0 +1,364 @@
+"""The `stripe` provider without network: webhook signatures computed here from
+a test secret, and the library's calls checked at its HTTP-client boundary (a
+stripe.HTTPClient that records each request and answers with canned JSON)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import stripe
+
+from app.services.payment_providers import make_provider
+from tests.conftest import auth, scalar
+from tests.test_payments import order_for, pay, stock
+
+SECRET = "whsec_test_0123456789abcdef"
+STRIPE_CONFIG = {
+    "PAYMENT_PROVIDER": "stripe",
+    "STRIPE_SECRET_KEY": "sk_test_offline",
+    "STRIPE_WEBHOOK_SECRET": SECRET,
+}
+
+
+class RecordingHTTPClient(stripe.HTTPClient):
+    """Stripe's side of the wire: records what the library sends, answers
+    with the next canned (status, JSON body)."""
+
+    name = "recording"
+
+    def __init__(self):
+        super().__init__()
+        self.requests: list[dict] = []
+        self.answers: list[tuple[int, dict]] = []
+
+    def request(self, method, url, headers, post_data=None, *, _usage=None):
+        parts = urlsplit(url)
+        self.requests.append(
+            {
+                "method": method.upper(),
+                "path": parts.path,
+                "headers": dict(headers or {}),
+                "form": dict(parse_qsl(post_data or parts.query or "")),
+            }
+        )
+        status, body = self.answers.pop(0)
+        return json.dumps(body), status, {"Request-Id": f"req_{len(self.requests)}"}
+
+    def request_stream(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+def intent(status: str, intent_id: str = "pi_1", amount: int = 1999) -> dict:
+    return {"id": intent_id, "object": "payment_intent", "status": status, "amount": amount}
+
+
+def card_declined(intent_id: str = "pi_1") -> dict:
+    return {
+        "error": {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "generic_decline",
+            "message": "Your card was declined.",
+            "payment_intent": intent("requires_payment_method", intent_id),
+        }
+    }
+
+
+@pytest.fixture
+def stripe_http():
+    return RecordingHTTPClient()
+
+
+@pytest.fixture
+def stripe_app(make_app, stripe_http):
+    app = make_app("testing", STRIPE_CONFIG)
+    app.extensions["payment_provider"] = make_provider(app.config, http_client=stripe_http)
+    return app
+
+
+@pytest.fixture
+def stripe_client(stripe_app):
+    return stripe_app.test_client()
+
+
+@pytest.fixture
+def buyer(make_user, login):
+    user = make_user()
+    return user, login(user)["access_token"]
+
+
+# --- PaymentIntents and refunds, as the library sends them -------------------------
+
+
+def test_pay_creates_one_intent_and_confirms_it(stripe_client, stripe_http, buyer, make_product):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(price="19.99"), 1))
+    stripe_http.answers = [(200, intent("requires_payment_method")), (200, intent("succeeded"))]
+
+    response = pay(stripe_client, token, order["id"])
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["payment_status"] == "paid"
+    create, confirm = stripe_http.requests
+    assert (create["method"], create["path"]) == ("POST", "/v1/payment_intents")
+    assert create["form"] == {
+        "amount": "1999",
+        "currency": "usd",
+        "metadata[order_id]": str(order["id"]),
+        "payment_method_types[0]": "card",
+    }
+    assert create["headers"]["Idempotency-Key"] == f"order-{order['id']}-intent"
+    assert create["headers"]["Authorization"] == "Bearer sk_test_offline"
+    assert (confirm["method"], confirm["path"]) == ("POST", "/v1/payment_intents/pi_1/confirm")
+    assert confirm["form"] == {"payment_method": "pm_card_visa"}
+    assert confirm["headers"]["Idempotency-Key"] == f"order-{order['id']}-attempt-1"
+    assert scalar("SELECT intent_id FROM payments") == "pi_1"
+
+
+def test_a_decline_then_a_retry_reuses_the_intent_with_a_new_key(
+    stripe_client, stripe_http, buyer, make_product
+):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(price="19.99"), 1))
+    stripe_http.answers = [(200, intent("requires_payment_method")), (402, card_declined())]
+
+    declined = pay(stripe_client, token, order["id"], {"payment_method": "pm_card_chargeDeclined"})
+
+    assert declined.status_code == 402
+    assert declined.get_json()["message"] == "Your card was declined."
+    assert scalar("SELECT payment_status FROM orders") == "unpaid"
+    stripe_http.answers = [(200, intent("succeeded"))]
+    assert pay(stripe_client, token, order["id"]).status_code == 200
+    retry = stripe_http.requests[-1]
+    assert retry["path"] == "/v1/payment_intents/pi_1/confirm"  # no second intent
+    assert retry["headers"]["Idempotency-Key"] == f"order-{order['id']}-attempt-2"
+    assert len(stripe_http.requests) == 3
+
+
+def test_zero_decimal_currencies_are_sent_in_whole_units(
+    make_app, stripe_http, buyer, make_product
+):
+    app = make_app("testing", {**STRIPE_CONFIG, "SHOP_CURRENCY": "JPY"})
+    app.extensions["payment_provider"] = make_provider(app.config, http_client=stripe_http)
+    client = app.test_client()
+    _, token = buyer
+    order = order_for(client, token, (make_product(price="1500"), 3))
+    stripe_http.answers = [(200, intent("requires_payment_method")), (200, intent("succeeded"))]
+    assert pay(client, token, order["id"]).status_code == 200
+    assert stripe_http.requests[0]["form"]["amount"] == "4500"
+    assert stripe_http.requests[0]["form"]["currency"] == "jpy"
+
+
+def test_an_unknown_payment_method_is_a_422(stripe_client, stripe_http, buyer, make_product):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(), 1))
+    missing = {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "param": "payment_method",
+            "message": "No such PaymentMethod: 'pm_nope'",
+        }
+    }
+    stripe_http.answers = [(200, intent("requires_payment_method")), (400, missing)]
+    response = pay(stripe_client, token, order["id"], {"payment_method": "pm_nope"})
+    assert response.status_code == 422
+    assert "payment_method" in response.get_json()["errors"]
+    assert "No such" not in json.dumps(response.get_json())  # our words, not Stripe's
+
+
+def test_cancel_refunds_through_the_library(stripe_client, stripe_http, buyer, make_product):
+    _, token = buyer
+    product = make_product(price="19.99", stock=5)
+    order = order_for(stripe_client, token, (product, 2))
+    stripe_http.answers = [
+        (200, intent("requires_payment_method", amount=3998)),
+        (200, intent("succeeded", amount=3998)),
+    ]
+    assert pay(stripe_client, token, order["id"]).status_code == 200
+    stripe_http.answers = [(200, {"id": "re_1", "object": "refund", "status": "succeeded"})]
+
+    response = stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["payment_status"] == "refunded"
+    refund = stripe_http.requests[-1]
+    assert (refund["method"], refund["path"]) == ("POST", "/v1/refunds")
+    assert refund["form"] == {
+        "payment_intent": "pi_1",
+        "amount": "3998",
+        "metadata[order_id]": str(order["id"]),
+    }
+    assert refund["headers"]["Idempotency-Key"] == f"order-{order['id']}-refund"
+    assert stock(product) == 5
+
+
+def test_a_failed_refund_leaves_the_order_as_it_was(
+    stripe_client, stripe_http, buyer, make_product
+):
+    _, token = buyer
+    product = make_product(price="19.99", stock=5)
+    order = order_for(stripe_client, token, (product, 2))
+    stripe_http.answers = [(200, intent("requires_payment_method")), (200, intent("succeeded"))]
+    assert pay(stripe_client, token, order["id"]).status_code == 200
+    refused = {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "charge_disputed",
+            "message": "Charge ch_1 has been charged back; cannot issue a refund.",
+        }
+    }
+    stripe_http.answers = [(400, refused)]
+
+    response = stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
+
+    assert response.status_code == 502
+    body = response.get_json()
+    assert body["code"] == "refund_failed"
+    assert "not cancelled" in body["message"]
+    assert scalar("SELECT status FROM orders") == "processing"
+    assert scalar("SELECT payment_status FROM orders") == "paid"
+    assert stock(product) == 3
+    assert scalar("SELECT count(*) FROM order_status_history WHERE status = 'cancelled'") == 0
+
+
+def test_provider_outage_on_pay_is_a_502_and_changes_nothing(
+    stripe_client, stripe_http, buyer, make_product
+):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(), 1))
+    bad_key = {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}
+    stripe_http.answers = [(401, bad_key)]
+    response = pay(stripe_client, token, order["id"])
+    assert response.status_code == 502
+    assert "API Key" not in response.get_json()["message"]
+    assert scalar("SELECT payment_status FROM orders") == "unpaid"
+    assert scalar("SELECT count(*) FROM payments") == 0
+
+
+# --- webhooks -----------------------------------------------------------------------
+
+
+def signed(payload: bytes, secret: str = SECRET, at: int | None = None) -> str:
+    """A Stripe-Signature header computed as Stripe does: HMAC-SHA256 of "<t>.<body>"."""
+    at = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), f"{at}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={at},v1={digest}"
+
+
+def event(kind: str, obj: dict, event_id: str = "evt_1") -> bytes:
+    body = {"id": event_id, "object": "event", "type": kind, "data": {"object": obj}}
+    return json.dumps(body).encode()
+
+
+def succeeded(order_id: int, intent_id: str = "pi_hook", event_id: str = "evt_1") -> bytes:
+    obj = {**intent("succeeded", intent_id), "metadata": {"order_id": str(order_id)}}
+    return event("payment_intent.succeeded", obj, event_id)
+
+
+def deliver(client, payload: bytes, signature: str | None):
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    return client.post("/api/payments/webhook", data=payload, headers=headers)
+
+
+def test_a_signed_succeeded_event_pays_the_order(stripe_client, buyer, make_product):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(), 1))
+    payload = succeeded(order["id"])
+
+    response = deliver(stripe_client, payload, signed(payload))
+
+    assert response.status_code == 200
+    assert response.get_json() == {"received": True}
+    assert scalar("SELECT payment_status FROM orders") == "paid"
+    assert scalar("SELECT status FROM orders") == "processing"
+    assert scalar("SELECT intent_id FROM payments") == "pi_hook"
+
+
+@pytest.mark.parametrize("forgery", ["tampered", "wrong_secret", "old", "missing", "garbage"])
+def test_unverified_events_are_400_and_change_nothing(stripe_client, buyer, make_product, forgery):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(), 1))
+    payload = succeeded(order["id"])
+    signature = {
+        "tampered": signed(succeeded(order["id"] + 1)),  # signed another body
+        "wrong_secret": signed(payload, secret="whsec_someone_else"),
+        "old": signed(payload, at=int(time.time()) - 3600),  # past the 300 s tolerance
+        "missing": None,
+        "garbage": "t=abc,v1=zz",
+    }[forgery]
+
+    response = deliver(stripe_client, payload, signature)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["code"] == "invalid_signature"
+    assert scalar("SELECT payment_status FROM orders") == "unpaid"
+    assert scalar("SELECT count(*) FROM payment_events") == 0
+
+
+def test_a_redelivered_event_is_applied_once(stripe_client, buyer, make_product):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(), 1))
+    payload = succeeded(order["id"])
+    for _ in range(3):
+        assert deliver(stripe_client, payload, signed(payload)).status_code == 200
+    assert scalar("SELECT count(*) FROM payment_events") == 1
+    assert scalar("SELECT count(*) FROM payments") == 1
+    assert scalar("SELECT count(*) FROM order_status_history WHERE status = 'processing'") == 1
+
+
+def test_events_for_an_order_the_sync_path_moved_change_nothing(
+    stripe_client, stripe_http, buyer, make_product
+):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(), 1))
+    stripe_http.answers = [(200, intent("requires_payment_method")), (200, intent("succeeded"))]
+    paid = pay(stripe_client, token, order["id"]).get_json()
+    # Stripe's own event for the same payment, and a late failure of an earlier attempt.
+    late = [
+        succeeded(order["id"], "pi_1", "evt_ok"),
+        event(
+            "payment_intent.payment_failed",
+            {**intent("requires_payment_method"), "metadata": {"order_id": str(order["id"])}},
+            "evt_failed",
+        ),
+    ]
+    for payload in late:
+        assert deliver(stripe_client, payload, signed(payload)).status_code == 200
+    after = stripe_client.get(f"/api/orders/{order['id']}", headers=auth(token)).get_json()
+    assert after == paid
+    assert scalar("SELECT count(*) FROM payments") == 1
+
+
+def test_charge_refunded_marks_a_paid_order_refunded_once(
+    stripe_client, stripe_http, buyer, make_product
+):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(), 1))
+    stripe_http.answers = [(200, intent("requires_payment_method")), (200, intent("succeeded"))]
+    assert pay(stripe_client, token, order["id"]).status_code == 200
+    # A refund made in the Stripe dashboard; the charge names its intent only.
+    charge = {"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "refunded": True}
+    payload = event("charge.refunded", charge, "evt_refund")
+    for _ in range(2):
+        assert deliver(stripe_client, payload, signed(payload)).status_code == 200
+    assert scalar("SELECT payment_status FROM orders") == "refunded"
+    assert scalar("SELECT status FROM payments") == "refunded"
+    assert scalar("SELECT count(*) FROM payment_events") == 1
+
+
+def test_the_test_provider_has_no_webhook(client):
+    payload = event("payment_intent.succeeded", intent("succeeded"))
+    response = deliver(client, payload, signed(payload))
+    assert response.status_code == 404
