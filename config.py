@@ -52,6 +52,8 @@ class Config:
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
     PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD", "scrypt")
+    PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 2)
+    PASSWORD_HASH_WAIT = float(os.environ.get("PASSWORD_HASH_WAIT", "5"))
 
     REDIS_URL = os.environ.get("REDIS_URL") or None
     CORS_ORIGINS = env_list("CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
@@ -65,6 +67,13 @@ class Config:
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "shop")
     RATELIMIT_DEFAULT = os.environ.get("RATELIMIT_DEFAULT", "300 per minute")
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute")
+    # Every login attempt per client, and failed logins per account from any
+    # client (an attacker rotating addresses still meets the second).
+    RATELIMIT_LOGIN_ATTEMPTS = os.environ.get("RATELIMIT_LOGIN_ATTEMPTS", "30 per minute")
+    RATELIMIT_LOGIN_ACCOUNT = os.environ.get("RATELIMIT_LOGIN_ACCOUNT", "10 per 15 minutes")
+    # Production refuses per-process counters (memory://) unless this is set:
+    # with several workers each would allow the whole limit.
+    RATELIMIT_ALLOW_MEMORY_STORAGE = env_bool("RATELIMIT_ALLOW_MEMORY_STORAGE", False)
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "20 per hour")
     # Redis down: limits fall back to per-process counters (a warning is
     # logged) and come back to Redis when it answers again; never a 500.
@@ -128,6 +137,15 @@ class ProductionConfig(Config):
             problems.append("JWT_SECRET_KEY")
         if not os.environ.get("DATABASE_URL"):
             problems.append("DATABASE_URL")
+        if (
+            config.get("RATELIMIT_ENABLED")
+            and str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory://")
+            and not config.get("RATELIMIT_ALLOW_MEMORY_STORAGE")
+        ):
+            problems.append(
+                "REDIS_URL or RATELIMIT_STORAGE_URI (memory:// counts per process; "
+                "RATELIMIT_ALLOW_MEMORY_STORAGE=1 accepts that)"
+            )
         if problems:
             raise RuntimeError(
                 "production config refused: set a real "

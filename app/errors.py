@@ -267,6 +267,11 @@ class StockLimit(Conflict):
     code = "stock_limit"
 
 
+class ServerBusy(ApiError):
+    status = 503
+    code = "unavailable"
+
+
 # Payments (issue 20)
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 from sqlalchemy import text
 
+from app.models import User
 from app.models.product import MAX_STOCK, STOCK_COLUMN_MAX
 from tests.conftest import PASSWORD, auth, scalar
 from tests.test_orders import ADDRESS, fill, place, stock
@@ -204,7 +205,7 @@ def forged(app, **claims):
     import jwt
 
     now = int(time.time())
-    payload = {"jti": str(uuid.uuid4()), "type": "access", "fresh": False, "iat": now, "nbf": now}
+    payload = {"jti": str(uuid.uuid4()), "type": "access", "fresh": False, "iat": now}
     payload.update(claims)
     payload = {k: v for k, v in payload.items() if v is not None}
     return jwt.encode(payload, app.config["JWT_SECRET_KEY"], algorithm="HS256")
@@ -275,3 +276,82 @@ def test_answers_with_tokens_are_never_cached(client, make_user, login):
     assert refreshed.status_code == 200 and refreshed.headers["Cache-Control"] == "no-store"
     failed = client.post("/api/auth/login", json={"email": user.email, "password": "wrong-pass"})
     assert failed.headers["Cache-Control"] == "no-store"
+
+
+def test_a_reused_user_id_does_not_inherit_old_tokens(app, client, db, make_user):
+    from datetime import UTC, datetime, timedelta
+
+    first = make_user()
+    with db.engine.begin() as conn:  # an account made a while ago
+        conn.execute(
+            db.update(User)
+            .where(User.id == first.id)
+            .values(created_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+    old_token = forged(
+        app, sub=str(first.id), exp=int(time.time()) + 600, iat=int(time.time()) - 60
+    )
+    assert client.get("/api/auth/profile", headers=auth(old_token)).status_code == 200
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM users WHERE id = :i"), {"i": first.id})
+    second = make_user()
+    if db.engine.dialect.name == "sqlite":
+        assert second.id == first.id  # SQLite hands the highest id out again
+    response = client.get("/api/auth/profile", headers=auth(old_token))
+    assert response.status_code == 401, response.get_json()
+    assert response.get_json()["code"] == "token_invalid"
+    fresh = forged(app, sub=str(second.id), exp=int(time.time()) + 600)
+    assert client.get("/api/auth/profile", headers=auth(fresh)).get_json()["id"] == second.id
+
+
+def test_password_hashing_is_capped_per_process(app, client, make_user, monkeypatch):
+    user = make_user()
+    slots = app.extensions["shop_hash_slots"]
+    monkeypatch.setitem(app.config, "PASSWORD_HASH_WAIT", 0.2)
+    credentials = {"email": user.email, "password": PASSWORD}
+    held = 0
+    while slots.acquire(blocking=False):  # every slot busy, as in a login flood
+        held += 1
+    try:
+        assert held == app.config["PASSWORD_HASH_CONCURRENCY"]
+        started = time.monotonic()
+        response = client.post("/api/auth/login", json=credentials)
+        assert response.status_code == 503, response.get_json()
+        assert response.get_json()["code"] == "unavailable"
+        assert time.monotonic() - started < 2
+        assert client.get("/api/products").status_code == 200  # reads are not held up
+    finally:
+        for _ in range(held):
+            slots.release()
+    assert client.post("/api/auth/login", json=credentials).status_code == 200
+
+
+def test_production_refuses_per_process_rate_limit_counters(monkeypatch):
+    import importlib
+
+    import config
+    from app import create_app
+
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    monkeypatch.setenv("JWT_SECRET_KEY", "j" * 40)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:////tmp/prod-check.db")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("RATELIMIT_STORAGE_URI", raising=False)
+    importlib.reload(config)
+    try:
+        with pytest.raises(RuntimeError, match="RATELIMIT_STORAGE_URI"):
+            create_app("production")
+        # Allowed explicitly, the check passes (the app is not built: the
+        # limiter is one object, shared with the test app).
+        allowed = {
+            name: getattr(config.ProductionConfig, name)
+            for name in dir(config.ProductionConfig)
+            if name.isupper()
+        }
+        allowed["RATELIMIT_ALLOW_MEMORY_STORAGE"] = True
+        config.ProductionConfig.check(allowed)
+        config.ProductionConfig.check({**allowed, "RATELIMIT_STORAGE_URI": "redis://r:6379/0",
+                                       "RATELIMIT_ALLOW_MEMORY_STORAGE": False})  # fmt: skip
+    finally:
+        monkeypatch.undo()
+        importlib.reload(config)

@@ -23,6 +23,7 @@ from app.schemas.user import (
 from app.services import auth as accounts
 from app.services.revocation import revoke_encoded, revoke_payload
 from app.web.blueprint import BEARER, Blueprint
+from app.web.limits import login_account_key
 
 blp = Blueprint("auth", __name__, description="Accounts and JWT tokens")
 
@@ -59,9 +60,20 @@ def signup(data):
     return _tokens(user)
 
 
+def _failed(response) -> bool:
+    return response.status_code == 401
+
+
 @blp.route("/login", methods=["POST"])
-# Only failed logins count, per client; a breach answers 429 before any check.
-@limiter.limit(_limit("RATELIMIT_LOGIN"), deduct_when=lambda response: response.status_code == 401)
+# A breach of any of these answers 429 before the password is checked.
+@limiter.limit(_limit("RATELIMIT_LOGIN_ATTEMPTS"), scope="login-attempts")
+@limiter.limit(_limit("RATELIMIT_LOGIN"), deduct_when=_failed)
+@limiter.limit(
+    _limit("RATELIMIT_LOGIN_ACCOUNT"),
+    key_func=login_account_key,
+    deduct_when=_failed,
+    scope="login-account",
+)
 @blp.arguments(LoginSchema)
 @blp.response(200, TokensSchema)
 @blp.alt_response(401, description="Invalid credentials")

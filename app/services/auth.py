@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.errors import Duplicate, InvalidCredentials, ValidationFailed
+from app.errors import Duplicate, InvalidCredentials, ServerBusy, ValidationFailed
 from app.extensions import db
 from app.models import Cart, User
 
 BAD_CREDENTIALS = "Invalid credentials"
+
+
+def init_password_hashing(app: Flask) -> None:
+    """Per process, at most PASSWORD_HASH_CONCURRENCY password hashes at once."""
+    app.extensions["shop_hash_slots"] = threading.BoundedSemaphore(
+        app.config["PASSWORD_HASH_CONCURRENCY"]
+    )
+
+
+@contextmanager
+def hashing() -> Iterator[None]:
+    """A slot for one password hash (scrypt: ~100 ms of CPU). A login flood then
+    occupies only that many threads per process - the others keep serving the
+    catalog - and a request that cannot get a slot within PASSWORD_HASH_WAIT
+    seconds is a 503 instead of a thread held in a queue."""
+    slots = current_app.extensions["shop_hash_slots"]
+    if not slots.acquire(timeout=current_app.config["PASSWORD_HASH_WAIT"]):
+        raise ServerBusy("Too many sign-ins at once; try again in a moment")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 @cache
@@ -53,7 +78,8 @@ def create_user(username: str, email: str, password: str, is_admin: bool = False
     """Create a user and their cart (not committed)."""
     _ensure_unique(username, email)
     user = User(username=username, email=email.lower(), is_admin=is_admin)
-    user.set_password(password)
+    with hashing():
+        user.set_password(password)
     db.session.add(user)
     _flush_unique()
     db.session.add(Cart(user_id=user.id))
@@ -63,27 +89,31 @@ def create_user(username: str, email: str, password: str, is_admin: bool = False
 def authenticate(password: str, email: str | None = None, username: str | None = None) -> User:
     """The user these credentials name, or a 401 that says nothing about which part was wrong."""
     user = find_by_email(email) if email is not None else find_by_username(username or "")
-    if user is None:
-        # Spend the same time as a real check so response times reveal nothing.
-        check_password_hash(_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
-        raise InvalidCredentials(BAD_CREDENTIALS)
-    if not user.check_password(password):
-        raise InvalidCredentials(BAD_CREDENTIALS)
+    with hashing():
+        if user is None:
+            # Spend the same time as a real check so response times reveal nothing.
+            dummy = _dummy_hash(current_app.config["PASSWORD_HASH_METHOD"])
+            check_password_hash(dummy, password)
+            raise InvalidCredentials(BAD_CREDENTIALS)
+        if not user.check_password(password):
+            raise InvalidCredentials(BAD_CREDENTIALS)
     return user
 
 
 def update_profile(user: User, data: dict) -> User:
     """Apply a validated profile change; email and password need the current password."""
-    if ("email" in data or "password" in data) and not user.check_password(
-        data["current_password"]
-    ):
-        raise ValidationFailed(errors={"current_password": ["Incorrect password."]})
+    if "email" in data or "password" in data:
+        with hashing():
+            correct = user.check_password(data["current_password"])
+        if not correct:
+            raise ValidationFailed(errors={"current_password": ["Incorrect password."]})
     _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
     if "username" in data:
         user.username = data["username"]
     if "email" in data:
         user.email = data["email"].lower()
     if "password" in data:
-        user.set_password(data["password"])
+        with hashing():
+            user.set_password(data["password"])
     _flush_unique()
     return user

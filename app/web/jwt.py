@@ -17,6 +17,7 @@ from app.services.revocation import init_revocations, revocations
 
 CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
 MAX_USER_ID = 2_147_483_647  # INTEGER on PostgreSQL
+CLOCK_SLACK = 30  # seconds
 
 
 def _user_id(payload: dict) -> int | None:
@@ -32,8 +33,22 @@ def _user_id(payload: dict) -> int | None:
 def _check_claims(payload: dict) -> None:
     """Every token we accept expires and names a user canonically: a token
     without `exp` would never stop working."""
-    if not isinstance(payload.get("exp"), (int, float)) or _user_id(payload) is None:
-        raise JWTDecodeError("token without exp or a canonical sub")
+    if (
+        not isinstance(payload.get("exp"), (int, float))
+        or not isinstance(payload.get("iat"), (int, float))
+        or _user_id(payload) is None
+    ):
+        raise JWTDecodeError("token without exp, iat or a canonical sub")
+
+
+def _issued_to(user: User | None, payload: dict) -> User | None:
+    """The user, if the token was issued after the account was made. An id can
+    name another account later (SQLite reuses the highest id after a delete):
+    a token from before that account existed is not its token. The slack
+    covers `iat`'s whole seconds and clocks of hosts a little apart."""
+    if user is None or payload["iat"] + CLOCK_SLACK <= user.created_at.timestamp():
+        return None
+    return user
 
 
 def _unauthorized(code: str, message: str):
@@ -83,8 +98,8 @@ def init_jwt(app: Flask) -> None:
             return None
         found = g.pop("jwt_user", None)
         if found is not None and found[0] == user_id:
-            return found[1]
-        return db.session.get(User, user_id)
+            return _issued_to(found[1], payload)
+        return _issued_to(db.session.get(User, user_id), payload)
 
     jwt.user_lookup_error_loader(
         lambda _h, _p: _unauthorized("token_invalid", "The token's user no longer exists")
