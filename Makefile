@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export FLASK_APP := app:create_app
 
-.PHONY: run test install db lint format bench clean
+.PHONY: run test install db lint format bench clean worker
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ db: install
 run: db
 	$(BIN)/flask seed
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
+
+# Celery worker (with its beat) on REDIS_URL: delivers email and runs periodic jobs.
+worker: db
+	$(BIN)/flask worker
 
 test: install
 	FLASK_CONFIG=testing $(BIN)/pytest $(PYTEST_ARGS)

@@ -81,6 +81,7 @@ class Config:
     RATELIMIT_IN_MEMORY_FALLBACK = os.environ.get("RATELIMIT_IN_MEMORY_FALLBACK", "300 per minute")
     RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
+    RATELIMIT_PASSWORD_RESET = os.environ.get("RATELIMIT_PASSWORD_RESET", "10 per hour")
     TRUST_PROXY = env_int("TRUST_PROXY", 0)
 
     IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -102,6 +103,34 @@ class Config:
     STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
     # Seconds a pending, unpaid order keeps its stock; 0 turns the sweep off.
     ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800)
+    # Email and background work (app/tasks, app/services/outbox.py).
+    SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
+    FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://localhost:3000").rstrip("/")
+    PASSWORD_RESET_EXPIRES = env_int("PASSWORD_RESET_EXPIRES", 3600)
+    EMAIL_VERIFICATION_EXPIRES = env_int("EMAIL_VERIFICATION_EXPIRES", 48 * 3600)
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "console")
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
+    MAIL_PORT = env_int("MAIL_PORT", 25)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_USE_TLS = env_bool("MAIL_USE_TLS", False)
+    MAIL_USE_SSL = env_bool("MAIL_USE_SSL", False)
+    MAIL_TIMEOUT = env_int("MAIL_TIMEOUT", 10)
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "Shop <no-reply@localhost>")
+    MAIL_MAX_ATTEMPTS = env_int("MAIL_MAX_ATTEMPTS", 5)
+    # Seconds before the first retry; each further retry waits twice as long.
+    MAIL_RETRY_BACKOFF = float(os.environ.get("MAIL_RETRY_BACKOFF", "30"))
+    MAIL_RETRY_BACKOFF_MAX = float(os.environ.get("MAIL_RETRY_BACKOFF_MAX", "3600"))
+    # `auto`: Celery workers when REDIS_URL is set, else a thread in each app
+    # process; `celery`; `thread`; `off` (only record: workers elsewhere, or tests).
+    BACKGROUND_MODE = os.environ.get("BACKGROUND_MODE", "auto")
+    # A claimed message is another worker's to retry after this long (a worker
+    # killed mid-delivery); keep it above MAIL_TIMEOUT.
+    OUTBOX_LEASE = float(os.environ.get("OUTBOX_LEASE", "120"))
+    # How often workers look for messages whose enqueue was lost, and retries due.
+    OUTBOX_SWEEP_INTERVAL = float(os.environ.get("OUTBOX_SWEEP_INTERVAL", "15"))
+    # A message younger than this is left to the enqueue made at its commit.
+    OUTBOX_SWEEP_GRACE = float(os.environ.get("OUTBOX_SWEEP_GRACE", "10"))
 
 
 class DevelopmentConfig(Config):
@@ -116,6 +145,9 @@ class TestingConfig(Config):
     # A cheap hash keeps the suite fast; production uses scrypt.
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 - a method name
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", False)
+    # Tests deliver on purpose (the `deliver_outbox` fixture, or servers started
+    # with BACKGROUND_MODE=thread/celery), so nothing runs behind their back.
+    BACKGROUND_MODE = os.environ.get("BACKGROUND_MODE", "off")
 
 
 class ProductionConfig(Config):

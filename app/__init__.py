@@ -36,6 +36,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
+    register_background(app)
     return app
 
 
@@ -97,3 +98,11 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(docs.blp)  # a page, not an API operation: not in the document
     # After the rate limiter's check: a client over its limit gets a 429 whatever it sends.
     app.before_request(reject_non_json_bodies)
+
+
+def register_background(app: Flask) -> None:
+    from app.services.mail import format_money
+    from app.tasks import init_background
+
+    app.jinja_env.filters["money"] = format_money
+    init_background(app)

@@ -301,3 +301,14 @@ class RefundFailed(PaymentProviderError):
 class InvalidWebhook(ApiError):
     status = 400
     code = "invalid_signature"
+
+
+# Password reset and email verification (issue 16)
+class InvalidAccountToken(ApiError):
+    """An unknown, used, expired or tampered reset or verification token."""
+
+    status = 400
+    code = "token_invalid"
+
+    def __init__(self, message: str = "This link is invalid or has expired"):
+        super().__init__(message)

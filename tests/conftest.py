@@ -199,3 +199,32 @@ def scalar(sql: str, **params):
     """A value straight from the database, bypassing the ORM's identity map."""
     with _db.engine.connect() as conn:
         return conn.execute(text(sql), params).scalar()
+
+
+@pytest.fixture
+def smtp_server(app):
+    """A real SMTP server (aiosmtpd); the test app sends to it while the test runs."""
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer().start()
+    saved = {key: app.config[key] for key in server.config()}
+    app.config.update(server.config())
+    yield server
+    app.config.update(saved)
+    server.stop()
+
+
+@pytest.fixture
+def deliver_outbox(app):
+    """Deliver every due outbox row now, in the test's process (as a worker would);
+    returns how many rows were processed."""
+    from app.tasks.runner import drain
+
+    def deliver() -> int:
+        _db.session.remove()
+        try:
+            return drain()
+        finally:
+            _db.session.remove()
+
+    return deliver

@@ -113,3 +113,44 @@ def gunicorn(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextmanager
+def celery_worker(database_url: str, redis_url: str, *, name: str, extra_env: dict | None = None):
+    """A real Celery worker (`flask worker`, two threads, with beat) until the
+    block ends; yields the process (SIGKILL its group to kill it mid-task)."""
+    env = {
+        **os.environ,
+        "FLASK_CONFIG": "testing",
+        "FLASK_APP": "app:create_app",
+        "TEST_DATABASE_URL": database_url,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "BACKGROUND_MODE": "celery",
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    flask = Path(sys.executable).with_name("flask")
+    cmd = [str(flask), "worker", "-P", "threads", "-c", "2", "-n", f"{name}@%h"]
+    cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    process = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def eventually(predicate, timeout: float = 30, message: str = "condition not met") -> None:
+    """Wait until `predicate()` is true (background work finishing)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout} s")
+        time.sleep(0.05)

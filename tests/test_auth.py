@@ -30,7 +30,7 @@ def test_signup_returns_tokens_and_user(client, db):
     body = response.get_json()
     assert set(body) == {"access_token", "refresh_token", "user"}
     user = body["user"]
-    assert set(user) == {"id", "username", "email", "is_admin", "created_at"}
+    assert set(user) == {"id", "username", "email", "is_admin", "email_verified", "created_at"}
     assert user["email"] == "alice@example.com"
     assert user["is_admin"] is False
     assert user["created_at"].endswith("+00:00")

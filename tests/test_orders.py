@@ -546,7 +546,8 @@ def test_checkout_statement_count_is_bounded(client, buyer, make_product, count_
         counts[lines] = q.count
     # one guarded UPDATE per line, everything else constant
     assert counts[10] - counts[1] == 9, (counts, q.statements)
-    assert counts[1] <= 9, counts  # auth 1, cart 1, order+history+lines 3, cart clear 1, ...
+    # auth 1, cart 1, order+history+lines 3, cart clear 1, confirmation email (outbox) 1, ...
+    assert counts[1] <= 10, counts
 
 
 def test_order_total_is_a_number_with_two_decimals(client, buyer, make_product):

@@ -1,8 +1,10 @@
 """All models, imported here so Alembic and the app see the whole schema."""
 
+from app.models.account_token import AccountToken
 from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
 from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
+from app.models.outbox import OutboxMessage, PeriodicJobRun
 from app.models.payment import PAYMENT_STATUSES, Payment, PaymentEvent
 from app.models.product import Product
 from app.models.token import RevokedToken
@@ -11,14 +13,17 @@ from app.models.user import User
 __all__ = [
     "ORDER_STATUSES",
     "PAYMENT_STATUSES",
+    "AccountToken",
     "Cart",
     "CartItem",
     "IdempotencyKey",
     "Order",
     "OrderItem",
     "OrderStatusEvent",
+    "OutboxMessage",
     "Payment",
     "PaymentEvent",
+    "PeriodicJobRun",
     "Product",
     "RevokedToken",
     "User",

@@ -15,11 +15,15 @@ from app.schemas.user import (
     AccessTokenSchema,
     LoginSchema,
     LogoutSchema,
+    PasswordResetConfirmSchema,
+    PasswordResetRequestSchema,
     ProfileUpdateSchema,
     SignupSchema,
     TokensSchema,
     UserSchema,
+    VerifyEmailSchema,
 )
+from app.services import account_tokens
 from app.services import auth as accounts
 from app.services.revocation import revoke_encoded, revoke_payload
 from app.web.blueprint import BEARER, Blueprint
@@ -56,7 +60,7 @@ def _limit(name: str):
 @blp.alt_response(409, description="Username or email already taken")
 def signup(data):
     """Create an account and sign in."""
-    user = accounts.create_user(data["username"], data["email"], data["password"])
+    user = accounts.sign_up(data["username"], data["email"], data["password"])
     return _tokens(user)
 
 
@@ -120,3 +124,45 @@ def logout(data):
     if data.get("refresh_token"):
         revoke_encoded(data["refresh_token"], "refresh", get_jwt().get("sub"))
     return {"message": "Logged out"}
+
+
+# --- password reset and email verification ---------------------------------------
+
+
+@blp.route("/password-reset", methods=["POST"])
+@limiter.limit(_limit("RATELIMIT_PASSWORD_RESET"))
+@blp.arguments(PasswordResetRequestSchema)
+@blp.response(202, MessageSchema)
+def request_password_reset(data):
+    """Email a password reset link, if an account has this email (202 either way)."""
+    account_tokens.request_password_reset(data["email"])
+    return {"message": "If an account has this email, a reset link is on its way"}
+
+
+@blp.route("/password-reset/confirm", methods=["POST"])
+@blp.arguments(PasswordResetConfirmSchema)
+@blp.response(200, MessageSchema)
+@blp.alt_response(400, description="Unknown, used or expired token (token_invalid)")
+def confirm_password_reset(data):
+    """Set a new password with a reset token; every older session ends."""
+    account_tokens.reset_password(data["token"], data["password"])
+    return {"message": "Password changed; sign in with the new password"}
+
+
+@blp.route("/verify-email", methods=["POST"])
+@blp.arguments(VerifyEmailSchema)
+@blp.response(200, UserSchema)
+@blp.alt_response(400, description="Unknown, used or expired token (token_invalid)")
+def verify_email(data):
+    """Confirm the email address with the token from the verification email."""
+    user = account_tokens.verify_email(data["token"])
+    return user
+
+
+@blp.route("/verify-email/resend", methods=["POST"])
+@blp.private
+@blp.response(202, MessageSchema)
+def resend_verification():
+    """Email a new verification link (nothing when the address is verified)."""
+    account_tokens.resend_verification(current_user)
+    return {"message": "If your email is not verified yet, a new link is on its way"}

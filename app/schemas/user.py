@@ -49,6 +49,7 @@ class UserSchema(ma.Schema):
     username = fields.String(dump_only=True)
     email = fields.String(dump_only=True)
     is_admin = fields.Boolean(dump_only=True)
+    email_verified = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
 
@@ -96,3 +97,20 @@ class LogoutSchema(ma.Schema):
         validate=validate.Length(max=4096),
         metadata={"description": "Also revoke this refresh token."},
     )
+
+
+# Password reset and email verification (issue 16)
+TOKEN = validate.Length(1, 200)
+
+
+class PasswordResetRequestSchema(ma.Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+
+
+class PasswordResetConfirmSchema(ma.Schema):
+    token = fields.String(required=True, load_only=True, validate=TOKEN)
+    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+
+
+class VerifyEmailSchema(ma.Schema):
+    token = fields.String(required=True, load_only=True, validate=TOKEN)

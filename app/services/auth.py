@@ -15,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.errors import Duplicate, InvalidCredentials, ServerBusy, ValidationFailed
 from app.extensions import db
 from app.models import Cart, User
+from app.services.account_tokens import send_verification
 
 BAD_CREDENTIALS = "Invalid credentials"
 
@@ -86,6 +87,13 @@ def create_user(username: str, email: str, password: str, is_admin: bool = False
     return user
 
 
+def sign_up(username: str, email: str, password: str) -> User:
+    """Create a user (with their cart) and mail them an email verification link."""
+    user = create_user(username, email, password)
+    send_verification(user)
+    return user
+
+
 def authenticate(password: str, email: str | None = None, username: str | None = None) -> User:
     """The user these credentials name, or a 401 that says nothing about which part was wrong."""
     user = find_by_email(email) if email is not None else find_by_username(username or "")
@@ -110,8 +118,11 @@ def update_profile(user: User, data: dict) -> User:
     _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
     if "username" in data:
         user.username = data["username"]
-    if "email" in data:
+    if "email" in data and data["email"].lower() != user.email:
         user.email = data["email"].lower()
+        user.email_verified = False
+        _flush_unique()
+        send_verification(user)
     if "password" in data:
         with hashing():
             user.set_password(data["password"])

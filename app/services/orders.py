@@ -24,6 +24,7 @@ from app.extensions import db
 from app.models import CartItem, Order, OrderItem, OrderStatusEvent, Product, User
 from app.models.product import STOCK_COLUMN_MAX
 from app.models.types import utcnow
+from app.services import notifications
 from app.services.cart import load_cart, lock_cart
 from app.services.workflow import can_move
 
@@ -86,6 +87,7 @@ def place_order(user: User, shipping_address: str) -> Order:
     ).all()
     if sorted(removed) != sorted((line.id, line.quantity) for line in cart.items):
         raise CartChanged("Your cart changed during checkout; try again")
+    notifications.order_placed(order, user, rows)
     return order
 
 
@@ -163,6 +165,7 @@ def _move(order: Order, new: str) -> None:
     set_committed_value(order, "updated_at", now)
     order.status_history.append(OrderStatusEvent(order_id=order.id, status=new, at=now))
     db.session.flush()
+    notifications.order_status_changed(order)
 
 
 def _change_address(order: Order, address: str) -> None:

@@ -65,3 +65,22 @@ def revoke_encoded(token: str, token_type: str, subject: str) -> bool:
         return False
     revoke_payload(payload)
     return True
+
+
+# Every token of a user at once (a password reset): a cutoff on the user row,
+# which the JWT loader reads anyway, so every instance sees it at once.
+def revoke_user_tokens(user: User) -> None:
+    """Every access and refresh token of the user issued until now is refused."""
+    user.tokens_valid_after = datetime.now(UTC)
+
+
+def issued_before_cutoff(user: User | None, payload: dict) -> bool:
+    """Whether the token was issued before the user's `tokens_valid_after`
+    (by its microsecond `iat_us` claim; whole-second `iat` for older tokens)."""
+    cutoff = getattr(user, "tokens_valid_after", None)
+    if cutoff is None:
+        return False
+    issued_us = payload.get("iat_us")
+    if not isinstance(issued_us, int):
+        issued_us = int(payload.get("iat", 0)) * 1_000_000
+    return issued_us < int(cutoff.timestamp() * 1_000_000)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 from functools import wraps
 
 from flask import Flask, g
@@ -13,7 +14,7 @@ from flask_jwt_extended.exceptions import JWTDecodeError
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
 from app.models import User
-from app.services.revocation import init_revocations, revocations
+from app.services.revocation import init_revocations, issued_before_cutoff, revocations
 
 CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
 MAX_USER_ID = 2_147_483_647  # INTEGER on PostgreSQL
@@ -89,7 +90,13 @@ def init_jwt(app: Flask) -> None:
         g.jwt_user = None
         user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
         g.jwt_user = (user_id, user)
-        return revoked
+        return revoked or issued_before_cutoff(user, payload)
+
+    @jwt.additional_claims_loader
+    def _issued_at(_identity) -> dict:
+        # `iat` has whole seconds: a token made in the same second as a
+        # revoke-all must still be told apart (before or after it).
+        return {"iat_us": time.time_ns() // 1000}
 
     @jwt.user_lookup_loader
     def _lookup(_header: dict, payload: dict) -> User | None:

@@ -1,0 +1,153 @@
+"""Password reset and email verification: single-use tokens, stored only as
+a SHA-256, mailed through the outbox.
+
+A reset request does no work that depends on the account: it records one
+task row, whatever the email, so the answer (202) and its timing say nothing
+about which accounts exist; the worker looks the account up and mails the link."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from app.errors import InvalidAccountToken
+from app.extensions import db
+from app.models import AccountToken, User
+from app.models.types import utcnow
+from app.services.background import task_handler
+from app.services.outbox import queue_email, queue_task
+from app.services.revocation import revoke_user_tokens
+
+RESET = "password_reset"
+VERIFY = "verify_email"
+MAX_TOKEN_LENGTH = 200
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _issue(user: User, purpose: str, lifetime: int) -> str:
+    token = secrets.token_urlsafe(32)
+    db.session.add(
+        AccountToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=_hash(token),
+            email=user.email,
+            expires_at=utcnow() + timedelta(seconds=lifetime),
+        )
+    )
+    return token
+
+
+def _void_unused(user_id: int, purpose: str) -> None:
+    db.session.execute(
+        update(AccountToken)
+        .where(
+            AccountToken.user_id == user_id,
+            AccountToken.purpose == purpose,
+            AccountToken.used_at.is_(None),
+        )
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _consume(token: str, purpose: str) -> AccountToken:
+    """Mark the token used (a compare-and-set: of two racing uses one wins)."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidAccountToken()
+    now = utcnow()
+    record = db.session.scalars(
+        update(AccountToken)
+        .where(
+            AccountToken.token_hash == _hash(token),
+            AccountToken.purpose == purpose,
+            AccountToken.used_at.is_(None),
+            AccountToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(AccountToken)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if record is None:
+        raise InvalidAccountToken()
+    return record
+
+
+def _link(path: str, token: str) -> str:
+    return f"{current_app.config['FRONTEND_URL']}/{path}?token={token}"
+
+
+def request_password_reset(email: str) -> None:
+    """Record the reset request; the worker mails a link if the account exists."""
+    queue_task("auth.password_reset", {"email": email.lower()})
+
+
+@task_handler("auth.password_reset")
+def send_password_reset(args: dict) -> None:
+    user = db.session.scalar(select(User).where(User.email == args["email"].lower()))
+    if user is None:
+        return
+    _void_unused(user.id, RESET)  # only the newest link works
+    lifetime = current_app.config["PASSWORD_RESET_EXPIRES"]
+    token = _issue(user, RESET, lifetime)
+    queue_email(
+        user.email,
+        "password_reset",
+        {
+            "user": {"username": user.username},
+            "link": _link("reset-password", token),
+            "expires_minutes": max(1, lifetime // 60),
+        },
+    )
+
+
+def reset_password(token: str, password: str) -> User:
+    """Set a new password with a reset token; every older token of the user
+    (reset links and JWTs) stops working."""
+    record = _consume(token, RESET)
+    user = db.session.get(User, record.user_id)
+    if user is None:
+        raise InvalidAccountToken()
+    user.set_password(password)
+    _void_unused(user.id, RESET)
+    revoke_user_tokens(user)
+    return user
+
+
+def send_verification(user: User) -> None:
+    """Mail a link proving the user's current email address."""
+    lifetime = current_app.config["EMAIL_VERIFICATION_EXPIRES"]
+    _void_unused(user.id, VERIFY)
+    token = _issue(user, VERIFY, lifetime)
+    queue_email(
+        user.email,
+        "verify_email",
+        {
+            "user": {"username": user.username},
+            "email": user.email,
+            "link": _link("verify-email", token),
+            "expires_hours": max(1, lifetime // 3600),
+        },
+    )
+
+
+def verify_email(token: str) -> User:
+    """Mark the address verified, if the token proves the user's current address."""
+    record = _consume(token, VERIFY)
+    user = db.session.scalar(select(User).where(User.id == record.user_id))
+    if user is None or user.email != record.email:
+        raise InvalidAccountToken()
+    user.email_verified = True
+    return user
+
+
+def resend_verification(user: User) -> None:
+    if not user.email_verified:
+        send_verification(user)

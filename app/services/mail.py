@@ -1,0 +1,105 @@
+"""Emails: rendered from the Jinja2 templates in app/templates/email/, sent by
+the configured backend (`console` or `smtp`).
+
+SMTP uses the standard library (`email.message.EmailMessage` builds the MIME,
+`smtplib` talks the protocol): both are maintained with Python itself, cover
+plain text + HTML alternatives, STARTTLS, SSL and AUTH, and add no dependency
+that could lag behind a Python release. Flask-Mailman would wrap the same two
+modules and add a Flask extension for one call site."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from decimal import Decimal
+from email.message import EmailMessage
+from typing import Any
+
+from flask import current_app
+
+from app.models.types import CENT
+
+log = logging.getLogger(__name__)
+
+
+def format_money(amount: Any, currency: str | None = None) -> str:
+    """`1234.5` -> `1,234.50 USD`: exact (Decimal, never a float), two decimals."""
+    value = Decimal(str(amount)).quantize(CENT)
+    currency = currency or current_app.config["SHOP_CURRENCY"]
+    return f"{value:,.2f} {currency}"
+
+
+def render(template: str, context: dict[str, Any]) -> dict[str, str]:
+    """Subject, text and HTML of `email/<template>.*`; HTML autoescaped."""
+    env = current_app.jinja_env
+    context = {"shop_name": current_app.config["SHOP_NAME"], **context}
+    subject = env.get_template(f"email/{template}.subject.txt").render(context)
+    return {
+        "subject": " ".join(subject.split()),
+        "text": env.get_template(f"email/{template}.txt").render(context),
+        "html": env.get_template(f"email/{template}.html").render(context),
+    }
+
+
+def build_message(to: str, content: dict[str, str], message_id: str) -> EmailMessage:
+    config = current_app.config
+    message = EmailMessage()
+    message["Subject"] = content["subject"]
+    message["From"] = config["MAIL_DEFAULT_SENDER"]
+    message["To"] = to
+    message["Message-ID"] = message_id
+    message.set_content(content["text"])
+    message.add_alternative(content["html"], subtype="html")
+    return message
+
+
+def message_id(outbox_id: int, created_at: float) -> str:
+    """A stable id per outbox row, so a redelivered copy can be recognised."""
+    sender = current_app.config["MAIL_DEFAULT_SENDER"]
+    domain = sender.rpartition("@")[2].strip("> ") or "localhost"
+    return f"<outbox-{outbox_id}.{int(created_at)}@{domain}>"
+
+
+class ConsoleBackend:
+    """Development: the message goes to the log, nothing leaves the machine."""
+
+    def send(self, message: EmailMessage) -> None:
+        log.info(
+            "email to %s: %s\n%s",
+            message["To"],
+            message["Subject"],
+            message.get_body(("plain",)).get_content(),
+        )
+
+
+class SmtpBackend:
+    def send(self, message: EmailMessage) -> None:
+        config = current_app.config
+        timeout = config["MAIL_TIMEOUT"]
+        if config["MAIL_USE_SSL"]:
+            smtp = smtplib.SMTP_SSL(
+                config["MAIL_SERVER"],
+                config["MAIL_PORT"],
+                timeout=timeout,
+                context=ssl.create_default_context(),
+            )
+        else:
+            smtp = smtplib.SMTP(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=timeout)
+        with smtp:
+            if config["MAIL_USE_TLS"]:
+                smtp.starttls(context=ssl.create_default_context())
+            if config["MAIL_USERNAME"]:
+                smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
+            smtp.send_message(message)
+
+
+BACKENDS = {"console": ConsoleBackend, "smtp": SmtpBackend}
+
+
+def send(to: str, content: dict[str, str], message_id: str) -> None:
+    """Send one rendered email now; raises when the backend fails."""
+    name = current_app.config["MAIL_BACKEND"]
+    if name not in BACKENDS:
+        raise RuntimeError(f"unknown MAIL_BACKEND {name!r}: use one of {', '.join(BACKENDS)}")
+    BACKENDS[name]().send(build_message(to, content, message_id))

@@ -1,0 +1,64 @@
+"""The emails the shop sends about orders and accounts: one call per event,
+each recording an outbox row in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import current_app
+
+from app.extensions import db
+from app.models import Order, User
+from app.services.outbox import queue_email
+
+STATUS_TEMPLATES = {
+    "processing": "order_processing",
+    "shipped": "order_shipped",
+    "delivered": "order_delivered",
+    "cancelled": "order_cancelled",
+}
+
+
+def _order_context(order: Order, user: User, items: Iterable[Any]) -> dict[str, Any]:
+    lines = [
+        {
+            "name": _get(item, "product_name"),
+            "quantity": _get(item, "quantity"),
+            "unit_price": _get(item, "unit_price"),
+            "subtotal": _get(item, "subtotal"),
+        }
+        for item in items
+    ]
+    return {
+        "user": {"username": user.username},
+        "order": {
+            "id": order.id,
+            "status": order.status,
+            "total": order.total_amount,
+            "shipping_address": order.shipping_address,
+            "currency": getattr(order, "currency", None) or current_app.config["SHOP_CURRENCY"],
+            "payment_status": getattr(order, "payment_status", None),
+            "lines": lines,
+        },
+        "orders_url": f"{current_app.config['FRONTEND_URL']}/orders/{order.id}",
+    }
+
+
+def _get(item: Any, name: str) -> Any:
+    return item[name] if isinstance(item, dict) else getattr(item, name)
+
+
+def order_placed(order: Order, user: User, items: Iterable[Any]) -> None:
+    """Queue the order confirmation (`items`: order items, or their row dicts)."""
+    queue_email(user.email, "order_placed", _order_context(order, user, items))
+
+
+def order_status_changed(order: Order) -> None:
+    """Queue the email for the order's new status, if that status has one."""
+    template = STATUS_TEMPLATES.get(order.status)
+    if template is None:
+        return
+    user = db.session.get(User, order.user_id)
+    if user is not None:
+        queue_email(user.email, template, _order_context(order, user, order.items))

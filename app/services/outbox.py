@@ -1,0 +1,223 @@
+"""The transactional outbox. `queue_email` and `queue_task` add a row to the
+caller's transaction (committed by its unit of work, or rolled back with it);
+workers claim due rows, deliver them and record the outcome.
+
+Claiming moves a row's `available_at` one lease ahead (`OUTBOX_LEASE`): the
+claim is one UPDATE whose subquery picks the row `FOR UPDATE SKIP LOCKED` on
+PostgreSQL (concurrent workers skip each other's rows instead of waiting), and
+SQLite runs writers one at a time. A worker that dies after claiming leaves the
+row to be claimed again when the lease ends: delivery is at least once."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from app.db import upsert
+from app.extensions import db
+from app.models import OutboxMessage, PeriodicJobRun
+from app.models.types import utcnow
+from app.services import mail
+from app.services.background import TASK_HANDLERS
+
+log = logging.getLogger(__name__)
+
+# session.info key: rows (or ids) to hand to the workers once the transaction commits.
+AFTER_COMMIT = "outbox_after_commit"
+
+
+def _after_commit(item: OutboxMessage | int) -> None:
+    db.session.info.setdefault(AFTER_COMMIT, []).append(item)
+
+
+def queue_email(to: str, template: str, context: dict[str, Any]) -> OutboxMessage:
+    """Record an email rendered from `email/<template>.{subject.txt,txt,html}`
+    in the current transaction; it is sent after the commit, never before."""
+    message = OutboxMessage(
+        kind="email", topic=template, recipient=to, payload=mail.render(template, context)
+    )
+    db.session.add(message)
+    _after_commit(message)
+    return message
+
+
+def queue_task(name: str, args: dict[str, Any]) -> OutboxMessage:
+    """Record a task (a `@task_handler(name)`) to run after the commit; `args` is JSON."""
+    if name not in TASK_HANDLERS:
+        raise LookupError(f"no task handler named {name!r}")
+    message = OutboxMessage(kind="task", topic=name, payload={"name": name, "args": args})
+    db.session.add(message)
+    _after_commit(message)
+    return message
+
+
+def _due(now: datetime):
+    return (OutboxMessage.status == "pending", OutboxMessage.available_at <= now)
+
+
+def claim(message_id: int | None = None) -> OutboxMessage | None:
+    """Take the next due row (or that one), leased for OUTBOX_LEASE seconds.
+    The caller commits the claim before it delivers."""
+    now = utcnow()
+    pick = select(OutboxMessage.id).where(*_due(now))
+    if message_id is not None:
+        pick = pick.where(OutboxMessage.id == message_id)
+    pick = (
+        pick.order_by(OutboxMessage.available_at, OutboxMessage.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    lease = timedelta(seconds=current_app.config["OUTBOX_LEASE"])
+    return db.session.scalars(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == pick.scalar_subquery(), *_due(now))
+        .values(available_at=now + lease, attempts=OutboxMessage.attempts + 1)
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
+
+
+def due_ids(grace: float, limit: int = 1000) -> list[int]:
+    """Pending rows due for at least `grace` seconds: their enqueue was lost,
+    or their retry is due."""
+    cutoff = utcnow() - timedelta(seconds=grace)
+    return list(
+        db.session.scalars(
+            select(OutboxMessage.id)
+            .where(*_due(cutoff))
+            .order_by(OutboxMessage.available_at, OutboxMessage.id)
+            .limit(limit)
+        )
+    )
+
+
+def send_email(message: OutboxMessage) -> None:
+    """Deliver a claimed email row through the configured backend (no database work)."""
+    mail.send(
+        message.recipient or "",
+        message.payload,
+        mail.message_id(message.id, message.created_at.timestamp()),
+    )
+
+
+def run_task(message: OutboxMessage) -> None:
+    """Run a claimed task row's handler in the caller's transaction."""
+    name = message.payload["name"]
+    handler = TASK_HANDLERS.get(name)
+    if handler is None:
+        raise LookupError(f"no task handler named {name!r}")
+    handler(message.payload.get("args") or {})
+
+
+def mark_sent(message_id: int) -> None:
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status == "pending")
+        .values(status="sent", sent_at=utcnow(), last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before retry number `attempts` (1, 2, ...): doubling, capped."""
+    config = current_app.config
+    return min(config["MAIL_RETRY_BACKOFF"] * 2 ** (attempts - 1), config["MAIL_RETRY_BACKOFF_MAX"])
+
+
+def mark_failed_attempt(message: OutboxMessage, error: BaseException) -> str:
+    """Schedule the retry after a failed attempt, or give up after
+    MAIL_MAX_ATTEMPTS; returns the new status."""
+    reason = f"{type(error).__name__}: {error}"[:2000]
+    values: dict[str, Any] = {"last_error": reason}
+    if message.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]:
+        values["status"] = "failed"
+        log.error(
+            "outbox %s %s (%s) failed after %s attempts: %s",
+            message.kind,
+            message.id,
+            message.topic,
+            message.attempts,
+            reason,
+        )
+    else:
+        delay = backoff(message.attempts)
+        values["available_at"] = utcnow() + timedelta(seconds=delay)
+        log.warning(
+            "outbox %s %s (%s) attempt %s failed, retry in %.1f s: %s",
+            message.kind,
+            message.id,
+            message.topic,
+            message.attempts,
+            delay,
+            reason,
+        )
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message.id, OutboxMessage.status == "pending")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return values.get("status", "pending")
+
+
+def failed_messages(limit: int = 100) -> list[OutboxMessage]:
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.status == "failed")
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        )
+    )
+
+
+def retry_failed(ids: list[int] | None = None) -> list[int]:
+    """Put failed rows (all, or these ids) back in the queue with fresh attempts."""
+    stmt = select(OutboxMessage.id).where(OutboxMessage.status == "failed")
+    if ids:
+        stmt = stmt.where(OutboxMessage.id.in_(ids))
+    chosen = list(db.session.scalars(stmt.order_by(OutboxMessage.id)))
+    if chosen:
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(chosen))
+            .values(status="pending", attempts=0, available_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        for message_id in chosen:
+            _after_commit(message_id)
+    return chosen
+
+
+def counts() -> dict[str, int]:
+    rows = db.session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    )
+    return {status: count for status, count in rows}
+
+
+def start_periodic_run(name: str, interval: float) -> bool:
+    """Compare-and-set the job's last start: True for exactly one caller per
+    interval, whichever worker or process asks."""
+    now = utcnow()
+    db.session.execute(
+        upsert(PeriodicJobRun)
+        .values(name=name, last_run_at=datetime.fromtimestamp(0, now.tzinfo))
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    # A tick may come a little early (timer jitter): allow 10 %, at most 1 s.
+    slack = min(interval * 0.1, 1.0)
+    started = db.session.execute(
+        update(PeriodicJobRun)
+        .where(
+            PeriodicJobRun.name == name,
+            PeriodicJobRun.last_run_at <= now - timedelta(seconds=interval - slack),
+        )
+        .values(last_run_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return started == 1

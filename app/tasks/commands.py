@@ -1,0 +1,66 @@
+"""`flask worker` and `flask mail ...`."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.db import unit_of_work
+from app.services import outbox
+from app.tasks import runner
+
+mail_cli = AppGroup("mail", help="The email outbox: failed messages, retries, delivery.")
+
+
+@mail_cli.command("failed")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+def failed(limit: int) -> None:
+    """List messages that failed MAIL_MAX_ATTEMPTS times, with the last error."""
+    messages = outbox.failed_messages(limit)
+    if not messages:
+        click.echo("No failed messages.")
+        return
+    for message in messages:
+        click.echo(
+            f"{message.id}\t{message.kind}\t{message.topic}\t{message.recipient or '-'}\t"
+            f"{message.attempts} attempts\t{message.created_at.isoformat()}\t{message.last_error}"
+        )
+
+
+@mail_cli.command("retry")
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed message.")
+def retry(ids: tuple[int, ...], retry_all: bool) -> None:
+    """Queue failed messages again (these IDS, or --all) with fresh attempts."""
+    if not ids and not retry_all:
+        raise click.UsageError("give message ids, or --all")
+    with unit_of_work():
+        chosen = outbox.retry_failed(list(ids) or None)
+    click.echo(f"Queued {len(chosen)} message(s) again: {', '.join(map(str, chosen)) or '-'}.")
+
+
+@mail_cli.command("deliver")
+def deliver() -> None:
+    """Deliver every due message now, in this process (then exit)."""
+    count = runner.drain()
+    click.echo(f"Processed {count} message(s). Now: {outbox.counts()}.")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(mail_cli)
+
+    @app.cli.command(
+        "worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+    )
+    @click.option("--beat/--no-beat", default=True, help="Also tick the periodic jobs.")
+    @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+    def worker(beat: bool, celery_args: tuple[str, ...]) -> None:
+        """Run a Celery worker on REDIS_URL (extra arguments go to `celery worker`)."""
+        celery_app = current_app.extensions.get("celery")
+        if celery_app is None:
+            raise click.ClickException("REDIS_URL is not set: workers take their work from Redis")
+        argv = ["worker", "--loglevel", current_app.config["LOG_LEVEL"]]
+        if beat:
+            argv += ["--beat"]
+        celery_app.worker_main([*argv, *celery_args])

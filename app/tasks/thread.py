@@ -1,0 +1,62 @@
+"""The embedded worker: without Redis, each app process delivers its outbox
+rows and runs the periodic jobs in one background thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from flask import Flask
+
+from app.tasks import runner
+
+log = logging.getLogger(__name__)
+BATCH = 100  # rows per round, so periodic jobs and stop() are not starved
+
+
+class EmbeddedWorker:
+    def __init__(self, app: Flask):
+        self.app = app
+        self.wake = threading.Event()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.pid: int | None = None
+        self.stopping = False
+
+    def ensure_started(self) -> None:
+        # Started on first use in each process (gunicorn forks after import).
+        if self.thread is not None and self.pid == os.getpid() and self.thread.is_alive():
+            return
+        with self.lock:
+            if self.thread is not None and self.pid == os.getpid() and self.thread.is_alive():
+                return
+            self.stopping = False
+            self.pid = os.getpid()
+            self.thread = threading.Thread(target=self._run, name="shop-background", daemon=True)
+            self.thread.start()
+
+    def notify(self, ids: list[int]) -> None:
+        self.ensure_started()
+        self.wake.set()
+
+    def stop(self, timeout: float = 10) -> None:
+        self.stopping = True
+        self.wake.set()
+        if self.thread is not None and self.thread.is_alive():
+            self.thread.join(timeout)
+        self.thread = None
+
+    def _run(self) -> None:
+        interval = float(self.app.config["OUTBOX_SWEEP_INTERVAL"])
+        while not self.stopping:
+            self.wake.clear()
+            with self.app.app_context():
+                try:
+                    busy = runner.drain(limit=BATCH) == BATCH
+                    runner.run_due_jobs()
+                except Exception:
+                    log.exception("background work failed; retrying on the next tick")
+                    busy = False
+            if not busy:
+                self.wake.wait(timeout=interval)

@@ -1,0 +1,215 @@
+"""The embedded worker (no Redis), periodic jobs, and a web process killed
+right after a commit: committed messages are still delivered."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from app.extensions import db as _db
+from app.models import User
+from app.services.background import PERIODIC_JOBS, periodic
+from app.tasks import runner
+from tests.conftest import DATABASE_URL, PASSWORD, REDIS_URL, auth, scalar
+from tests.live import eventually, gunicorn
+
+ADDRESS = {"shipping_address": "221B Baker Street, London"}
+
+
+def test_embedded_thread_delivers_after_each_commit(make_app, make_user, make_product, smtp_server):
+    application = make_app(
+        "testing",
+        {"BACKGROUND_MODE": "thread", "OUTBOX_SWEEP_INTERVAL": 0.2, **smtp_server.config()},
+    )
+    worker = application.extensions["shop_background"]
+    try:
+        client = application.test_client()
+        user = make_user()
+        product = make_product(price="2.50")
+        token = client.post(
+            "/api/auth/login", json={"email": user.email, "password": PASSWORD}
+        ).get_json()["access_token"]
+        client.post(
+            "/api/cart", json={"product_id": product.id, "quantity": 4}, headers=auth(token)
+        )
+        response = client.post("/api/orders", json=ADDRESS, headers=auth(token))
+        assert response.status_code == 201
+        [message] = smtp_server.wait_for(1, timeout=15)
+        assert message["To"] == user.email
+        assert "Total: 10.00 USD" in message.get_body(("plain",)).get_content()
+        eventually(lambda: scalar("SELECT status FROM outbox") == "sent")
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def counting_job():
+    runs = []
+
+    @periodic("test.counting", every=0.5)
+    def count() -> None:
+        runs.append(time.monotonic())
+
+    yield runs
+    PERIODIC_JOBS.pop("test.counting")
+
+
+def test_a_periodic_job_runs_once_per_interval_however_many_ask(app, counting_job):
+    assert runner.run_job("test.counting") is True
+    assert runner.run_job("test.counting") is False  # another worker's tick, same interval
+    assert len(counting_job) == 1
+    time.sleep(0.5)
+    assert runner.run_job("test.counting") is True
+    assert len(counting_job) == 2
+
+
+def test_a_periodic_job_that_raises_is_rolled_back_and_logged(app, make_user, caplog):
+    user = make_user()
+
+    @periodic("test.failing", every=60)
+    def failing() -> None:
+        _db.session.get(User, user.id).username = "changed"
+        raise RuntimeError("boom")
+
+    try:
+        assert runner.run_job("test.failing") is False
+    finally:
+        PERIODIC_JOBS.pop("test.failing")
+    assert scalar("SELECT username FROM users WHERE id = :i", i=user.id) == user.username
+    assert "periodic job test.failing failed" in caplog.text
+
+
+def test_periodic_jobs_tick_in_the_embedded_thread(make_app, counting_job):
+    application = make_app("testing", {"BACKGROUND_MODE": "thread", "OUTBOX_SWEEP_INTERVAL": 0.1})
+    worker = application.extensions["shop_background"]
+    try:
+        assert application.test_client().get("/api/health").status_code == 200  # starts it
+        deadline = time.monotonic() + 10
+        while len(counting_job) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert len(counting_job) >= 2
+    assert counting_job[1] - counting_job[0] >= 0.4
+
+
+@pytest.mark.server
+def test_web_process_killed_right_after_the_commit_loses_nothing(
+    make_user, make_product, smtp_server
+):
+    user = make_user()
+    product = make_product(price="3.00", stock=5)
+    # First server: records only (as if its enqueue never happened), then dies.
+    off = {"BACKGROUND_MODE": "off"}
+    # (the server is gone when the block ends: nothing left to stop)
+    with (
+        contextlib.suppress(ProcessLookupError),
+        gunicorn(DATABASE_URL, workers=1, extra_env=off) as server,
+    ):
+        _status, body = server.request(
+            "POST", "/api/auth/login", {"email": user.email, "password": PASSWORD}
+        )
+        token = body["access_token"]
+        server.request("POST", "/api/cart", {"product_id": product.id, "quantity": 2}, token)
+        status, order = server.request("POST", "/api/orders", ADDRESS, token)
+        assert status == 201
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+    assert scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") == 1
+    assert smtp_server.messages == []
+    # The next process (embedded mode) finds and delivers it on its first tick.
+    env = {"BACKGROUND_MODE": "thread", "OUTBOX_SWEEP_INTERVAL": "0.2", **smtp_server.env()}
+    with gunicorn(DATABASE_URL, workers=1, extra_env=env) as server:
+        [message] = smtp_server.wait_for(1, timeout=20)
+        eventually(lambda: scalar("SELECT status FROM outbox") == "sent")
+    assert message["Subject"] == f"Shop: order #{order['id']} confirmed"
+
+
+@pytest.mark.server
+def test_two_processes_racing_over_200_messages_send_each_once(make_user, smtp_server):
+    from app.services.outbox import queue_email
+
+    user = make_user()
+    for n in range(200):
+        queue_email(f"buyer{n}@example.com", "order_delivered", _order_context(n, user))
+    _db.session.commit()
+    env = {
+        **os.environ,
+        "FLASK_CONFIG": "testing",
+        "FLASK_APP": "app:create_app",
+        "TEST_DATABASE_URL": DATABASE_URL,
+        "LOG_LEVEL": "WARNING",
+        **smtp_server.env(),
+    }
+    flask = Path(sys.executable).with_name("flask")
+    workers = [
+        subprocess.Popen(
+            [str(flask), "mail", "deliver"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    counts = [int(re.search(r"Processed (\d+)", out).group(1)) for out in outputs]
+    assert sum(counts) == 200, outputs
+    recipients = [m["To"] for m in smtp_server.wait_for(200)]
+    assert sorted(recipients) == sorted(f"buyer{n}@example.com" for n in range(200))
+    assert len({m["Message-ID"] for m in smtp_server.messages}) == 200
+    assert scalar("SELECT count(*) FROM outbox WHERE status = 'sent' AND attempts = 1") == 200
+
+
+def _order_context(n: int, user) -> dict:
+    return {
+        "user": {"username": user.username},
+        "order": {
+            "id": n,
+            "status": "delivered",
+            "total": Decimal("1.00"),
+            "shipping_address": "Somewhere 1",
+            "currency": "USD",
+            "lines": [],
+        },
+        "orders_url": f"http://localhost:3000/orders/{n}",
+    }
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL (revocations live there)")
+def test_the_api_answers_when_the_broker_is_down(make_app, make_user, make_product):
+    from tests.live import free_port
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    application = make_app(
+        "testing",
+        {"BACKGROUND_MODE": "celery", "REDIS_URL": REDIS_URL, "CELERY": {"broker_url": nowhere}},
+    )
+    client = application.test_client()
+    user = make_user()
+    product = make_product()
+    token = client.post(
+        "/api/auth/login", json={"email": user.email, "password": PASSWORD}
+    ).get_json()["access_token"]
+    client.post("/api/cart", json={"product_id": product.id, "quantity": 1}, headers=auth(token))
+    started = time.monotonic()
+    response = client.post("/api/orders", json=ADDRESS, headers=auth(token))
+    assert response.status_code == 201
+    assert time.monotonic() - started < 5
+    # The committed row waits for a worker's sweep.
+    assert scalar("SELECT status FROM outbox") == "pending"
+
+
+def test_worker_command_needs_redis(app):
+    result = app.test_cli_runner().invoke(args=["worker"])
+    assert result.exit_code != 0 and "REDIS_URL is not set" in result.output
+
+
+def test_unknown_background_mode_is_refused(make_app):
+    with pytest.raises(RuntimeError, match="unknown BACKGROUND_MODE"):
+        make_app("testing", {"BACKGROUND_MODE": "sometimes"})
