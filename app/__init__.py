@@ -45,7 +45,7 @@ def register_extensions(app: Flask) -> None:
     from app.db import init_db
     from app.extensions import cors, db, limiter, migrate
     from app.models.types import include_in_autogenerate, render_migration_type
-    from app.services.auth import init_password_hashing
+    from app.services.passwords import init_password_hashing
     from app.web.api import api
     from app.web.jwt import init_jwt
 

@@ -104,7 +104,7 @@ TOKEN = validate.Length(1, 200)
 
 
 class PasswordResetRequestSchema(ma.Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = EmailAddress(required=True, validate=validate.Length(max=254))
 
 
 class PasswordResetConfirmSchema(ma.Schema):
