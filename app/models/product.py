@@ -46,6 +46,8 @@ class Product(db.Model):
         Index("ix_products_price_id", "price", "id", **LIVE),
         Index("ix_products_name_id", "name", "id", **LIVE),
         Index("ix_products_category_lower", func.lower(category)),
+        # Covers the facets' GROUP BY category (price range, stock counts).
+        Index("ix_products_facets", "category", "price", "stock", **LIVE),
     )
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func
+from sqlalchemy import ColumnElement, Row, Select, func
 
 from app.extensions import db
 from app.models import Product
@@ -18,52 +18,56 @@ def _rating_average() -> ColumnElement | None:
     return Product.__table__.c.get("rating_average")
 
 
-def _summary(stmt: Select) -> dict[str, Any]:
+def _groups(stmt: Select) -> list[Row]:
+    """One row per category (NULL included): its lower-cased value as the
+    category filter compares it, and the counts the facets add up."""
     average = _rating_average()
     ratings = [
         func.count().filter(average >= level) if average is not None else func.count() * 0
         for level in RATING_LEVELS
     ]
-    row = db.session.execute(
+    return db.session.execute(
         stmt.with_only_columns(
+            Product.category,
+            func.lower(Product.category),
             func.count(),
             func.min(Product.price),
             func.max(Product.price),
             func.count().filter(Product.stock > 0),
             *ratings,
-        ).order_by(None)
-    ).one()
-    total, low, high, in_stock, *rated = row
+        )
+        .group_by(Product.category)
+        .order_by(None)
+    ).all()
+
+
+def _summary(groups: list[Row]) -> dict[str, Any]:
+    lows = [g[3] for g in groups if g[3] is not None]
+    highs = [g[4] for g in groups if g[4] is not None]
     return {
-        "total": total,
-        "price": {"min": low, "max": high},
-        "in_stock": in_stock,
+        "total": sum(g[2] for g in groups),
+        "price": {"min": min(lows, default=None), "max": max(highs, default=None)},
+        "in_stock": sum(g[5] for g in groups),
         "ratings": [
-            {"min_rating": level, "count": count or 0}
-            for level, count in zip(RATING_LEVELS, rated, strict=True)
+            {"min_rating": level, "count": sum(g[6 + i] or 0 for g in groups)}
+            for i, level in enumerate(RATING_LEVELS)
         ],
     }
-
-
-def _categories(stmt: Select) -> list[dict[str, Any]]:
-    count = func.count().label("count")
-    rows = db.session.execute(
-        stmt.with_only_columns(Product.category, count)
-        .where(Product.category.is_not(None))
-        .group_by(Product.category)
-        .order_by(count.desc(), Product.category.asc())
-    )
-    return [{"value": value, "count": n} for value, n in rows]
 
 
 def facets(args: dict[str, Any]) -> dict[str, Any]:
     """Totals, price range, stock and rating counts over the products the list
     would show, and category counts over the same filters but the category
-    itself. Two queries (four when a search falls back to fuzzy matching)."""
+    itself. One grouped query answers both: the category filter selects
+    groups. (A search that falls back to fuzzy matching runs it twice.)"""
+    wanted = args["category"].lower() if "category" in args else None
     for match in search_matches(args.get("q")):
-        apply = match or (lambda stmt: stmt)
-        summary = _summary(apply(filtered(args)))
+        stmt = filtered(args, by_category=False)
+        groups = _groups(match(stmt) if match else stmt)
+        chosen = [g for g in groups if wanted is None or g[1] == wanted]
+        summary = _summary(chosen)
         if summary["total"]:
             break
-    summary["categories"] = _categories(apply(filtered(args, by_category=False)))
+    categories = [{"value": g[0], "count": g[2]} for g in groups if g[0] is not None]
+    summary["categories"] = sorted(categories, key=lambda c: (-c["count"], c["value"]))
     return summary

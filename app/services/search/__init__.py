@@ -33,6 +33,12 @@ def distinct(names: Iterable[str], limit: int) -> list[str]:
     return list(dict.fromkeys(names))[:limit]
 
 
+def starts_pattern(prefix: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') for text starting with `prefix`, literally."""
+    escaped = prefix.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
 @dataclass(frozen=True)
 class Match:
     """How a parsed query narrows a `select(Product)`: `apply` adds the

@@ -13,20 +13,18 @@ from __future__ import annotations
 
 from functools import reduce
 
-from sqlalchemy import Select, false, func, literal_column, select
+from sqlalchemy import Select, false, func, literal_column, text
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from app.extensions import db
 from app.models import Product
-from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct
+from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct, starts_pattern
 from app.services.search.query import ParsedQuery, words_of
 
 # Configurations inline, as the indexes spell them: a bound parameter would
 # be text (no such function signature) and could not match an index expression.
 CONFIG = literal_column("'english'::regconfig")
-SIMPLE = literal_column("'simple'::regconfig")
 SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
-NAME_WORDS = func.to_tsvector(SIMPLE, Product.name)
 # word_similarity of a misspelt word to the closest part of a name or
 # category: 'labtop' to 'Nimbus 14 Laptop' is 0.4, unrelated words stay < 0.2.
 FUZZY_THRESHOLD = 0.3
@@ -53,6 +51,15 @@ def _excluded(query: ParsedQuery):
     if not query.excluded:
         return None
     return func.tsquery_not(reduce(func.tsquery_or, [_phrase(term) for term in query.excluded]))
+
+
+# Typed on every keystroke: plain SQL, no statement to build per request. The
+# WHERE spells the partial GIN index's expression and predicate exactly.
+SUGGEST = text(
+    "SELECT name FROM products WHERE deleted_at IS NULL "
+    "AND to_tsvector('simple'::regconfig, name) @@ to_tsquery('simple'::regconfig, :tsquery) "
+    "ORDER BY name ILIKE :starts ESCAPE '\\' DESC, length(name), name LIMIT :n"
+)
 
 
 class PostgresSearch:
@@ -91,12 +98,10 @@ class PostgresSearch:
         words = words_of(prefix)
         if not words:
             return []
-        tsquery = func.to_tsquery(SIMPLE, " & ".join([*words[:-1], words[-1] + ":*"]))
-        starts = Product.name.istartswith(prefix.strip(), autoescape=True)
-        stmt = (
-            select(Product.name)
-            .where(Product.deleted_at.is_(None), NAME_WORDS.op("@@")(tsquery))
-            .order_by(starts.desc(), func.length(Product.name), Product.name)
-            .limit(limit * DUPLICATES_SLACK)
-        )
-        return distinct(db.session.scalars(stmt), limit)
+        params = {
+            # Letters and digits only (the parser's words), joined by tsquery's AND.
+            "tsquery": " & ".join([*words[:-1], words[-1] + ":*"]),
+            "starts": starts_pattern(prefix),
+            "n": limit * DUPLICATES_SLACK,
+        }
+        return distinct(db.session.scalars(SUGGEST, params), limit)

@@ -9,11 +9,11 @@ Both are external-content tables over `products`: rowid = product id.
 
 from __future__ import annotations
 
-from sqlalchemy import Select, column, false, func, literal_column, select, table, text
+from sqlalchemy import Select, column, false, literal_column, select, table, text
 
 from app.extensions import db
 from app.models import Product
-from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct
+from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct, starts_pattern
 from app.services.search.query import ParsedQuery, words_of
 
 # bm25 weights per column (name, description, category): a name match ranks
@@ -45,6 +45,15 @@ def _hits(table_name: str, expression: str, *scores):
     )
 
 
+# Typed on every keystroke: plain SQL, no statement to build per request.
+# (SQLite's LIKE ignores ASCII case.)
+SUGGEST = text(
+    "SELECT p.name FROM products_names JOIN products AS p ON p.id = products_names.rowid "
+    "WHERE products_names MATCH :fts AND p.deleted_at IS NULL "
+    "ORDER BY p.name LIKE :starts ESCAPE '\\' DESC, length(p.name), p.name LIMIT :n"
+)
+
+
 class SqliteSearch:
     name = "sqlite-fts5"
 
@@ -74,13 +83,6 @@ class SqliteSearch:
         if not words:
             return []
         expression = " ".join([*map(quote, words[:-1]), quote(words[-1]) + "*"])
-        hits = _hits("products_names", expression).subquery("hits")
-        starts = Product.name.startswith(prefix.strip(), autoescape=True)
-        stmt = (
-            select(Product.name)
-            .join(hits, hits.c.id == Product.id)
-            .where(Product.deleted_at.is_(None))
-            .order_by(starts.desc(), func.length(Product.name), Product.name)
-            .limit(limit * DUPLICATES_SLACK)
-        )
-        return distinct(db.session.scalars(stmt), limit)
+        params = {"fts": expression, "starts": starts_pattern(prefix)}
+        params["n"] = limit * DUPLICATES_SLACK
+        return distinct(db.session.scalars(SUGGEST, params), limit)
