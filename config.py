@@ -103,6 +103,8 @@ class Config:
     STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
     # Seconds a pending, unpaid order keeps its stock; 0 turns the sweep off.
     ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800)
+    # How often the worker looks for them; 0 turns the job off (the CLI still works).
+    ORDER_PAYMENT_SWEEP_INTERVAL = env_int("ORDER_PAYMENT_SWEEP_INTERVAL", 60)
     # Email and background work (app/tasks, app/services/outbox.py).
     SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
     FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://localhost:3000").rstrip("/")

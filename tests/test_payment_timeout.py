@@ -80,3 +80,30 @@ def test_the_cli_command_cancels_and_commits(app, db, client, buyer, make_produc
     assert "Cancelled 1 unpaid order" in result.output
     assert scalar("SELECT status FROM orders") == "cancelled"
     assert stock(product) == 5
+
+
+def test_the_worker_cancels_and_the_customer_gets_the_email(
+    app, db, client, make_user, login, make_product, smtp_server, deliver_outbox
+):
+    from app.tasks import runner
+
+    user = make_user()
+    token = login(user)["access_token"]
+    product = make_product(name="Abandoned Lamp", price="12.50", stock=6)
+    order = order_for(client, token, (product, 2))
+    deliver_outbox()  # the confirmation of the order
+    smtp_server.sink.messages.clear()
+    age(db, order["id"], 1801)
+
+    assert runner.run_job("orders.payment_timeout") is True
+    assert deliver_outbox() == 1
+
+    assert stock(product) == 6
+    assert scalar("SELECT status FROM orders") == "cancelled"
+    [message] = smtp_server.messages
+    assert message["X-Rcpt-To"] == user.email
+    assert "cancel" in message["Subject"].lower()
+    text_part = message.get_body(("plain",)).get_content()
+    assert f"#{order['id']}" in text_part or str(order["id"]) in text_part
+    assert "Abandoned Lamp" in text_part
+    assert message.get_body(("html",)) is not None

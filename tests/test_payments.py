@@ -176,6 +176,22 @@ def test_cancelling_a_paid_order_refunds_it_and_restocks_once(client, buyer, mak
     assert scalar("SELECT payment_status FROM orders") == "refunded"
 
 
+def test_the_cancellation_email_of_a_paid_order_names_the_refund(
+    client, make_user, login, make_product, smtp_server, deliver_outbox
+):
+    user = make_user()
+    token = login(user)["access_token"]
+    order = order_for(client, token, (make_product(price="19.99"), 2))
+    assert pay(client, token, order["id"]).status_code == 200
+    assert client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token)).status_code == 200
+    deliver_outbox()
+    texts = [m.get_body(("plain",)).get_content() for m in smtp_server.messages]
+    assert len(texts) == 3  # placed, processing (paid), cancelled
+    [cancelled] = [text for text in texts if "cancelled" in text]
+    assert "Refunded" in cancelled and "39.98" in cancelled
+    assert all(m["X-Rcpt-To"] == user.email for m in smtp_server.messages)
+
+
 def test_cancelling_an_unpaid_order_refunds_nothing(client, buyer, make_product):
     _, token = buyer
     product = make_product(stock=2)
@@ -223,21 +239,26 @@ def test_minor_units_refuse_what_cannot_be_charged_exactly():
         to_minor_units(0.1, "USD")  # type: ignore[arg-type]
 
 
-# --- racing pays through real server processes ------------------------------------
+# --- races through real server processes ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    with gunicorn(DATABASE_URL, workers=3, threads=4) as live:
+        yield live
 
 
 @pytest.mark.server
-def test_racing_pays_charge_once(db, client, buyer, make_product):
+def test_racing_pays_charge_once(server, client, buyer, make_product):
     _, token = buyer
     product = make_product(stock=10)
     orders = [order_for(client, token, (product, 1)) for _ in range(2)]
-    with gunicorn(DATABASE_URL, workers=3, threads=4) as server:
-        calls = [
-            lambda o=o: server.request("POST", f"/api/orders/{o['id']}/pay", VISA, token)
-            for o in orders
-            for _ in range(6)
-        ]
-        results = race(calls)
+    calls = [
+        lambda o=o: server.request("POST", f"/api/orders/{o['id']}/pay", VISA, token)
+        for o in orders
+        for _ in range(6)
+    ]
+    results = race(calls)
     statuses = Counter(status for status, _ in results)
     assert statuses == {200: 2, 409: 10}, statuses
     assert all(body["code"] == "already_paid" for s, body in results if s == 409)
@@ -252,3 +273,48 @@ def test_racing_pays_charge_once(db, client, buyer, make_product):
             == 1
         )
     assert scalar("SELECT count(*) FROM orders WHERE payment_status = 'paid'") == 2
+
+
+@pytest.mark.server
+def test_racing_cancels_of_a_paid_order_refund_and_restock_once(
+    server, client, buyer, make_product
+):
+    _, token = buyer
+    product = make_product(stock=10)
+    order = order_for(client, token, (product, 4))
+    assert pay(client, token, order["id"]).status_code == 200
+    results = race(
+        [lambda: server.request("POST", f"/api/orders/{order['id']}/cancel", None, token)] * 8
+    )
+    assert Counter(status for status, _ in results) == {200: 1, 409: 7}
+    assert stock(product) == 10
+    assert scalar("SELECT payment_status FROM orders") == "refunded"
+    assert scalar("SELECT count(*) FROM order_status_history WHERE status = 'cancelled'") == 1
+
+
+@pytest.mark.server
+def test_a_pay_racing_a_cancel_ends_consistent(server, client, buyer, make_product):
+    """The pay first (paid and processing, or then cancelled and refunded) or the
+    cancel first (cancelled, unpaid): never a cancelled order that kept the
+    money, and the stock back exactly for the cancelled ones."""
+    _, token = buyer
+    product = make_product(stock=20)
+    orders = [order_for(client, token, (product, 1)) for _ in range(5)]
+    calls = []
+    for o in orders:
+        calls.append(lambda o=o: server.request("POST", f"/api/orders/{o['id']}/pay", VISA, token))
+        calls.append(
+            lambda o=o: server.request("POST", f"/api/orders/{o['id']}/cancel", None, token)
+        )
+    race(calls)
+    states = Counter()
+    for o in orders:
+        status = scalar("SELECT status FROM orders WHERE id = :i", i=o["id"])
+        paid = scalar("SELECT payment_status FROM orders WHERE id = :i", i=o["id"])
+        assert (status, paid) in {
+            ("processing", "paid"),
+            ("cancelled", "unpaid"),
+            ("cancelled", "refunded"),
+        }, (status, paid)
+        states[status] += 1
+    assert stock(product) == 20 - states["processing"]

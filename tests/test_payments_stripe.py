@@ -362,3 +362,34 @@ def test_the_test_provider_has_no_webhook(client):
     payload = event("payment_intent.succeeded", intent("succeeded"))
     response = deliver(client, payload, signed(payload))
     assert response.status_code == 404
+
+
+def test_money_arriving_for_a_cancelled_order_is_refunded(
+    stripe_client, stripe_http, buyer, make_product
+):
+    _, token = buyer
+    product = make_product(price="19.99", stock=5)
+    order = order_for(stripe_client, token, (product, 1))
+    assert (
+        stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token)).status_code
+        == 200
+    )
+    payload = succeeded(order["id"], "pi_late", "evt_late")
+    # The refund fails first: 502, the event is not recorded, so Stripe's retry counts.
+    refused = {"error": {"type": "api_error", "message": "try later"}}
+    stripe_http.answers = [(400, refused)]
+    assert deliver(stripe_client, payload, signed(payload)).status_code == 502
+    assert scalar("SELECT count(*) FROM payment_events") == 0
+    assert scalar("SELECT count(*) FROM payments") == 0
+
+    stripe_http.answers = [(200, {"id": "re_late", "object": "refund", "status": "succeeded"})]
+    assert deliver(stripe_client, payload, signed(payload)).status_code == 200
+
+    refund = stripe_http.requests[-1]
+    assert refund["path"] == "/v1/refunds"
+    assert refund["form"]["payment_intent"] == "pi_late"
+    assert refund["form"]["amount"] == "1999"
+    assert scalar("SELECT status FROM orders") == "cancelled"
+    assert scalar("SELECT payment_status FROM orders") == "refunded"
+    assert scalar("SELECT status FROM payments") == "refunded"
+    assert stock(product) == 5

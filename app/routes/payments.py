@@ -40,6 +40,7 @@ def pay_order(data, order_id):
 @blp.response(200, WebhookAckSchema)
 @blp.alt_response(400, description="The signature does not verify")
 @blp.alt_response(404, description="The configured provider sends no webhooks")
+@blp.alt_response(502, description="A refund it needs failed; the event was not applied")
 def webhook(_event):
     """Apply a signed provider event once, however often it is delivered."""
     payments.handle_webhook(request.get_data(), request.headers.get("Stripe-Signature"))

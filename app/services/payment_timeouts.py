@@ -1,5 +1,8 @@
 """Abandoned checkouts: a pending order left unpaid past ORDER_PAYMENT_TIMEOUT
-is cancelled through the ordinary cancel path, so its stock comes back."""
+is cancelled through the ordinary cancel path, so its stock comes back, its
+history records it, and the customer gets the cancellation email (queued in
+the same transaction). A periodic job every ORDER_PAYMENT_SWEEP_INTERVAL
+seconds, and `flask cancel-expired-orders`."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from app.extensions import db
 from app.models import Order
 from app.models.types import utcnow
 from app.services import orders
+from app.services.background import periodic
 from app.services.payments import lock_order
 
 log = logging.getLogger(__name__)
@@ -57,3 +61,9 @@ def cancel_expired_orders(now: datetime | None = None) -> list[Order]:
         log.info("order %s cancelled: unpaid after the payment timeout", order.id)
         cancelled.append(order)
     return cancelled
+
+
+@periodic("orders.payment_timeout", every="ORDER_PAYMENT_SWEEP_INTERVAL")
+def sweep_expired_orders() -> None:
+    """The periodic job (on a worker, or the embedded thread)."""
+    cancel_expired_orders()

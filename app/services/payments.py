@@ -186,28 +186,28 @@ def _event_order(event: WebhookEvent) -> Order | None:
 def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
     if order.payment_status != "unpaid":
         return  # the synchronous pay got there first
-    if order.status != "pending":
-        log.error(
-            "order %s was paid (event %s) while %s: refund it by hand",
-            order.id,
-            event.id,
-            order.status,
-        )
-        return
     attempt = (
         db.session.scalar(select(db.func.max(Payment.attempt)).where(Payment.order_id == order.id))
         or 0
     ) + 1
-    db.session.add(
-        Payment(
-            order_id=order.id,
-            provider=provider,
-            intent_id=event.intent_id,
-            amount=_amount(order),
-            currency=order.currency,
-            status="succeeded",
-            attempt=attempt,
-        )
+    payment = Payment(
+        order_id=order.id,
+        provider=provider,
+        intent_id=event.intent_id,
+        amount=_amount(order),
+        currency=order.currency,
+        status="succeeded",
+        attempt=attempt,
     )
+    db.session.add(payment)
     db.session.flush()
-    _mark_paid(order)
+    if order.status == "pending":
+        _mark_paid(order)
+        return
+    # Money arrived for an order that can no longer take it (cancelled by the
+    # payment timeout meanwhile): give it back. A failed refund raises, the
+    # event is not recorded, and the provider's redelivery tries again.
+    log.warning("order %s was paid while %s: refunding", order.id, order.status)
+    get_provider().refund(order_id=order.id, intent_id=payment.intent_id, amount=payment.amount)
+    payment.status = "refunded"
+    _set_payment_status(order, "unpaid", "refunded")

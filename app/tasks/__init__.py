@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 
 # Modules that register task handlers and periodic jobs (`app.services.background`);
 # imported before a worker builds its schedule. Add yours here.
-JOB_MODULES = ("app.services.account_tokens", "app.services.notifications")
+JOB_MODULES = (
+    "app.services.account_tokens",
+    "app.services.notifications",
+    "app.services.payment_timeouts",
+)
 
 
 def background_mode(app: Flask) -> str:
