@@ -87,12 +87,6 @@ class Config:
     IDEMPOTENCY_TTL = timedelta(hours=24)
     IDEMPOTENCY_ABANDONED_AFTER = timedelta(seconds=env_int("IDEMPOTENCY_ABANDONED_AFTER", 60))
 
-    API_TITLE = "Shop API"
-    API_VERSION = "1.0.0"
-    OPENAPI_VERSION = "3.0.3"
-    OPENAPI_URL_PREFIX = "/api"
-    OPENAPI_JSON_PATH = "openapi.json"
-
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.

@@ -68,16 +68,6 @@ def register_extensions(app: Flask) -> None:
         max_age=600,
         always_send=False,  # no CORS headers for requests without an Origin
     )
-    app.config.setdefault(
-        "API_SPEC_OPTIONS",
-        {
-            "components": {
-                "securitySchemes": {
-                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-                }
-            }
-        },
-    )
     api.init_app(app)
     limiter.init_app(app)
 

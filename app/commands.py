@@ -9,12 +9,12 @@ from decimal import Decimal
 import click
 from flask import Flask
 from marshmallow import ValidationError
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, insert, select
 
 from app.db import unit_of_work, vacuum_analyze
 from app.errors import ApiError
 from app.extensions import db
-from app.models import Product, User
+from app.models import Product
 from app.models.types import utcnow
 from app.schemas.user import SignupSchema
 from app.services import auth as accounts
@@ -118,11 +118,7 @@ def register_commands(app: Flask) -> None:
     @unit_of_work()
     def create_admin(username: str, email: str, password: str) -> None:
         """Create an admin, or promote the user with this username or email."""
-        existing = db.session.scalar(
-            select(User).where(
-                or_(func.lower(User.username) == username.lower(), User.email == email.lower())
-            )
-        )
+        existing = accounts.find_by_username(username) or accounts.find_by_email(email)
         if existing is not None:
             existing.is_admin = True
             click.echo(f"Promoted {existing.username} (id {existing.id}) to admin.")

@@ -1,37 +1,27 @@
 """Fixtures: a migrated database (SQLite by default, PostgreSQL when
-TEST_DATABASE_URL names one), emptied after every test, and helpers that get
-real tokens through the API."""
+TEST_DATABASE_URL names one: see tests/helpers.py), emptied after every test,
+and users, products and real tokens obtained through the API. Plain helpers
+are in tests/helpers.py."""
 
 from __future__ import annotations
 
+# isort: off
+from tests.helpers import IS_POSTGRES, PASSWORD  # first: it picks the database `config` reads
+# isort: on
+
 import itertools
-import os
-import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-
-# Decide the database before `config` is imported: TestingConfig reads it.
-os.environ["FLASK_CONFIG"] = "testing"
-# The in-process test app keeps revocations in the database; tests that need
-# Redis (and the scale-out servers) get this URL explicitly.
-REDIS_URL = os.environ.pop("REDIS_URL", None)
-if not os.environ.get("TEST_DATABASE_URL"):
-    _tmp = tempfile.mkdtemp(prefix="shop-test-")
-    os.environ["TEST_DATABASE_URL"] = f"sqlite:///{_tmp}/test.db"
-
 from flask_migrate import upgrade
-from sqlalchemy import event, text
+from sqlalchemy import event
 
 from app import create_app
 from app.extensions import db as _db
 from app.models import Product
 from app.services.auth import create_user
 
-DATABASE_URL = os.environ["TEST_DATABASE_URL"]
-IS_POSTGRES = DATABASE_URL.startswith("postgresql")
-PASSWORD = "correct-horse-9"
 _counter = itertools.count(1)
 
 
@@ -126,10 +116,6 @@ def count_queries(app):
     return counting
 
 
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _snapshot(obj):
     """Detach a committed object: test requests share the test's app context
     (and session), and their rollbacks must not expire the test's objects."""
@@ -193,12 +179,6 @@ def make_product(app):
         return _snapshot(product)
 
     return make
-
-
-def scalar(sql: str, **params):
-    """A value straight from the database, bypassing the ORM's identity map."""
-    with _db.engine.connect() as conn:
-        return conn.execute(text(sql), params).scalar()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from app.models import AccountToken
-from tests.conftest import PASSWORD, auth, scalar
+from tests.helpers import PASSWORD, auth, scalar
 
 NEW_PASSWORD = "brand-new-pass-7"
 

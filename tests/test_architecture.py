@@ -92,3 +92,16 @@ def test_routes_never_touch_the_session(path):
     names = {name for _, module, name in imports(path) if module == "app.extensions"}
     assert "db" not in names, f"{path.name}: a view calls a service, never db"
     assert "session.commit()" not in path.read_text()
+
+
+def test_one_order_status_enum_drives_constraint_schemas_openapi_and_workflow(client):
+    from app.models import Order, OrderStatus
+    from app.services.workflow import TRANSITIONS
+
+    values = [status.value for status in OrderStatus]
+    check = next(c for c in Order.__table__.constraints if c.name == "ck_orders_status_known")
+    assert str(check.sqltext) == "status IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+    assert set(TRANSITIONS) == set(OrderStatus)
+    schemas = client.get("/api/openapi.json").get_json()["components"]["schemas"]
+    for name in ("OrderUpdate", "OrderResponse"):
+        assert schemas[name]["properties"]["status"]["enum"] == values

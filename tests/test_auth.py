@@ -12,7 +12,7 @@ import pytest
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app.models import RevokedToken, User
-from tests.conftest import PASSWORD, auth
+from tests.helpers import PASSWORD, auth
 
 SIGNUP = {"username": "alice", "email": "Alice@Example.com", "password": "s3cret-pass"}
 
@@ -107,7 +107,9 @@ def test_signup_duplicates_ignoring_case_are_409(client, duplicate):
     assert signup(client).status_code == 201
     response = signup(client, **duplicate)
     assert response.status_code == 409
-    assert response.get_json()["message"]
+    body = response.get_json()
+    assert body["code"] == "duplicate"
+    assert body["details"] == {"field": next(iter(duplicate))}
 
 
 def test_racing_signups_with_one_email_end_in_201_and_409(app, db):
@@ -220,7 +222,7 @@ def test_login_validation(client, body):
 def test_profile_needs_a_token(client):
     response = client.get("/api/auth/profile")
     assert response.status_code == 401
-    assert response.get_json()["message"]
+    assert response.get_json()["code"] == "token_missing"
 
 
 def test_profile_returns_the_user(client, make_user, login):
@@ -294,7 +296,10 @@ def test_access_token_refused_for_refresh(client, make_user, login):
     tokens = login(make_user())
     response = client.post("/api/auth/refresh", headers=auth(tokens["access_token"]))
     assert response.status_code == 401
-    assert response.get_json()["message"]
+    assert response.get_json() == {
+        "code": "token_invalid",
+        "message": "This route needs a refresh token",
+    }
 
 
 def test_refresh_gives_a_working_access_token(client, make_user, login):
@@ -332,7 +337,7 @@ def test_logout_revokes_the_access_token_at_once(client, db, make_user, login):
     tokens = login(make_user())
     response = client.post("/api/auth/logout", headers=auth(tokens["access_token"]))
     assert response.status_code == 200
-    assert response.get_json()["message"]
+    assert response.get_json() == {"message": "Logged out"}
     again = client.get("/api/auth/profile", headers=auth(tokens["access_token"]))
     assert again.status_code == 401
     assert "revoked" in again.get_json()["message"].lower()
@@ -390,7 +395,7 @@ def test_admin_required_reads_the_database_not_the_token(client, db, make_user, 
     db.session.commit()
     response = client.post("/api/products", json=new_product, headers=auth(token))
     assert response.status_code == 403
-    assert response.get_json()["message"]
+    assert response.get_json() == {"code": "forbidden", "message": "Admin privileges required"}
 
 
 # --- profile update ----------------------------------------------------------

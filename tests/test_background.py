@@ -19,7 +19,7 @@ from app.extensions import db as _db
 from app.models import User
 from app.services.background import PERIODIC_JOBS, periodic
 from app.tasks import runner
-from tests.conftest import DATABASE_URL, PASSWORD, REDIS_URL, auth, scalar
+from tests.helpers import DATABASE_URL, PASSWORD, REDIS_URL, auth, scalar
 from tests.live import eventually, gunicorn
 
 ADDRESS = {"shipping_address": "221B Baker Street, London"}

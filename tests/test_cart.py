@@ -8,14 +8,7 @@ from decimal import Decimal
 import pytest
 
 from app.models import CartItem
-from tests.conftest import auth, scalar
-
-
-def add(client, token, product_id, quantity=None):
-    body = {"product_id": product_id}
-    if quantity is not None:
-        body["quantity"] = quantity
-    return client.post("/api/cart", json=body, headers=auth(token))
+from tests.helpers import add_to_cart, auth, scalar
 
 
 def test_cart_needs_a_token(client):
@@ -44,7 +37,7 @@ def test_empty_cart_made_on_first_use(client, db, make_user, login):
 
 def test_add_returns_whole_cart(client, user_token, make_product):
     product = make_product(name="Mug", price="4.50", stock=10, image_url="https://x.io/m.png")
-    response = add(client, user_token, product.id, 2)
+    response = add_to_cart(client, user_token, product.id, 2)
     assert response.status_code == 201
     cart = response.get_json()
     assert set(cart) == {"id", "items", "total_items", "total"}
@@ -64,13 +57,13 @@ def test_add_returns_whole_cart(client, user_token, make_product):
 
 def test_quantity_defaults_to_one(client, user_token, make_product):
     product = make_product()
-    assert add(client, user_token, product.id).get_json()["items"][0]["quantity"] == 1
+    assert add_to_cart(client, user_token, product.id).get_json()["items"][0]["quantity"] == 1
 
 
 def test_adding_again_adds_to_the_line(client, db, user_token, make_product):
     product = make_product(stock=10)
-    add(client, user_token, product.id, 2)
-    cart = add(client, user_token, product.id, 3).get_json()
+    add_to_cart(client, user_token, product.id, 2)
+    cart = add_to_cart(client, user_token, product.id, 3).get_json()
     assert len(cart["items"]) == 1
     assert cart["items"][0]["quantity"] == 5
     assert db.session.scalar(db.select(db.func.count()).select_from(CartItem)) == 1
@@ -79,8 +72,8 @@ def test_adding_again_adds_to_the_line(client, db, user_token, make_product):
 def test_exact_totals(client, user_token, make_product):
     dime = make_product(price="0.10", stock=100)
     other = make_product(price="19.99", stock=100)
-    add(client, user_token, dime.id, 3)
-    response = add(client, user_token, other.id, 3)
+    add_to_cart(client, user_token, dime.id, 3)
+    response = add_to_cart(client, user_token, other.id, 3)
     cart = response.get_json()
     assert cart["total"] == Decimal("60.27")
     assert b'"total":60.27' in response.data
@@ -90,24 +83,24 @@ def test_exact_totals(client, user_token, make_product):
 
 def test_over_stock_is_409_naming_product_and_stock(client, user_token, make_product):
     product = make_product(name="Rare Lamp", stock=3)
-    response = add(client, user_token, product.id, 4)
+    response = add_to_cart(client, user_token, product.id, 4)
     assert response.status_code == 409
     message = response.get_json()["message"]
     assert "Rare Lamp" in message and "3" in message
-    assert add(client, user_token, product.id, 3).status_code == 201
-    response = add(client, user_token, product.id, 1)
+    assert add_to_cart(client, user_token, product.id, 3).status_code == 201
+    response = add_to_cart(client, user_token, product.id, 1)
     assert response.status_code == 409
     cart = client.get("/api/cart", headers=auth(user_token)).get_json()
     assert cart["items"][0]["quantity"] == 3
 
 
 def test_unknown_or_deleted_product_is_404(client, user_token, admin_token, make_product):
-    assert add(client, user_token, 999999).status_code == 404
+    assert add_to_cart(client, user_token, 999999).status_code == 404
     product = make_product()
     client.delete(f"/api/products/{product.id}", headers=auth(admin_token))
-    response = add(client, user_token, product.id)
+    response = add_to_cart(client, user_token, product.id)
     assert response.status_code == 404
-    assert response.get_json()["message"]
+    assert response.get_json() == {"code": "not_found", "message": "Product not found"}
 
 
 @pytest.mark.parametrize(
@@ -141,7 +134,7 @@ def test_missing_or_forbidden_fields_are_422(client, user_token, make_product, b
 
 def test_update_quantity(client, user_token, make_product):
     product = make_product(price="2.00", stock=5)
-    item_id = add(client, user_token, product.id, 1).get_json()["items"][0]["id"]
+    item_id = add_to_cart(client, user_token, product.id, 1).get_json()["items"][0]["id"]
     response = client.put(f"/api/cart/{item_id}", json={"quantity": 4}, headers=auth(user_token))
     assert response.status_code == 200
     assert response.get_json()["total"] == Decimal("8.00")
@@ -158,8 +151,8 @@ def test_update_quantity(client, user_token, make_product):
 
 def test_remove_and_clear(client, user_token, make_product):
     a, b = make_product(), make_product()
-    add(client, user_token, a.id)
-    cart = add(client, user_token, b.id).get_json()
+    add_to_cart(client, user_token, a.id)
+    cart = add_to_cart(client, user_token, b.id).get_json()
     first = cart["items"][0]["id"]
     response = client.delete(f"/api/cart/{first}", headers=auth(user_token))
     assert response.status_code == 200
@@ -174,7 +167,7 @@ def test_other_users_items_are_404(client, make_user, login, make_product):
     mine = login(make_user())["access_token"]
     theirs = login(make_user())["access_token"]
     product = make_product()
-    their_item = add(client, theirs, product.id, 2).get_json()["items"][0]["id"]
+    their_item = add_to_cart(client, theirs, product.id, 2).get_json()["items"][0]["id"]
     assert (
         client.put(f"/api/cart/{their_item}", json={"quantity": 1}, headers=auth(mine)).status_code
         == 404
@@ -198,10 +191,10 @@ def test_line_count_limit(client, user_token, make_product):
 
     products = [make_product() for _ in range(MAX_CART_LINES + 1)]
     for product in products[:-1]:
-        assert add(client, user_token, product.id).status_code == 201
-    response = add(client, user_token, products[-1].id)
+        assert add_to_cart(client, user_token, product.id).status_code == 201
+    response = add_to_cart(client, user_token, products[-1].id)
     assert response.status_code == 409
-    assert add(client, user_token, products[0].id).status_code == 201
+    assert add_to_cart(client, user_token, products[0].id).status_code == 201
 
 
 def test_concurrent_adds_of_one_product_merge_into_one_line(
@@ -217,7 +210,7 @@ def test_concurrent_adds_of_one_product_merge_into_one_line(
         client = app.test_client()
         barrier.wait()
         for _ in range(3):
-            statuses.append(add(client, token, product.id, 2).status_code)
+            statuses.append(add_to_cart(client, token, product.id, 2).status_code)
 
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     for thread in threads:
@@ -232,7 +225,7 @@ def test_concurrent_adds_of_one_product_merge_into_one_line(
 @pytest.mark.parametrize("lines", [1, 50])
 def test_get_cart_query_budget_is_flat(client, user_token, make_product, count_queries, lines):
     for _ in range(lines):
-        add(client, user_token, make_product().id)
+        add_to_cart(client, user_token, make_product().id)
     with count_queries() as q:
         response = client.get("/api/cart", headers=auth(user_token))
     assert len(response.get_json()["items"]) == lines

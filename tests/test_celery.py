@@ -12,7 +12,7 @@ import pytest
 
 from app.extensions import db
 from app.services.outbox import queue_email
-from tests.conftest import DATABASE_URL, IS_POSTGRES, PASSWORD, REDIS_URL, auth, scalar
+from tests.helpers import DATABASE_URL, IS_POSTGRES, PASSWORD, REDIS_URL, auth, scalar
 from tests.live import celery_worker, eventually
 
 pytestmark = [

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import DATABASE_URL
+from tests.helpers import DATABASE_URL
 from tests.live import gunicorn
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

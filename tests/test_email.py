@@ -11,7 +11,7 @@ import pytest
 
 from app.models import OutboxMessage
 from app.services.mail import format_money
-from tests.conftest import auth, scalar
+from tests.helpers import auth, scalar
 from tests.smtp import parts
 
 ADDRESS = {"shipping_address": "221B Baker Street, London"}

@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import ApiError
-from tests.conftest import PASSWORD, auth
-
-ADDRESS = {"shipping_address": "221B Baker Street, London"}
+from tests.helpers import PASSWORD, SHIPPING, auth
 
 
 def error(response, status: int, code: str) -> dict:
@@ -123,20 +121,20 @@ def test_out_of_stock_at_checkout_gives_product_and_available(client, db, user_t
     db.session.execute(db.text("UPDATE products SET stock = 2 WHERE id = :i"), {"i": product.id})
     db.session.commit()
     body = error(
-        client.post("/api/orders", json=ADDRESS, headers=auth(user_token)), 409, "out_of_stock"
+        client.post("/api/orders", json=SHIPPING, headers=auth(user_token)), 409, "out_of_stock"
     )
     assert body["details"] == {"product_id": product.id, "available": 2}
 
 
 def test_empty_cart(client, user_token):
-    response = client.post("/api/orders", json=ADDRESS, headers=auth(user_token))
+    response = client.post("/api/orders", json=SHIPPING, headers=auth(user_token))
     error(response, 409, "empty_cart")
 
 
 def test_invalid_transition_gives_from_and_to(client, user_token, admin_token, make_product):
     product = make_product()
     client.post("/api/cart", json={"product_id": product.id}, headers=auth(user_token))
-    order = client.post("/api/orders", json=ADDRESS, headers=auth(user_token)).get_json()
+    order = client.post("/api/orders", json=SHIPPING, headers=auth(user_token)).get_json()
     response = client.put(
         f"/api/orders/{order['id']}", json={"status": "delivered"}, headers=auth(admin_token)
     )

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.conftest import DATABASE_URL, PASSWORD
+from tests.helpers import DATABASE_URL, PASSWORD
 from tests.live import free_port, gunicorn
 
 REDIS_SERVER = shutil.which("redis-server")

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from tests.conftest import IS_POSTGRES
+from tests.helpers import IS_POSTGRES
 
 
 def test_health_ok(client):
@@ -21,8 +21,12 @@ def test_health_503_when_database_unreachable(make_app):
     response = app.test_client().get("/api/health")
     assert response.status_code == 503
     body = response.get_json()
-    assert body["database"] == "unavailable"
-    assert body["message"]
+    assert body == {
+        "status": "unavailable",
+        "database": "unavailable",
+        "code": "unavailable",
+        "message": "Database unavailable",
+    }
 
 
 @pytest.mark.parametrize(
@@ -59,7 +63,7 @@ def test_body_over_one_mebibyte_is_413(client):
     body = '{"email": "' + "a" * (1024 * 1024 + 10) + '", "password": "x"}'
     response = client.post("/api/auth/login", data=body, content_type="application/json")
     assert response.status_code == 413
-    assert response.get_json()["message"]
+    assert response.get_json()["code"] == "payload_too_large"
 
 
 def test_deeply_nested_json_is_400_not_500(client):

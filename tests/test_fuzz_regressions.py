@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import auth
+from tests.helpers import auth
 
 
 @pytest.mark.parametrize("item_id", ["0", "2147483648", "99999999999999999999999"])

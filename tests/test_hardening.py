@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tests.conftest import PASSWORD, auth
+from tests.helpers import PASSWORD, auth
 
 ALLOWED = "http://localhost:3000"
 

@@ -15,9 +15,8 @@ from sqlalchemy import insert, text
 
 from app.models import Cart, CartItem
 from app.services.cart import MAX_CART_LINES
-from tests.conftest import DATABASE_URL, IS_POSTGRES, scalar
+from tests.helpers import DATABASE_URL, IS_POSTGRES, SHIPPING, buyers_with_carts, race, scalar
 from tests.live import gunicorn
-from tests.test_races import ADDRESS, buyers_with_carts, race
 
 pytestmark = pytest.mark.server
 postgres_only = pytest.mark.skipif(
@@ -81,9 +80,9 @@ def in_thread(call):
 def test_parallel_checkouts_of_one_cart_make_one_order(server, db, make_user, login, make_product):
     product = make_product(stock=1000)
     for trial in range(3):
-        (token,) = buyers_with_carts(db, make_user, login, [(product, 2)], 1)
+        (token,) = buyers_with_carts(make_user, login, [(product, 2)], 1)
         results = race(
-            [lambda t=token: server.request("POST", "/api/orders", ADDRESS, t) for _ in range(10)]
+            [lambda t=token: server.request("POST", "/api/orders", SHIPPING, t) for _ in range(10)]
         )
         statuses = Counter(status for status, _ in results)
         assert statuses == {201: 1, 409: 9}, (trial, statuses)
@@ -101,9 +100,9 @@ def test_a_line_added_during_a_checkout_is_ordered_or_kept(
 ):
     a = make_product(stock=10)
     b = make_product(stock=10)
-    (token,) = buyers_with_carts(db, make_user, login, [(a, 1)], 1)
+    (token,) = buyers_with_carts(make_user, login, [(a, 1)], 1)
     with product_locked(db, a.id):
-        checkout = in_thread(lambda: server.request("POST", "/api/orders", ADDRESS, token))
+        checkout = in_thread(lambda: server.request("POST", "/api/orders", SHIPPING, token))
         wait_for_lock_waiters(1)
         add = in_thread(
             lambda: server.request("POST", "/api/cart", {"product_id": b.id, "quantity": 2}, token)
@@ -123,11 +122,11 @@ def test_a_line_added_during_a_checkout_is_ordered_or_kept(
 @postgres_only
 def test_an_idempotency_takeover_never_commits_twice(server, db, make_user, login, make_product):
     product = make_product(stock=10)
-    (token,) = buyers_with_carts(db, make_user, login, [(product, 2)], 1)
+    (token,) = buyers_with_carts(make_user, login, [(product, 2)], 1)
     headers = {"Idempotency-Key": "slow-checkout"}
 
     def place():
-        return server.request("POST", "/api/orders", ADDRESS, token, headers)
+        return server.request("POST", "/api/orders", SHIPPING, token, headers)
 
     with product_locked(db, product.id):
         first = in_thread(place)

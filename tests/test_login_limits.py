@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import DATABASE_URL, PASSWORD
+from tests.helpers import DATABASE_URL, PASSWORD
 from tests.live import gunicorn
 
 pytestmark = pytest.mark.server

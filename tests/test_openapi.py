@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.conftest import auth
+from tests.helpers import auth
 
 # The documentation's own routes are not API operations, so they are not in it.
 DOC_ROUTES = re.compile(r"^/api/(openapi\.json|docs(/.*)?)$")

@@ -7,31 +7,13 @@ from decimal import Decimal
 import pytest
 
 from app.models import IdempotencyKey, Order
-from tests.conftest import auth, scalar
-
-ADDRESS = {"shipping_address": "221B Baker Street, London"}
+from tests.helpers import SHIPPING, auth, fill_cart, place_order, scalar, stock
 
 
 @pytest.fixture
 def buyer(make_user, login):
     user = make_user()
     return user, login(user)["access_token"]
-
-
-def fill(client, token, *lines):
-    for product, quantity in lines:
-        response = client.post(
-            "/api/cart", json={"product_id": product.id, "quantity": quantity}, headers=auth(token)
-        )
-        assert response.status_code == 201, response.get_json()
-
-
-def place(client, token, body=ADDRESS, **headers):
-    return client.post("/api/orders", json=body, headers={**auth(token), **headers})
-
-
-def stock(product) -> int:
-    return scalar("SELECT stock FROM products WHERE id = :i", i=product.id)
 
 
 # --- placing --------------------------------------------------------------------
@@ -41,8 +23,8 @@ def test_place_order_from_cart(client, buyer, make_product):
     user, token = buyer
     a = make_product(name="A", price="0.10", stock=5)
     b = make_product(name="B", price="19.99", stock=2)
-    fill(client, token, (a, 3), (b, 2))
-    response = place(client, token)
+    fill_cart(client, token, (a, 3), (b, 2))
+    response = place_order(client, token)
     assert response.status_code == 201
     order = response.get_json()
     assert set(order) == {
@@ -61,7 +43,7 @@ def test_place_order_from_cart(client, buyer, make_product):
     assert order["user_id"] == user.id and order["status"] == "pending"
     assert order["currency"] == "USD" and order["payment_status"] == "unpaid"
     assert order["total_amount"] == Decimal("40.28")
-    assert order["shipping_address"] == ADDRESS["shipping_address"]
+    assert order["shipping_address"] == SHIPPING["shipping_address"]
     assert [
         (i["product_id"], i["product_name"], i["unit_price"], i["quantity"], i["subtotal"])
         for i in order["items"]
@@ -76,7 +58,7 @@ def test_place_order_from_cart(client, buyer, make_product):
 
 
 def test_empty_cart_is_409(client, buyer):
-    response = place(client, buyer[1])
+    response = place_order(client, buyer[1])
     assert response.status_code == 409
     assert "empty" in response.get_json()["message"].lower()
     assert scalar("SELECT count(*) FROM orders") == 0
@@ -86,10 +68,10 @@ def test_short_line_changes_nothing(client, db, buyer, make_product):
     _, token = buyer
     plenty = make_product(name="Plenty", stock=10)
     scarce = make_product(name="Scarce Widget", stock=5)
-    fill(client, token, (plenty, 2), (scarce, 5))
+    fill_cart(client, token, (plenty, 2), (scarce, 5))
     db.session.execute(db.text("UPDATE products SET stock = 1 WHERE id = :i"), {"i": scarce.id})
     db.session.commit()
-    response = place(client, token)
+    response = place_order(client, token)
     assert response.status_code == 409
     message = response.get_json()["message"]
     assert "Scarce Widget" in message and "1" in message
@@ -107,16 +89,16 @@ def test_short_line_changes_nothing(client, db, buyer, make_product):
         {"shipping_address": "x" * 501},
         {"shipping_address": "      "},
         {"shipping_address": 12345},
-        {**ADDRESS, "status": "delivered"},
-        {**ADDRESS, "total_amount": 0},
-        {**ADDRESS, "user_id": 1},
+        {**SHIPPING, "status": "delivered"},
+        {**SHIPPING, "total_amount": 0},
+        {**SHIPPING, "user_id": 1},
     ],
 )
 def test_place_validation(client, buyer, make_product, body):
     _, token = buyer
     product = make_product(stock=5)
-    fill(client, token, (product, 1))
-    response = place(client, token, body)
+    fill_cart(client, token, (product, 1))
+    response = place_order(client, token, body)
     assert response.status_code == 422
     assert stock(product) == 5 and scalar("SELECT count(*) FROM orders") == 0
 
@@ -124,8 +106,8 @@ def test_place_validation(client, buyer, make_product, body):
 def test_order_keeps_its_copy_when_product_changes(client, buyer, admin_token, make_product):
     _, token = buyer
     product = make_product(name="Original", price="10.00", stock=5)
-    fill(client, token, (product, 1))
-    order = place(client, token).get_json()
+    fill_cart(client, token, (product, 1))
+    order = place_order(client, token).get_json()
     client.put(
         f"/api/products/{product.id}",
         json={"name": "Renamed", "price": "99.00"},
@@ -144,11 +126,11 @@ def test_order_keeps_its_copy_when_product_changes(client, buyer, admin_token, m
 def test_idempotent_retry_replays_and_creates_nothing(client, buyer, make_product):
     _, token = buyer
     product = make_product(stock=5)
-    fill(client, token, (product, 2))
-    first = place(client, token, **{"Idempotency-Key": "abc-123"})
+    fill_cart(client, token, (product, 2))
+    first = place_order(client, token, **{"Idempotency-Key": "abc-123"})
     assert first.status_code == 201
-    fill(client, token, (product, 1))  # a new cart must not be ordered by the retry
-    retry = place(client, token, **{"Idempotency-Key": "abc-123"})
+    fill_cart(client, token, (product, 1))  # a new cart must not be ordered by the retry
+    retry = place_order(client, token, **{"Idempotency-Key": "abc-123"})
     assert retry.status_code == 201
     assert retry.get_json() == first.get_json()
     assert retry.headers.get("Idempotent-Replayed") == "true"
@@ -158,9 +140,9 @@ def test_idempotent_retry_replays_and_creates_nothing(client, buyer, make_produc
 
 def test_same_key_different_body_is_422(client, buyer, make_product):
     _, token = buyer
-    fill(client, token, (make_product(stock=5), 1))
-    assert place(client, token, **{"Idempotency-Key": "k1"}).status_code == 201
-    response = place(
+    fill_cart(client, token, (make_product(stock=5), 1))
+    assert place_order(client, token, **{"Idempotency-Key": "k1"}).status_code == 201
+    response = place_order(
         client, token, {"shipping_address": "Somewhere else 1"}, **{"Idempotency-Key": "k1"}
     )
     assert response.status_code == 422
@@ -172,10 +154,10 @@ def test_keys_are_per_user(client, make_user, login, make_product):
     product = make_product(stock=5)
     one = login(make_user())["access_token"]
     two = login(make_user())["access_token"]
-    fill(client, one, (product, 1))
-    fill(client, two, (product, 1))
-    assert place(client, one, **{"Idempotency-Key": "shared"}).status_code == 201
-    second = place(client, two, **{"Idempotency-Key": "shared"})
+    fill_cart(client, one, (product, 1))
+    fill_cart(client, two, (product, 1))
+    assert place_order(client, one, **{"Idempotency-Key": "shared"}).status_code == 201
+    second = place_order(client, two, **{"Idempotency-Key": "shared"})
     assert second.status_code == 201
     assert scalar("SELECT count(*) FROM orders") == 2
 
@@ -184,7 +166,7 @@ def claim_key(app, db, user, key, **fields):
     """A claimed key with no stored answer: what a still-running request leaves."""
     from app.web import idempotency
 
-    with app.test_request_context("/api/orders", method="POST", json=ADDRESS):
+    with app.test_request_context("/api/orders", method="POST", json=SHIPPING):
         fingerprint = idempotency._fingerprint()
     db.session.add(IdempotencyKey(user_id=user.id, key=key, fingerprint=fingerprint, **fields))
     db.session.commit()
@@ -192,9 +174,9 @@ def claim_key(app, db, user, key, **fields):
 
 def test_key_in_flight_is_409(app, client, db, buyer, make_product):
     user, token = buyer
-    fill(client, token, (make_product(stock=5), 1))
+    fill_cart(client, token, (make_product(stock=5), 1))
     claim_key(app, db, user, "running")
-    response = place(client, token, **{"Idempotency-Key": "running"})
+    response = place_order(client, token, **{"Idempotency-Key": "running"})
     assert response.status_code == 409
     assert "progress" in response.get_json()["message"]
     assert response.get_json()["code"] == "idempotency_in_flight"
@@ -208,8 +190,8 @@ def test_abandoned_claim_is_taken_over_after_a_minute(client, db, buyer, make_pr
     from app.web import idempotency
 
     user, token = buyer
-    fill(client, token, (make_product(stock=5), 1))
-    with client.application.test_request_context("/api/orders", method="POST", json=ADDRESS):
+    fill_cart(client, token, (make_product(stock=5), 1))
+    with client.application.test_request_context("/api/orders", method="POST", json=SHIPPING):
         fingerprint = idempotency._fingerprint()
     db.session.add(
         IdempotencyKey(
@@ -220,30 +202,30 @@ def test_abandoned_claim_is_taken_over_after_a_minute(client, db, buyer, make_pr
         )
     )
     db.session.commit()
-    response = place(client, token, **{"Idempotency-Key": "dead"})
+    response = place_order(client, token, **{"Idempotency-Key": "dead"})
     assert response.status_code == 201
     assert scalar("SELECT count(*) FROM orders") == 1
 
 
 def test_conflict_answers_are_replayed_validation_errors_are_not(client, buyer, make_product):
     _, token = buyer
-    first = place(client, token, **{"Idempotency-Key": "empty"})
+    first = place_order(client, token, **{"Idempotency-Key": "empty"})
     assert first.status_code == 409
-    fill(client, token, (make_product(stock=5), 1))
-    replay = place(client, token, **{"Idempotency-Key": "empty"})
+    fill_cart(client, token, (make_product(stock=5), 1))
+    replay = place_order(client, token, **{"Idempotency-Key": "empty"})
     assert replay.status_code == 409 and replay.get_json() == first.get_json()
 
-    bad = place(client, token, {"shipping_address": "no"}, **{"Idempotency-Key": "fixme"})
+    bad = place_order(client, token, {"shipping_address": "no"}, **{"Idempotency-Key": "fixme"})
     assert bad.status_code == 422
-    good = place(client, token, {"shipping_address": "no"}, **{"Idempotency-Key": "fixme"})
+    good = place_order(client, token, {"shipping_address": "no"}, **{"Idempotency-Key": "fixme"})
     assert good.status_code == 422  # not replayed: the key was released
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256])
 def test_bad_keys_are_422(client, buyer, make_product, key):
     _, token = buyer
-    fill(client, token, (make_product(stock=5), 1))
-    response = place(client, token, **{"Idempotency-Key": key})
+    fill_cart(client, token, (make_product(stock=5), 1))
+    response = place_order(client, token, **{"Idempotency-Key": key})
     assert response.status_code == 422
     assert scalar("SELECT count(*) FROM orders") == 0
 
@@ -255,12 +237,12 @@ def test_keys_expire_after_24_hours(client, db, buyer, make_product):
 
     _, token = buyer
     product = make_product(stock=5)
-    fill(client, token, (product, 1))
-    assert place(client, token, **{"Idempotency-Key": "old"}).status_code == 201
+    fill_cart(client, token, (product, 1))
+    assert place_order(client, token, **{"Idempotency-Key": "old"}).status_code == 201
     db.session.execute(db.update(IdempotencyKey).values(created_at=utcnow() - timedelta(hours=25)))
     db.session.commit()
-    fill(client, token, (product, 1))
-    again = place(client, token, **{"Idempotency-Key": "old"})
+    fill_cart(client, token, (product, 1))
+    again = place_order(client, token, **{"Idempotency-Key": "old"})
     assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") is None
     assert scalar("SELECT count(*) FROM orders") == 2
 
@@ -289,8 +271,8 @@ def order_in(client, buyer, admin_token, make_product):
     def make(status: str, quantity: int = 2):
         _, token = buyer
         product = make_product(stock=10)
-        fill(client, token, (product, quantity))
-        order = place(client, token).get_json()
+        fill_cart(client, token, (product, quantity))
+        order = place_order(client, token).get_json()
         for step in PATH_TO[status]:
             response = client.put(
                 f"/api/orders/{order['id']}", json={"status": step}, headers=auth(admin_token)
@@ -418,7 +400,7 @@ def test_address_and_forbidden_status_together_change_nothing(client, order_in):
     assert response.status_code == 403
     assert (
         scalar("SELECT shipping_address FROM orders WHERE id = :i", i=order_id)
-        == ADDRESS["shipping_address"]
+        == SHIPPING["shipping_address"]
     )
 
 
@@ -465,11 +447,11 @@ def test_list_own_orders_newest_first_with_filter(
     product = make_product(stock=100)
     ids = []
     for _ in range(3):
-        fill(client, token, (product, 1))
-        ids.append(place(client, token).get_json()["id"])
+        fill_cart(client, token, (product, 1))
+        ids.append(place_order(client, token).get_json()["id"])
     other = login(make_user())["access_token"]
-    fill(client, other, (product, 1))
-    place(client, other)
+    fill_cart(client, other, (product, 1))
+    place_order(client, other)
     client.post(f"/api/orders/{ids[0]}/cancel", headers=auth(token))
 
     page = client.get("/api/orders", headers=auth(token)).get_json()
@@ -496,8 +478,8 @@ def test_admin_lists_a_users_orders(
 ):
     user = make_user()
     token = login(user)["access_token"]
-    fill(client, token, (make_product(stock=5), 1))
-    order_id = place(client, token).get_json()["id"]
+    fill_cart(client, token, (make_product(stock=5), 1))
+    order_id = place_order(client, token).get_json()["id"]
     page = client.get(f"/api/orders/user/{user.id}", headers=auth(admin_token)).get_json()
     assert [o["id"] for o in page["items"]] == [order_id]
     assert client.get("/api/orders/user/999999", headers=auth(admin_token)).status_code == 404
@@ -511,11 +493,11 @@ def test_order_reads_have_flat_query_counts(
     products = [make_product(stock=100) for _ in range(12)]
     order_ids = []
     for n in (1, 12):
-        fill(client, token, *[(p, 1) for p in products[:n]])
-        order_ids.append(place(client, token).get_json()["id"])
+        fill_cart(client, token, *[(p, 1) for p in products[:n]])
+        order_ids.append(place_order(client, token).get_json()["id"])
     for _ in range(5):
-        fill(client, token, (products[0], 1))
-        place(client, token)
+        fill_cart(client, token, (products[0], 1))
+        place_order(client, token)
     client.put(
         f"/api/orders/{order_ids[1]}", json={"status": "processing"}, headers=auth(admin_token)
     )
@@ -540,9 +522,9 @@ def test_checkout_statement_count_is_bounded(client, buyer, make_product, count_
     _, token = buyer
     counts = {}
     for lines in (1, 10):
-        fill(client, token, *[(make_product(stock=5), 1) for _ in range(lines)])
+        fill_cart(client, token, *[(make_product(stock=5), 1) for _ in range(lines)])
         with count_queries() as q:
-            assert place(client, token).status_code == 201
+            assert place_order(client, token).status_code == 201
         counts[lines] = q.count
     # one guarded UPDATE per line, everything else constant
     assert counts[10] - counts[1] == 9, (counts, q.statements)
@@ -552,8 +534,8 @@ def test_checkout_statement_count_is_bounded(client, buyer, make_product, count_
 
 def test_order_total_is_a_number_with_two_decimals(client, buyer, make_product):
     _, token = buyer
-    fill(client, token, (make_product(price="699.99", stock=5), 1))
-    response = place(client, token)
+    fill_cart(client, token, (make_product(price="699.99", stock=5), 1))
+    response = place_order(client, token)
     assert b'"total_amount":699.99' in response.data
 
 

@@ -10,8 +10,7 @@ from sqlalchemy import text
 
 from app.models.types import utcnow
 from app.services.payment_timeouts import cancel_expired_orders
-from tests.conftest import auth, scalar
-from tests.test_payments import order_for, pay, stock
+from tests.helpers import auth, order_for, pay, scalar, stock
 
 
 @pytest.fixture

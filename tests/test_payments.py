@@ -10,12 +10,9 @@ from sqlalchemy import select
 
 from app.models import Payment
 from app.utils.money import from_minor_units, to_minor_units
-from tests.conftest import DATABASE_URL, auth, scalar
+from tests.helpers import DATABASE_URL, VISA, auth, order_for, pay, race, scalar, stock
 from tests.live import gunicorn
-from tests.test_races import race
 
-ADDRESS = {"shipping_address": "221B Baker Street, London"}
-VISA = {"payment_method": "pm_card_visa"}
 DECLINED = {"payment_method": "pm_card_chargeDeclined"}
 
 
@@ -23,26 +20,6 @@ DECLINED = {"payment_method": "pm_card_chargeDeclined"}
 def buyer(make_user, login):
     user = make_user()
     return user, login(user)["access_token"]
-
-
-def order_for(client, token, *lines) -> dict:
-    """A pending order of `lines` [(product, quantity)], placed through the API."""
-    for product, quantity in lines:
-        response = client.post(
-            "/api/cart", json={"product_id": product.id, "quantity": quantity}, headers=auth(token)
-        )
-        assert response.status_code == 201, response.get_json()
-    response = client.post("/api/orders", json=ADDRESS, headers=auth(token))
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def pay(client, token, order_id, body=VISA):
-    return client.post(f"/api/orders/{order_id}/pay", json=body, headers=auth(token))
-
-
-def stock(product) -> int:
-    return scalar("SELECT stock FROM products WHERE id = :i", i=product.id)
 
 
 def test_pay_moves_the_order_to_paid_and_processing(client, buyer, make_product):

@@ -14,8 +14,7 @@ import pytest
 import stripe
 
 from app.services.payment_providers import make_provider
-from tests.conftest import auth, scalar
-from tests.test_payments import order_for, pay, stock
+from tests.helpers import auth, order_for, pay, scalar, stock
 
 SECRET = "whsec_test_0123456789abcdef"
 STRIPE_CONFIG = {

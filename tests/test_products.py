@@ -9,7 +9,7 @@ import pytest
 
 from app.models import Cart, CartItem, Product
 from app.models.types import utcnow
-from tests.conftest import auth, scalar
+from tests.helpers import auth, scalar
 
 NEW = {
     "name": "Phone",

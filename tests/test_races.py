@@ -3,19 +3,14 @@ each) on the test database: SQLite by default, PostgreSQL in CI's second leg."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import insert
 
-from app.models import Cart, CartItem
-from tests.conftest import DATABASE_URL, scalar
+from tests.helpers import DATABASE_URL, SHIPPING, buyers_with_carts, race, scalar
 from tests.live import gunicorn
 
 pytestmark = pytest.mark.server
-ADDRESS = {"shipping_address": "1 Race Track Road"}
 
 
 @pytest.fixture(scope="module")
@@ -24,37 +19,10 @@ def server(app):
         yield live
 
 
-def buyers_with_carts(db, make_user, login, lines, count):
-    """`count` users, each with `lines` [(product, quantity)] in their cart."""
-    tokens = []
-    for _ in range(count):
-        user = make_user()
-        cart_id = db.session.scalar(db.select(Cart.id).where(Cart.user_id == user.id))
-        db.session.execute(
-            insert(CartItem),
-            [{"cart_id": cart_id, "product_id": p.id, "quantity": q} for p, q in lines],
-        )
-        db.session.commit()
-        tokens.append(login(user)["access_token"])
-    return tokens
-
-
-def race(calls):
-    """Run the callables at once (a barrier), return their results."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
-
-
 def test_buyers_racing_for_fewer_units_never_oversell(server, db, make_user, login, make_product):
     product = make_product(stock=5, price="9.99")
-    tokens = buyers_with_carts(db, make_user, login, [(product, 1)], 24)
-    results = race([lambda t=t: server.request("POST", "/api/orders", ADDRESS, t) for t in tokens])
+    tokens = buyers_with_carts(make_user, login, [(product, 1)], 24)
+    results = race([lambda t=t: server.request("POST", "/api/orders", SHIPPING, t) for t in tokens])
     statuses = Counter(status for status, _ in results)
     assert statuses == {201: 5, 409: 19}, statuses
     assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 0
@@ -70,8 +38,8 @@ def test_multi_line_orders_are_all_or_nothing_under_contention(
     a = make_product(stock=3)
     b = make_product(stock=100)
     c = make_product(stock=4)
-    tokens = buyers_with_carts(db, make_user, login, [(b, 2), (a, 1), (c, 1)], 12)
-    results = race([lambda t=t: server.request("POST", "/api/orders", ADDRESS, t) for t in tokens])
+    tokens = buyers_with_carts(make_user, login, [(b, 2), (a, 1), (c, 1)], 12)
+    results = race([lambda t=t: server.request("POST", "/api/orders", SHIPPING, t) for t in tokens])
     statuses = Counter(status for status, _ in results)
     assert statuses == {201: 3, 409: 9}, statuses
     stocks = [scalar("SELECT stock FROM products WHERE id = :i", i=p.id) for p in (a, b, c)]
@@ -83,8 +51,8 @@ def test_racing_cancels_restock_exactly_once(
     server, db, make_user, login, admin_token, make_product
 ):
     product = make_product(stock=10)
-    (token,) = buyers_with_carts(db, make_user, login, [(product, 4)], 1)
-    status, order = server.request("POST", "/api/orders", ADDRESS, token)
+    (token,) = buyers_with_carts(make_user, login, [(product, 4)], 1)
+    status, order = server.request("POST", "/api/orders", SHIPPING, token)
     assert status == 201
     calls = []
     for n in range(12):
@@ -109,10 +77,10 @@ def test_concurrent_requests_with_one_idempotency_key_create_one_order(
     server, db, make_user, login, make_product
 ):
     product = make_product(stock=50)
-    (token,) = buyers_with_carts(db, make_user, login, [(product, 2)], 1)
+    (token,) = buyers_with_carts(make_user, login, [(product, 2)], 1)
     headers = {"Idempotency-Key": "one-click-checkout"}
     results = race(
-        [lambda: server.request("POST", "/api/orders", ADDRESS, token, headers) for _ in range(10)]
+        [lambda: server.request("POST", "/api/orders", SHIPPING, token, headers) for _ in range(10)]
     )
     statuses = Counter(status for status, _ in results)
     assert set(statuses) <= {201, 409}, statuses
@@ -122,7 +90,7 @@ def test_concurrent_requests_with_one_idempotency_key_create_one_order(
     assert scalar("SELECT count(*) FROM orders") == 1
     assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 48
     # Afterwards every retry replays the same order.
-    status, body = server.request("POST", "/api/orders", ADDRESS, token, headers)
+    status, body = server.request("POST", "/api/orders", SHIPPING, token, headers)
     assert status == 201 and body["id"] in created
 
 

@@ -1,11 +1,16 @@
 """Rate limits, served by a real gunicorn (limits are per process with the
-memory storage, so one worker here; shared storage is in test_scale_out)."""
+memory storage, so one worker here; shared storage is in test_scale_out).
+One server for the module; each test is a client of its own (its own
+X-Forwarded-For address behind a trusted proxy), so no test inherits the
+limits another one spent."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from tests.conftest import DATABASE_URL, PASSWORD
+from tests.helpers import DATABASE_URL, PASSWORD
 from tests.live import gunicorn
 
 pytestmark = pytest.mark.server
@@ -19,10 +24,31 @@ LIMITED = {
 }
 
 
-@pytest.fixture
-def limited_server(app):
-    with gunicorn(DATABASE_URL, workers=1, threads=2, extra_env=LIMITED) as live:
+_client_numbers = itertools.count(1)
+
+
+class Client:
+    """The module's server, as seen from one client address."""
+
+    def __init__(self, server, address: str):
+        self.url = server.url
+        self.headers = {"X-Forwarded-For": address}
+        self._server = server
+
+    def request(self, method: str, path: str, body=None):
+        return self._server.request(method, path, body, headers=self.headers)
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    env = {**LIMITED, "TRUST_PROXY": "1"}
+    with gunicorn(DATABASE_URL, workers=1, threads=2, extra_env=env) as live:
         yield live
+
+
+@pytest.fixture
+def limited_server(server):
+    return Client(server, f"203.0.113.{next(_client_numbers)}")
 
 
 def test_failed_logins_are_limited_per_client_with_retry_after(limited_server, make_user):
@@ -54,7 +80,7 @@ def test_429_carries_retry_after(limited_server):
         limited_server.url + "/api/auth/login",
         data=body,
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **limited_server.headers},
     )
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(req, timeout=10)
@@ -82,7 +108,7 @@ def test_signups_are_limited(limited_server):
         "/api/auth/signup",
         {"username": "limited9", "email": "limited9@example.com", "password": "long-enough-1"},
     )
-    assert status == 429 and body["message"]
+    assert status == 429 and body["code"] == "rate_limited"
 
 
 def test_default_limit_on_other_routes_but_not_health(limited_server):

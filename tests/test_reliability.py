@@ -10,8 +10,7 @@ from sqlalchemy import text
 
 from app.models import User
 from app.models.product import MAX_STOCK, STOCK_COLUMN_MAX
-from tests.conftest import PASSWORD, auth, scalar
-from tests.test_orders import ADDRESS, fill, place, stock
+from tests.helpers import PASSWORD, SHIPPING, auth, fill_cart, place_order, scalar, stock
 
 # --- cancel never overflows stock -------------------------------------------------
 
@@ -32,8 +31,8 @@ def test_stock_above_the_cap_is_422(client, admin_token, make_product):
 def test_cancel_restores_above_the_cap(client, db, buyer, admin_token, make_product):
     _, token = buyer
     product = make_product(stock=10)
-    fill(client, token, (product, 4))
-    order = place(client, token).get_json()
+    fill_cart(client, token, (product, 4))
+    order = place_order(client, token).get_json()
     client.put(f"/api/products/{product.id}", json={"stock": MAX_STOCK}, headers=auth(admin_token))
     response = client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
     assert response.status_code == 200, response.get_json()
@@ -46,8 +45,8 @@ def test_cancel_that_would_overflow_the_column_is_409_and_changes_nothing(
     _, token = buyer
     safe = make_product(stock=10)
     full = make_product(stock=10)
-    fill(client, token, (safe, 1), (full, 4))
-    order = place(client, token).get_json()
+    fill_cart(client, token, (safe, 1), (full, 4))
+    order = place_order(client, token).get_json()
     # Only a value written before the cap existed can be this close to the column's end.
     with db.engine.begin() as conn:
         conn.execute(
@@ -69,10 +68,10 @@ def test_cancel_that_would_overflow_the_column_is_409_and_changes_nothing(
 def test_checkout_orders_and_removes_exactly_the_lines_read(client, buyer, make_product):
     _, token = buyer
     a, b = make_product(stock=5), make_product(stock=5)
-    fill(client, token, (a, 1), (b, 2))
-    assert place(client, token, ADDRESS).status_code == 201
+    fill_cart(client, token, (a, 1), (b, 2))
+    assert place_order(client, token, SHIPPING).status_code == 201
     assert scalar("SELECT count(*) FROM cart_items") == 0
-    again = place(client, token, ADDRESS)
+    again = place_order(client, token, SHIPPING)
     assert again.status_code == 409
     assert again.get_json()["message"] == "Your cart is empty"
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert
 
 from app.models import Cart, CartItem
-from tests.conftest import DATABASE_URL, IS_POSTGRES, PASSWORD, REDIS_URL, scalar
+from tests.helpers import DATABASE_URL, IS_POSTGRES, PASSWORD, REDIS_URL, scalar
 from tests.live import gunicorn
 
 pytestmark = [

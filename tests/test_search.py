@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from app.services.search import parse
-from tests.conftest import IS_POSTGRES, auth
+from tests.helpers import IS_POSTGRES, auth
 
 CATALOG = [
     # name, description, category

@@ -8,7 +8,7 @@ import pytest
 from app.db import unit_of_work
 from app.errors import Conflict
 from app.models import Product
-from tests.conftest import auth, scalar
+from tests.helpers import auth, scalar
 
 
 def product(name: str) -> Product:

@@ -3,7 +3,7 @@
 from app.models.account_token import AccountToken
 from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
-from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatusEvent
+from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatus, OrderStatusEvent
 from app.models.outbox import OutboxMessage, PeriodicJobRun
 from app.models.payment import PAYMENT_STATUSES, Payment, PaymentEvent
 from app.models.product import Product
@@ -19,6 +19,7 @@ __all__ = [
     "IdempotencyKey",
     "Order",
     "OrderItem",
+    "OrderStatus",
     "OrderStatusEvent",
     "OutboxMessage",
     "Payment",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 from flask import current_app
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
@@ -9,9 +10,21 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.payment import PAYMENT_STATUSES
-from app.models.types import Money, UTCDateTime, utcnow
+from app.models.types import MoneyColumn, UTCDateTime, utcnow
 
-ORDER_STATUSES = ("pending", "processing", "shipped", "delivered", "cancelled")
+
+class OrderStatus(StrEnum):
+    """An order's statuses: the database constraint, the schemas (and so the
+    OpenAPI enum) and the workflow (`app.services.workflow`) all come from here."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+ORDER_STATUSES = tuple(status.value for status in OrderStatus)
 _STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in ORDER_STATUSES) + ")"
 _PAYMENT_CHECK = "payment_status IN (" + ", ".join(f"'{s}'" for s in PAYMENT_STATUSES) + ")"
 
@@ -26,8 +39,8 @@ class Order(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(20), default="pending")
-    total_amount: Mapped[Decimal] = mapped_column(Money(14))
+    status: Mapped[str] = mapped_column(String(20), default=OrderStatus.PENDING.value)
+    total_amount: Mapped[Decimal] = mapped_column(MoneyColumn(14))
     shipping_address: Mapped[str] = mapped_column(String(500))
     currency: Mapped[str] = mapped_column(String(3), default=shop_currency, server_default="USD")
     payment_status: Mapped[str] = mapped_column(
@@ -64,9 +77,9 @@ class OrderItem(db.Model):
         ForeignKey("products.id", ondelete="SET NULL"), index=True
     )
     product_name: Mapped[str] = mapped_column(String(200))
-    unit_price: Mapped[Decimal] = mapped_column(Money())
+    unit_price: Mapped[Decimal] = mapped_column(MoneyColumn())
     quantity: Mapped[int]
-    subtotal: Mapped[Decimal] = mapped_column(Money())
+    subtotal: Mapped[Decimal] = mapped_column(MoneyColumn())
 
     __table_args__ = (CheckConstraint("quantity >= 1", name="quantity_positive"),)
 

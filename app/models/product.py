@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.types import Money, UTCDateTime, utcnow
+from app.models.types import MoneyColumn, UTCDateTime, utcnow
 
 # What an admin may set. The column (INTEGER) holds up to 2**31 - 1; the
 # headroom lets cancelled orders put their units back without overflowing,
@@ -15,7 +15,7 @@ from app.models.types import Money, UTCDateTime, utcnow
 MAX_STOCK = 1_000_000_000
 STOCK_COLUMN_MAX = 2_147_483_647
 
-LIVE = {
+WHERE_NOT_DELETED = {
     "sqlite_where": text("deleted_at IS NULL"),
     "postgresql_where": text("deleted_at IS NULL"),
 }
@@ -27,7 +27,7 @@ class Product(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="", server_default="")
-    price: Mapped[Decimal] = mapped_column(Money())
+    price: Mapped[Decimal] = mapped_column(MoneyColumn())
     stock: Mapped[int] = mapped_column(Integer, default=0)
     category: Mapped[str | None] = mapped_column(String(80))
     image_url: Mapped[str | None] = mapped_column(String(500))
@@ -42,17 +42,13 @@ class Product(db.Model):
         # One index per sort key, with id as the tie-breaker the list uses, over
         # the live catalog only: the list's page and COUNT walk them without
         # touching deleted rows (or any row, for the count).
-        Index("ix_products_created_at_id", "created_at", "id", **LIVE),
-        Index("ix_products_price_id", "price", "id", **LIVE),
-        Index("ix_products_name_id", "name", "id", **LIVE),
+        Index("ix_products_created_at_id", "created_at", "id", **WHERE_NOT_DELETED),
+        Index("ix_products_price_id", "price", "id", **WHERE_NOT_DELETED),
+        Index("ix_products_name_id", "name", "id", **WHERE_NOT_DELETED),
         Index("ix_products_category_lower", func.lower(category)),
         # Covers the facets' GROUP BY category (price range, stock counts).
-        Index("ix_products_facets", "category", "price", "stock", **LIVE),
+        Index("ix_products_facets", "category", "price", "stock", **WHERE_NOT_DELETED),
     )
-
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None
 
     def __repr__(self) -> str:
         return f"<Product {self.id} {self.name!r}>"

@@ -38,7 +38,7 @@ class UTCDateTime(TypeDecorator):
 # Money is NUMERIC(p, 2) and `Decimal` in Python. On SQLite the value round-trips
 # through a REAL: exact for the at most 14 significant digits these columns hold
 # (a double keeps 15), and no sum is ever computed in SQL.
-def Money(precision: int = 12) -> Numeric:  # noqa: N802 - reads like a type
+def MoneyColumn(precision: int = 12) -> Numeric:  # noqa: N802 - reads like a type
     return Numeric(precision, 2, asdecimal=True)
 
 

@@ -14,7 +14,7 @@ blp = Blueprint("cart", __name__, description="The signed-in user's shopping car
 @blp.response(200, CartSchema)
 def get_cart():
     """The caller's cart with its lines and totals."""
-    return carts.get_cart(current_user)
+    return carts.get_or_create_cart(current_user)
 
 
 @blp.route("", methods=["POST"])

@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 from app.models import ORDER_STATUSES, PAYMENT_STATUSES
 from app.schemas.common import ChangeSchema, Money, NonBlank, PageQuerySchema, page_schema
 
-ADDRESS = [validate.Length(5, 500), NonBlank()]
+ADDRESS_RULES = [validate.Length(5, 500), NonBlank()]
 
 
 class OrderItemSchema(ma.Schema):
@@ -18,15 +18,20 @@ class OrderItemSchema(ma.Schema):
     subtotal = Money()
 
 
+def Status(**kwargs) -> fields.String:  # noqa: N802
+    """An order status: one of `OrderStatus` (an enum in the OpenAPI document)."""
+    return fields.String(validate=validate.OneOf(ORDER_STATUSES), **kwargs)
+
+
 class StatusEventSchema(ma.Schema):
-    status = fields.String()
+    status = Status()
     at = fields.DateTime()
 
 
 class OrderSchema(ma.Schema):
     id = fields.Integer()
     user_id = fields.Integer()
-    status = fields.String()
+    status = Status()
     total_amount = Money()
     currency = fields.String(metadata={"description": "ISO 4217 code (SHOP_CURRENCY)"})
     payment_status = fields.String(validate=validate.OneOf(PAYMENT_STATUSES))
@@ -41,18 +46,18 @@ OrderPageSchema = page_schema(OrderSchema, "OrderPageSchema")
 
 
 class OrderCreateSchema(ma.Schema):
-    shipping_address = fields.String(required=True, validate=ADDRESS)
+    shipping_address = fields.String(required=True, validate=ADDRESS_RULES)
 
 
 class OrderUpdateSchema(ChangeSchema):
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
-    shipping_address = fields.String(validate=ADDRESS)
+    status = Status()
+    shipping_address = fields.String(validate=ADDRESS_RULES)
 
 
 class OrderQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    status = Status()
     all = fields.Boolean(load_default=False, metadata={"description": "admins: every user's"})
 
 
 class UserOrdersQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    status = Status()

@@ -7,11 +7,11 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.schemas.common import ChangeSchema
 
-USERNAME = validate.Regexp(
+USERNAME_RULE = validate.Regexp(
     r"[A-Za-z0-9_.\-]{3,80}\Z",  # \Z, not $: "alice\n" is no username
     error="3-80 characters: letters, digits, '_', '.' or '-'.",
 )
-PASSWORD = validate.Length(8, 128)
+PASSWORD_RULE = validate.Length(8, 128)
 
 
 def nfkc(value: str) -> str:
@@ -54,9 +54,9 @@ class UserSchema(ma.Schema):
 
 
 class SignupSchema(ma.Schema):
-    username = Username(required=True, validate=USERNAME)
+    username = Username(required=True, validate=USERNAME_RULE)
     email = EmailAddress(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+    password = fields.String(required=True, load_only=True, validate=PASSWORD_RULE)
 
 
 class LoginSchema(ma.Schema):
@@ -71,9 +71,9 @@ class LoginSchema(ma.Schema):
 
 
 class ProfileUpdateSchema(ChangeSchema):
-    username = Username(validate=USERNAME)
+    username = Username(validate=USERNAME_RULE)
     email = EmailAddress(validate=validate.Length(max=254))
-    password = fields.String(load_only=True, validate=PASSWORD)
+    password = fields.String(load_only=True, validate=PASSWORD_RULE)
     current_password = fields.String(load_only=True, validate=validate.Length(max=128))
 
     @validates_schema
@@ -100,7 +100,7 @@ class LogoutSchema(ma.Schema):
 
 
 # Password reset and email verification (issue 16)
-TOKEN = validate.Length(1, 200)
+TOKEN_RULE = validate.Length(1, 200)
 
 
 class PasswordResetRequestSchema(ma.Schema):
@@ -108,9 +108,9 @@ class PasswordResetRequestSchema(ma.Schema):
 
 
 class PasswordResetConfirmSchema(ma.Schema):
-    token = fields.String(required=True, load_only=True, validate=TOKEN)
-    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+    token = fields.String(required=True, load_only=True, validate=TOKEN_RULE)
+    password = fields.String(required=True, load_only=True, validate=PASSWORD_RULE)
 
 
 class VerifyEmailSchema(ma.Schema):
-    token = fields.String(required=True, load_only=True, validate=TOKEN)
+    token = fields.String(required=True, load_only=True, validate=TOKEN_RULE)

@@ -11,8 +11,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import Duplicate, InvalidCredentials, ValidationFailed
 from app.extensions import db
-from app.models import Cart, User
+from app.models import User
 from app.services.account_tokens import send_verification
+from app.services.cart import ensure_cart
 from app.services.passwords import hashing
 
 BAD_CREDENTIALS = "Invalid credentials"
@@ -59,7 +60,7 @@ def create_user(username: str, email: str, password: str, is_admin: bool = False
         user.set_password(password)
     db.session.add(user)
     _flush_unique()
-    db.session.add(Cart(user_id=user.id))
+    ensure_cart(user)
     return user
 
 

@@ -16,8 +16,9 @@ from app.services.catalog import get_product
 MAX_CART_LINES = 100
 
 
-def load_cart(user: User) -> Cart | None:
-    """The user's cart with its lines and their products, in one query."""
+def find_cart(user: User) -> Cart | None:
+    """The user's cart with its lines and their products, in one query; None if
+    it has none yet (reads only: `ensure_cart` is the one way a cart is made)."""
     return (
         db.session.scalars(
             select(Cart)
@@ -30,7 +31,8 @@ def load_cart(user: User) -> Cart | None:
     )
 
 
-def _make_cart(user: User) -> None:
+def ensure_cart(user: User) -> None:
+    """Make the user's cart unless it exists (a concurrent maker wins quietly)."""
     db.session.execute(
         upsert(Cart)
         .values(user_id=user.id, created_at=utcnow(), updated_at=utcnow())
@@ -38,12 +40,12 @@ def _make_cart(user: User) -> None:
     )
 
 
-def get_cart(user: User) -> Cart:
+def get_or_create_cart(user: User) -> Cart:
     """The user's cart, made on first use."""
-    cart = load_cart(user)
+    cart = find_cart(user)
     if cart is None:
-        _make_cart(user)
-        cart = load_cart(user)
+        ensure_cart(user)
+        cart = find_cart(user)
     return cart
 
 
@@ -60,7 +62,7 @@ def lock_cart(user: User, *, create: bool = True) -> int | None:
     stmt = select(Cart.id).where(Cart.user_id == user.id).with_for_update()
     cart_id = db.session.scalar(stmt)
     if cart_id is None and create:
-        _make_cart(user)
+        ensure_cart(user)
         cart_id = db.session.scalar(stmt)
     return cart_id
 
@@ -87,7 +89,7 @@ def add_item(user: User, product_id: int, quantity: int) -> Cart:
         set_={"quantity": CartItem.quantity + stmt.excluded.quantity},
     ).returning(CartItem.quantity)
     _check_quantity(product, db.session.scalar(stmt))
-    return load_cart(user)
+    return find_cart(user)
 
 
 def _own_item(user: User, item_id: int) -> CartItem:
@@ -105,17 +107,17 @@ def update_item(user: User, item_id: int, quantity: int) -> Cart:
     _check_quantity(item.product, quantity)
     item.quantity = quantity
     db.session.flush()
-    return load_cart(user)
+    return find_cart(user)
 
 
 def remove_item(user: User, item_id: int) -> Cart:
     lock_cart(user)
     db.session.delete(_own_item(user, item_id))
     db.session.flush()
-    return load_cart(user)
+    return find_cart(user)
 
 
 def clear_cart(user: User) -> Cart:
     cart_id = lock_cart(user)
     db.session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
-    return load_cart(user)
+    return find_cart(user)

@@ -21,11 +21,11 @@ from app.errors import (
     StockLimit,
 )
 from app.extensions import db
-from app.models import CartItem, Order, OrderItem, OrderStatusEvent, Product, User
+from app.models import CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, Product, User
 from app.models.product import STOCK_COLUMN_MAX
 from app.models.types import utcnow
 from app.services import notifications
-from app.services.cart import load_cart, lock_cart
+from app.services.cart import find_cart, lock_cart
 from app.services.workflow import can_move
 
 
@@ -37,7 +37,7 @@ def place_order(user: User, shipping_address: str) -> Order:
     one cart the first orders it and the others then find it empty."""
     if lock_cart(user, create=False) is None:
         raise EmptyCart("Your cart is empty")
-    cart = load_cart(user)
+    cart = find_cart(user)
     if cart is None or not cart.items:
         raise EmptyCart("Your cart is empty")
     total = Decimal("0.00")
@@ -69,9 +69,12 @@ def place_order(user: User, shipping_address: str) -> Order:
             }
         )
     order = Order(
-        user_id=user.id, status="pending", shipping_address=shipping_address, total_amount=total
+        user_id=user.id,
+        status=OrderStatus.PENDING,
+        shipping_address=shipping_address,
+        total_amount=total,
     )
-    order.status_history.append(OrderStatusEvent(status="pending", at=utcnow()))
+    order.status_history.append(OrderStatusEvent(status=OrderStatus.PENDING, at=utcnow()))
     db.session.add(order)
     db.session.flush()
     # One multi-row INSERT for the lines (the ORM would send one per line here).
@@ -106,7 +109,14 @@ def get_order(user: User, order_id: int) -> Order:
     return order
 
 
-def list_orders(args: dict[str, Any], user_id: int | None) -> dict[str, Any]:
+def list_orders(user: User, args: dict[str, Any]) -> dict[str, Any]:
+    """A page of the user's orders, newest first; with `all`, an admin's sees everyone's."""
+    if args.get("all") and not user.is_admin:
+        raise Forbidden("all=true needs admin privileges")
+    return _page_of_orders(args, None if args.get("all") else user.id)
+
+
+def _page_of_orders(args: dict[str, Any], user_id: int | None) -> dict[str, Any]:
     """A page of orders, newest first; `user_id=None` means every user's."""
     stmt = _order_query(selectinload).order_by(Order.created_at.desc(), Order.id.desc())
     if user_id is not None:
@@ -117,88 +127,96 @@ def list_orders(args: dict[str, Any], user_id: int | None) -> dict[str, Any]:
 
 
 def user_orders(args: dict[str, Any], user_id: int) -> dict[str, Any]:
+    """A page of one user's orders (for an admin); 404 for no such user."""
     if db.session.get(User, user_id) is None:
         raise NotFound("User not found")
-    return list_orders(args, user_id)
+    return _page_of_orders(args, user_id)
 
 
-def _move(order: Order, new: str) -> None:
-    """Compare-and-set the status, so of two racing changes only one applies."""
-    if not can_move(order.status, new):
-        raise InvalidTransition(order.status, new)
-    now = utcnow()
-    moved = db.session.execute(
+def _set_if_status(order: Order, expected: str, **values: Any) -> bool:
+    """Compare-and-set: write `values` (and `updated_at`) only while the order
+    still has status `expected`, so of two racing changes only one applies.
+    True if it applied; the loaded order then shows the new values."""
+    values["updated_at"] = utcnow()
+    changed = db.session.execute(
         update(Order)
-        .where(Order.id == order.id, Order.status == order.status)
-        .values(status=new, updated_at=now)
+        .where(Order.id == order.id, Order.status == expected)
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
-    if moved != 1:
+    if changed != 1:
+        return False
+    for name, value in values.items():
+        set_committed_value(order, name, value)
+    return True
+
+
+def change_status(order: Order, new: str) -> None:
+    """Move the order along the workflow; a cancellation puts its items back in
+    stock and refunds a paid order."""
+    if not can_move(order.status, new):
+        raise InvalidTransition(order.status, new)
+    if not _set_if_status(order, order.status, status=new):
         current = db.session.scalar(select(Order.status).where(Order.id == order.id))
         raise InvalidTransition(current, new)
-    if new == "cancelled":
-        # Product-id order, as checkout takes them, so the two never deadlock.
-        for item in sorted(order.items, key=lambda i: i.product_id or 0):
-            if item.product_id is None:
-                continue
-            restored = db.session.execute(
-                update(Product)
-                .where(
-                    Product.id == item.product_id,
-                    Product.stock <= STOCK_COLUMN_MAX - item.quantity,
-                )
-                .values(stock=Product.stock + item.quantity)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if restored != 1:
-                raise StockLimit(
-                    f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
-                    f"it would pass the maximum of {STOCK_COLUMN_MAX}"
-                )
+    if new == OrderStatus.CANCELLED:
+        _restock(order)
         # A paid order is refunded last, after every step that can refuse: a
         # failed refund raises and the whole cancel rolls back, so stock never
         # returns while the money has not.
         from app.services.payments import refund_if_paid  # payments builds on this module
 
         refund_if_paid(order)
-    set_committed_value(order, "status", new)
-    set_committed_value(order, "updated_at", now)
-    order.status_history.append(OrderStatusEvent(order_id=order.id, status=new, at=now))
+    order.status_history.append(
+        OrderStatusEvent(order_id=order.id, status=new, at=order.updated_at)
+    )
     db.session.flush()
     notifications.order_status_changed(order)
 
 
+def _restock(order: Order) -> None:
+    # Product-id order, as checkout takes them, so the two never deadlock.
+    for item in sorted(order.items, key=lambda i: i.product_id or 0):
+        if item.product_id is None:
+            continue
+        restored = db.session.execute(
+            update(Product)
+            .where(
+                Product.id == item.product_id,
+                Product.stock <= STOCK_COLUMN_MAX - item.quantity,
+            )
+            .values(stock=Product.stock + item.quantity)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if restored != 1:
+            raise StockLimit(
+                f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
+                f"it would pass the maximum of {STOCK_COLUMN_MAX}"
+            )
+
+
 def _change_address(order: Order, address: str) -> None:
-    if order.status != "pending":
+    if order.status != OrderStatus.PENDING or not _set_if_status(
+        order, OrderStatus.PENDING, shipping_address=address
+    ):
         raise OrderNotPending("The shipping address can only change while the order is pending")
-    now = utcnow()
-    changed = db.session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == "pending")
-        .values(shipping_address=address, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if changed != 1:
-        raise OrderNotPending("The shipping address can only change while the order is pending")
-    set_committed_value(order, "shipping_address", address)
-    set_committed_value(order, "updated_at", now)
 
 
 def update_order(user: User, order_id: int, data: dict[str, Any]) -> Order:
     """Owner: address while pending, or cancel. Admin: any workflow move."""
     order = get_order(user, order_id)
     status = data.get("status")
-    if status is not None and not user.is_admin and status != "cancelled":
+    if status is not None and not user.is_admin and status != OrderStatus.CANCELLED:
         raise Forbidden("Only an admin can set that status")
     if "shipping_address" in data:
         _change_address(order, data["shipping_address"])
     if status is not None:
-        _move(order, status)
+        change_status(order, status)
     return order
 
 
 def cancel_order(user: User, order_id: int) -> Order:
     """Cancel and put every item back in stock, exactly once."""
     order = get_order(user, order_id)
-    _move(order, "cancelled")
+    change_status(order, OrderStatus.CANCELLED)
     return order

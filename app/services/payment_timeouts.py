@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.errors import ApiError
 from app.extensions import db
-from app.models import Order
+from app.models import Order, OrderStatus
 from app.models.types import utcnow
 from app.services import orders
 from app.services.background import periodic
@@ -34,7 +34,7 @@ def expired_order_ids(now: datetime | None = None) -> list[int]:
         db.session.scalars(
             select(Order.id)
             .where(
-                Order.status == "pending",
+                Order.status == OrderStatus.PENDING,
                 Order.payment_status == "unpaid",
                 Order.created_at < cutoff,
             )
@@ -50,11 +50,11 @@ def cancel_expired_orders(now: datetime | None = None) -> list[Order]:
     cancelled = []
     for order_id in expired_order_ids(now):
         order = lock_order(order_id)
-        if order is None or order.status != "pending" or order.payment_status != "unpaid":
+        if order is None or order.status != OrderStatus.PENDING or order.payment_status != "unpaid":
             continue
         try:
             with db.session.begin_nested():
-                orders._move(order, "cancelled")
+                orders.change_status(order, OrderStatus.CANCELLED)
         except ApiError as error:  # moved by a racing pay or cancel, or refused
             log.info("order %s not cancelled by the payment timeout: %s", order.id, error)
             continue

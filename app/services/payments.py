@@ -20,7 +20,7 @@ from app.errors import (
     RefundFailed,
 )
 from app.extensions import db
-from app.models import Order, Payment, PaymentEvent, User
+from app.models import Order, OrderStatus, Payment, PaymentEvent, User
 from app.services import orders
 from app.services.payment_providers import WebhookEvent, get_provider
 from app.utils.money import to_minor_units
@@ -67,7 +67,7 @@ def _set_payment_status(order: Order, old: str, new: str) -> bool:
 def _mark_paid(order: Order) -> None:
     """unpaid -> paid, and pending -> processing through the order workflow."""
     _set_payment_status(order, "unpaid", "paid")
-    orders._move(order, "processing")
+    orders.change_status(order, OrderStatus.PROCESSING)
 
 
 def pay_order(user: User, order_id: int, payment_method: str) -> Order:
@@ -78,8 +78,8 @@ def pay_order(user: User, order_id: int, payment_method: str) -> Order:
         raise NotFound("Order not found")
     if order.payment_status != "unpaid":
         raise AlreadyPaid()
-    if order.status != "pending":
-        raise InvalidTransition(order.status, "processing")
+    if order.status != OrderStatus.PENDING:
+        raise InvalidTransition(order.status, OrderStatus.PROCESSING)
     provider = get_provider()
     amount = _amount(order)
     attempts = db.session.scalars(
@@ -201,7 +201,7 @@ def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
     )
     db.session.add(payment)
     db.session.flush()
-    if order.status == "pending":
+    if order.status == OrderStatus.PENDING:
         _mark_paid(order)
         return
     # Money arrived for an order that can no longer take it (cancelled by the

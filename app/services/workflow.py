@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"processing", "cancelled"}),
-    "processing": frozenset({"shipped", "cancelled"}),
-    "shipped": frozenset({"delivered"}),
-    "delivered": frozenset(),
-    "cancelled": frozenset(),
+from app.models import OrderStatus
+
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.PROCESSING, OrderStatus.CANCELLED}),
+    OrderStatus.PROCESSING: frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED}),
+    OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED}),
+    OrderStatus.DELIVERED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
 }
 
 

@@ -16,6 +16,7 @@ from app.db import unit_of_work
 from app.errors import ApiError, ValidationFailed
 from app.web.jwt import admin_required, auth_required
 from app.web.openapi import response_schema, standard_error_responses
+from app.web.overrides import add_doc_callback, set_doc_info
 
 BEARER = [{"bearerAuth": []}]
 NUL_MESSAGE = "Must not contain the NUL character."
@@ -81,7 +82,8 @@ def _reject_truncated_stream(req, body: bytes) -> None:
 
 
 class JSONBodyParser(FlaskParser):
-    def _raw_load_json(self, req):
+    def load_json(self, req, schema):
+        """The body, parsed by the app's JSON provider; `missing` if empty."""
         body = req.get_data(cache=True)
         if not body:
             return core.missing
@@ -103,7 +105,7 @@ class Blueprint(flask_smorest.Blueprint):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._prepare_doc_cbks.append(standard_error_responses)
+        add_doc_callback(self, standard_error_responses)
 
     def add_url_rule(self, rule, endpoint=None, view_func=None, *args, **kwargs):
         """Register the view inside a unit of work: its writes commit when it
@@ -132,7 +134,7 @@ class Blueprint(flask_smorest.Blueprint):
         def decorate(view):
             guarded = (admin_required if admin else auth_required)(view)
             documented = self.doc(security=BEARER)(guarded)
-            documented._apidoc["access"] = "admin" if admin else "user"
+            set_doc_info(documented, access="admin" if admin else "user")
             return documented
 
         return decorate(fn) if fn is not None else decorate

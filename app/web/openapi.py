@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import fields, missing
 
 from app.schemas.common import Money
+from app.web.overrides import declared_fields
 
 API_DESCRIPTION = """The shop's JSON API: catalog, cart, orders and accounts.
 
@@ -26,6 +27,25 @@ API_DESCRIPTION = """The shop's JSON API: catalog, cart, orders and accounts.
 * **Money** is a JSON number with at most two decimals; inputs also take a numeric string.
 * **Lists** answer `{items, page, per_page, total, pages}`.
 """
+
+# flask-smorest's settings: the document's metadata, where it is served, and
+# the bearer scheme `Blueprint.private` refers to. `Api.init_app` puts them in
+# the app's config unless the config (e.g. instance/config.py) sets them.
+SETTINGS: dict[str, Any] = {
+    "API_TITLE": "Shop API",
+    "API_VERSION": "1.0.0",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "API_SPEC_OPTIONS": {
+        "info": {"description": API_DESCRIPTION},
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
+        },
+    },
+}
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The body is not valid JSON.",
@@ -116,7 +136,7 @@ def response_schema(schema):
     if cls not in _RESPONSE_SCHEMAS:
         fields = {
             name: _required_copy(field)
-            for name, field in cls._declared_fields.items()
+            for name, field in declared_fields(cls).items()
             if not field.load_only
         }
         name = cls.__name__.removesuffix("Schema") + "ResponseSchema"

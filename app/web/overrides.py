@@ -1,0 +1,56 @@
+"""Every use of a pinned library's private internals, in one place.
+
+Each has no public hook to do the same. `tests/test_overrides.py` checks
+each against the installed library, and `CHECKED_AGAINST` names the versions
+they were read from: upgrading one of those libraries fails that test until
+someone re-reads the code below against the new version and updates it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+import flask_smorest
+from flask_smorest.utils import prepare_response
+
+CHECKED_AGAINST = {"flask-smorest": "0.47.0", "marshmallow": "4.4.0"}
+
+
+class ApiWithErrorComponents(flask_smorest.Api):
+    """flask-smorest registers one response component per error status from
+    `_register_responses` (called by `init_app`); ours gives each the project's
+    error schema and wording (`error_descriptions`, set by the subclass)."""
+
+    error_descriptions: dict[int, str] = {}
+
+    def _register_responses(self):
+        """One lazy component per status (named as flask-smorest names them, e.g.
+        UNAUTHORIZED), each with the error envelope and the project's wording."""
+        for status in HTTPStatus:
+            if status < 400:
+                continue
+            response = {
+                "description": self.error_descriptions.get(status, status.phrase),
+                "schema": self.ERROR_SCHEMA,
+            }
+            prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+
+
+def add_doc_callback(blueprint: flask_smorest.Blueprint, callback: Callable) -> None:
+    """Run `callback(doc, doc_info, api=..., ...)` on every operation's document
+    (flask-smorest's own list of such callbacks, `_prepare_doc_cbks`)."""
+    blueprint._prepare_doc_cbks.append(callback)
+
+
+def set_doc_info(view: Callable, **info: Any) -> None:
+    """Attach `info` to a view's `_apidoc`, where flask-smorest keeps what its
+    decorators record; doc callbacks receive it as `doc_info`."""
+    view._apidoc.update(info)
+
+
+def declared_fields(schema_class: type) -> dict:
+    """A Marshmallow schema class's own fields, by name (`_declared_fields`:
+    the class attribute SchemaMeta builds; instances only copy it)."""
+    return schema_class._declared_fields
