@@ -24,6 +24,7 @@ def test_health_503_when_database_unreachable(make_app):
     assert body == {
         "status": "unavailable",
         "database": "unavailable",
+        "redis": "disabled",
         "code": "unavailable",
         "message": "Database unavailable",
     }
