@@ -26,6 +26,9 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(D)sus rid=%({x-request-id}o)s'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# Request lines up to 8 KiB (gunicorn's ceiling; nginx's default buffer size),
+# not 4 KiB: a list URL with many filters fits.
+limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "8190"))
 
 
 def _json_error(sock, status_int, reason, mesg):

@@ -18,6 +18,7 @@ from app.models import Product
 from app.models.types import utcnow
 from app.schemas.user import SignupSchema
 from app.services import auth as accounts
+from app.services.demo import seed_demo_reviews
 
 IMG = "https://picsum.photos/seed/{}/600/400"
 DEMO_CATALOG = [
@@ -153,8 +154,9 @@ def register_commands(app: Flask) -> None:
         with unit_of_work():
             for offset in range(0, len(rows), 5000):
                 db.session.execute(insert(Product), rows[offset : offset + 5000])
+            reviews = 0 if count is not None else seed_demo_reviews()
         # Fresh planner statistics, and the new rows out of the trigram indexes'
         # pending list, so the indexes serve the very next query: before
         # autovacuum's turn the planner took 10,000 fresh rows for 8.
         vacuum_analyze("products")
-        click.echo(f"Added {len(rows)} products.")
+        click.echo(f"Added {len(rows)} products" + (f" and {reviews} reviews." if reviews else "."))

@@ -312,3 +312,20 @@ class InvalidAccountToken(ApiError):
 
     def __init__(self, message: str = "This link is invalid or has expired"):
         super().__init__(message)
+
+
+# --- Reviews (issue 17) ---------------------------------------------------------
+
+
+class NotABuyer(Forbidden):
+    code = "not_a_buyer"
+
+    def __init__(self):
+        super().__init__("Only a customer with a delivered order of this product may review it")
+
+
+class AlreadyReviewed(Conflict):
+    code = "already_reviewed"
+
+    def __init__(self):
+        super().__init__("You have already reviewed this product")

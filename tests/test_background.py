@@ -213,3 +213,77 @@ def test_worker_command_needs_redis(app):
 def test_unknown_background_mode_is_refused(make_app):
     with pytest.raises(RuntimeError, match="unknown BACKGROUND_MODE"):
         make_app("testing", {"BACKGROUND_MODE": "sometimes"})
+
+
+@pytest.mark.server
+def test_a_delivering_process_killed_mid_delivery_loses_nothing(
+    app, make_user, smtp_server, deliver_outbox
+):
+    from app.services.outbox import queue_email
+
+    user = make_user()
+    queue_email(user.email, "order_delivered", _order_context(7, user))
+    _db.session.commit()
+    smtp_server.sink.stall = 30  # the DATA step hangs: the process is mid-delivery
+    env = {
+        **os.environ,
+        "FLASK_CONFIG": "testing",
+        "FLASK_APP": "app:create_app",
+        "TEST_DATABASE_URL": DATABASE_URL,
+        "OUTBOX_LEASE": "5",
+        "MAIL_TIMEOUT": "60",
+        **smtp_server.env(),
+    }
+    flask = Path(sys.executable).with_name("flask")
+    doomed = subprocess.Popen([str(flask), "mail", "deliver"], env=env)
+    try:
+        eventually(lambda: smtp_server.sink.attempts == 1, 30, "delivery never started")
+    finally:
+        doomed.kill()
+        doomed.wait()
+    assert scalar("SELECT status FROM outbox") == "pending"
+    assert deliver_outbox() == 0  # still leased to the dead process
+    smtp_server.sink.stall = 0
+    eventually(lambda: deliver_outbox() == 1, 15, "the lease never ended")
+    assert scalar("SELECT status FROM outbox") == "sent"
+    assert scalar("SELECT attempts FROM outbox") == 2
+    assert any(m["Subject"] == "Shop: order #7 was delivered" for m in smtp_server.messages)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    def notify(self, ids: list[int]) -> None:
+        self.ids.extend(ids)
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.fixture
+def recorded(app):
+    saved = app.extensions["shop_background"]
+    app.extensions["shop_background"] = recorder = Recorder()
+    yield recorder
+    app.extensions["shop_background"] = saved
+
+
+def test_only_committed_rows_are_handed_to_the_workers(app, make_user, recorded):
+    from app.services.outbox import queue_email
+
+    user = make_user()
+    context = _order_context(1, user)
+    kept = queue_email(user.email, "order_delivered", context)
+    with contextlib.suppress(RuntimeError), _db.session.begin_nested():
+        queue_email("gone@example.com", "order_delivered", context)
+        _db.session.flush()
+        raise RuntimeError("the savepoint rolls back")
+    after = queue_email(user.email, "order_shipped", {**context, "order": context["order"]})
+    _db.session.commit()
+    assert recorded.ids == [kept.id, after.id]
+    assert scalar("SELECT count(*) FROM outbox") == 2
+    queue_email(user.email, "order_delivered", context)
+    _db.session.rollback()
+    _db.session.commit()
+    assert recorded.ids == [kept.id, after.id]  # a rolled-back row is never handed on

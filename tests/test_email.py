@@ -187,3 +187,56 @@ def test_console_backend_logs_the_message(app, client, buyer, make_product, deli
     assert checkout(client, token, (make_product(name="Lamp", price="49.90"), 2)).status_code == 201
     assert deliver_outbox() == 1
     assert "order #" in caplog.text and "Lamp x 2 @ 49.90 USD = 99.80 USD" in caplog.text
+
+
+def test_cancelling_a_paid_order_mails_the_refund(
+    client, buyer, make_product, smtp_server, deliver_outbox
+):
+    _user, token = buyer
+    order_id = checkout(client, token, (make_product(price="12.34"), 2)).get_json()["id"]
+    paid = client.post(
+        f"/api/orders/{order_id}/pay", json={"payment_method": "pm_card_visa"}, headers=auth(token)
+    )
+    assert paid.status_code == 200 and paid.get_json()["status"] == "processing"
+    assert client.post(f"/api/orders/{order_id}/cancel", headers=auth(token)).status_code == 200
+    assert deliver_outbox() == 3
+    placed, processing, cancelled = smtp_server.wait_for(3)
+    assert processing["Subject"] == f"Shop: order #{order_id} is being prepared"
+    assert cancelled["Subject"] == f"Shop: order #{order_id} was cancelled"
+    text, html = parts(cancelled)
+    assert "Refunded: 24.68 USD" in text and "Refunded: 24.68 USD" in html
+    assert "Refunded" not in parts(placed)[0]
+
+
+def test_a_failing_task_is_retried_then_failed(app, deliver_outbox, db, caplog):
+    from app.services.background import TASK_HANDLERS, task_handler
+    from app.services.outbox import queue_task
+
+    calls = []
+
+    @task_handler("test.flaky")
+    def flaky(args: dict) -> None:
+        calls.append(args)
+        raise RuntimeError("not today")
+
+    app.config.update(MAIL_MAX_ATTEMPTS=2, MAIL_RETRY_BACKOFF=0.2)
+    try:
+        queue_task("test.flaky", {"n": 1})
+        db.session.commit()
+        assert deliver_outbox() == 1
+        time.sleep(0.25)
+        assert deliver_outbox() == 1
+        [row] = outbox_rows(db)
+        assert (row.kind, row.status, row.attempts) == ("task", "failed", 2)
+        assert row.last_error == "RuntimeError: not today" and calls == [{"n": 1}, {"n": 1}]
+        assert "failed after 2 attempts" in caplog.text
+    finally:
+        TASK_HANDLERS.pop("test.flaky")
+        app.config.update(MAIL_MAX_ATTEMPTS=5, MAIL_RETRY_BACKOFF=30.0)
+
+
+def test_an_unknown_task_is_refused_at_queue_time(app):
+    from app.services.outbox import queue_task
+
+    with pytest.raises(LookupError):
+        queue_task("no.such.task", {})

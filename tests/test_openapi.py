@@ -156,6 +156,7 @@ def test_money_is_a_number_and_query_parameters_are_documented(spec):
         "min_price",
         "max_price",
         "in_stock",
+        "min_rating",
         "sort",
     }
     assert {"-created_at", "relevance"} <= set(params["sort"]["schema"]["enum"])

@@ -43,9 +43,12 @@ def test_product_fields_and_money_as_number(client, make_product):
         "stock",
         "category",
         "image_url",
+        "rating_average",
+        "rating_count",
         "created_at",
         "updated_at",
     }
+    assert body["rating_average"] is None and body["rating_count"] == 0
     assert b'"price":699.99' in response.data
     assert body["created_at"].endswith("+00:00")
 

@@ -7,6 +7,7 @@ from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatus, Orde
 from app.models.outbox import OutboxMessage, PeriodicJobRun
 from app.models.payment import PAYMENT_STATUSES, Payment, PaymentEvent
 from app.models.product import Product
+from app.models.review import Review
 from app.models.token import RevokedToken
 from app.models.user import User
 
@@ -26,6 +27,7 @@ __all__ = [
     "PaymentEvent",
     "PeriodicJobRun",
     "Product",
+    "Review",
     "RevokedToken",
     "User",
 ]

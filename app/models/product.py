@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, func, text
+from sqlalchemy import CheckConstraint, Index, Integer, Numeric, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -35,10 +35,21 @@ class Product(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Soft delete: orders keep pointing at the row; the catalog hides it.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The reviews' aggregate, kept on the row so the catalog sorts and filters
+    # on it without an aggregate per product. services.reviews moves all three
+    # in one UPDATE in the review's transaction; the average is derived from
+    # the exact sum and count there (rounded half up), NULL with no reviews.
+    rating_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rating_sum: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rating_average: Mapped[Decimal | None] = mapped_column(Numeric(3, 2))
 
     __table_args__ = (
         CheckConstraint("stock >= 0", name="stock_non_negative"),
         CheckConstraint("price >= 0", name="price_non_negative"),
+        CheckConstraint(
+            "rating_count >= 0 AND rating_sum BETWEEN rating_count AND 5 * rating_count",
+            name="rating_totals",
+        ),
         # One index per sort key, with id as the tie-breaker the list uses, over
         # the live catalog only: the list's page and COUNT walk them without
         # touching deleted rows (or any row, for the count).
@@ -48,6 +59,11 @@ class Product(db.Model):
         Index("ix_products_category_lower", func.lower(category)),
         # Covers the facets' GROUP BY category (price range, stock counts).
         Index("ix_products_facets", "category", "price", "stock", **WHERE_NOT_DELETED),
+        # `sort=rating` (ASC NULLS LAST is this index's order on PostgreSQL) and
+        # `sort=-rating` on SQLite (DESC NULLS LAST is its backward scan there).
+        # PostgreSQL's `-rating` has its own index, made in the migration
+        # (see DATABASE_SPECIFIC_INDEXES).
+        Index("ix_products_rating_average_id", "rating_average", "id", **WHERE_NOT_DELETED),
     )
 
     def __repr__(self) -> str:

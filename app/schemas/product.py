@@ -13,7 +13,17 @@ from app.schemas.common import (
     page_schema,
 )
 
-SORTS = ("name", "-name", "price", "-price", "created_at", "-created_at", "relevance")
+SORTS = (
+    "name",
+    "-name",
+    "price",
+    "-price",
+    "rating",
+    "-rating",
+    "created_at",
+    "-created_at",
+    "relevance",
+)
 
 
 class ProductSchema(ma.Schema):
@@ -29,6 +39,13 @@ class ProductSchema(ma.Schema):
         require_tld=False,
         validate=validate.Length(max=500),
     )
+    rating_average = fields.Decimal(
+        dump_only=True,
+        places=2,
+        allow_none=True,
+        metadata={"description": "Mean review rating, two decimals; null with no reviews."},
+    )
+    rating_count = fields.Integer(dump_only=True, metadata={"description": "Number of reviews."})
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
@@ -55,6 +72,10 @@ class ProductFilterSchema(ma.Schema):
     min_price = Money()
     max_price = Money()
     in_stock = fields.Boolean(metadata={"description": "true: only products with stock"})
+    min_rating = fields.Decimal(
+        validate=validate.Range(1, 5),
+        metadata={"description": "Only products rated at least this (1-5); unrated never match."},
+    )
 
     @validates_schema
     def price_range(self, data, **kwargs):
@@ -66,7 +87,10 @@ class ProductFilterSchema(ma.Schema):
 class ProductQuerySchema(PageQuerySchema, ProductFilterSchema):
     sort = fields.String(
         validate=validate.OneOf(SORTS),
-        metadata={"description": "Default: relevance with q, else -created_at; ties by id."},
+        metadata={
+            "description": "Default: relevance with q, else -created_at; ties by id. "
+            "rating / -rating: unrated products last either way."
+        },
     )
 
     @validates_schema

@@ -15,7 +15,7 @@ import logging
 
 from flask import Flask, current_app
 from flask_sqlalchemy.session import Session
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 
 from app.models import OutboxMessage
 from app.services.outbox import AFTER_COMMIT
@@ -108,13 +108,18 @@ def _listen_to_sessions() -> None:
         items = session.info.pop(AFTER_COMMIT, None)
         if not items:
             return
-        ids = [item.id if isinstance(item, OutboxMessage) else item for item in items]
-        ids = [message_id for message_id in ids if message_id is not None]
+        ids = []
+        for item in items:
+            if isinstance(item, OutboxMessage):
+                # A row added inside a savepoint that rolled back is gone.
+                if not inspect(item).has_identity:
+                    continue
+                item = item.id
+            ids.append(item)
         if ids:
             dispatcher().notify(ids)
 
     @event.listens_for(Session, "after_soft_rollback")
-    def _after_rollback(session, _previous) -> None:
-        # Also on a savepoint's rollback: rows queued before it are then only
-        # found by the sweep, a delay and never a loss.
-        session.info.pop(AFTER_COMMIT, None)
+    def _after_rollback(session, previous_transaction) -> None:
+        if not previous_transaction.nested:  # a savepoint's rows are dropped at commit
+            session.info.pop(AFTER_COMMIT, None)

@@ -16,7 +16,7 @@ from marshmallow import fields, missing
 from app.schemas.common import Money
 from app.web.overrides import declared_fields
 
-API_DESCRIPTION = """The shop's JSON API: catalog, cart, orders and accounts.
+API_DESCRIPTION = """The shop's JSON API: catalog, reviews, cart, orders and accounts.
 
 * **Auth**: private operations (the lock icon) need `Authorization: Bearer <access_token>`.
   Get a token from `POST /api/auth/login` (or `signup`), then press **Authorize**.
