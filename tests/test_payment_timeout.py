@@ -8,9 +8,22 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from app.db import unit_of_work
 from app.models.types import utcnow
 from app.services.payment_timeouts import cancel_expired_orders
-from tests.helpers import auth, order_for, pay, scalar, stock
+from tests.helpers import (
+    DATABASE_URL,
+    IS_POSTGRES,
+    REDIS_URL,
+    VISA,
+    auth,
+    order_for,
+    pay,
+    race,
+    scalar,
+    stock,
+)
+from tests.live import celery_worker, eventually, gunicorn
 
 
 @pytest.fixture
@@ -106,3 +119,69 @@ def test_the_worker_cancels_and_the_customer_gets_the_email(
     assert f"#{order['id']}" in text_part or str(order["id"]) in text_part
     assert "Abandoned Lamp" in text_part
     assert message.get_body(("html",)) is not None
+
+
+@pytest.mark.server
+def test_the_sweep_racing_pays_never_cancels_a_paid_order(app, db, client, buyer, make_product):
+
+    _, token = buyer
+    product = make_product(stock=12)
+    orders = [order_for(client, token, (product, 2)) for _ in range(6)]
+    for order in orders:
+        age(db, order["id"], 3600)
+
+    def sweep():
+        with app.app_context(), unit_of_work():
+            return len(cancel_expired_orders())
+
+    with gunicorn(DATABASE_URL, workers=2, threads=4) as server:
+        calls = [
+            lambda o=o: server.request("POST", f"/api/orders/{o['id']}/pay", VISA, token)
+            for o in orders
+        ]
+        results = race([*calls, sweep])
+    paid = sum(1 for status, _ in results[:-1] if status == 200)
+    cancelled = results[-1]
+    assert paid + cancelled == 6
+    assert {status for status, _ in results[:-1]} <= {200, 409}
+    for order in orders:
+        state = (
+            scalar("SELECT status FROM orders WHERE id = :i", i=order["id"]),
+            scalar("SELECT payment_status FROM orders WHERE id = :i", i=order["id"]),
+        )
+        assert state in {("processing", "paid"), ("cancelled", "unpaid")}, state
+    assert stock(product) == 12 - 2 * paid
+
+
+@pytest.mark.server
+@pytest.mark.skipif(
+    not (REDIS_URL and IS_POSTGRES), reason="needs REDIS_URL and PostgreSQL (the CI leg)"
+)
+def test_a_celery_worker_runs_the_sweep_and_emails_the_customer(
+    db, make_user, login, client, make_product, smtp_server
+):
+    import redis
+
+    queue = redis.Redis.from_url(REDIS_URL)
+    queue.delete("celery", "unacked", "unacked_index", "unacked_mutex")
+    user = make_user()
+    token = login(user)["access_token"]
+    product = make_product(stock=3)
+    order = order_for(client, token, (product, 3))
+    age(db, order["id"], 7200)
+    env = {
+        **smtp_server.env(),
+        "ORDER_PAYMENT_SWEEP_INTERVAL": "1",
+        "OUTBOX_SWEEP_INTERVAL": "0.5",
+        "OUTBOX_SWEEP_GRACE": "0",
+    }
+    try:
+        with celery_worker(DATABASE_URL, REDIS_URL, name="sweeper", extra_env=env):
+            eventually(lambda: scalar("SELECT status FROM orders") == "cancelled")
+            messages = smtp_server.wait_for(2, timeout=40)  # the confirmation, then this
+    finally:
+        queue.delete("celery", "unacked", "unacked_index", "unacked_mutex")
+        queue.close()
+    assert stock(product) == 3
+    cancelled = [m for m in messages if "cancelled" in m["Subject"]]
+    assert len(cancelled) == 1 and cancelled[0]["X-Rcpt-To"] == user.email

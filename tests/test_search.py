@@ -165,6 +165,7 @@ HOSTILE = [
     "½",
     "a" * 200,
     "lamp " * 40,
+    " ".join(f"w{n}" for n in range(70))[:200],  # many distinct words: bounded work
     '"' * 200,
     "-" * 200,
     "\t\n",
@@ -354,6 +355,21 @@ def test_facets_of_an_empty_catalog(client):
         "in_stock": 0,
         "ratings": [{"min_rating": level, "count": 0} for level in (4, 3, 2, 1)],
     }
+
+
+def test_facets_count_ratings_at_each_level(client, make_product):
+    for average in ("4.50", "4.00", "3.99", "2.00", "1.00", None):
+        rated = {"rating_average": average, "rating_count": 2, "rating_sum": 6}
+        make_product(**(rated if average else {}))
+    body = client.get("/api/products/facets").get_json()
+    assert body["ratings"] == [
+        {"min_rating": 4, "count": 2},
+        {"min_rating": 3, "count": 3},
+        {"min_rating": 2, "count": 4},
+        {"min_rating": 1, "count": 5},
+    ]
+    body = client.get("/api/products/facets?min_rating=3").get_json()
+    assert body["total"] == 3 and body["ratings"][3] == {"min_rating": 1, "count": 3}
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
 # word_similarity of a misspelt word to the closest part of a name or
 # category: 'labtop' to 'Nimbus 14 Laptop' is 0.4, unrelated words stay < 0.2.
 FUZZY_THRESHOLD = 0.3
+FUZZY_MAX_TERMS = 6
 
 
 def _all(queries: list):
@@ -79,7 +80,9 @@ class PostgresSearch:
 
     def fuzzy(self, query: ParsedQuery) -> Match | None:
         """Each positive word close to a word of the name or category."""
-        terms = query.terms
+        # Each term is a word_similarity() per live row: a 200-character query
+        # of one-letter words must not cost a hundred of them per row.
+        terms = query.terms[:FUZZY_MAX_TERMS]
         if not terms:
             return None
         haystack = Product.name + " " + func.coalesce(Product.category, "")
