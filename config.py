@@ -127,6 +127,8 @@ class Config:
     OUTBOX_SWEEP_INTERVAL = float(os.environ.get("OUTBOX_SWEEP_INTERVAL", "15"))
     # A message younger than this is left to the enqueue made at its commit.
     OUTBOX_SWEEP_GRACE = float(os.environ.get("OUTBOX_SWEEP_GRACE", "10"))
+    # A new product's low_stock_threshold when its creator gives none.
+    LOW_STOCK_THRESHOLD = env_int("LOW_STOCK_THRESHOLD", 5)
 
 
 class DevelopmentConfig(Config):

@@ -314,6 +314,19 @@ class InvalidAccountToken(ApiError):
         super().__init__(message)
 
 
+# Inventory (issue 18)
+class InsufficientStock(Conflict):
+    """An adjustment that would take the stock below zero."""
+
+    code = "insufficient_stock"
+
+    def __init__(self, product, delta: int):
+        super().__init__(
+            f"Not enough stock for '{product.name}': {product.stock} left, cannot remove {-delta}",
+            details={"product_id": product.id, "available": product.stock},
+        )
+
+
 # --- Reviews (issue 17) ---------------------------------------------------------
 
 
