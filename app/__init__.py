@@ -45,6 +45,7 @@ def register_extensions(app: Flask) -> None:
     from app.db import init_db
     from app.extensions import cors, db, limiter, migrate
     from app.models.types import include_in_autogenerate, render_migration_type
+    from app.services.passwords import init_password_hashing
     from app.web.api import api
     from app.web.jwt import init_jwt
 
@@ -58,6 +59,7 @@ def register_extensions(app: Flask) -> None:
         include_object=include_in_autogenerate,
     )
     init_jwt(app)
+    init_password_hashing(app)
     cors.init_app(
         app,
         resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
@@ -71,7 +73,17 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.routes import auth, cart, docs, health, orders, payments, products, reviews
+    from app.routes import (
+        auth,
+        cart,
+        docs,
+        health,
+        inventory,
+        orders,
+        payments,
+        products,
+        reviews,
+    )
     from app.web.api import api
     from app.web.converters import IdConverter
     from app.web.hooks import reject_non_json_bodies
@@ -84,6 +96,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(orders.blp, url_prefix="/api/orders")
     api.register_blueprint(payments.blp, url_prefix="/api")
     api.register_blueprint(reviews.blp, url_prefix="/api")
+    api.register_blueprint(inventory.blp, url_prefix="/api")
     app.register_blueprint(docs.blp)  # a page, not an API operation: not in the document
     # After the rate limiter's check: a client over its limit gets a 429 whatever it sends.
     app.before_request(reject_non_json_bodies)

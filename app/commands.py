@@ -19,6 +19,7 @@ from app.models.types import utcnow
 from app.schemas.user import SignupSchema
 from app.services import auth as accounts
 from app.services.demo import seed_demo_reviews
+from app.services.inventory import record_opening_balances
 
 IMG = "https://picsum.photos/seed/{}/600/400"
 DEMO_CATALOG = [
@@ -154,6 +155,7 @@ def register_commands(app: Flask) -> None:
         with unit_of_work():
             for offset in range(0, len(rows), 5000):
                 db.session.execute(insert(Product), rows[offset : offset + 5000])
+            record_opening_balances()
             reviews = 0 if count is not None else seed_demo_reviews()
         # Fresh planner statistics, and the new rows out of the trigram indexes'
         # pending list, so the indexes serve the very next query: before

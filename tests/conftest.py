@@ -21,6 +21,7 @@ from app import create_app
 from app.extensions import db as _db
 from app.models import Product
 from app.services.auth import create_user
+from app.services.catalog import create_product
 
 _counter = itertools.count(1)
 
@@ -173,8 +174,7 @@ def make_product(app):
         }
         values.update(fields)
         values["price"] = Decimal(str(values["price"]))
-        product = Product(**values)
-        _db.session.add(product)
+        product = create_product(values)  # the service: its ledger starts too
         _db.session.commit()
         return _snapshot(product)
 

@@ -43,6 +43,7 @@ def test_product_fields_and_money_as_number(client, make_product):
         "stock",
         "category",
         "image_url",
+        "low_stock_threshold",
         "rating_average",
         "rating_count",
         "created_at",

@@ -357,6 +357,21 @@ def test_facets_of_an_empty_catalog(client):
     }
 
 
+def test_facets_count_ratings_at_each_level(client, make_product):
+    for average in ("4.50", "4.00", "3.99", "2.00", "1.00", None):
+        rated = {"rating_average": average, "rating_count": 2, "rating_sum": 6}
+        make_product(**(rated if average else {}))
+    body = client.get("/api/products/facets").get_json()
+    assert body["ratings"] == [
+        {"min_rating": 4, "count": 2},
+        {"min_rating": 3, "count": 3},
+        {"min_rating": 2, "count": 4},
+        {"min_rating": 1, "count": 5},
+    ]
+    body = client.get("/api/products/facets?min_rating=3").get_json()
+    assert body["total"] == 3 and body["ratings"][3] == {"min_rating": 1, "count": 3}
+
+
 @pytest.mark.parametrize(
     "params",
     [{"min_price": "x"}, {"min_price": "5", "max_price": "4"}, {"q": ""}, {"in_stock": "maybe"}],

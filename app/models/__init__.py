@@ -3,6 +3,7 @@
 from app.models.account_token import AccountToken
 from app.models.cart import Cart, CartItem
 from app.models.idempotency import IdempotencyKey
+from app.models.inventory import STOCK_REASONS, StockMovement
 from app.models.order import ORDER_STATUSES, Order, OrderItem, OrderStatus, OrderStatusEvent
 from app.models.outbox import OutboxMessage, PeriodicJobRun
 from app.models.payment import PAYMENT_STATUSES, Payment, PaymentEvent
@@ -14,6 +15,7 @@ from app.models.user import User
 __all__ = [
     "ORDER_STATUSES",
     "PAYMENT_STATUSES",
+    "STOCK_REASONS",
     "AccountToken",
     "Cart",
     "CartItem",
@@ -29,5 +31,6 @@ __all__ = [
     "Product",
     "Review",
     "RevokedToken",
+    "StockMovement",
     "User",
 ]

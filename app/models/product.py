@@ -29,6 +29,9 @@ class Product(db.Model):
     description: Mapped[str] = mapped_column(Text, default="", server_default="")
     price: Mapped[Decimal] = mapped_column(MoneyColumn())
     stock: Mapped[int] = mapped_column(Integer, default=0)
+    # At or below this, the product is low on stock (report, alert). New
+    # products get LOW_STOCK_THRESHOLD from the config (catalog service).
+    low_stock_threshold: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
     category: Mapped[str | None] = mapped_column(String(80))
     image_url: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -46,6 +49,7 @@ class Product(db.Model):
     __table_args__ = (
         CheckConstraint("stock >= 0", name="stock_non_negative"),
         CheckConstraint("price >= 0", name="price_non_negative"),
+        CheckConstraint("low_stock_threshold >= 0", name="low_stock_threshold_non_negative"),
         CheckConstraint(
             "rating_count >= 0 AND rating_sum BETWEEN rating_count AND 5 * rating_count",
             name="rating_totals",
@@ -56,6 +60,8 @@ class Product(db.Model):
         Index("ix_products_created_at_id", "created_at", "id", **WHERE_NOT_DELETED),
         Index("ix_products_price_id", "price", "id", **WHERE_NOT_DELETED),
         Index("ix_products_name_id", "name", "id", **WHERE_NOT_DELETED),
+        # The low-stock report walks the live catalog from the lowest stock up.
+        Index("ix_products_stock_id", "stock", "id", **WHERE_NOT_DELETED),
         Index("ix_products_category_lower", func.lower(category)),
         # Covers the facets' GROUP BY category (price range, stock counts).
         Index("ix_products_facets", "category", "price", "stock", **WHERE_NOT_DELETED),

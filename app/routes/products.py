@@ -1,5 +1,7 @@
 """The catalog: /api/products."""
 
+from flask_jwt_extended import current_user
+
 from app.schemas.product import (
     FacetsSchema,
     ProductFilterSchema,
@@ -55,7 +57,7 @@ def get_product(product_id):
 @blp.response(201, ProductSchema)
 def create_product(data):
     """Add a product (admin)."""
-    return catalog.create_product(data)
+    return catalog.create_product(data, current_user)
 
 
 @blp.route("/<int:product_id>", methods=["PUT"])
@@ -65,7 +67,7 @@ def create_product(data):
 @blp.alt_response(404, description="No such product")
 def update_product(data, product_id):
     """Change any subset of a product's writable fields (admin)."""
-    return catalog.update_product(product_id, data)
+    return catalog.update_product(product_id, data, current_user)
 
 
 @blp.route("/<int:product_id>", methods=["DELETE"])

@@ -51,6 +51,10 @@ class ProductSchema(ma.Schema):
         validate=validate.Length(max=500),
         metadata={"example": "https://example.com/images/phone-x.jpg"},
     )
+    low_stock_threshold = StrictInt(
+        validate=validate.Range(0, MAX_STOCK),
+        metadata={"description": "At or below this stock the product is low (default 5)."},
+    )
     rating_average = fields.Decimal(
         dump_only=True,
         places=2,

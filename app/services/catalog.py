@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, delete, func, select
 
 from app.db import paginate
 from app.errors import NotFound
 from app.extensions import db
-from app.models import CartItem, Product
+from app.models import CartItem, Product, User
 from app.models.types import utcnow
-from app.services import search
+from app.services import inventory, search
 
 SORT_COLUMNS = {"name": Product.name, "price": Product.price, "created_at": Product.created_at}
 # Unrated products (a NULL average) last either way; each order is one that an
@@ -88,18 +89,25 @@ def get_product(product_id: int) -> Product:
     return product
 
 
-def create_product(data: dict[str, Any]) -> Product:
+def create_product(data: dict[str, Any], actor: User | None = None) -> Product:
+    """A new product, its initial stock the first entry of its ledger."""
+    data.setdefault("low_stock_threshold", current_app.config["LOW_STOCK_THRESHOLD"])
     product = Product(**data)
     db.session.add(product)
     db.session.flush()
+    inventory.record_created(product, actor)
     return product
 
 
-def update_product(product_id: int, data: dict[str, Any]) -> Product:
+def update_product(product_id: int, data: dict[str, Any], actor: User) -> Product:
+    """Change the given fields; a new `stock` is an adjustment of the difference."""
     product = get_product(product_id)
+    stock = data.pop("stock", None)
     for field, value in data.items():
         setattr(product, field, value)
     db.session.flush()
+    if stock is not None:
+        inventory.set_stock(product, stock, actor)
     return product
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, func
+from sqlalchemy import Row, Select, func
 
 from app.extensions import db
 from app.models import Product
@@ -13,19 +13,10 @@ from app.services.catalog import filtered, search_matches
 RATING_LEVELS = (4, 3, 2, 1)
 
 
-def _rating_average() -> ColumnElement | None:
-    """The products' average rating column, once reviews give them one."""
-    return Product.__table__.c.get("rating_average")
-
-
 def _groups(stmt: Select) -> list[Row]:
     """One row per category (NULL included): its lower-cased value as the
     category filter compares it, and the counts the facets add up."""
-    average = _rating_average()
-    ratings = [
-        func.count().filter(average >= level) if average is not None else func.count() * 0
-        for level in RATING_LEVELS
-    ]
+    ratings = [func.count().filter(Product.rating_average >= level) for level in RATING_LEVELS]
     return db.session.execute(
         stmt.with_only_columns(
             Product.category,

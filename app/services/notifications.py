@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Order, User
@@ -62,3 +63,18 @@ def order_status_changed(order: Order) -> None:
     user = db.session.get(User, order.user_id)
     if user is not None:
         queue_email(user.email, template, _order_context(order, user, order.items))
+
+
+def low_stock(product: Any) -> None:
+    """Queue the low-stock alert for `product` to every admin."""
+    admins = db.session.scalars(select(User).where(User.is_admin).order_by(User.id)).all()
+    snapshot = {
+        "id": product.id,
+        "name": product.name,
+        "stock": product.stock,
+        "low_stock_threshold": product.low_stock_threshold,
+    }
+    for admin in admins:
+        queue_email(
+            admin.email, "low_stock", {"user": {"username": admin.username}, "product": snapshot}
+        )

@@ -18,14 +18,13 @@ from app.errors import (
     NotFound,
     OrderNotPending,
     OutOfStock,
-    StockLimit,
 )
 from app.extensions import db
-from app.models import CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, Product, User
-from app.models.product import STOCK_COLUMN_MAX
+from app.models import CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, User
 from app.models.types import utcnow
 from app.services import notifications
 from app.services.cart import find_cart, lock_cart
+from app.services.inventory import move_stock, restock, stock_left
 from app.services.workflow import can_move
 
 
@@ -42,21 +41,11 @@ def place_order(user: User, shipping_address: str) -> Order:
         raise EmptyCart("Your cart is empty")
     total = Decimal("0.00")
     rows = []
+    order = Order(user_id=user.id, status=OrderStatus.PENDING, shipping_address=shipping_address)
     for line in sorted(cart.items, key=lambda item: item.product_id):
-        taken = db.session.execute(
-            update(Product)
-            .where(
-                Product.id == line.product_id,
-                Product.deleted_at.is_(None),
-                Product.stock >= line.quantity,
-            )
-            .values(stock=Product.stock - line.quantity)
-            .returning(Product.name, Product.price)
-            .execution_options(synchronize_session=False)
-        ).one_or_none()
+        taken = move_stock(line.product_id, -line.quantity, "order", order=order)
         if taken is None:
-            left = db.session.scalar(select(Product.stock).where(Product.id == line.product_id))
-            raise OutOfStock(line.product.name, left or 0, line.product_id)
+            raise OutOfStock(line.product.name, stock_left(line.product_id), line.product_id)
         subtotal = taken.price * line.quantity
         total += subtotal
         rows.append(
@@ -68,12 +57,7 @@ def place_order(user: User, shipping_address: str) -> Order:
                 "subtotal": subtotal,
             }
         )
-    order = Order(
-        user_id=user.id,
-        status=OrderStatus.PENDING,
-        shipping_address=shipping_address,
-        total_amount=total,
-    )
+    order.total_amount = total
     order.status_history.append(OrderStatusEvent(status=OrderStatus.PENDING, at=utcnow()))
     db.session.add(order)
     db.session.flush()
@@ -177,22 +161,8 @@ def change_status(order: Order, new: str) -> None:
 def _restock(order: Order) -> None:
     # Product-id order, as checkout takes them, so the two never deadlock.
     for item in sorted(order.items, key=lambda i: i.product_id or 0):
-        if item.product_id is None:
-            continue
-        restored = db.session.execute(
-            update(Product)
-            .where(
-                Product.id == item.product_id,
-                Product.stock <= STOCK_COLUMN_MAX - item.quantity,
-            )
-            .values(stock=Product.stock + item.quantity)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if restored != 1:
-            raise StockLimit(
-                f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
-                f"it would pass the maximum of {STOCK_COLUMN_MAX}"
-            )
+        if item.product_id is not None:
+            restock(order, item)
 
 
 def _change_address(order: Order, address: str) -> None:

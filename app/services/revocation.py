@@ -1,5 +1,5 @@
-"""Revoked JWTs: one store shared by every process and host (the database, or
-Redis when REDIS_URL is set), chosen once per app."""
+"""Revoked JWTs: recorded in the database, which every process and host shares
+and which keeps them across restarts of anything else (Redis included)."""
 
 from __future__ import annotations
 
@@ -38,34 +38,15 @@ class DatabaseRevocations:
         return (row[0], bool(row[1])) if row else (None, False)
 
 
-class RedisRevocations:
-    """Revoked token ids in Redis, each expiring with its token."""
-
-    def __init__(self, url: str):
-        import redis
-
-        self.redis = redis.Redis.from_url(url)
-
-    def revoke(self, jti: str, expires_at: datetime) -> None:
-        ttl = max(int((expires_at - datetime.now(UTC)).total_seconds()) + 1, 1)
-        self.redis.set(f"revoked-jwt:{jti}", "1", ex=ttl)
-
-    def is_revoked(self, jti: str) -> bool:
-        return bool(self.redis.exists(f"revoked-jwt:{jti}"))
-
-    def user_and_revoked(self, user_id: int, jti: str) -> tuple[User | None, bool]:
-        return db.session.get(User, user_id), self.is_revoked(jti)
-
-
 def init_revocations(app: Flask) -> None:
-    """Pick the app's store: Redis if REDIS_URL is set, else the database."""
-    redis_url = app.config.get("REDIS_URL")
-    app.extensions["shop_revocations"] = (
-        RedisRevocations(redis_url) if redis_url else DatabaseRevocations()
-    )
+    """The app's store: the database, also when REDIS_URL is set. A revocation
+    must outlive a Redis restart without persistence and keep working while
+    Redis is down; and the query that loads a token's user answers "revoked?"
+    in the same round trip, so a Redis copy could not save a read."""
+    app.extensions["shop_revocations"] = DatabaseRevocations()
 
 
-def revocations() -> DatabaseRevocations | RedisRevocations:
+def revocations() -> DatabaseRevocations:
     return current_app.extensions["shop_revocations"]
 
 
@@ -80,6 +61,8 @@ def revoke_encoded(token: str, token_type: str, subject: str) -> bool:
     except Exception:  # noqa: BLE001 - anything undecodable is simply not revoked
         return False
     if payload.get("type") != token_type or payload.get("sub") != subject:
+        return False
+    if not isinstance(payload.get("exp"), (int, float)):  # never valid here
         return False
     revoke_payload(payload)
     return True

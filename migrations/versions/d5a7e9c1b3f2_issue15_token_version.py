@@ -4,7 +4,7 @@ It replaces users.tokens_valid_after (a time cutoff, which depends on every
 host's clock agreeing): tokens now carry the version they were issued under.
 
 Revision ID: d5a7e9c1b3f2
-Revises: d17a5e0c9b21
+Revises: d18a7c3e5b90
 Create Date: 2026-11-26 02:30:00
 """
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = 'd5a7e9c1b3f2'
-down_revision = 'd17a5e0c9b21'
+down_revision = 'd18a7c3e5b90'
 branch_labels = None
 depends_on = None
 

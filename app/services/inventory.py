@@ -1,0 +1,194 @@
+"""Inventory: every change of a product's stock goes through `move_stock`, one
+guarded UPDATE that also writes the change to the ledger (stock_movements) and
+raises the low-stock alert when the change crosses the product's threshold."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import insert, literal, select, update
+
+from app.db import paginate
+from app.errors import InsufficientStock, NotFound, StockLimit, ValidationFailed
+from app.extensions import db
+from app.models import Order, OrderItem, Product, StockMovement, User
+from app.models.inventory import pending_movements
+from app.models.product import MAX_STOCK, STOCK_COLUMN_MAX
+from app.services import notifications
+
+log = logging.getLogger(__name__)
+
+
+def move_stock(
+    product_id: int,
+    delta: int,
+    reason: str,
+    *,
+    order: Order | None = None,
+    actor_id: int | None = None,
+    note: str | None = None,
+    live_only: bool = True,
+    expect: int | None = None,
+    ceiling: int = STOCK_COLUMN_MAX,
+) -> Product | None:
+    """Add `delta` to the product's stock and record the movement, in the
+    caller's transaction. One UPDATE ... RETURNING, guarded so the stock stays
+    within 0..INTEGER max (and, with `expect`, only if the stock is still that):
+    concurrent moves of one product serialize on its row, and each sees the
+    stock the previous one left. An increase may not take the stock past
+    `ceiling`. Returns the refreshed product, or None when the guard refused
+    (nothing changed) - the caller says why."""
+    # The bound is computed here, not as `stock + delta` in SQL: that sum could
+    # overflow INTEGER on PostgreSQL before the comparison.
+    conditions = [
+        Product.id == product_id,
+        Product.stock >= -delta if delta < 0 else Product.stock <= ceiling - delta,
+    ]
+    if live_only:
+        conditions.append(Product.deleted_at.is_(None))
+    if expect is not None:
+        conditions.append(Product.stock == expect)
+    # No autoflush: a checkout's order is not ready to be written yet.
+    with db.session.no_autoflush:
+        product = db.session.execute(
+            update(Product)
+            .where(*conditions)
+            .values(stock=Product.stock + delta)
+            .returning(Product),
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        ).scalar_one_or_none()
+    if product is None:
+        return None
+    movement = {
+        "product_id": product_id,
+        "delta": delta,
+        "stock_after": product.stock,
+        "reason": reason,
+        "actor_id": actor_id,
+        "note": note,
+        # Both numbers come from the one row version this UPDATE wrote: of
+        # several concurrent moves, exactly one takes the stock across.
+        "low_stock_alert": product.stock - delta > product.low_stock_threshold >= product.stock,
+    }
+    _record(movement, order)
+    if movement["low_stock_alert"]:
+        low_stock_alert(product)
+    return product
+
+
+def restock(order: Order, item: OrderItem) -> None:
+    """Put a cancelled order's line back in stock, deleted product or not;
+    refused (409) only if that would pass what the column holds."""
+    if move_stock(item.product_id, item.quantity, "cancel", order=order, live_only=False) is None:
+        raise StockLimit(
+            f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
+            f"it would pass the maximum of {STOCK_COLUMN_MAX}"
+        )
+
+
+def stock_left(product_id: int) -> int:
+    """The product's stock now (0 if it is gone), without flushing the
+    caller's pending rows (an order still being built)."""
+    with db.session.no_autoflush:
+        left = db.session.scalar(select(Product.stock).where(Product.id == product_id))
+    return left or 0
+
+
+def record_created(product: Product, actor: User | None = None) -> None:
+    """The first movement of a new product: its initial stock."""
+    movement = {"product_id": product.id, "delta": product.stock, "stock_after": product.stock}
+    _record({**movement, "actor_id": actor.id if actor is not None else None})
+
+
+def record_opening_balances() -> None:
+    """A `created` movement for every product that has none (after a bulk load)."""
+    ledgered = select(StockMovement.id).where(StockMovement.product_id == Product.id)
+    db.session.execute(
+        insert(StockMovement).from_select(
+            ["product_id", "delta", "stock_after", "reason", "created_at"],
+            select(
+                Product.id, Product.stock, Product.stock, literal("created"), Product.created_at
+            ).where(~ledgered.exists()),
+        )
+    )
+
+
+def _record(movement: dict[str, Any], order: Order | None = None) -> None:
+    """Write one movement now; a checkout's wait for its order's id and are
+    written with the order, in one INSERT (`app.models.inventory`)."""
+    movement.setdefault("reason", "created")
+    if order is not None and order.id is None:
+        pending_movements(order).append(movement)
+        return
+    movement["order_id"] = order.id if order is not None else None
+    db.session.execute(insert(StockMovement), [movement])
+
+
+def low_stock_alert(product: Product) -> None:
+    """Tell every admin that `product` just fell to or below its threshold:
+    emails recorded in the outbox, in the transaction of the stock change."""
+    log.info(
+        "low stock: product %s at %s, threshold %s",
+        product.id,
+        product.stock,
+        product.low_stock_threshold,
+    )
+    notifications.low_stock(product)
+
+
+def _live_product(product_id: int) -> Product:
+    product = db.session.get(Product, product_id)
+    if product is None or product.deleted_at is not None:
+        raise NotFound("Product not found")
+    return product
+
+
+def adjust_stock(product_id: int, delta: int, note: str | None, actor: User) -> Product:
+    """An admin's relative change: added atomically, never below zero."""
+    moved = move_stock(
+        product_id, delta, "adjustment", actor_id=actor.id, note=note, ceiling=MAX_STOCK
+    )
+    if moved is not None:
+        return moved
+    product = _live_product(product_id)
+    if product.stock + delta < 0:
+        raise InsufficientStock(product, delta)
+    raise ValidationFailed(errors={"delta": [f"The stock would pass {MAX_STOCK}."]})
+
+
+def set_stock(product: Product, stock: int, actor: User) -> None:
+    """An absolute stock from a product PUT, recorded as an adjustment of the
+    difference. The row is locked while the difference is taken, and the
+    guarded UPDATE applies it only to the stock it was computed from."""
+    current = db.session.scalar(
+        select(Product.stock).where(Product.id == product.id).with_for_update()
+    )
+    if current is None or current == stock:
+        return
+    if move_stock(product.id, stock - current, "adjustment", actor_id=actor.id, expect=current):
+        return
+    raise RuntimeError("stock changed under a row lock")  # pragma: no cover - cannot happen
+
+
+def stock_movements(product_id: int, args: dict[str, Any]) -> dict[str, Any]:
+    """A page of the product's ledger, newest first. A deleted product's ledger
+    stays readable: it explains the orders that still name it."""
+    if db.session.scalar(select(Product.id).where(Product.id == product_id)) is None:
+        raise NotFound("Product not found")
+    stmt = (
+        select(StockMovement)
+        .where(StockMovement.product_id == product_id)
+        .order_by(StockMovement.id.desc())
+    )
+    return paginate(stmt, args["page"], args["per_page"])
+
+
+def low_stock(args: dict[str, Any]) -> dict[str, Any]:
+    """A page of the live products at or below their threshold, lowest stock first."""
+    stmt = (
+        select(Product)
+        .where(Product.deleted_at.is_(None), Product.stock <= Product.low_stock_threshold)
+        .order_by(Product.stock.asc(), Product.id.asc())
+    )
+    return paginate(stmt, args["page"], args["per_page"])
