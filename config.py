@@ -37,7 +37,13 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'shop.db'}"
     )
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # Statements are logged without their parameters (password hashes, emails).
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
+    # PostgreSQL: a server that accepts but never answers must not hold a
+    # worker thread for minutes (seconds; statement timeout in ms, 0 = none).
+    DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5)
+    DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 30_000)
+    DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10)
     SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000)
 
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600))
@@ -46,9 +52,11 @@ class Config:
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
     PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD", "scrypt")
+    PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 2)
+    PASSWORD_HASH_WAIT = float(os.environ.get("PASSWORD_HASH_WAIT", "5"))
 
     REDIS_URL = os.environ.get("REDIS_URL") or None
-    CORS_ORIGINS = env_list("CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
+    CORS_ORIGINS = env_list("CORS_ORIGINS")  # production: only what is configured
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
 
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
@@ -59,7 +67,20 @@ class Config:
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "shop")
     RATELIMIT_DEFAULT = os.environ.get("RATELIMIT_DEFAULT", "300 per minute")
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute")
+    # Every login attempt per client, and failed logins per account from any
+    # client (an attacker rotating addresses still meets the second).
+    RATELIMIT_LOGIN_ATTEMPTS = os.environ.get("RATELIMIT_LOGIN_ATTEMPTS", "30 per minute")
+    RATELIMIT_LOGIN_ACCOUNT = os.environ.get("RATELIMIT_LOGIN_ACCOUNT", "10 per 15 minutes")
+    # Production refuses per-process counters (memory://) unless this is set:
+    # with several workers each would allow the whole limit.
+    RATELIMIT_ALLOW_MEMORY_STORAGE = env_bool("RATELIMIT_ALLOW_MEMORY_STORAGE", False)
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "20 per hour")
+    # Redis down: limits fall back to per-process counters (a warning is
+    # logged) and come back to Redis when it answers again; never a 500.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_IN_MEMORY_FALLBACK = os.environ.get("RATELIMIT_IN_MEMORY_FALLBACK", "300 per minute")
+    RATELIMIT_SWALLOW_ERRORS = True
+    RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
     RATELIMIT_PASSWORD_RESET = os.environ.get("RATELIMIT_PASSWORD_RESET", "10 per hour")
     TRUST_PROXY = env_int("TRUST_PROXY", 0)
 
@@ -117,8 +138,16 @@ class Config:
     LOW_STOCK_THRESHOLD = env_int("LOW_STOCK_THRESHOLD", 5)
 
 
+# A storefront in development runs on one of these (create-react-app, Next.js,
+# Vite); they are allowed unless CORS_ORIGINS says otherwise.
+DEV_ORIGINS = ",".join(
+    f"http://{host}:{port}" for port in (3000, 5173) for host in ("localhost", "127.0.0.1")
+)
+
+
 class DevelopmentConfig(Config):
     DEBUG = False  # the debugger stays off unless FLASK_DEBUG=1 asks for it
+    CORS_ORIGINS = env_list("CORS_ORIGINS", DEV_ORIGINS)
 
 
 class TestingConfig(Config):
@@ -129,6 +158,7 @@ class TestingConfig(Config):
     # A cheap hash keeps the suite fast; production uses scrypt.
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 - a method name
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", False)
+    CORS_ORIGINS = env_list("CORS_ORIGINS", DEV_ORIGINS)
     # Tests deliver on purpose (the `deliver_outbox` fixture, or servers started
     # with BACKGROUND_MODE=thread/celery), so nothing runs behind their back.
     BACKGROUND_MODE = os.environ.get("BACKGROUND_MODE", "off")
@@ -138,6 +168,7 @@ class ProductionConfig(Config):
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
     SQLALCHEMY_ENGINE_OPTIONS = {
         "pool_pre_ping": True,
+        "hide_parameters": True,
         "pool_size": env_int("DB_POOL_SIZE", 10),
         "max_overflow": env_int("DB_MAX_OVERFLOW", 10),
     }
@@ -152,6 +183,15 @@ class ProductionConfig(Config):
             problems.append("JWT_SECRET_KEY")
         if not os.environ.get("DATABASE_URL"):
             problems.append("DATABASE_URL")
+        if (
+            config.get("RATELIMIT_ENABLED")
+            and str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory://")
+            and not config.get("RATELIMIT_ALLOW_MEMORY_STORAGE")
+        ):
+            problems.append(
+                "REDIS_URL or RATELIMIT_STORAGE_URI (memory:// counts per process; "
+                "RATELIMIT_ALLOW_MEMORY_STORAGE=1 accepts that)"
+            )
         if problems:
             raise RuntimeError(
                 "production config refused: set a real "

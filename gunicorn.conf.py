@@ -29,3 +29,37 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Request lines up to 8 KiB (gunicorn's ceiling; nginx's default buffer size),
 # not 4 KiB: a list URL with many filters fits.
 limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "8190"))
+
+
+def _json_error(sock, status_int, reason, mesg):
+    """gunicorn's own answers (a malformed request line or header, headers past
+    limit_request_field_size, ...) in the API's JSON envelope instead of HTML;
+    gunicorn's wording names its parser, so the message is the project's."""
+    import json
+    from http import HTTPStatus
+
+    from gunicorn import util
+
+    try:
+        code = HTTPStatus(status_int).name.lower()
+    except ValueError:
+        code = "bad_request"
+    messages = {
+        400: ("invalid_request", "Malformed HTTP request"),
+        414: ("uri_too_long", "Request URI too long"),
+        431: ("headers_too_large", "Request header fields too large"),
+        500: ("internal_error", "Internal server error"),
+    }
+    code, message = messages.get(status_int, (code, reason))
+    body = json.dumps({"code": code, "message": message}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
+    util.write_nonblock(sock, head + body)
+
+
+def on_starting(server):
+    from gunicorn import util
+
+    util.write_error = _json_error

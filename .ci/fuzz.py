@@ -13,7 +13,8 @@ response_schema_conformance. Any failure fails the run.
 
 Environment: FUZZ_ADMIN_DSN (default postgresql://postgres@127.0.0.1:5432/test,
 the database used to create and drop the fresh one), FUZZ_MAX_EXAMPLES (default 100),
-FUZZ_SEED (default 20261124), FUZZ_KEEP_DB=1 to keep the database for a look.
+FUZZ_SEED (default 20261124), FUZZ_KEEP_DB=1 to keep the database for a look,
+FUZZ_DB_PREFIX (default shop_fuzz) to name it.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def counts(json_report: Path, har_report: Path) -> dict:
 
 
 def main() -> int:
-    name = f"shop_fuzz_{os.getpid()}_{int(time.time())}"
+    name = f"{os.environ.get('FUZZ_DB_PREFIX', 'shop_fuzz')}_{os.getpid()}_{int(time.time())}"
     database_url = re.sub(r"/[^/]*$", f"/{name}", ADMIN_DSN).replace(
         "postgresql://", "postgresql+psycopg://", 1
     )

@@ -46,6 +46,7 @@ def register_extensions(app: Flask) -> None:
     from app.extensions import cors, db, limiter, migrate
     from app.models.types import include_in_autogenerate, render_migration_type
     from app.services.catalog_cache import init_catalog_cache
+    from app.services.passwords import init_password_hashing
     from app.web.api import api
     from app.web.jwt import init_jwt
 
@@ -60,6 +61,7 @@ def register_extensions(app: Flask) -> None:
         include_object=include_in_autogenerate,
     )
     init_jwt(app)
+    init_password_hashing(app)
     cors.init_app(
         app,
         resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},

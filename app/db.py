@@ -33,7 +33,10 @@ def unit_of_work() -> Iterator[None]:
 
 
 def init_db(app: Flask) -> None:
-    """Bind `db` to the app; on SQLite, tune the engine for a web server."""
+    """Bind `db` to the app; on SQLite, tune the engine for a web server; on
+    PostgreSQL, bound every wait."""
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = postgres_engine_options(app.config)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # A database file has no server that drops idle connections: no ping
         # (an extra query) on every checkout.
@@ -47,6 +50,21 @@ def init_db(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+
+
+def postgres_engine_options(config) -> dict[str, Any]:
+    """Bounded waits on PostgreSQL: connecting, each statement (lock waits
+    included) and a free connection from the pool, so a server that accepts
+    but never answers costs a request seconds, not every worker thread minutes."""
+    options = dict(config["SQLALCHEMY_ENGINE_OPTIONS"])
+    connect_args = dict(options.get("connect_args", {}))
+    connect_args.setdefault("connect_timeout", config["DB_CONNECT_TIMEOUT"])
+    if config["DB_STATEMENT_TIMEOUT_MS"]:
+        timeout = int(config["DB_STATEMENT_TIMEOUT_MS"])
+        connect_args.setdefault("options", f"-c statement_timeout={timeout}")
+    options["connect_args"] = connect_args
+    options.setdefault("pool_timeout", config["DB_POOL_TIMEOUT"])
+    return options
 
 
 def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

@@ -8,7 +8,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.extensions import limiter
@@ -239,7 +239,13 @@ def handle_api_error(error: ApiError) -> Response:
 
 def handle_unexpected(error: Exception) -> Response:
     original = getattr(error, "original_exception", None) or error
-    log.exception("unhandled error", exc_info=original)
+    fields = {"method": request.method, "path": request.path, "request_id": g.get("request_id")}
+    log.error(
+        "unhandled error on %s %s (request %s)",
+        *fields.values(),
+        exc_info=original,
+        extra={"fields": fields},
+    )
     return error_response(500)
 
 
@@ -259,6 +265,11 @@ class CartChanged(Conflict):
 
 class StockLimit(Conflict):
     code = "stock_limit"
+
+
+class ServerBusy(ApiError):
+    status = 503
+    code = "unavailable"
 
 
 # Payments (issue 20)

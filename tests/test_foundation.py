@@ -12,7 +12,7 @@ from tests.helpers import IS_POSTGRES
 def test_health_ok(client):
     response = client.get("/api/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "redis": "disabled"}
 
 
 def test_health_503_when_database_unreachable(make_app):
@@ -24,6 +24,7 @@ def test_health_503_when_database_unreachable(make_app):
     assert body == {
         "status": "unavailable",
         "database": "unavailable",
+        "redis": "disabled",
         "code": "unavailable",
         "message": "Database unavailable",
     }

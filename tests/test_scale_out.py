@@ -129,6 +129,45 @@ def test_idempotency_key_used_on_a_replays_on_b(instances, db, make_user, login,
     assert scalar("SELECT count(*) FROM orders") == 1
 
 
+# Tokens come from the in-process app (same secrets): the login limit shared by
+# the instances is used up by the test above for a minute.
+
+
+def test_password_change_on_a_ends_every_session_on_b(instances, make_user, login):
+    a, b = instances
+    user = make_user()
+    sessions = [login(user) for _ in range(3)]
+    for tokens in sessions:
+        assert b.request("GET", "/api/auth/profile", token=tokens["access_token"])[0] == 200
+    change = {"password": "changed-on-a-1", "current_password": PASSWORD}
+    assert (
+        a.request("PUT", "/api/auth/profile", change, token=sessions[0]["access_token"])[0] == 200
+    )
+    for server in (a, b):
+        for tokens in sessions:  # several workers per instance: every answer is the same
+            for _ in range(3):
+                status, body = server.request("GET", "/api/cart", token=tokens["access_token"])
+                assert (status, body["code"]) == (401, "token_revoked")
+            status, _ = server.request("POST", "/api/auth/refresh", token=tokens["refresh_token"])
+            assert status == 401
+    fresh = login(user, "changed-on-a-1")
+    assert {s.request("GET", "/api/cart", token=fresh["access_token"])[0] for s in (a, b)} == {200}
+
+
+def test_logout_all_on_b_ends_sessions_on_a(instances, make_user, login):
+    a, b = instances
+    user = make_user()
+    first, second = login(user), login(user)
+    assert b.request("POST", "/api/auth/logout-all", token=second["access_token"])[0] == 200
+    for tokens in (first, second):
+        assert {
+            a.request("GET", "/api/cart", token=tokens["access_token"])[0] for _ in range(4)
+        } == {401}
+        assert a.request("POST", "/api/auth/refresh", token=tokens["refresh_token"])[0] == 401
+    again = login(user)
+    assert b.request("GET", "/api/cart", token=again["access_token"])[0] == 200
+
+
 def test_catalog_write_on_a_is_read_on_b_at_once(instances, make_user, login, make_product):
     a, b = instances
     admin = login(make_user(admin=True))["access_token"]

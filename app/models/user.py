@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import Boolean, Index, String, false, func
+from sqlalchemy import Boolean, Index, Integer, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -20,8 +20,9 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # Tokens issued before this instant are refused (a password reset ends every session).
-    tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every token carries the version it was issued under; raising it revokes
+    # all of the user's tokens at once (password change, logout everywhere).
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -25,10 +25,19 @@ from app.schemas.user import (
 )
 from app.services import account_tokens
 from app.services import auth as accounts
-from app.services.revocation import revoke_encoded, revoke_payload
+from app.services.revocation import revoke_encoded, revoke_payload, revoke_user_tokens
 from app.web.blueprint import BEARER, Blueprint
+from app.web.limits import login_account_key
 
 blp = Blueprint("auth", __name__, description="Accounts and JWT tokens")
+
+
+@blp.after_request
+def _no_store(response):
+    # Tokens and account data: never kept by a browser or a shared cache.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
 
 
 def _tokens(user) -> dict:
@@ -55,9 +64,20 @@ def signup(data):
     return _tokens(user)
 
 
+def _failed(response) -> bool:
+    return response.status_code == 401
+
+
 @blp.route("/login", methods=["POST"])
-# Only failed logins count, per client; a breach answers 429 before any check.
-@limiter.limit(_limit("RATELIMIT_LOGIN"), deduct_when=lambda response: response.status_code == 401)
+# A breach of any of these answers 429 before the password is checked.
+@limiter.limit(_limit("RATELIMIT_LOGIN_ATTEMPTS"), scope="login-attempts")
+@limiter.limit(_limit("RATELIMIT_LOGIN"), deduct_when=_failed)
+@limiter.limit(
+    _limit("RATELIMIT_LOGIN_ACCOUNT"),
+    key_func=login_account_key,
+    deduct_when=_failed,
+    scope="login-account",
+)
 @blp.arguments(LoginSchema)
 @blp.response(200, TokensSchema)
 @blp.alt_response(401, description="Invalid credentials")
@@ -92,6 +112,15 @@ def update_profile(data):
 def refresh():
     """A new access token, with the refresh token as the bearer."""
     return {"access_token": create_access_token(identity=current_user)}
+
+
+@blp.route("/logout-all", methods=["POST"])
+@blp.private
+@blp.response(200, MessageSchema)
+def logout_all():
+    """Revoke every token of the caller, on every device (this one included)."""
+    revoke_user_tokens(current_user)
+    return {"message": "Logged out everywhere"}
 
 
 @blp.route("/logout", methods=["POST"])

@@ -36,9 +36,9 @@ class CartSchema(ma.Schema):
 
 
 class CartAddSchema(ma.Schema):
-    product_id = Id(required=True)
-    quantity = Quantity(load_default=1)
+    product_id = Id(required=True, metadata={"example": 1})
+    quantity = Quantity(load_default=1, metadata={"example": 2})
 
 
 class CartUpdateSchema(ma.Schema):
-    quantity = Quantity(required=True)
+    quantity = Quantity(required=True, metadata={"example": 3})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 import marshmallow as ma
@@ -11,6 +12,8 @@ from app.models.types import CENT
 
 MAX_PER_PAGE = 100
 MAX_INT = 2_147_483_647  # INTEGER on PostgreSQL
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
 class Money(fields.Field):
@@ -32,8 +35,13 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
             raise self.make_error("invalid")
+        if isinstance(value, str):
+            value = value.strip()
+            # Decimal() also reads fullwidth or Arabic-Indic digits and '1_0'.
+            if not NUMBER.fullmatch(value):
+                raise self.make_error("invalid")
         try:
-            amount = Decimal(value.strip() if isinstance(value, str) else str(value))
+            amount = Decimal(value if isinstance(value, str) else str(value))
         except (InvalidOperation, ValueError):
             raise self.make_error("invalid") from None
         if not amount.is_finite():
@@ -42,7 +50,17 @@ class Money(fields.Field):
             raise self.make_error("range")
         if amount != amount.quantize(CENT):
             raise self.make_error("places")
-        return amount.quantize(CENT)
+        return amount.quantize(CENT) + 0  # + 0: "-0" is 0.00, not -0.00
+
+
+class Integer(fields.Integer):
+    """An integer; given as a string (a query parameter), ASCII digits only:
+    int() would also read fullwidth or Arabic-Indic digits and '1_0'."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not INTEGER.fullmatch(value.strip()):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def StrictInt(**kwargs) -> fields.Integer:  # noqa: N802 - a field factory
@@ -74,8 +92,8 @@ class ChangeSchema(ma.Schema):
 
 
 class PageQuerySchema(ma.Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
-    per_page = fields.Integer(
+    page = Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    per_page = Integer(
         load_default=20,
         validate=validate.Range(min=1),
         metadata={"description": "Items per page; above 100 is clamped to 100."},
@@ -103,23 +121,10 @@ class MessageSchema(ma.Schema):
     message = fields.String()
 
 
-ERROR_CODES_DESCRIPTION = (
-    "Stable and machine-readable: branch on it, never on `message`. "
-    "400 `invalid_json`; 401 `invalid_credentials`, `token_missing`, `token_invalid`, "
-    "`token_expired`, `token_revoked`; 402 `payment_declined`; 403 `forbidden`, "
-    "`not_a_buyer`; 404 `not_found`; 405 `method_not_allowed`; 409 `duplicate`, "
-    "`out_of_stock`, `empty_cart`, `invalid_transition`, `idempotency_in_flight`, "
-    "`already_reviewed`, `already_paid`, `insufficient_stock`, `cart_limit`, "
-    "`order_not_pending`; 413 `payload_too_large`; 415 `unsupported_media_type`; "
-    "422 `validation_failed`, `idempotency_key_reused`; 429 `rate_limited`; "
-    "500 `internal_error`; 503 `unavailable`."
-)
-
-
 class ErrorSchema(ma.Schema):
     code = fields.String(
         required=True,
-        metadata={"description": ERROR_CODES_DESCRIPTION, "example": "validation_failed"},
+        metadata={"example": "validation_failed"},  # described in app.web.openapi_contract
     )
     message = fields.String(
         required=True,

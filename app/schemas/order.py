@@ -46,10 +46,16 @@ OrderPageSchema = page_schema(OrderSchema, "OrderPageSchema")
 
 
 class OrderCreateSchema(ma.Schema):
-    shipping_address = fields.String(required=True, validate=ADDRESS_RULES)
+    shipping_address = fields.String(
+        required=True,
+        validate=ADDRESS_RULES,
+        metadata={"example": "221B Baker Street, London NW1 6XE"},
+    )
 
 
 class OrderUpdateSchema(ChangeSchema):
+    OPENAPI_EXAMPLE = {"status": "processing"}
+
     status = Status()
     shipping_address = fields.String(validate=ADDRESS_RULES)
 

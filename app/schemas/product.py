@@ -27,17 +27,29 @@ SORTS = (
 
 
 class ProductSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
-    name = fields.String(required=True, validate=[validate.Length(1, 200), NonBlank()])
-    description = fields.String(validate=validate.Length(max=5000))
-    price = Money(required=True)
-    stock = StrictInt(required=True, validate=validate.Range(0, MAX_STOCK))
-    category = fields.String(allow_none=True, validate=validate.Length(max=80))
+    id = fields.Integer(dump_only=True, metadata={"example": 1})
+    name = fields.String(
+        required=True,
+        validate=[validate.Length(1, 200), NonBlank()],
+        metadata={"example": "Phone X"},
+    )
+    description = fields.String(
+        validate=validate.Length(max=5000),
+        metadata={"example": "A 6.1-inch phone with a very good camera."},
+    )
+    price = Money(required=True, metadata={"example": 699.99})
+    stock = StrictInt(
+        required=True, validate=validate.Range(0, MAX_STOCK), metadata={"example": 25}
+    )
+    category = fields.String(
+        allow_none=True, validate=validate.Length(max=80), metadata={"example": "Phones"}
+    )
     image_url = fields.URL(
         allow_none=True,
         schemes={"http", "https"},
         require_tld=False,
         validate=validate.Length(max=500),
+        metadata={"example": "https://example.com/images/phone-x.jpg"},
     )
     low_stock_threshold = StrictInt(
         validate=validate.Range(0, MAX_STOCK),
@@ -56,6 +68,8 @@ class ProductSchema(ma.Schema):
 
 class ProductUpdateSchema(ProductSchema, ChangeSchema):
     """Any subset of the writable fields (loaded with partial=True)."""
+
+    OPENAPI_EXAMPLE = {"price": "649.99", "stock": 30}
 
 
 ProductPageSchema = page_schema(ProductSchema, "ProductPageSchema")

@@ -1,36 +1,98 @@
 from __future__ import annotations
 
+import unicodedata
+
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.schemas.common import ChangeSchema
 
 USERNAME_RULE = validate.Regexp(
-    r"^[A-Za-z0-9_.\-]{3,80}$",
+    r"[A-Za-z0-9_.\-]{3,80}\Z",  # \Z, not $: "alice\n" is no username
     error="3-80 characters: letters, digits, '_', '.' or '-'.",
 )
 PASSWORD_RULE = validate.Length(8, 128)
 
 
+def nfkc(value: str) -> str:
+    return unicodedata.normalize("NFKC", value)
+
+
+def normalize_email(value: str) -> str:
+    return nfkc(nfkc(value).lower())
+
+
+class Username(fields.String):
+    """NFKC-normalised before it is validated or compared (fullwidth 'alice' is alice)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return nfkc(super()._deserialize(value, attr, data, **kwargs))
+
+
+class EmailAddress(fields.Email):
+    """NFKC-normalised and lower-cased (as stored) before the length and format
+    are checked: lower-casing can lengthen it ('İ' becomes two characters)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return normalize_email(super()._deserialize(value, attr, data, **kwargs))
+
+
+class EmailLookup(fields.String):
+    """An email to look an account up by, normalised as `EmailAddress` stores it."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return normalize_email(super()._deserialize(value, attr, data, **kwargs))
+
+
 class UserSchema(ma.Schema):
-    id = fields.Integer(dump_only=True)
-    username = fields.String(dump_only=True)
-    email = fields.String(dump_only=True)
+    id = fields.Integer(dump_only=True, metadata={"example": 1})
+    username = fields.String(dump_only=True, metadata={"example": "alice"})
+    email = fields.String(dump_only=True, metadata={"example": "alice@example.com"})
     is_admin = fields.Boolean(dump_only=True)
     email_verified = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
 
+EXAMPLE_PASSWORD = "correct-horse-9"  # noqa: S105 - a documentation example
+
+
 class SignupSchema(ma.Schema):
-    username = fields.String(required=True, validate=USERNAME_RULE)
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, load_only=True, validate=PASSWORD_RULE)
+    username = Username(required=True, validate=USERNAME_RULE, metadata={"example": "alice"})
+    email = EmailAddress(
+        required=True, validate=validate.Length(max=254), metadata={"example": "alice@example.com"}
+    )
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=PASSWORD_RULE,
+        metadata={"example": EXAMPLE_PASSWORD},
+    )
+
+
+class LoginByEmailSchema(ma.Schema):
+    """Sign in with the email address."""
+
+    email = fields.String(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, validate=validate.Length(max=128))
+    OPENAPI_EXAMPLE = {"email": "alice@example.com", "password": EXAMPLE_PASSWORD}
+
+
+class LoginByUsernameSchema(ma.Schema):
+    """Sign in with the username."""
+
+    username = fields.String(required=True, validate=validate.Length(max=80))
+    password = fields.String(required=True, validate=validate.Length(max=128))
+    OPENAPI_EXAMPLE = {"username": "alice", "password": EXAMPLE_PASSWORD}
 
 
 class LoginSchema(ma.Schema):
-    email = fields.String(validate=validate.Length(max=254))
-    username = fields.String(validate=validate.Length(max=80))
+    """`password` and exactly one of `email` or `username`."""
+
+    email = EmailLookup(validate=validate.Length(max=254))
+    username = Username(validate=validate.Length(max=80))
     password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
+    # The document shows the two accepted shapes (see app.web.openapi_contract).
+    OPENAPI_ONE_OF = (LoginByEmailSchema, LoginByUsernameSchema)
 
     @validates_schema
     def one_identifier(self, data, **kwargs):
@@ -39,8 +101,12 @@ class LoginSchema(ma.Schema):
 
 
 class ProfileUpdateSchema(ChangeSchema):
-    username = fields.String(validate=USERNAME_RULE)
-    email = fields.Email(validate=validate.Length(max=254))
+    """Any of username, email, password; current_password to change the last two."""
+
+    OPENAPI_EXAMPLE = {"username": "alice_w"}
+
+    username = Username(validate=USERNAME_RULE)
+    email = EmailAddress(validate=validate.Length(max=254))
     password = fields.String(load_only=True, validate=PASSWORD_RULE)
     current_password = fields.String(load_only=True, validate=validate.Length(max=128))
 
@@ -72,7 +138,7 @@ TOKEN_RULE = validate.Length(1, 200)
 
 
 class PasswordResetRequestSchema(ma.Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = EmailAddress(required=True, validate=validate.Length(max=254))
 
 
 class PasswordResetConfirmSchema(ma.Schema):

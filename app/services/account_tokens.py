@@ -20,6 +20,7 @@ from app.models import AccountToken, User
 from app.models.types import utcnow
 from app.services.background import task_handler
 from app.services.outbox import queue_email, queue_task
+from app.services.passwords import hashing
 from app.services.revocation import revoke_user_tokens
 
 RESET = "password_reset"
@@ -115,7 +116,8 @@ def reset_password(token: str, password: str) -> User:
     user = db.session.get(User, record.user_id)
     if user is None:
         raise InvalidAccountToken()
-    user.set_password(password)
+    with hashing():
+        user.set_password(password)
     _void_unused(user.id, RESET)
     revoke_user_tokens(user)
     return user

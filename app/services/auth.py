@@ -14,6 +14,8 @@ from app.extensions import db
 from app.models import User
 from app.services.account_tokens import send_verification
 from app.services.cart import ensure_cart
+from app.services.passwords import hashing
+from app.services.revocation import revoke_user_tokens
 
 BAD_CREDENTIALS = "Invalid credentials"
 
@@ -55,7 +57,8 @@ def create_user(username: str, email: str, password: str, is_admin: bool = False
     """Create a user and their cart (not committed)."""
     _ensure_unique(username, email)
     user = User(username=username, email=email.lower(), is_admin=is_admin)
-    user.set_password(password)
+    with hashing():
+        user.set_password(password)
     db.session.add(user)
     _flush_unique()
     ensure_cart(user)
@@ -72,21 +75,24 @@ def sign_up(username: str, email: str, password: str) -> User:
 def authenticate(password: str, email: str | None = None, username: str | None = None) -> User:
     """The user these credentials name, or a 401 that says nothing about which part was wrong."""
     user = find_by_email(email) if email is not None else find_by_username(username or "")
-    if user is None:
-        # Spend the same time as a real check so response times reveal nothing.
-        check_password_hash(_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
-        raise InvalidCredentials(BAD_CREDENTIALS)
-    if not user.check_password(password):
-        raise InvalidCredentials(BAD_CREDENTIALS)
+    with hashing():
+        if user is None:
+            # Spend the same time as a real check so response times reveal nothing.
+            dummy = _dummy_hash(current_app.config["PASSWORD_HASH_METHOD"])
+            check_password_hash(dummy, password)
+            raise InvalidCredentials(BAD_CREDENTIALS)
+        if not user.check_password(password):
+            raise InvalidCredentials(BAD_CREDENTIALS)
     return user
 
 
 def update_profile(user: User, data: dict) -> User:
     """Apply a validated profile change; email and password need the current password."""
-    if ("email" in data or "password" in data) and not user.check_password(
-        data["current_password"]
-    ):
-        raise ValidationFailed(errors={"current_password": ["Incorrect password."]})
+    if "email" in data or "password" in data:
+        with hashing():
+            correct = user.check_password(data["current_password"])
+        if not correct:
+            raise ValidationFailed(errors={"current_password": ["Incorrect password."]})
     _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
     if "username" in data:
         user.username = data["username"]
@@ -96,6 +102,9 @@ def update_profile(user: User, data: dict) -> User:
         _flush_unique()
         send_verification(user)
     if "password" in data:
-        user.set_password(data["password"])
+        with hashing():
+            user.set_password(data["password"])
     _flush_unique()
+    if "password" in data:
+        revoke_user_tokens(user)
     return user

@@ -1,5 +1,5 @@
-"""Revoked JWTs: one store shared by every process and host (the database, or
-Redis when REDIS_URL is set), chosen once per app."""
+"""Revoked JWTs: recorded in the database, which every process and host shares
+and which keeps them across restarts of anything else (Redis included)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from flask import Flask, current_app
 from flask_jwt_extended import decode_token
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import upsert
 from app.extensions import db
@@ -37,34 +38,15 @@ class DatabaseRevocations:
         return (row[0], bool(row[1])) if row else (None, False)
 
 
-class RedisRevocations:
-    """Revoked token ids in Redis, each expiring with its token."""
-
-    def __init__(self, url: str):
-        import redis
-
-        self.redis = redis.Redis.from_url(url)
-
-    def revoke(self, jti: str, expires_at: datetime) -> None:
-        ttl = max(int((expires_at - datetime.now(UTC)).total_seconds()) + 1, 1)
-        self.redis.set(f"revoked-jwt:{jti}", "1", ex=ttl)
-
-    def is_revoked(self, jti: str) -> bool:
-        return bool(self.redis.exists(f"revoked-jwt:{jti}"))
-
-    def user_and_revoked(self, user_id: int, jti: str) -> tuple[User | None, bool]:
-        return db.session.get(User, user_id), self.is_revoked(jti)
-
-
 def init_revocations(app: Flask) -> None:
-    """Pick the app's store: Redis if REDIS_URL is set, else the database."""
-    redis_url = app.config.get("REDIS_URL")
-    app.extensions["shop_revocations"] = (
-        RedisRevocations(redis_url) if redis_url else DatabaseRevocations()
-    )
+    """The app's store: the database, also when REDIS_URL is set. A revocation
+    must outlive a Redis restart without persistence and keep working while
+    Redis is down; and the query that loads a token's user answers "revoked?"
+    in the same round trip, so a Redis copy could not save a read."""
+    app.extensions["shop_revocations"] = DatabaseRevocations()
 
 
-def revocations() -> DatabaseRevocations | RedisRevocations:
+def revocations() -> DatabaseRevocations:
     return current_app.extensions["shop_revocations"]
 
 
@@ -80,24 +62,34 @@ def revoke_encoded(token: str, token_type: str, subject: str) -> bool:
         return False
     if payload.get("type") != token_type or payload.get("sub") != subject:
         return False
+    if not isinstance(payload.get("exp"), (int, float)):  # never valid here
+        return False
     revoke_payload(payload)
     return True
 
 
-# Every token of a user at once (a password reset): a cutoff on the user row,
-# which the JWT loader reads anyway, so every instance sees it at once.
+# Every token of a user at once (password change or reset, logout-all): each
+# token carries the user's token version (claim `ver`); raising the version on
+# the user row, which the JWT check loads anyway, refuses every older token on
+# every instance, whichever store keeps single revocations. A counter, not a
+# time: hosts whose clocks disagree still agree on it.
+VERSION_CLAIM = "ver"
+
+
 def revoke_user_tokens(user: User) -> None:
-    """Every access and refresh token of the user issued until now is refused."""
-    user.tokens_valid_after = datetime.now(UTC)
+    """Every access and refresh token of the user issued until now is refused
+    (the caller's own included); tokens issued afterwards work. An atomic
+    increment: two concurrent calls both count. Never commits."""
+    version = db.session.scalar(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_version=User.token_version + 1)
+        .returning(User.token_version)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(user, "token_version", version)
 
 
-def issued_before_cutoff(user: User | None, payload: dict) -> bool:
-    """Whether the token was issued before the user's `tokens_valid_after`
-    (by its microsecond `iat_us` claim; whole-second `iat` for older tokens)."""
-    cutoff = getattr(user, "tokens_valid_after", None)
-    if cutoff is None:
-        return False
-    issued_us = payload.get("iat_us")
-    if not isinstance(issued_us, int):
-        issued_us = int(payload.get("iat", 0)) * 1_000_000
-    return issued_us < int(cutoff.timestamp() * 1_000_000)
+def issued_before_revoke_all(user: User | None, payload: dict) -> bool:
+    """Whether the token predates the user's last `revoke_user_tokens`."""
+    return user is not None and payload.get(VERSION_CLAIM, 0) != user.token_version

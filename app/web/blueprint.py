@@ -17,6 +17,7 @@ from app.errors import ApiError, ValidationFailed
 from app.web.caching import catalog_read
 from app.web.jwt import admin_required, auth_required
 from app.web.openapi import response_schema, standard_error_responses
+from app.web.openapi_contract import operation_extras
 from app.web.overrides import add_doc_callback, set_doc_info
 
 BEARER = [{"bearerAuth": []}]
@@ -31,27 +32,65 @@ CATALOG_READ_HEADERS = {
     },
 }
 NUL_MESSAGE = "Must not contain the NUL character."
+SURROGATE_MESSAGE = "Must be valid Unicode text (no lone surrogate escapes)."
+MAX_JSON_DEPTH = 32
 
 
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+def _bad_text(value: str) -> str | None:
+    """Why a string cannot be stored or compared (PostgreSQL cannot hold a NUL;
+    no database driver or hash can encode a lone surrogate), or None."""
+    if "\x00" in value:
+        return NUL_MESSAGE
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_MESSAGE
+    return None
 
 
-def reject_nul(data) -> None:
-    """422 for a NUL character anywhere in the input: PostgreSQL cannot store or
-    compare one in text (it would be a 500), and no field of ours wants it."""
+def _first_problem(value) -> str | None:
+    """The first unusable string in `value`, walked with a stack of our own so
+    that no nesting depth can exhaust Python's; too deep a body is a 400."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            problem = _bad_text(item)
+            if problem:
+                return problem
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise ApiError(
+                    f"Request body is nested more than {MAX_JSON_DEPTH} levels deep", status=400
+                )
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def reject_bad_text(data) -> None:
+    """422 naming the field for a NUL or a lone surrogate anywhere in the input
+    (either would be a 500 further in), 400 for nesting past MAX_JSON_DEPTH."""
+    errors = {}
     if isinstance(data, dict):
-        errors = {str(k): [NUL_MESSAGE] for k, v in data.items() if _has_nul(k) or _has_nul(v)}
+        for key, value in data.items():
+            problem = _first_problem(key) or _first_problem(value)
+            if problem:
+                errors[str(key)] = [problem]
     else:
-        errors = {"_schema": [NUL_MESSAGE]} if _has_nul(data) else {}
+        problem = _first_problem(data)
+        if problem:
+            errors["_schema"] = [problem]
     if errors:
         raise ValidationFailed(errors=errors)
+
+
+def _reject_truncated_stream(req, body: bytes) -> None:
+    """A chunked body (no Content-Length) is read up to MAX_CONTENT_LENGTH and
+    silently cut there; reading on past the limit raises werkzeug's 413."""
+    limit = req.max_content_length
+    if req.content_length is None and limit is not None and len(body) >= limit:
+        req.stream.read(1)
 
 
 class JSONBodyParser(FlaskParser):
@@ -60,15 +99,16 @@ class JSONBodyParser(FlaskParser):
         body = req.get_data(cache=True)
         if not body:
             return core.missing
+        _reject_truncated_stream(req, body)
         try:
             data = current_app.json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise ApiError("Request body is not valid JSON", status=400) from None
-        reject_nul(data)
+        reject_bad_text(data)
         return data
 
     def load_querystring(self, req, schema):
-        reject_nul(req.args.to_dict(flat=False))
+        reject_bad_text(req.args.to_dict(flat=False))
         return super().load_querystring(req, schema)
 
 
@@ -78,6 +118,7 @@ class Blueprint(flask_smorest.Blueprint):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         add_doc_callback(self, standard_error_responses)
+        add_doc_callback(self, operation_extras)
 
     def add_url_rule(self, rule, endpoint=None, view_func=None, *args, **kwargs):
         """Register the view inside a unit of work: its writes commit when it
@@ -128,6 +169,7 @@ class Blueprint(flask_smorest.Blueprint):
             for method, info in methods.items():
                 if method != "parameters":
                     info["has_path_args"] = bool(rule.arguments)
+                    info["endpoint"], info["blueprint"] = endpoint, name
         super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
 
 

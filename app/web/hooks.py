@@ -43,12 +43,19 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _not_a_request_line(record: logging.LogRecord) -> bool:
+    # werkzeug's access-log format, at INFO (its error lines stay)
+    return not (record.levelno == logging.INFO and " - - [" in str(record.msg))
+
+
 def configure_logging(app: Flask) -> None:
     """JSON lines on stderr, unless the host (pytest, an embedding app) already
     configured logging."""
     logger = logging.getLogger("shop")
     logger.setLevel(app.config["LOG_LEVEL"])
     logging.getLogger("app").setLevel(app.config["LOG_LEVEL"])
+    # `flask run` (werkzeug) logs each request too: the JSON line is the one.
+    logging.getLogger("werkzeug").addFilter(_not_a_request_line)
     if logging.getLogger().handlers or logger.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)

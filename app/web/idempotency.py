@@ -8,6 +8,7 @@ stored answer share the request's unit of work."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from functools import wraps
 
@@ -29,6 +30,7 @@ from app.models import IdempotencyKey
 from app.models.types import utcnow
 
 HEADER = "Idempotency-Key"
+KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 def _fingerprint() -> str:
@@ -37,10 +39,10 @@ def _fingerprint() -> str:
     try:
         parsed = current_app.json.loads(body) if body else None
         canonical = current_app.json.dumps(parsed, sort_keys=True)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or too deep to re-encode
         canonical = body.decode("utf-8", "replace")
     text = f"{request.method} {request.path}\n{canonical}"
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _expire(user_id: int, key: str) -> None:
@@ -141,8 +143,10 @@ def idempotent(view):
         key = request.headers.get(HEADER)
         if key is None:
             return view(*args, **kwargs)
-        if not 1 <= len(key) <= 255:
-            raise ValidationFailed(errors={HEADER: ["Must be 1 to 255 characters."]})
+        if not KEY_PATTERN.fullmatch(key):
+            raise ValidationFailed(
+                errors={HEADER: ["Must be 1 to 255 printable ASCII characters."]}
+            )
         user_id = current_user.id
         token = secrets.token_hex(16)
         replay = _claim(user_id, key, _fingerprint(), token)

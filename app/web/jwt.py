@@ -3,23 +3,57 @@
 
 from __future__ import annotations
 
-import time
+import re
 from functools import wraps
 
 from flask import Flask, g
 from flask_jwt_extended import current_user, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTDecodeError
 
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
 from app.models import User
-from app.services.revocation import init_revocations, issued_before_cutoff, revocations
+from app.services.revocation import (
+    VERSION_CLAIM,
+    init_revocations,
+    issued_before_revoke_all,
+    revocations,
+)
+
+CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
+MAX_USER_ID = 2_147_483_647  # INTEGER on PostgreSQL
+CLOCK_SLACK = 30  # seconds
 
 
 def _user_id(payload: dict) -> int | None:
-    try:
-        return int(payload["sub"])
-    except (KeyError, TypeError, ValueError):
+    """The user id a token names, written as we write it ('2', never ' 2' or
+    '02') and within the column's range; else None."""
+    sub = payload.get("sub")
+    if not isinstance(sub, str) or not CANONICAL_ID.fullmatch(sub):
         return None
+    user_id = int(sub)
+    return user_id if user_id <= MAX_USER_ID else None
+
+
+def _check_claims(payload: dict) -> None:
+    """Every token we accept expires and names a user canonically: a token
+    without `exp` would never stop working."""
+    if (
+        not isinstance(payload.get("exp"), (int, float))
+        or not isinstance(payload.get("iat"), (int, float))
+        or _user_id(payload) is None
+    ):
+        raise JWTDecodeError("token without exp, iat or a canonical sub")
+
+
+def _issued_to(user: User | None, payload: dict) -> User | None:
+    """The user, if the token was issued after the account was made. An id can
+    name another account later (SQLite reuses the highest id after a delete):
+    a token from before that account existed is not its token. The slack
+    covers `iat`'s whole seconds and clocks of hosts a little apart."""
+    if user is None or payload["iat"] + CLOCK_SLACK <= user.created_at.timestamp():
+        return None
+    return user
 
 
 def _unauthorized(code: str, message: str):
@@ -49,25 +83,22 @@ def init_jwt(app: Flask) -> None:
     def _identity(user: User) -> str:
         return str(user.id)
 
+    @jwt.additional_claims_loader
+    def _claims(user: User) -> dict:
+        return {VERSION_CLAIM: getattr(user, "token_version", None) or 0}
+
     # Flask-JWT-Extended asks "revoked?" and then "which user?". Each store
     # answers both at once - with revocations in the database, in one query (the
     # profile of the authenticated reads showed the second round trip); the user
     # found is kept for the lookup that follows in the same request.
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header: dict, payload: dict) -> bool:
+        _check_claims(payload)  # the first callback Flask-JWT-Extended makes
         user_id = _user_id(payload)
         g.jwt_user = None
-        if user_id is None:  # no such user: the lookup answers 401
-            return revocations().is_revoked(payload["jti"])
         user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
         g.jwt_user = (user_id, user)
-        return revoked or issued_before_cutoff(user, payload)
-
-    @jwt.additional_claims_loader
-    def _issued_at(_identity) -> dict:
-        # `iat` has whole seconds: a token made in the same second as a
-        # revoke-all must still be told apart (before or after it).
-        return {"iat_us": time.time_ns() // 1000}
+        return revoked or issued_before_revoke_all(user, payload)
 
     @jwt.user_lookup_loader
     def _lookup(_header: dict, payload: dict) -> User | None:
@@ -76,8 +107,8 @@ def init_jwt(app: Flask) -> None:
             return None
         found = g.pop("jwt_user", None)
         if found is not None and found[0] == user_id:
-            return found[1]
-        return db.session.get(User, user_id)
+            return _issued_to(found[1], payload)
+        return _issued_to(db.session.get(User, user_id), payload)
 
     jwt.user_lookup_error_loader(
         lambda _h, _p: _unauthorized("token_invalid", "The token's user no longer exists")

@@ -44,6 +44,10 @@ SETTINGS: dict[str, Any] = {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             }
         },
+        "servers": [
+            {"url": "/", "description": "The server that serves this document"},
+            {"url": "http://localhost:5000", "description": "Local development (make run)"},
+        ],
     },
 }
 
@@ -86,7 +90,7 @@ def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
         "minimum": 0,
         "description": field.metadata.get(
             "description",
-            "An exact amount with at most two decimals; input may also be a numeric string.",
+            "An exact amount with at most two decimals.",
         ),
     }
 
@@ -140,7 +144,7 @@ def response_schema(schema):
             if not field.load_only
         }
         name = cls.__name__.removesuffix("Schema") + "ResponseSchema"
-        _RESPONSE_SCHEMAS[cls] = type(name, (cls,), fields)
+        _RESPONSE_SCHEMAS[cls] = type(name, (cls,), {**fields, "IS_RESPONSE": True})
     return _RESPONSE_SCHEMAS[cls]
 
 

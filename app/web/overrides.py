@@ -24,6 +24,10 @@ class ApiWithErrorComponents(flask_smorest.Api):
 
     error_descriptions: dict[int, str] = {}
 
+    def error_headers(self, status: int) -> dict:
+        """The headers documented on the component of `status` (a subclass's)."""
+        return {}
+
     def _register_responses(self):
         """One lazy component per status (named as flask-smorest names them, e.g.
         UNAUTHORIZED), each with the error envelope and the project's wording."""
@@ -33,9 +37,15 @@ class ApiWithErrorComponents(flask_smorest.Api):
             response = {
                 "description": self.error_descriptions.get(status, status.phrase),
                 "schema": self.ERROR_SCHEMA,
+                "headers": self.error_headers(status),
             }
             prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
+
+    def _register_pagination_header(self):
+        """flask-smorest registers a pagination header component (and with it a
+        `PaginationMetadata` schema) from `init_app`; lists here answer the page
+        envelope instead, so neither belongs in the document."""
 
 
 def add_doc_callback(blueprint: flask_smorest.Blueprint, callback: Callable) -> None:

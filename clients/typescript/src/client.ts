@@ -1,0 +1,160 @@
+/**
+ * A typed client of the shop API. Every type comes from `schema.d.ts`, which
+ * `npm run generate` makes from the server's /api/openapi.json with
+ * openapi-typescript: when the API changes, `npm run check` says what broke.
+ */
+import type { components, paths } from "./schema.js";
+
+export type Schemas = components["schemas"];
+export type User = Schemas["UserResponse"];
+export type Tokens = Schemas["TokensResponse"];
+export type Product = Schemas["ProductResponse"];
+export type ProductPage = Schemas["ProductPageResponse"];
+export type Cart = Schemas["CartResponse"];
+export type Order = Schemas["OrderResponse"];
+export type OrderPage = Schemas["OrderPageResponse"];
+export type ErrorBody = Schemas["Error"];
+
+type JsonBody<Op> = Op extends { requestBody?: infer R }
+  ? NonNullable<R> extends { content: { "application/json": infer B } }
+    ? B
+    : never
+  : never;
+type Query<Op> = Op extends { parameters: { query?: infer Q } } ? NonNullable<Q> : never;
+
+export type SignupBody = JsonBody<paths["/api/auth/signup"]["post"]>;
+export type LoginBody = JsonBody<paths["/api/auth/login"]["post"]>;
+export type ProductCreateBody = JsonBody<paths["/api/products"]["post"]>;
+export type ProductUpdateBody = JsonBody<paths["/api/products/{product_id}"]["put"]>;
+export type CartAddBody = JsonBody<paths["/api/cart"]["post"]>;
+export type CartUpdateBody = JsonBody<paths["/api/cart/{item_id}"]["put"]>;
+export type OrderCreateBody = JsonBody<paths["/api/orders"]["post"]>;
+export type OrderUpdateBody = JsonBody<paths["/api/orders/{order_id}"]["put"]>;
+export type ProductQuery = Query<paths["/api/products"]["get"]>;
+export type OrderQuery = Query<paths["/api/orders"]["get"]>;
+
+/** An error answer: branch on `code` (stable), show `message`. */
+export class ShopApiError extends Error {
+  readonly status: number;
+  readonly code: ErrorBody["code"];
+  readonly details: ErrorBody["details"];
+  readonly errors: ErrorBody["errors"];
+
+  constructor(status: number, body: ErrorBody) {
+    super(body.message);
+    this.name = "ShopApiError";
+    this.status = status;
+    this.code = body.code;
+    this.details = body.details;
+    this.errors = body.errors;
+  }
+}
+
+type QueryValues = Record<string, string | number | boolean | undefined>;
+
+interface RequestOptions {
+  body?: unknown;
+  query?: QueryValues;
+  headers?: Record<string, string>;
+}
+
+export class ShopClient {
+  /** The access token sent as `Authorization: Bearer`; set by signup and login. */
+  token: string | undefined;
+  refreshToken: string | undefined;
+
+  constructor(readonly baseUrl: string) {}
+
+  private async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const url = new URL(path, this.baseUrl);
+    for (const [name, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(name, String(value));
+    }
+    const headers: Record<string, string> = { Accept: "application/json", ...options.headers };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const init: RequestInit = { method, headers };
+    if (options.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(options.body);
+    }
+    const response = await fetch(url, init);
+    const text = await response.text();
+    const data: unknown = text ? JSON.parse(text) : undefined;
+    if (!response.ok) throw new ShopApiError(response.status, data as ErrorBody);
+    return data as T;
+  }
+
+  private keep(tokens: Tokens): Tokens {
+    this.token = tokens.access_token;
+    this.refreshToken = tokens.refresh_token;
+    return tokens;
+  }
+
+  async signup(body: SignupBody): Promise<Tokens> {
+    return this.keep(await this.request<Tokens>("POST", "/api/auth/signup", { body }));
+  }
+
+  async login(body: LoginBody): Promise<Tokens> {
+    return this.keep(await this.request<Tokens>("POST", "/api/auth/login", { body }));
+  }
+
+  profile(): Promise<User> {
+    return this.request("GET", "/api/auth/profile");
+  }
+
+  logoutAll(): Promise<Schemas["MessageResponse"]> {
+    return this.request("POST", "/api/auth/logout-all");
+  }
+
+  listProducts(query: ProductQuery = {}): Promise<ProductPage> {
+    return this.request("GET", "/api/products", { query });
+  }
+
+  getProduct(id: number): Promise<Product> {
+    return this.request("GET", `/api/products/${id}`);
+  }
+
+  createProduct(body: ProductCreateBody): Promise<Product> {
+    return this.request("POST", "/api/products", { body });
+  }
+
+  updateProduct(id: number, body: ProductUpdateBody): Promise<Product> {
+    return this.request("PUT", `/api/products/${id}`, { body });
+  }
+
+  getCart(): Promise<Cart> {
+    return this.request("GET", "/api/cart");
+  }
+
+  addToCart(body: CartAddBody): Promise<Cart> {
+    return this.request("POST", "/api/cart", { body });
+  }
+
+  updateCartItem(itemId: number, body: CartUpdateBody): Promise<Cart> {
+    return this.request("PUT", `/api/cart/${itemId}`, { body });
+  }
+
+  /** Checkout; retrying with the same `idempotencyKey` never orders twice. */
+  placeOrder(body: OrderCreateBody, idempotencyKey?: string): Promise<Order> {
+    const headers: Record<string, string> = idempotencyKey
+      ? { "Idempotency-Key": idempotencyKey }
+      : {};
+    return this.request("POST", "/api/orders", { body, headers });
+  }
+
+  listOrders(query: OrderQuery = {}): Promise<OrderPage> {
+    return this.request("GET", "/api/orders", { query });
+  }
+
+  getOrder(id: number): Promise<Order> {
+    return this.request("GET", `/api/orders/${id}`);
+  }
+
+  updateOrder(id: number, body: OrderUpdateBody): Promise<Order> {
+    return this.request("PUT", `/api/orders/${id}`, { body });
+  }
+
+  cancelOrder(id: number): Promise<Order> {
+    return this.request("POST", `/api/orders/${id}/cancel`);
+  }
+}

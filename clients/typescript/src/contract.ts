@@ -1,0 +1,22 @@
+/**
+ * Compile-time checks that the generated types say what the server accepts
+ * (`tsc --strict` fails if an expected error goes away). Nothing runs here.
+ */
+import type { LoginBody, Order, ProductCreateBody, ProductUpdateBody } from "./client.js";
+
+export const byEmail: LoginBody = { email: "alice@example.com", password: "correct-horse-9" };
+export const byUsername: LoginBody = { username: "alice", password: "correct-horse-9" };
+// @ts-expect-error -- login needs an email or a username
+export const noIdentifier: LoginBody = { password: "correct-horse-9" };
+
+export const priceAsString: ProductCreateBody = { name: "Phone", price: "699.99", stock: 3 };
+export const priceAsNumber: ProductCreateBody = { name: "Phone", price: 699.99, stock: 3 };
+// @ts-expect-error -- ids are the server's: not part of a request
+export const withId: ProductCreateBody = { id: 1, name: "Phone", price: 1, stock: 3 };
+// @ts-expect-error -- timestamps are the server's too
+export const withCreatedAt: ProductUpdateBody = { created_at: "2026-11-24T17:05:00Z" };
+
+// A response's status is one of the workflow's values, not any string.
+export const statuses: Order["status"][] = ["pending", "processing", "shipped", "delivered"];
+// @ts-expect-error -- not a status
+export const badStatus: Order["status"] = "lost";

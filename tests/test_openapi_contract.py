@@ -1,0 +1,170 @@
+"""The OpenAPI document is one a client generator can trust (issue: contract
+fidelity): request types hold only what the server accepts, responses type
+what it sends, every operation has an id, every body an example that works."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema_rs
+import pytest
+
+from tests.helpers import PASSWORD, auth
+
+
+@pytest.fixture(scope="module")
+def spec(app):
+    return json.loads(app.test_client().get("/api/openapi.json").data)
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield method.upper(), path, operation
+
+
+def inline(spec, node):
+    """`node` with every $ref replaced by what it names (the document has no cycles)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = spec
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return inline(spec, target)
+        # Python's end-of-string `\Z` is not ECMA regex syntax: the validator needs `$`.
+        return {
+            key: value.replace("\\Z", "$") if key == "pattern" else inline(spec, value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [inline(spec, item) for item in node]
+    return node
+
+
+def body_schema(spec, operation) -> dict:
+    return inline(spec, operation["requestBody"]["content"]["application/json"]["schema"])
+
+
+def valid(schema: dict, instance) -> bool:
+    return jsonschema_rs.validator_for(schema).is_valid(instance)
+
+
+def by_id(spec) -> dict:
+    return {op["operationId"]: (method, path, op) for method, path, op in operations(spec)}
+
+
+def test_every_operation_has_a_unique_operation_id(spec):
+    ids = [operation.get("operationId") for _, _, operation in operations(spec)]
+    assert all(ids) and len(ids) == len(set(ids)), ids
+    assert {"signup", "login", "listProducts", "addItem", "placeOrder", "logoutAll"} <= set(ids)
+
+
+def test_servers_and_no_unused_pagination_component(spec):
+    assert spec["servers"][0]["url"] == "/"
+    assert "PaginationMetadata" not in spec["components"]["schemas"]
+    assert "PAGINATION" not in spec["components"].get("headers", {})
+
+
+def test_request_bodies_hold_no_read_only_fields(spec):
+    for method, path, operation in operations(spec):
+        if "requestBody" not in operation:
+            continue
+        schema = body_schema(spec, operation)
+        for member in schema.get("oneOf", [schema]):
+            properties = member.get("properties", {})
+            assert not any(p.get("readOnly") for p in properties.values()), (method, path)
+    schemas = spec["components"]["schemas"]
+    for name in ("Product", "ProductUpdate", "Signup", "ProfileUpdate", "CartAdd", "OrderUpdate"):
+        assert not {"id", "created_at", "updated_at"} & set(schemas[name]["properties"]), name
+
+
+@pytest.mark.parametrize("operation_id", ["updateProduct", "updateProfile", "updateOrder"])
+def test_changes_need_at_least_one_field(spec, operation_id):
+    schema = body_schema(spec, by_id(spec)[operation_id][2])
+    assert schema["minProperties"] == 1
+    assert not valid(schema, {})
+
+
+def test_login_is_exactly_one_of_email_or_username(spec):
+    schema = body_schema(spec, by_id(spec)["login"][2])
+    assert len(schema["oneOf"]) == 2
+    assert valid(schema, {"email": "a@example.com", "password": "x"})
+    assert valid(schema, {"username": "alice", "password": "x"})
+    assert not valid(schema, {"password": "x"})
+    assert not valid(schema, {"email": "a@example.com", "username": "alice", "password": "x"})
+
+
+def test_request_price_is_a_number_or_a_numeric_string(spec):
+    schema = body_schema(spec, by_id(spec)["createProduct"][2])
+    for price in (12.5, 0, "12.50", "699.99"):
+        assert valid(schema, {"name": "X", "price": price, "stock": 1}), price
+    for price in ("12.505", "abc", -1, "-1"):
+        assert not valid(schema, {"name": "X", "price": price, "stock": 1}), price
+    response = spec["components"]["schemas"]["ProductResponse"]["properties"]["price"]
+    assert response["type"] == "number"
+
+
+def test_response_status_fields_are_enums(spec):
+    schemas = spec["components"]["schemas"]
+    statuses = ["pending", "processing", "shipped", "delivered", "cancelled"]
+    assert schemas["OrderResponse"]["properties"]["status"]["enum"] == statuses
+    assert schemas["StatusEventResponse"]["properties"]["status"]["enum"] == statuses
+
+
+def test_every_request_body_has_an_example_its_schema_accepts(spec):
+    for method, path, operation in operations(spec):
+        if "requestBody" not in operation:
+            continue
+        media = operation["requestBody"]["content"]["application/json"]
+        schema = body_schema(spec, operation)
+        example = media.get("example", schema.get("example"))
+        assert example is not None, (
+            f"{method} {path}: give the schema OPENAPI_EXAMPLE or its fields "
+            "metadata={'example': ...}"
+        )
+        assert valid(schema, example), (method, path, example)
+
+
+def test_response_headers_are_documented(spec):
+    responses = spec["components"]["responses"]
+    assert "Retry-After" in responses["TOO_MANY_REQUESTS"]["headers"]
+    for method, path, operation in operations(spec):
+        for code, response in operation["responses"].items():
+            headers = inline(spec, response).get("headers", {})
+            assert "X-Request-ID" in headers, (method, path, code)
+    placed = by_id(spec)["placeOrder"][2]["responses"]["201"]
+    assert "Idempotent-Replayed" in placed["headers"]
+
+
+def test_try_it_out_with_the_prefilled_examples(client, spec, make_user, login):
+    """What a user of /api/docs gets by pressing "Try it out" and "Execute" on
+    each core operation in turn, typing only the ids and the token."""
+    ops = by_id(spec)
+
+    def example(operation_id: str) -> dict:
+        operation = ops[operation_id][2]
+        return body_schema(spec, operation)["example"]
+
+    def call(operation_id: str, token: str | None = None, body=None, **ids):
+        method, path, operation = ops[operation_id]
+        if body is None and "requestBody" in operation:
+            body = example(operation_id)
+        response = client.open(
+            path.format(**ids), method=method, json=body, headers=auth(token) if token else {}
+        )
+        assert 200 <= response.status_code < 300, (operation_id, body, response.get_json())
+        return response.get_json()
+
+    tokens = call("signup")
+    assert call("login")["user"]["id"] == tokens["user"]["id"]
+    user = tokens["access_token"]
+    admin = login(make_user(admin=True, password=PASSWORD))["access_token"]
+    product = call("createProduct", admin)
+    call("updateProduct", admin, product_id=product["id"])
+    cart = call("addItem", user, body={**example("addItem"), "product_id": product["id"]})
+    call("updateItem", user, item_id=cart["items"][0]["id"])
+    order = call("placeOrder", user)
+    call("updateOrder", admin, order_id=order["id"])
+    call("updateProfile", user)
+    call("logout", user)
