@@ -32,11 +32,7 @@ def inline(spec, node):
             for part in node["$ref"].removeprefix("#/").split("/"):
                 target = target[part]
             return inline(spec, target)
-        # Python's end-of-string `\Z` is not ECMA regex syntax: the validator needs `$`.
-        return {
-            key: value.replace("\\Z", "$") if key == "pattern" else inline(spec, value)
-            for key, value in node.items()
-        }
+        return {key: inline(spec, value) for key, value in node.items()}
     if isinstance(node, list):
         return [inline(spec, item) for item in node]
     return node

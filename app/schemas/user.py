@@ -7,8 +7,20 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.schemas.common import ChangeSchema
 
-USERNAME_RULE = validate.Regexp(
-    r"[A-Za-z0-9_.\-]{3,80}\Z",  # \Z, not $: "alice\n" is no username
+
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match. `$` keeps the documented pattern
+    valid for JavaScript clients (`\\Z` is Python-only), and `fullmatch` keeps
+    Python's `$` from accepting a trailing newline ("alice\\n" is no username)."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self.error.format(input=value, regex=self.regex.pattern))
+        return value
+
+
+USERNAME_RULE = FullMatch(
+    r"^[A-Za-z0-9_.\-]{3,80}$",
     error="3-80 characters: letters, digits, '_', '.' or '-'.",
 )
 PASSWORD_RULE = validate.Length(8, 128)
