@@ -107,10 +107,11 @@ def count_rows(stmt: Select) -> int:
 
 def paginate(stmt: Select, page: int, per_page: int, total: int | None = None) -> dict[str, Any]:
     """Run `stmt` as one page: one COUNT (unless the caller knows `total`) and
-    one page query."""
+    one page query (none for a page past the end)."""
     if total is None:
         total = count_rows(stmt)
-    items = db.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    offset = (page - 1) * per_page
+    items = db.session.scalars(stmt.limit(per_page).offset(offset)).all() if offset < total else []
     return {
         "items": items,
         "page": page,

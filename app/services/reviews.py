@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from sqlalchemy import and_, case, exists, literal, select, update
 from sqlalchemy.orm import contains_eager
 
-from app.db import upsert
+from app.db import paginate, upsert
 from app.errors import AlreadyReviewed, NotABuyer, NotFound
 from app.extensions import db
 from app.models import Order, OrderItem, OrderStatus, Product, Review, User
@@ -76,26 +75,8 @@ def list_reviews(product_id: int, args: dict[str, Any]) -> dict[str, Any]:
     """A page of a live product's reviews. The product row carries the count
     (rating_count), so the page costs two queries: the product and the page."""
     product = get_product(product_id)
-    page, per_page = args["page"], args["per_page"]
-    items: list[Review] = []
-    if product.rating_count:
-        items = list(
-            db.session.scalars(
-                _reviews()
-                .where(Review.product_id == product_id)
-                .order_by(*SORTS[args["sort"]])
-                .limit(per_page)
-                .offset((page - 1) * per_page)
-            )
-        )
-    total = product.rating_count
-    return {
-        "items": items,
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-        "pages": math.ceil(total / per_page),
-    }
+    stmt = _reviews().where(Review.product_id == product_id).order_by(*SORTS[args["sort"]])
+    return paginate(stmt, args["page"], args["per_page"], total=product.rating_count)
 
 
 def create_review(user: User, product_id: int, data: dict[str, Any]) -> Review:
