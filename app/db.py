@@ -26,9 +26,11 @@ def unit_of_work() -> Iterator[None]:
     context. Not nested: the session's earlier, uncommitted work joins it."""
     try:
         yield
-        db.session.commit()
+        if db.session.registry.has():  # a request that never touched the database
+            db.session.commit()  # (a catalog cache hit) has nothing to end
     except BaseException:
-        db.session.rollback()
+        if db.session.registry.has():
+            db.session.rollback()
         raise
 
 
