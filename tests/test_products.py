@@ -192,21 +192,34 @@ def test_ties_break_by_id_so_pages_never_overlap(client, make_product):
         assert seen == expected
 
 
-def test_list_is_two_queries_and_detail_one(client, make_product, count_queries):
+def test_list_is_one_query_and_detail_one(client, make_product, count_queries):
     for _ in range(30):
         make_product()
-    for per_page in (1, 30, 100):
-        catalog_cache.bump()  # a miss: the budget is for building the answer
-        with count_queries() as q:
-            assert (
-                client.get(f"/api/products?per_page={per_page}&q=Product&sort=price").status_code
-                == 200
-            )
-        assert q.count == 2, q.statements
+    lists = [
+        "/api/products?per_page={n}&q=Product&sort=price",
+        "/api/products?per_page={n}",
+        "/api/products?per_page={n}&category=GENERAL&min_price=1&in_stock=true&sort=-name",
+    ]
+    for path in lists:
+        for per_page in (1, 30, 100):
+            catalog_cache.bump()  # a miss: the budget is for building the answer
+            with count_queries() as q:
+                assert client.get(path.format(n=per_page)).status_code == 200
+            # The total comes with the page (a scalar subquery): one statement.
+            assert q.count == 1, q.statements
     # Another page of the same filters, same version: the total is known.
     with count_queries() as q:
         assert client.get("/api/products?per_page=1&page=2&q=Product&sort=price").status_code == 200
     assert q.count == 1, q.statements
+    # A page past the end with an unknown total: the page is empty, then a count.
+    catalog_cache.bump()
+    with count_queries() as q:
+        body = client.get("/api/products?page=5&per_page=10").get_json()
+    assert (body["items"], body["total"], body["pages"]) == ([], 30, 3)
+    assert q.count == 2, q.statements
+    with count_queries() as q:  # the total is known now: no query at all for that page
+        assert client.get("/api/products?page=6&per_page=10").get_json()["total"] == 30
+    assert q.count == 0, q.statements
     catalog_cache.bump()
     with count_queries() as q:
         assert client.get("/api/products/1").status_code == 200
