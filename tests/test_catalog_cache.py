@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from app.models import Product
 from app.services import catalog_cache
+from app.services.catalog_cache import LocalStore
 from tests.helpers import auth, order_for
 from tests.live import free_port
 
@@ -209,3 +212,26 @@ def test_a_review_and_its_authors_new_name_show_at_once(client, db, make_product
     assert [r["user"]["username"] for r in client.get(path).get_json()["items"]] == [
         "renamed-author"
     ]
+
+
+def test_the_local_version_is_shared_by_every_process_of_the_host(tmp_path):
+    """Without Redis the version lives in a memory-mapped file: a bump in
+    another process (a second gunicorn worker) is seen here at once, and a
+    bump here clears this process's answers."""
+    path = tmp_path / "catalog-version.bin"
+    here = LocalStore(path, max_entries=10)
+    before = here.version()
+    here.set("answer", b"{}")
+    bump_elsewhere = (
+        "import sys; from pathlib import Path; "
+        "from app.services.catalog_cache import LocalStore; "
+        "LocalStore(Path(sys.argv[1]), max_entries=1).bump()"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", bump_elsewhere, str(path)], check=True, cwd=root)
+    after = here.version()
+    assert after != before
+    assert LocalStore(path, max_entries=1).version() == after  # a new process reads it too
+    here.bump()
+    assert here.version() not in (before, after)
+    assert here.get("answer") is None
