@@ -235,3 +235,28 @@ def test_the_local_version_is_shared_by_every_process_of_the_host(tmp_path):
     here.bump()
     assert here.version() not in (before, after)
     assert here.get("answer") is None
+
+
+def test_a_redis_hit_is_one_round_trip_and_a_write_still_shows(
+    own_redis, make_app, make_product, admin_token
+):
+    """With Redis, a hit reads the version and the answer in one MGET; the
+    answer kept at an older version is a miss, never served."""
+    import redis
+
+    url, _process = own_redis
+    app = make_app(overrides={"REDIS_URL": url})
+    client = app.test_client()
+    product = make_product(price="10.00")
+    path = f"/api/products/{product.id}"
+    assert client.get(path).get_json()["price"] == 10  # the miss keeps the answer
+    server = redis.Redis.from_url(url)
+    server.config_resetstat()
+    for _ in range(5):
+        assert client.get(path).get_json()["price"] == 10
+    stats = server.info("commandstats")
+    commands = {name: value["calls"] for name, value in stats.items() if "config" not in name}
+    assert commands == {"cmdstat_mget": 5}  # no GET, SET or INCR: five hits, five round trips
+    response = client.put(path, json={"price": 11.50}, headers=auth(admin_token))
+    assert response.status_code == 200
+    assert client.get(path).get_json()["price"] == 11.5

@@ -74,6 +74,14 @@ class LocalStore:
     def version(self) -> str | None:
         return self.map[: self.SIZE].hex()
 
+    def lookup(self, key: str) -> tuple[str | None, bytes | None]:
+        """The current version and the answer kept for `key` at that version."""
+        version = self.version()
+        return version, self.get(f"{version}:{key}")
+
+    def keep(self, key: str, version: str, value: bytes) -> None:
+        self.set(f"{version}:{key}", value)
+
     def get(self, key: str) -> bytes | None:
         with self.lock:
             value = self.entries.get(key)
@@ -130,12 +138,22 @@ class RedisStore:
         value = self._call(self.redis.get, self.version_key)
         return None if value is DOWN else (value or b"0").decode()
 
-    def get(self, key: str) -> bytes | None:
-        value = self._call(self.redis.get, f"{self.prefix}:{key}")
-        return None if value is DOWN else value
+    def lookup(self, key: str) -> tuple[str | None, bytes | None]:
+        """The current version and the answer kept for `key` at that version,
+        in one round trip (MGET): an entry holds its version before its bytes,
+        and one kept at an older version is a miss (the next keep replaces it,
+        so a request has one entry, not one per version)."""
+        found = self._call(self.redis.mget, self.version_key, f"{self.prefix}:{key}")
+        if found is DOWN:
+            return None, None
+        version = (found[0] or b"0").decode()
+        entry, head = found[1], version.encode() + b"\n"
+        return version, entry[len(head) :] if entry and entry.startswith(head) else None
 
-    def set(self, key: str, value: bytes) -> None:
-        self._call(self.redis.set, f"{self.prefix}:{key}", value, self.ttl)
+    def keep(self, key: str, version: str, value: bytes) -> None:
+        self._call(
+            self.redis.set, f"{self.prefix}:{key}", version.encode() + b"\n" + value, self.ttl
+        )
 
     def bump(self) -> None:
         if self._call(self.redis.incr, self.version_key) is DOWN:
@@ -171,15 +189,14 @@ def cached_count(key: str, count: Callable[[], int]) -> int:
     """`count()`, kept with the catalog's version (read before counting, like
     every entry) under `key`: a list's total is the same on every page."""
     cache = store()
-    version = cache.version() if cache is not None else None
+    entry = "count:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    version, cached = cache.lookup(entry) if cache is not None else (None, None)
     if version is None:
         return count()
-    entry = "count:" + hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=16).hexdigest()
-    cached = cache.get(entry)
     if cached is not None:
         return int(cached)
     total = count()
-    cache.set(entry, str(total).encode())
+    cache.keep(entry, version, str(total).encode())
     return total
 
 

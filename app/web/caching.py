@@ -43,24 +43,23 @@ def catalog_read(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         cache = catalog_cache.store()
-        version = cache.version() if cache is not None else None
-        if version is None:  # cache off or unreachable: the database answers
+        if cache is None:
             return view(*args, **kwargs)
-        key = hashlib.blake2b(
-            f"{version}\0{normalised_request(names)}".encode(), digest_size=16
-        ).hexdigest()
-        etag = key[:24]
+        key = hashlib.blake2b(normalised_request(names).encode(), digest_size=16).hexdigest()
+        version, body = cache.lookup(key)
+        if version is None:  # the cache is unreachable: the database answers
+            return view(*args, **kwargs)
+        etag = hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=12).hexdigest()
         headers = [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL)]
         if request.if_none_match.contains_weak(etag):
             return current_app.response_class(status=304, headers=headers)
-        body = cache.get(key)
         if body is not None:
             return current_app.response_class(
                 body, headers=[("Content-Type", "application/json"), *headers]
             )
         response = make_response(view(*args, **kwargs))
         if response.status_code == 200:
-            cache.set(key, response.get_data())
+            cache.keep(key, version, response.get_data())
         response.headers.update(headers)
         return response
 
