@@ -99,6 +99,19 @@ def _sorted(stmt: Select, sort: str, match: search.Match | None) -> Select:
     return stmt.order_by(column.asc(), Product.id.asc())
 
 
+# The unfiltered catalog's exact total on SQLite: it counts a whole table (and
+# the small index of deleted rows) from b-tree pages without visiting a row,
+# ~0.005 ms against ~0.3 ms for counting 10,000 live rows. PostgreSQL visits
+# every row either way, so it counts the live ones.
+LIVE_TOTAL = (
+    select(func.count()).select_from(PRODUCTS).scalar_subquery()
+    - select(func.count())
+    .select_from(PRODUCTS)
+    .where(PRODUCTS.c.deleted_at.is_not(None))
+    .scalar_subquery()
+)
+
+
 class Listing(NamedTuple):
     """The statements of one list (filters, search, sort), their values as
     parameters, plus `limit` and `offset`."""
@@ -108,20 +121,23 @@ class Listing(NamedTuple):
     count: Select  # the total alone
 
 
-def listing(stmt: Select) -> Listing:
+def listing(stmt: Select, total: ColumnElement[int] | None = None) -> Listing:
+    """The statements for `stmt`'s rows; `total`: how to count them, if not
+    by counting `stmt`'s rows."""
     stmt = stmt.with_only_columns(*SHOWN)
-    every = stmt.order_by(None).subquery()
-    total = select(func.count()).select_from(every)
+    if total is None:
+        total = select(func.count()).select_from(stmt.order_by(None).subquery()).scalar_subquery()
     page = stmt.limit(bindparam("limit")).offset(bindparam("offset"))
-    return Listing(page, page.add_columns(total.scalar_subquery().label("total_count")), total)
+    return Listing(page, page.add_columns(total.label("total_count")), select(total))
 
 
-@functools.lru_cache(maxsize=256)  # the filters' 32 combinations x 8 sorts
-def plain_listing(names: tuple[str, ...], sort: str) -> Listing:
+@functools.lru_cache(maxsize=512)  # the filters' 32 combinations x 8 sorts x 2 databases
+def plain_listing(names: tuple[str, ...], sort: str, dialect: str) -> Listing:
     """The listing of a request without `q`, built once per set of filters and
     sort: building the statements and their cache keys is ~0.2 ms a request."""
     base = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
-    return listing(_sorted(base, sort, None))
+    total = LIVE_TOTAL if not names and dialect == "sqlite" else None
+    return listing(_sorted(base, sort, None), total)
 
 
 def run_listing(
@@ -164,7 +180,8 @@ def list_products(args: dict[str, Any]) -> dict[str, Any]:
     for attempt, match in enumerate(search_matches(args.get("q"))):
         if match is None:
             values = filter_values(args)
-            lists, params = plain_listing(tuple(values), sort), values
+            dialect = db.session.get_bind().dialect.name
+            lists, params = plain_listing(tuple(values), sort, dialect), values
         else:
             lists, params = listing(_sorted(match(filtered(args)), sort, match)), {}
         page = run_listing(lists, params, args["page"], args["per_page"], f"{filters}{attempt}")
