@@ -29,7 +29,7 @@ GROUP_COLUMNS = (
 
 def _groups(stmt: Select) -> list[Row]:
     grouped = stmt.with_only_columns(*GROUP_COLUMNS).group_by(Product.category).order_by(None)
-    return db.session.execute(grouped).all()
+    return db.session.connection().execute(grouped).all()
 
 
 def _summary(groups: list[Row]) -> dict[str, Any]:

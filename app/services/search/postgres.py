@@ -123,4 +123,4 @@ class PostgresSearch:
             "starts": starts_pattern(prefix),
             "n": limit * DUPLICATES_SLACK,
         }
-        return distinct(db.session.scalars(SUGGEST, params), limit)
+        return distinct(db.session.connection().execute(SUGGEST, params).scalars(), limit)

@@ -88,4 +88,4 @@ class SqliteSearch:
         expression = " ".join([*map(quote, words[:-1]), quote(words[-1]) + "*"])
         params = {"fts": expression, "starts": starts_pattern(prefix)}
         params["n"] = limit * DUPLICATES_SLACK
-        return distinct(db.session.scalars(SUGGEST, params), limit)
+        return distinct(db.session.connection().execute(SUGGEST, params).scalars(), limit)
