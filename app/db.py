@@ -4,17 +4,22 @@ small query helpers (upsert, pagination, vacuum) shared by the services."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask, has_request_context, request
+from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import Engine, Select, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# connection.info key: this SQLite transaction began deferred and takes the
+# write lock at its first write (see `defer_write_lock`).
+LOCK_AT_FIRST_WRITE = "sqlite_lock_at_first_write"
+WRITE_STATEMENT = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
 @contextmanager
@@ -32,6 +37,24 @@ def unit_of_work() -> Iterator[None]:
         if db.session.registry.has():
             db.session.rollback()
         raise
+
+
+def defer_write_lock(view: Callable) -> Callable:
+    """Mark a write view whose reads need not hold SQLite's write lock: its
+    transaction takes the lock (BEGIN IMMEDIATE) at its first write statement,
+    and the statements before it (the token's user, ...) each run on their
+    own while other requests write. What it read before comes from an earlier
+    snapshot, so its writes must decide by their own guards (a WHERE, a
+    RETURNING, a unique key), as checkout's do; no SAVEPOINT before the first
+    write. Nothing changes on PostgreSQL, whose writers lock rows, not the
+    database."""
+    view.defer_write_lock = True
+    return view
+
+
+def _defers_write_lock() -> bool:
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, "defer_write_lock", False)
 
 
 def init_db(app: Flask) -> None:
@@ -94,11 +117,24 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         # Reads keep a deferred transaction (readers never wait for writers in
-        # WAL); anything else - a write request, the CLI - locks up front.
-        if has_request_context() and request.method in READ_METHODS:
+        # WAL); anything else - a write request, the CLI - locks up front, but
+        # for a view that defers the lock: its statements run on their own
+        # (pysqlite sends no BEGIN of its own) until the first write.
+        reading = has_request_context() and request.method in READ_METHODS
+        deferred = has_request_context() and not reading and _defers_write_lock()
+        connection.info[LOCK_AT_FIRST_WRITE] = deferred
+        if reading:
             connection.exec_driver_sql("BEGIN")
-        else:
+        elif not deferred:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _lock_at_first_write(connection, cursor, statement, *_args):
+        if connection.info.get(LOCK_AT_FIRST_WRITE) and WRITE_STATEMENT.match(statement):
+            if connection.in_nested_transaction():  # SAVEPOINT had begun a deferred one
+                raise RuntimeError("a deferred write lock is taken before any savepoint")
+            connection.info[LOCK_AT_FIRST_WRITE] = False
+            cursor.connection.execute("BEGIN IMMEDIATE")
 
 
 def upsert(model):
