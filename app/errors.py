@@ -9,6 +9,8 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.extensions import limiter
@@ -251,8 +253,38 @@ def handle_unexpected(error: Exception) -> Response:
     return error_response(500)
 
 
+BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+def handle_database_busy(error: OperationalError | PoolTimeout) -> Response:
+    """A database that cannot answer now - SQLite's lock still held after the
+    busy timeout, PostgreSQL's statement or lock timeout, a lost connection,
+    no pooled connection free in time - is a 503 the client may retry, not a
+    bug. Other OperationalErrors (SQLite's "no such table") stay 500s."""
+    driver = type(getattr(error, "orig", None)).__module__
+    transient = (
+        isinstance(error, PoolTimeout)
+        or getattr(error, "connection_invalidated", False)
+        or driver.startswith("psycopg")  # its OperationalErrors: connection, timeouts, locks
+        or any(text in str(getattr(error, "orig", "")).lower() for text in BUSY)
+    )
+    if not transient:
+        return handle_unexpected(error)
+    log.warning(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.path,
+        str(getattr(error, "orig", error)).strip(),
+    )
+    return error_response(
+        503, "The database is busy; try again in a moment", headers={"Retry-After": "1"}
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(OperationalError, handle_database_busy)
+    app.register_error_handler(PoolTimeout, handle_database_busy)
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)

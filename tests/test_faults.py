@@ -202,3 +202,68 @@ def test_a_chunked_body_past_the_limit_is_413(server):
     )
     assert (status, body["code"]) == (413, "payload_too_large")
     assert headers["Content-Type"] == "application/json"
+
+
+# --- a database that cannot answer now is a 503, not a 500 ---------------------------
+
+
+def test_sqlite_lock_held_past_the_busy_timeout_is_a_503(make_app, db, make_user, login):
+    """Another writer holds SQLite's write lock longer than the busy timeout:
+    the write answers 503 `unavailable` with Retry-After, writes nothing, and
+    works once the lock is free."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's database-wide write lock")
+    import sqlite3
+
+    app = make_app(overrides={"SQLITE_BUSY_TIMEOUT_MS": 50})
+    client = app.test_client()
+    user = make_user()
+    token = login(user)["access_token"]
+    holder = sqlite3.connect(db.engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        response = client.put(
+            "/api/auth/profile",
+            json={"username": "renamed"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["code"] == "unavailable"
+    assert response.headers["Retry-After"] == "1"
+    profile = client.get("/api/auth/profile", headers={"Authorization": f"Bearer {token}"})
+    assert profile.get_json()["username"] == user.username  # nothing half-written
+    again = client.put(
+        "/api/auth/profile",
+        json={"username": "renamed"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert again.status_code == 200, again.get_json()
+
+
+def test_postgres_statement_timeout_is_a_503(make_app, db, make_product, admin_token):
+    """A statement PostgreSQL cancels at its statement_timeout (waiting on a
+    row lock held elsewhere, here) answers 503 with Retry-After, never a 500,
+    and writes nothing."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL setting")
+    product = make_product(stock=5)
+    client = make_app(overrides={"DB_STATEMENT_TIMEOUT_MS": 200}).test_client()
+    holder = db.engine.connect()
+    holder.exec_driver_sql("BEGIN")
+    holder.exec_driver_sql("SELECT 1 FROM products WHERE id = %s FOR UPDATE", (product.id,))
+    try:
+        response = client.put(
+            f"/api/products/{product.id}",
+            json={"name": "Renamed"},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+    finally:
+        holder.exec_driver_sql("ROLLBACK")
+        holder.close()
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["code"] == "unavailable"
+    assert response.headers["Retry-After"] == "1"
+    assert client.get(f"/api/products/{product.id}").get_json()["name"] == product.name
