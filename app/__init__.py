@@ -48,6 +48,7 @@ def register_extensions(app: Flask) -> None:
     from app.services.catalog_cache import init_catalog_cache
     from app.services.passwords import init_password_hashing
     from app.web.api import api
+    from app.web.hooks import cors_only_with_origin
     from app.web.jwt import init_jwt
 
     init_db(app)
@@ -70,6 +71,7 @@ def register_extensions(app: Flask) -> None:
         max_age=600,
         always_send=False,  # no CORS headers for requests without an Origin
     )
+    cors_only_with_origin(app)
     api.init_app(app)
     limiter.init_app(app)
 

@@ -72,13 +72,18 @@ def init_db(app: Flask) -> None:
     db.init_app(app)
     # One session per request, even where the app context outlives the request
     # (tests, CLI): a request never inherits another's open transaction.
-    app.teardown_request(lambda _exc: db.session.remove())
+    app.teardown_request(_end_session)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
         else:
             ping_when_it_matters(db.engine, app.config["DB_PING_IDLE_SECONDS"])
         begin_only_where_writes_may_happen(db.engine)
+
+
+def _end_session(_exc: BaseException | None) -> None:
+    if db.session.registry.has():  # not for a request that never opened one
+        db.session.remove()
 
 
 def postgres_engine_options(config) -> dict[str, Any]:

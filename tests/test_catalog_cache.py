@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from app.models import Product
 from app.services import catalog_cache
+from app.services.catalog_cache import LocalStore
 from tests.helpers import auth, order_for
 from tests.live import free_port
 
@@ -209,3 +212,51 @@ def test_a_review_and_its_authors_new_name_show_at_once(client, db, make_product
     assert [r["user"]["username"] for r in client.get(path).get_json()["items"]] == [
         "renamed-author"
     ]
+
+
+def test_the_local_version_is_shared_by_every_process_of_the_host(tmp_path):
+    """Without Redis the version lives in a memory-mapped file: a bump in
+    another process (a second gunicorn worker) is seen here at once, and a
+    bump here clears this process's answers."""
+    path = tmp_path / "catalog-version.bin"
+    here = LocalStore(path, max_entries=10)
+    before = here.version()
+    here.set("answer", b"{}")
+    bump_elsewhere = (
+        "import sys; from pathlib import Path; "
+        "from app.services.catalog_cache import LocalStore; "
+        "LocalStore(Path(sys.argv[1]), max_entries=1).bump()"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", bump_elsewhere, str(path)], check=True, cwd=root)
+    after = here.version()
+    assert after != before
+    assert LocalStore(path, max_entries=1).version() == after  # a new process reads it too
+    here.bump()
+    assert here.version() not in (before, after)
+    assert here.get("answer") is None
+
+
+def test_a_redis_hit_is_one_round_trip_and_a_write_still_shows(
+    own_redis, make_app, make_product, admin_token
+):
+    """With Redis, a hit reads the version and the answer in one MGET; the
+    answer kept at an older version is a miss, never served."""
+    import redis
+
+    url, _process = own_redis
+    app = make_app(overrides={"REDIS_URL": url})
+    client = app.test_client()
+    product = make_product(price="10.00")
+    path = f"/api/products/{product.id}"
+    assert client.get(path).get_json()["price"] == 10  # the miss keeps the answer
+    server = redis.Redis.from_url(url)
+    server.config_resetstat()
+    for _ in range(5):
+        assert client.get(path).get_json()["price"] == 10
+    stats = server.info("commandstats")
+    commands = {name: value["calls"] for name, value in stats.items() if "config" not in name}
+    assert commands == {"cmdstat_mget": 5}  # no GET, SET or INCR: five hits, five round trips
+    response = client.put(path, json={"price": 11.50}, headers=auth(admin_token))
+    assert response.status_code == 200
+    assert client.get(path).get_json()["price"] == 11.5

@@ -8,8 +8,9 @@ mark. A read takes the version BEFORE it queries, so an answer built while a
 write commits is stored under the old version and never served after it.
 
 Stores: Redis when REDIS_URL is set (shared by every process and host), else
-process memory with the version in a file next to the database's instance
-folder (shared by the processes of one host). Redis unreachable: reads go to
+process memory with the version in a memory-mapped file in the instance
+folder (shared by the processes of one host; delete it only while no server
+runs). Redis unreachable: reads go to
 the database (a warning, never an error), a failed bump is retried before the
 cache is used again, and entries expire (`CATALOG_CACHE_TTL`) as a last net.
 """
@@ -19,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import mmap
 import os
 import re
+import secrets
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -48,19 +50,37 @@ DOWN = object()  # what a Redis command gives while Redis is unreachable
 
 class LocalStore:
     """Answers in this process's memory (least recently used dropped first);
-    the version is a token in a file, so every process on the host sees a bump."""
+    the version is 8 bytes of a small file every process on the host maps
+    into memory (MAP_SHARED), so a bump is seen by all of them at once and
+    reading it is a memory read, not a system call (a file read per request
+    cost about 10 µs of a 200 µs cache hit)."""
+
+    SIZE = 8
 
     def __init__(self, version_file: Path, max_entries: int):
         self.path = version_file
         self.max_entries = max_entries
         self.entries: OrderedDict[str, bytes] = OrderedDict()
         self.lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < self.SIZE:
+                os.ftruncate(fd, self.SIZE)  # zeros: version "0"; racing creators agree
+            self.map = mmap.mmap(fd, self.SIZE, mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
 
     def version(self) -> str | None:
-        try:
-            return self.path.read_text() or "0"
-        except FileNotFoundError:
-            return "0"
+        return self.map[: self.SIZE].hex()
+
+    def lookup(self, key: str) -> tuple[str | None, bytes | None]:
+        """The current version and the answer kept for `key` at that version."""
+        version = self.version()
+        return version, self.get(f"{version}:{key}")
+
+    def keep(self, key: str, version: str, value: bytes) -> None:
+        self.set(f"{version}:{key}", value)
 
     def get(self, key: str) -> bytes | None:
         with self.lock:
@@ -76,12 +96,9 @@ class LocalStore:
                 self.entries.popitem(last=False)
 
     def bump(self) -> None:
-        # A random token, written atomically: two racing bumps never leave the
-        # version where a reader saw it before either commit.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}")
-        tmp.write_text(uuid.uuid4().hex)
-        os.replace(tmp, self.path)
+        # A random token in one aligned 8-byte store: racing bumps leave one of
+        # their tokens, never the version a reader saw before either commit.
+        self.map[: self.SIZE] = secrets.token_bytes(self.SIZE)
         with self.lock:
             self.entries.clear()
 
@@ -121,12 +138,22 @@ class RedisStore:
         value = self._call(self.redis.get, self.version_key)
         return None if value is DOWN else (value or b"0").decode()
 
-    def get(self, key: str) -> bytes | None:
-        value = self._call(self.redis.get, f"{self.prefix}:{key}")
-        return None if value is DOWN else value
+    def lookup(self, key: str) -> tuple[str | None, bytes | None]:
+        """The current version and the answer kept for `key` at that version,
+        in one round trip (MGET): an entry holds its version before its bytes,
+        and one kept at an older version is a miss (the next keep replaces it,
+        so a request has one entry, not one per version)."""
+        found = self._call(self.redis.mget, self.version_key, f"{self.prefix}:{key}")
+        if found is DOWN:
+            return None, None
+        version = (found[0] or b"0").decode()
+        entry, head = found[1], version.encode() + b"\n"
+        return version, entry[len(head) :] if entry and entry.startswith(head) else None
 
-    def set(self, key: str, value: bytes) -> None:
-        self._call(self.redis.set, f"{self.prefix}:{key}", value, self.ttl)
+    def keep(self, key: str, version: str, value: bytes) -> None:
+        self._call(
+            self.redis.set, f"{self.prefix}:{key}", version.encode() + b"\n" + value, self.ttl
+        )
 
     def bump(self) -> None:
         if self._call(self.redis.incr, self.version_key) is DOWN:
@@ -146,7 +173,7 @@ def init_catalog_cache(app: Flask) -> None:
     else:
         digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
         store = LocalStore(
-            Path(app.instance_path) / f"catalog-version-{digest}",
+            Path(app.instance_path) / f"catalog-version-{digest}.bin",
             app.config["CATALOG_CACHE_MAX_ENTRIES"],
         )
     app.extensions["catalog_cache"] = store
@@ -162,15 +189,14 @@ def cached_count(key: str, count: Callable[[], int]) -> int:
     """`count()`, kept with the catalog's version (read before counting, like
     every entry) under `key`: a list's total is the same on every page."""
     cache = store()
-    version = cache.version() if cache is not None else None
+    entry = "count:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    version, cached = cache.lookup(entry) if cache is not None else (None, None)
     if version is None:
         return count()
-    entry = "count:" + hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=16).hexdigest()
-    cached = cache.get(entry)
     if cached is not None:
         return int(cached)
     total = count()
-    cache.set(entry, str(total).encode())
+    cache.keep(entry, version, str(total).encode())
     return total
 
 

@@ -30,6 +30,8 @@ def query_names(view) -> frozenset[str]:
 
 def normalised_request(names: frozenset[str]) -> str:
     """The path and the arguments the view reads, in one canonical order."""
+    if not request.query_string:
+        return request.path + "?"
     args = sorted((k, v) for k, v in request.args.items(multi=True) if k in names)
     return request.path + "?" + urlencode(args)
 
@@ -41,25 +43,24 @@ def catalog_read(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         cache = catalog_cache.store()
-        version = cache.version() if cache is not None else None
-        if version is None:  # cache off or unreachable: the database answers
+        if cache is None:
             return view(*args, **kwargs)
-        key = hashlib.blake2b(
-            f"{version}\0{normalised_request(names)}".encode(), digest_size=16
-        ).hexdigest()
-        etag = key[:24]
+        key = hashlib.blake2b(normalised_request(names).encode(), digest_size=16).hexdigest()
+        version, body = cache.lookup(key)
+        if version is None:  # the cache is unreachable: the database answers
+            return view(*args, **kwargs)
+        etag = hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=12).hexdigest()
+        headers = [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL)]
         if request.if_none_match.contains_weak(etag):
-            response = current_app.response_class(status=304)
-        else:
-            body = cache.get(key)
-            if body is not None:
-                response = current_app.response_class(body, mimetype="application/json")
-            else:
-                response = make_response(view(*args, **kwargs))
-                if response.status_code == 200:
-                    cache.set(key, response.get_data())
-        response.set_etag(etag)
-        response.headers["Cache-Control"] = CACHE_CONTROL
+            return current_app.response_class(status=304, headers=headers)
+        if body is not None:
+            return current_app.response_class(
+                body, headers=[("Content-Type", "application/json"), *headers]
+            )
+        response = make_response(view(*args, **kwargs))
+        if response.status_code == 200:
+            cache.keep(key, version, response.get_data())
+        response.headers.update(headers)
         return response
 
     return wrapper
