@@ -47,12 +47,14 @@ def register_extensions(app: Flask) -> None:
     from app.models.types import include_in_autogenerate, render_migration_type
     from app.services.catalog_cache import init_catalog_cache
     from app.services.passwords import init_password_hashing
+    from app.services.search import init_search
     from app.web.api import api
     from app.web.hooks import cors_only_with_origin
     from app.web.jwt import init_jwt
 
     init_db(app)
     init_catalog_cache(app)
+    init_search(app)
     migrate.init_app(
         app,
         db,

@@ -446,3 +446,18 @@ def test_query_budgets(client, make_product, count_queries):
         with count_queries() as q:
             assert client.get(path).status_code == 200
         assert q.count == budget, (path, q.statements)
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="pg_trgm is PostgreSQL's")
+def test_every_connection_matches_misspellings_at_the_fuzzy_threshold(db):
+    """`<%` (served by the trigram index) uses the connection's threshold:
+    set on connect, and kept after a rollback."""
+    from sqlalchemy import text
+
+    from app.services.search.postgres import FUZZY_THRESHOLD
+
+    db.session.rollback()
+    show = text("SHOW pg_trgm.word_similarity_threshold")
+    assert float(db.session.scalar(show)) == FUZZY_THRESHOLD
+    db.session.rollback()
+    assert float(db.session.scalar(show)) == FUZZY_THRESHOLD

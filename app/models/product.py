@@ -63,8 +63,15 @@ class Product(db.Model):
         # The low-stock report walks the live catalog from the lowest stock up.
         Index("ix_products_stock_id", "stock", "id", **WHERE_NOT_DELETED),
         Index("ix_products_category_lower", func.lower(category)),
-        # Covers the facets' GROUP BY category (price range, stock counts).
-        Index("ix_products_facets", "category", "price", "stock", **WHERE_NOT_DELETED),
+        # Covers the facets' GROUP BY category (price range, stock and rating counts).
+        Index(
+            "ix_products_facets",
+            "category",
+            "price",
+            "stock",
+            "rating_average",
+            **WHERE_NOT_DELETED,
+        ),
         # `sort=rating` (ASC NULLS LAST is this index's order on PostgreSQL) and
         # `sort=-rating` on SQLite (DESC NULLS LAST is its backward scan there).
         # PostgreSQL's `-rating` has its own index, made in the migration

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, Select
+from flask import Flask, current_app
+from sqlalchemy import ColumnElement, Engine, Select
 
 from app.extensions import db
 from app.services.search.query import ParsedQuery, parse
 
-__all__ = ["Match", "ParsedQuery", "SearchBackend", "backend", "parse"]
+__all__ = ["Match", "ParsedQuery", "SearchBackend", "backend", "init_search", "parse"]
 
 SUGGEST_LIMIT = 10
 # Suggestions are deduplicated in Python over a few times the rows asked for:
@@ -69,13 +70,27 @@ class SearchBackend(Protocol):
         """Up to `limit` live product names with a word starting with
         `prefix`, best first."""
 
+    def prepare(self, engine: Engine) -> None:
+        """Set up the engine's connections as the backend's queries need."""
 
-def backend() -> SearchBackend:
-    """The backend for the session's database."""
-    if db.session.get_bind().dialect.name == "postgresql":
+
+def init_search(app: Flask) -> None:
+    """Pick the backend for the app's database, once, and let it prepare the
+    engine's connections."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "postgresql":
         from app.services.search.postgres import PostgresSearch
 
-        return PostgresSearch()
-    from app.services.search.sqlite import SqliteSearch
+        chosen: SearchBackend = PostgresSearch()
+    else:
+        from app.services.search.sqlite import SqliteSearch
 
-    return SqliteSearch()
+        chosen = SqliteSearch()
+    chosen.prepare(engine)
+    app.extensions["search"] = chosen
+
+
+def backend() -> SearchBackend:
+    """The backend for the app's database."""
+    return current_app.extensions["search"]

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from functools import reduce
 
-from sqlalchemy import Select, false, func, literal_column, text
+from sqlalchemy import TEXT, Engine, Select, event, false, func, literal, literal_column, text
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from app.extensions import db
-from app.models import Product
 from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct, starts_pattern
 from app.services.search.query import ParsedQuery, words_of
 
@@ -27,7 +26,11 @@ CONFIG = literal_column("'english'::regconfig")
 SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
 # word_similarity of a misspelt word to the closest part of a name or
 # category: 'labtop' to 'Nimbus 14 Laptop' is 0.4, unrelated words stay < 0.2.
+# `term <% text` is word_similarity(term, text) >= this (set on every
+# connection: `prepare`), served by the trigram index on exactly this text
+# (migration e21c4a6b8d02 spells it the same).
 FUZZY_THRESHOLD = 0.3
+FUZZY_HAYSTACK = literal_column("(products.name || ' ' || coalesce(products.category, ''))", TEXT)
 FUZZY_MAX_TERMS = 6
 
 
@@ -63,6 +66,15 @@ SUGGEST = text(
 )
 
 
+def _set_fuzzy_threshold(dbapi_connection, _record) -> None:
+    """`<%`'s threshold for the connection's whole life: committed at once,
+    so no later rollback takes it back. (pg_trgm takes the value over when it
+    loads: a custom setting may be set before its extension is loaded.)"""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET pg_trgm.word_similarity_threshold = {FUZZY_THRESHOLD}")
+    dbapi_connection.commit()
+
+
 class PostgresSearch:
     name = "postgresql-tsvector"
 
@@ -79,23 +91,27 @@ class PostgresSearch:
         return Match(apply, (rank.desc(),) if rank is not None else ())
 
     def fuzzy(self, query: ParsedQuery) -> Match | None:
-        """Each positive word close to a word of the name or category."""
-        # Each term is a word_similarity() per live row: a 200-character query
-        # of one-letter words must not cost a hundred of them per row.
+        """Each positive word close to a word of the name or category: `<%`,
+        so the trigram index finds the candidates (instead of a
+        word_similarity() per live row: ~26 ms on 10,000 products)."""
+        # Each term is a trigram lookup and a word_similarity() per candidate:
+        # a 200-character query of one-letter words must not cost a hundred.
         terms = query.terms[:FUZZY_MAX_TERMS]
         if not terms:
             return None
-        haystack = Product.name + " " + func.coalesce(Product.category, "")
-        similarities = [func.word_similarity(term, haystack) for term in terms]
         excluded = _excluded(query)
 
         def apply(stmt: Select) -> Select:
-            stmt = stmt.where(*(s >= FUZZY_THRESHOLD for s in similarities))
+            stmt = stmt.where(*(literal(term).op("<%")(FUZZY_HAYSTACK) for term in terms))
             if excluded is not None:
                 stmt = stmt.where(SEARCH_VECTOR.op("@@")(excluded))
             return stmt
 
+        similarities = [func.word_similarity(term, FUZZY_HAYSTACK) for term in terms]
         return Match(apply, (reduce(lambda a, b: a + b, similarities).desc(),))
+
+    def prepare(self, engine: Engine) -> None:
+        event.listen(engine, "connect", _set_fuzzy_threshold)
 
     def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> list[str]:
         words = words_of(prefix)

@@ -9,7 +9,7 @@ Both are external-content tables over `products`: rowid = product id.
 
 from __future__ import annotations
 
-from sqlalchemy import Select, column, false, literal_column, select, table, text
+from sqlalchemy import Engine, Select, column, false, literal_column, select, table, text
 
 from app.extensions import db
 from app.models import Product
@@ -77,6 +77,9 @@ class SqliteSearch:
 
     def fuzzy(self, query: ParsedQuery) -> Match | None:
         return None
+
+    def prepare(self, engine: Engine) -> None:
+        pass
 
     def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> list[str]:
         words = words_of(prefix)
