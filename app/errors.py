@@ -64,6 +64,7 @@ class ApiError(Exception):
 
     status: int = 400
     code: str | None = None  # None: the status's code (CODES)
+    retry_after: int | None = None  # seconds, sent as Retry-After (a 503 that will pass)
 
     def __init__(
         self,
@@ -232,8 +233,9 @@ def _retry_after() -> int:
 
 
 def handle_api_error(error: ApiError) -> Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     return error_response(
-        error.status, error.message, error.errors, code=error.code, details=error.details
+        error.status, error.message, error.errors, headers, code=error.code, details=error.details
     )
 
 
@@ -270,6 +272,7 @@ class StockLimit(Conflict):
 class ServerBusy(ApiError):
     status = 503
     code = "unavailable"
+    retry_after = 1
 
 
 # Payments (issue 20)

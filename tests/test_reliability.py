@@ -317,6 +317,7 @@ def test_password_hashing_is_capped_per_process(app, client, make_user, monkeypa
         response = client.post("/api/auth/login", json=credentials)
         assert response.status_code == 503, response.get_json()
         assert response.get_json()["code"] == "unavailable"
+        assert response.headers["Retry-After"] == "1"  # a client knows when to try again
         assert time.monotonic() - started < 2
         assert client.get("/api/products").status_code == 200  # reads are not held up
     finally:
