@@ -92,6 +92,9 @@ def client(app):
 class QueryCounter:
     def __init__(self) -> None:
         self.statements: list[str] = []
+        # begin, commit and rollback, in order: with the statements, the round
+        # trips (BEGIN is a statement of its own on both drivers).
+        self.transactions: list[str] = []
 
     @property
     def count(self) -> int:
@@ -110,11 +113,19 @@ def count_queries(app):
     @contextmanager
     def counting():
         counter = QueryCounter()
+        ends = {
+            name: lambda *_args, name=name: counter.transactions.append(name)
+            for name in ("begin", "commit", "rollback")
+        }
         event.listen(_db.engine, "before_cursor_execute", counter)
+        for name, listener in ends.items():
+            event.listen(_db.engine, name, listener)
         try:
             yield counter
         finally:
             event.remove(_db.engine, "before_cursor_execute", counter)
+            for name, listener in ends.items():
+                event.remove(_db.engine, name, listener)
 
     return counting
 

@@ -109,12 +109,12 @@ def ensure_cart(user: User) -> None:
 def lock_cart(user: User, *, create: bool = True) -> int | None:
     """Lock the user's cart row until the transaction ends and return its id.
 
-    Every change of a cart's lines and every checkout takes this lock first, so
-    on PostgreSQL they run one after the other per cart: a checkout orders
-    exactly the lines it read and a concurrent add waits for it instead of
-    being deleted with them. It is a statement of its own, taken before the
-    lines are read: a read in the same statement would keep the snapshot from
-    before the wait. (SQLite's BEGIN IMMEDIATE serialises writers already.)
+    Every change of a cart's lines takes this lock first, so on PostgreSQL
+    they run one after the other per cart. (Checkout needs no such lock: it
+    reads the lines by deleting them, see `orders.place_order`.) It is a
+    statement of its own, taken before the lines are read: a read in the same
+    statement would keep the snapshot from before the wait. (SQLite's BEGIN
+    IMMEDIATE serialises writers already.)
     """
     stmt = select(Cart.id).where(Cart.user_id == user.id).with_for_update()
     cart_id = db.session.scalar(stmt)

@@ -62,19 +62,18 @@ def message_id(outbox_id: int, created_at: float) -> str:
 
 
 class ConsoleBackend:
-    """Development: the message goes to the log, nothing leaves the machine."""
+    """Development: the message goes to the log, nothing leaves the machine.
+    No MIME message is built for it: that took 1.7 ms of the 4.2 ms an
+    email's delivery cost in the embedded worker, for a log line that is
+    usually below the log level."""
 
-    def send(self, message: EmailMessage) -> None:
-        log.info(
-            "email to %s: %s\n%s",
-            message["To"],
-            message["Subject"],
-            message.get_body(("plain",)).get_content(),
-        )
+    def send(self, to: str, content: dict[str, str], message_id: str) -> None:
+        log.info("email to %s: %s\n%s", to, content["subject"], content["text"])
 
 
 class SmtpBackend:
-    def send(self, message: EmailMessage) -> None:
+    def send(self, to: str, content: dict[str, str], message_id: str) -> None:
+        message = build_message(to, content, message_id)
         config = current_app.config
         timeout = config["MAIL_TIMEOUT"]
         if config["MAIL_USE_SSL"]:
@@ -102,4 +101,4 @@ def send(to: str, content: dict[str, str], message_id: str) -> None:
     name = current_app.config["MAIL_BACKEND"]
     if name not in BACKENDS:
         raise RuntimeError(f"unknown MAIL_BACKEND {name!r}: use one of {', '.join(BACKENDS)}")
-    BACKENDS[name]().send(build_message(to, content, message_id))
+    BACKENDS[name]().send(to, content, message_id)

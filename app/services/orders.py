@@ -12,71 +12,104 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import paginate
 from app.errors import (
-    CartChanged,
     EmptyCart,
     Forbidden,
     InvalidTransition,
     NotFound,
     OrderNotPending,
-    OutOfStock,
 )
 from app.extensions import db
-from app.models import CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, User
+from app.models import Cart, CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, User
+from app.models.order import shop_currency
 from app.models.types import utcnow
 from app.services import notifications
-from app.services.cart import find_cart, lock_cart
-from app.services.inventory import move_stock, restock, stock_left
+from app.services.inventory import record_taken, restock, take_stock
 from app.services.workflow import can_move
 
 
 def place_order(user: User, shipping_address: str) -> Order:
-    """Turn the user's cart into a pending order, taking stock with guarded
-    decrements in product-id order; any short line undoes everything (409).
+    """Turn the user's cart into a pending order: all or nothing, never
+    overselling, in seven statements whatever the number of lines.
 
-    The cart row is locked first (see `lock_cart`): of concurrent checkouts of
-    one cart the first orders it and the others then find it empty."""
-    if lock_cart(user, create=False) is None:
+    The cart's lines are deleted first (DELETE ... RETURNING is how they are
+    read): of concurrent checkouts of one cart, the first takes the lines and
+    the others find the cart empty, and a line added meanwhile is either
+    deleted here, and so ordered, or stays in the cart. Then every line's
+    stock is taken in one guarded UPDATE (`take_stock`; a short line is a 409
+    and the unit of work rolls everything back), and the order, its lines,
+    the ledger rows, its history and its confirmation email are inserted with
+    one statement each. The order returned is built from what was written
+    (not loaded back)."""
+    lines = db.session.execute(_TAKE_CART, {"user_id": user.id}).all()
+    if not lines:
         raise EmptyCart("Your cart is empty")
-    cart = find_cart(user)
-    if cart is None or not cart.items:
-        raise EmptyCart("Your cart is empty")
-    total = Decimal("0.00")
-    rows = []
-    order = Order(user_id=user.id, status=OrderStatus.PENDING, shipping_address=shipping_address)
-    for line in sorted(cart.items, key=lambda item: item.product_id):
-        taken = move_stock(line.product_id, -line.quantity, "order", order=order)
-        if taken is None:
-            raise OutOfStock(line.product.name, stock_left(line.product_id), line.product_id)
-        subtotal = taken.price * line.quantity
-        total += subtotal
-        rows.append(
-            {
-                "product_id": line.product_id,
-                "product_name": taken.name,
-                "unit_price": taken.price,
-                "quantity": line.quantity,
-                "subtotal": subtotal,
-            }
-        )
-    order.total_amount = total
-    order.status_history.append(OrderStatusEvent(status=OrderStatus.PENDING, at=utcnow()))
-    db.session.add(order)
-    db.session.flush()
-    # One multi-row INSERT for the lines (the ORM would send one per line here).
-    db.session.execute(insert(OrderItem), [{**row, "order_id": order.id} for row in rows])
-    # Exactly the lines ordered, at the quantities ordered; anything else means
-    # the cart changed under us, and the whole checkout is undone.
-    ordered = [line.id for line in cart.items]
-    removed = db.session.execute(
-        delete(CartItem)
-        .where(CartItem.id.in_(ordered))
-        .execution_options(synchronize_session=False)
-        .returning(CartItem.id, CartItem.quantity)
-    ).all()
-    if sorted(removed) != sorted((line.id, line.quantity) for line in cart.items):
-        raise CartChanged("Your cart changed during checkout; try again")
-    notifications.order_placed(order, user, rows)
-    return order
+    quantities = dict(lines)
+    taken = take_stock(quantities)
+    now = utcnow()
+    items = [
+        {
+            "product_id": row.id,
+            "product_name": row.name,
+            "unit_price": row.price,
+            "quantity": quantities[row.id],
+            "subtotal": row.price * quantities[row.id],
+        }
+        for row in taken
+    ]
+    order = {
+        "user_id": user.id,
+        "status": OrderStatus.PENDING.value,
+        "total_amount": sum((item["subtotal"] for item in items), Decimal("0.00")),
+        "shipping_address": shipping_address,
+        "currency": shop_currency(),
+        "payment_status": "unpaid",
+        "created_at": now,
+        "updated_at": now,
+    }
+    order_id = db.session.execute(_INSERT_ORDER, order).scalar_one()
+    for item in items:
+        item["order_id"] = order_id
+    item_ids = db.session.scalars(_INSERT_ITEMS, items).all()
+    record_taken(taken, quantities, order_id)
+    history = {"order_id": order_id, "status": order["status"], "at": now}
+    db.session.execute(_INSERT_EVENT, history)
+    placed = _transient(Order, {**order, "id": order_id})
+    # The answer's collections, set as loaded: the order is not in the
+    # session, and nothing of it is written (or loaded) again.
+    set_committed_value(
+        placed,
+        "items",
+        [
+            _transient(OrderItem, {**item, "id": id_})
+            for item, id_ in zip(items, item_ids, strict=True)
+        ],
+    )
+    set_committed_value(placed, "status_history", [_transient(OrderStatusEvent, history)])
+    notifications.order_placed(placed, user, items)
+    return placed
+
+
+# Checkout's statements, built once (building one costs more than running it
+# on SQLite): a statement object and a dict of parameters per execution.
+_TAKE_CART = (
+    delete(CartItem)
+    .where(CartItem.cart_id.in_(select(Cart.id).where(Cart.user_id == bindparam("user_id"))))
+    .returning(CartItem.product_id, CartItem.quantity)
+    .execution_options(synchronize_session=False)
+)
+_INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
+_INSERT_ITEMS = insert(OrderItem.__table__).returning(
+    OrderItem.__table__.c.id, sort_by_parameter_order=True
+)
+_INSERT_EVENT = insert(OrderStatusEvent.__table__)
+
+
+def _transient(model, values: dict[str, Any]):
+    """A model object holding `values` as loaded, outside any session."""
+    obj = model()
+    for key, value in values.items():
+        set_committed_value(obj, key, value)
+    return obj
 
 
 def _order_query(eager=joinedload):

@@ -62,23 +62,32 @@ def _due(now: datetime):
 def claim(message_id: int | None = None) -> OutboxMessage | None:
     """Take the next due row (or that one), leased for OUTBOX_LEASE seconds.
     The caller commits the claim before it delivers."""
+    claimed = claim_due(1, message_id)
+    return claimed[0] if claimed else None
+
+
+def claim_due(limit: int, message_id: int | None = None) -> list[OutboxMessage]:
+    """Take up to `limit` due rows (oldest first; or only that one) in one
+    UPDATE, each leased for OUTBOX_LEASE seconds. The caller commits the
+    claim before it delivers, and delivers them all within the lease."""
     now = utcnow()
     pick = select(OutboxMessage.id).where(*_due(now))
     if message_id is not None:
         pick = pick.where(OutboxMessage.id == message_id)
     pick = (
         pick.order_by(OutboxMessage.available_at, OutboxMessage.id)
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True)
     )
     lease = timedelta(seconds=current_app.config["OUTBOX_LEASE"])
-    return db.session.scalars(
+    claimed = db.session.scalars(
         update(OutboxMessage)
-        .where(OutboxMessage.id == pick.scalar_subquery(), *_due(now))
+        .where(OutboxMessage.id.in_(pick), *_due(now))
         .values(available_at=now + lease, attempts=OutboxMessage.attempts + 1)
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False, populate_existing=True)
-    ).one_or_none()
+    ).all()
+    return sorted(claimed, key=lambda message: (message.available_at, message.id))
 
 
 def due_ids(grace: float, limit: int = 1000) -> list[int]:
@@ -113,10 +122,10 @@ def run_task(message: OutboxMessage) -> None:
     handler(message.payload.get("args") or {})
 
 
-def mark_sent(message_id: int) -> None:
+def mark_sent(*message_ids: int) -> None:
     db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.status == "pending")
+        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == "pending")
         .values(status="sent", sent_at=utcnow(), last_error=None)
         .execution_options(synchronize_session=False)
     )
