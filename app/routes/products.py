@@ -11,6 +11,8 @@ from app.schemas.product import (
     ProductUpdateSchema,
     SuggestionsSchema,
     SuggestQuerySchema,
+    dump_product,
+    dump_product_page,
 )
 from app.services import catalog, search
 from app.services.facets import facets
@@ -22,7 +24,7 @@ blp = Blueprint("products", __name__, description="Product catalog")
 @blp.route("", methods=["GET"])
 @blp.catalog_read
 @blp.arguments(ProductQuerySchema, location="query", as_kwargs=False)
-@blp.response(200, ProductPageSchema)
+@blp.response(200, ProductPageSchema, dump=dump_product_page)
 def list_products(args):
     """A page of products, filtered, searched and sorted."""
     return catalog.list_products(args)
@@ -48,11 +50,11 @@ def suggest(args):
 
 @blp.route("/<int:product_id>", methods=["GET"])
 @blp.catalog_read
-@blp.response(200, ProductSchema)
+@blp.response(200, ProductSchema, dump=dump_product)
 @blp.alt_response(404, description="No such product")
 def get_product(product_id):
     """One product."""
-    return catalog.get_product(product_id)
+    return catalog.read_product(product_id)
 
 
 @blp.route("", methods=["POST"])

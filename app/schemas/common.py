@@ -16,6 +16,11 @@ NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
+def dump_money(value) -> Decimal | None:
+    """An amount as the API renders it: a Decimal with two places (None stays None)."""
+    return None if value is None else Decimal(value).quantize(CENT)
+
+
 class Money(fields.Field):
     """An exact amount: a JSON number or numeric string with at most 2 decimals."""
 
@@ -30,7 +35,7 @@ class Money(fields.Field):
         super().__init__(**kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else Decimal(value).quantize(CENT)
+        return dump_money(value)
 
     def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import functools
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, delete, func, select
 
-from app.db import count_rows, paginate
 from app.errors import NotFound
 from app.extensions import db
 from app.models import CartItem, Product, User
@@ -16,6 +17,25 @@ from app.models.types import utcnow
 from app.services import catalog_cache, inventory, search
 
 PAGE_ARGS = frozenset({"page", "per_page", "sort"})
+PRODUCTS = Product.__table__
+# What a public catalog read shows (ProductSchema's fields), read as plain rows:
+# no ORM objects to build for a page (0.5 -> 0.25 ms for 20 products).
+SHOWN = tuple(
+    PRODUCTS.c[name]
+    for name in (
+        *("id", "name", "description", "price", "stock", "category", "image_url"),
+        *("low_stock_threshold", "rating_average", "rating_count", "created_at", "updated_at"),
+    )
+)
+# The list's filters: each adds one WHERE clause on a parameter of its name
+# (`filter_values` gives the values).
+FILTERS: dict[str, Callable[[BindParameter], ColumnElement[bool]]] = {
+    "category": lambda value: func.lower(Product.category) == value,
+    "min_price": lambda value: Product.price >= value,
+    "max_price": lambda value: Product.price <= value,
+    "in_stock": lambda _value: Product.stock > 0,
+    "min_rating": lambda value: Product.rating_average >= value,
+}
 SORT_COLUMNS = {"name": Product.name, "price": Product.price, "created_at": Product.created_at}
 # Unrated products (a NULL average) last either way; each order is one that an
 # index of the live catalog walks (see Product's indexes and migration d17a5e0c9b21).
@@ -29,21 +49,29 @@ def active_products():
     return select(Product).where(Product.deleted_at.is_(None))
 
 
+def filter_values(args: dict[str, Any], *, by_category: bool = True) -> dict[str, Any]:
+    """The filters `args` asks for (FILTERS' names, in their order) and the
+    value of each one's parameter."""
+    values: dict[str, Any] = {}
+    if by_category and "category" in args:
+        values["category"] = args["category"].lower()
+    for name in ("min_price", "max_price"):
+        if args.get(name) is not None:
+            values[name] = args[name]
+    if args.get("in_stock"):
+        values["in_stock"] = True
+    if args.get("min_rating") is not None:
+        values["min_rating"] = args["min_rating"]
+    return values
+
+
 def filtered(args: dict[str, Any], *, by_category: bool = True) -> Select:
     """The live products that pass the list's filters, search aside
     (`by_category=False`: all but the category filter, for its facet)."""
-    stmt = active_products()
-    if by_category and "category" in args:
-        stmt = stmt.where(func.lower(Product.category) == args["category"].lower())
-    if args.get("min_price") is not None:
-        stmt = stmt.where(Product.price >= args["min_price"])
-    if args.get("max_price") is not None:
-        stmt = stmt.where(Product.price <= args["max_price"])
-    if args.get("in_stock"):
-        stmt = stmt.where(Product.stock > 0)
-    if args.get("min_rating") is not None:
-        stmt = stmt.where(Product.rating_average >= args["min_rating"])
-    return stmt
+    values = filter_values(args, by_category=by_category)
+    return active_products().where(
+        *(FILTERS[name](bindparam(name, value)) for name, value in values.items())
+    )
 
 
 def search_matches(q: str | None) -> Iterator[search.Match | None]:
@@ -71,19 +99,108 @@ def _sorted(stmt: Select, sort: str, match: search.Match | None) -> Select:
     return stmt.order_by(column.asc(), Product.id.asc())
 
 
+# The unfiltered catalog's exact total on SQLite: it counts a whole table (and
+# the small index of deleted rows) from b-tree pages without visiting a row,
+# ~0.005 ms against ~0.3 ms for counting 10,000 live rows. PostgreSQL visits
+# every row either way, so it counts the live ones.
+LIVE_TOTAL = (
+    select(func.count()).select_from(PRODUCTS).scalar_subquery()
+    - select(func.count())
+    .select_from(PRODUCTS)
+    .where(PRODUCTS.c.deleted_at.is_not(None))
+    .scalar_subquery()
+)
+
+
+class Listing(NamedTuple):
+    """The statements of one list (filters, search, sort), their values as
+    parameters, plus `limit` and `offset`."""
+
+    page: Select  # one page of rows
+    counted: Select  # the same with the total of every page as a last column
+    count: Select  # the total alone
+
+
+def listing(stmt: Select, total: ColumnElement[int] | None = None) -> Listing:
+    """The statements for `stmt`'s rows; `total`: how to count them, if not
+    by counting `stmt`'s rows."""
+    stmt = stmt.with_only_columns(*SHOWN)
+    if total is None:
+        total = select(func.count()).select_from(stmt.order_by(None).subquery()).scalar_subquery()
+    page = stmt.limit(bindparam("limit")).offset(bindparam("offset"))
+    return Listing(page, page.add_columns(total.label("total_count")), select(total))
+
+
+@functools.lru_cache(maxsize=512)  # the filters' 32 combinations x 8 sorts x 2 databases
+def plain_listing(names: tuple[str, ...], sort: str, dialect: str) -> Listing:
+    """The listing of a request without `q`, built once per set of filters and
+    sort: building the statements and their cache keys is ~0.2 ms a request."""
+    base = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
+    total = LIVE_TOTAL if not names and dialect == "sqlite" else None
+    return listing(_sorted(base, sort, None), total)
+
+
+def run_listing(
+    lists: Listing, params: dict[str, Any], page: int, per_page: int, count_key: str
+) -> dict[str, Any]:
+    """One page of rows (mappings) in the page envelope. An unknown total
+    (not in the catalog cache) comes with the page, in one statement."""
+    offset = (page - 1) * per_page
+    params = {**params, "limit": per_page, "offset": offset}
+    connection = db.session.connection()
+    rows = None
+
+    def count() -> int:
+        nonlocal rows
+        rows = connection.execute(lists.counted, params).mappings().all()
+        if rows:
+            return rows[0]["total_count"]
+        if offset == 0:
+            return 0
+        return connection.execute(lists.count, params).scalar_one()  # a page past the end
+
+    # Every page of one filter has the same total: counted once per version.
+    total = catalog_cache.cached_count(count_key, count)
+    if rows is None:
+        rows = connection.execute(lists.page, params).mappings().all() if offset < total else []
+    return {
+        "items": rows,
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": math.ceil(total / per_page),
+    }
+
+
 def list_products(args: dict[str, Any]) -> dict[str, Any]:
     """One page of the catalog, filtered, searched and sorted as asked
-    (by relevance by default when searching)."""
+    (by relevance by default when searching): rows, not ORM objects."""
     sort = args.get("sort") or ("relevance" if "q" in args else "-created_at")
     filters = sorted((k, str(v)) for k, v in args.items() if k not in PAGE_ARGS)
     for attempt, match in enumerate(search_matches(args.get("q"))):
-        stmt = match(filtered(args)) if match else filtered(args)
-        # Every page of one filter has the same total: count it once per version.
-        total = catalog_cache.cached_count(f"{filters}{attempt}", lambda s=stmt: count_rows(s))
-        page = paginate(_sorted(stmt, sort, match), args["page"], args["per_page"], total)
+        if match is None:
+            values = filter_values(args)
+            dialect = db.session.get_bind().dialect.name
+            lists, params = plain_listing(tuple(values), sort, dialect), values
+        else:
+            lists, params = listing(_sorted(match(filtered(args)), sort, match)), {}
+        page = run_listing(lists, params, args["page"], args["per_page"], f"{filters}{attempt}")
         if page["total"]:
             break
     return page
+
+
+PRODUCT_BY_ID = select(*SHOWN).where(
+    PRODUCTS.c.id == bindparam("id"), PRODUCTS.c.deleted_at.is_(None)
+)
+
+
+def read_product(product_id: int) -> Mapping[str, Any]:
+    """A live product as a row (the public read: no ORM object to build), or 404."""
+    row = db.session.connection().execute(PRODUCT_BY_ID, {"id": product_id}).mappings().first()
+    if row is None:
+        raise NotFound("Product not found")
+    return row
 
 
 def get_product(product_id: int) -> Product:

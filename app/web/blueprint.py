@@ -129,6 +129,12 @@ class Blueprint(flask_smorest.Blueprint):
             view_func = _in_unit_of_work(view_func)
         return super().add_url_rule(rule, endpoint, view_func, *args, **kwargs)
 
+    def arguments(self, schema, *args, **kwargs):
+        """flask-smorest's `arguments`, with a schema class instantiated once
+        here: webargs would make a new instance for every request (its fields
+        deep-copied, ~0.05 ms; 5 % of a product list page)."""
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
     def response(self, status_code, schema=None, *, dump=None, **kwargs):
         """Document (and dump) `schema` as a response: all its fields required.
         `dump`: a function that returns what the schema's `dump()` would (a
