@@ -6,18 +6,23 @@ the services."""
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask, has_request_context, request
+from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import Engine, Select, event, exc, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# connection.info key: this SQLite transaction began deferred and takes the
+# write lock at its first write (see `defer_write_lock`).
+LOCK_AT_FIRST_WRITE = "sqlite_lock_at_first_write"
+WRITE_STATEMENT = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
 @contextmanager
@@ -58,6 +63,24 @@ def run_in_unit_of_work(view: Callable, *args: Any, **kwargs: Any) -> Any:
     db.session.remove()
     with unit_of_work():
         return view(*args, **kwargs)
+
+
+def defer_write_lock(view: Callable) -> Callable:
+    """Mark a write view whose reads need not hold SQLite's write lock: its
+    transaction takes the lock (BEGIN IMMEDIATE) at its first write statement,
+    and the statements before it (the token's user, ...) each run on their
+    own while other requests write. What it read before comes from an earlier
+    snapshot, so its writes must decide by their own guards (a WHERE, a
+    RETURNING, a unique key), as checkout's do; no SAVEPOINT before the first
+    write. Nothing changes on PostgreSQL, whose writers lock rows, not the
+    database."""
+    view.defer_write_lock = True
+    return view
+
+
+def _defers_write_lock() -> bool:
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, "defer_write_lock", False)
 
 
 def init_db(app: Flask) -> None:
@@ -116,15 +139,20 @@ def begin_only_where_writes_may_happen(engine: Engine) -> None:
     tries to upgrade its lock. The drivers themselves never begin (psycopg in
     autocommit mode, pysqlite with isolation_level None), so what is sent is
     what this decides; a connection asked for AUTOCOMMIT (VACUUM) gets none."""
-    begin = "BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else "BEGIN"
+    sqlite = engine.dialect.name == "sqlite"
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        if in_read_request():
+        # SQLite: a view marked `defer_write_lock` begins at its first write
+        # statement instead (`configure_sqlite`'s `_lock_at_first_write`).
+        deferred = sqlite and has_request_context() and not in_read_request()
+        deferred = deferred and _defers_write_lock()
+        connection.info[LOCK_AT_FIRST_WRITE] = deferred
+        if in_read_request() or deferred:
             return
         if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return
-        connection.exec_driver_sql(begin)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")
 
 
 def ping_when_it_matters(engine: Engine, idle_seconds: float) -> None:
@@ -169,6 +197,14 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _lock_at_first_write(connection, cursor, statement, *_args):
+        if connection.info.get(LOCK_AT_FIRST_WRITE) and WRITE_STATEMENT.match(statement):
+            if connection.in_nested_transaction():  # SAVEPOINT had begun a deferred one
+                raise RuntimeError("a deferred write lock is taken before any savepoint")
+            connection.info[LOCK_AT_FIRST_WRITE] = False
+            cursor.connection.execute("BEGIN IMMEDIATE")
 
 
 def upsert(model):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import event
 
 from app.models import IdempotencyKey, Order
 from tests.helpers import SHIPPING, auth, fill_cart, place_order, scalar, stock
@@ -559,6 +561,40 @@ def test_checkout_statements_do_not_grow_with_its_lines(
             seen = list(dict.fromkeys(seen))
         assert seen == budget, (lines, q.statements)
         assert q.transactions == ["begin", "commit"], q.transactions
+
+
+def test_checkout_reads_before_it_takes_sqlites_write_lock(app, client, db, buyer, make_product):
+    """On SQLite a checkout begins deferred: it reads the token's user while
+    another connection holds the write lock, and takes the lock at its first
+    write, even when that other writer has committed in between (a deferred
+    transaction could not write after that: SQLITE_BUSY_SNAPSHOT)."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's writers lock rows, not the database")
+    _, token = buyer
+    other, mine = make_product(stock=5), make_product(stock=5)
+    fill_cart(client, token, (mine, 2))
+    db.session.commit()
+    writer = sqlite3.connect(db.engine.url.database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    locked_while_reading = []
+
+    def on_statement(_conn, _cursor, statement, *_args):
+        if statement.startswith("SELECT users") and writer.in_transaction:
+            locked_while_reading.append(statement)
+            writer.execute("UPDATE products SET stock = 7 WHERE id = ?", (other.id,))
+            writer.execute("COMMIT")
+
+    event.listen(db.engine, "before_cursor_execute", on_statement)
+    try:
+        response = place_order(client, token)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on_statement)
+        if writer.in_transaction:
+            writer.execute("ROLLBACK")
+        writer.close()
+    assert len(locked_while_reading) == 1
+    assert response.status_code == 201, response.get_json()
+    assert stock(mine) == 3 and stock(other) == 7
 
 
 def test_order_total_is_a_number_with_two_decimals(client, buyer, make_product):

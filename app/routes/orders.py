@@ -30,6 +30,7 @@ def list_orders(args):
 
 
 @blp.route("", methods=["POST"])
+@blp.defer_write_lock
 @blp.private
 @blp.doc(parameters=[IDEMPOTENCY_KEY_PARAMETER])
 @idempotent

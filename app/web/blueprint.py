@@ -12,7 +12,7 @@ from flask import current_app
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
-from app.db import run_in_unit_of_work
+from app.db import defer_write_lock, run_in_unit_of_work
 from app.errors import ApiError, ValidationFailed
 from app.web.caching import catalog_read
 from app.web.jwt import admin_required, auth_required
@@ -172,6 +172,9 @@ class Blueprint(flask_smorest.Blueprint):
             return documented
 
         return decorate(fn) if fn is not None else decorate
+
+    # A write view whose reads run before it takes SQLite's write lock (app.db).
+    defer_write_lock = staticmethod(defer_write_lock)
 
     def catalog_read(self, view):
         """A public catalog read: served from the catalog cache with an ETag
