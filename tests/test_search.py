@@ -461,3 +461,26 @@ def test_every_connection_matches_misspellings_at_the_fuzzy_threshold(db):
     assert float(db.session.scalar(show)) == FUZZY_THRESHOLD
     db.session.rollback()
     assert float(db.session.scalar(show)) == FUZZY_THRESHOLD
+
+
+def test_queries_of_one_shape_share_their_statements(client, make_product):
+    """A backend gives equal Matches (with their own values) for queries of
+    the same shape, so the list's and the facets' statements are built once
+    per shape and set of filters, and run with each query's values."""
+    from app.services import catalog, facets, search
+
+    def built():
+        return catalog.search_listing.cache_info().currsize, facets.grouped.cache_info().currsize
+
+    make_product(name="Smart Lamp", category="Home")
+    make_product(name="Smart Chair", category="Office")
+    engine = search.backend()
+    lamp, chair = (engine.match(search.parse(q)) for q in ("smart lam", "smart cha"))
+    assert lamp == chair and hash(lamp) == hash(chair) and lamp.params != chair.params
+    assert engine.match(search.parse("-smart")) != lamp  # another shape
+    for q, found in (("smart lam", "Smart Lamp"), ("smart cha", "Smart Chair")):
+        before = built()
+        page = client.get("/api/products", query_string={"q": q, "in_stock": "true"}).get_json()
+        counts = client.get("/api/products/facets", query_string={"q": q}).get_json()
+        assert [p["name"] for p in page["items"]] == [found] and counts["total"] == 1
+    assert built() == before  # the second query of the shape built nothing new

@@ -65,15 +65,6 @@ def filter_values(args: dict[str, Any], *, by_category: bool = True) -> dict[str
     return values
 
 
-def filtered(args: dict[str, Any], *, by_category: bool = True) -> Select:
-    """The live products that pass the list's filters, search aside
-    (`by_category=False`: all but the category filter, for its facet)."""
-    values = filter_values(args, by_category=by_category)
-    return active_products().where(
-        *(FILTERS[name](bindparam(name, value)) for name, value in values.items())
-    )
-
-
 def search_matches(q: str | None) -> Iterator[search.Match | None]:
     """The ways to apply `q`, to try in turn until one finds something: the
     full-text match, then the engine's spelling-tolerant one (if any). No
@@ -140,6 +131,15 @@ def plain_listing(names: tuple[str, ...], sort: str, dialect: str) -> Listing:
     return listing(_sorted(base, sort, None), total)
 
 
+@functools.lru_cache(maxsize=512)
+def search_listing(match: search.Match, names: tuple[str, ...], sort: str) -> Listing:
+    """The listing of a search, built once per shape of query (the backend's
+    Match: how many words, phrases, ...), set of filters and sort; run with
+    the filters' values and the match's `params`."""
+    base = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
+    return listing(_sorted(match(base), sort, match))
+
+
 def run_listing(
     lists: Listing, params: dict[str, Any], page: int, per_page: int, count_key: str
 ) -> dict[str, Any]:
@@ -178,12 +178,12 @@ def list_products(args: dict[str, Any]) -> dict[str, Any]:
     sort = args.get("sort") or ("relevance" if "q" in args else "-created_at")
     filters = sorted((k, str(v)) for k, v in args.items() if k not in PAGE_ARGS)
     for attempt, match in enumerate(search_matches(args.get("q"))):
+        values = filter_values(args)
         if match is None:
-            values = filter_values(args)
             dialect = db.session.get_bind().dialect.name
             lists, params = plain_listing(tuple(values), sort, dialect), values
         else:
-            lists, params = listing(_sorted(match(filtered(args)), sort, match)), {}
+            lists, params = search_listing(match, tuple(values), sort), {**values, **match.params}
         page = run_listing(lists, params, args["page"], args["per_page"], f"{filters}{attempt}")
         if page["total"]:
             break

@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Row, Select, func
+from sqlalchemy import Row, Select, bindparam, func
 
 from app.extensions import db
 from app.models import Product
-from app.services.catalog import filtered, search_matches
+from app.services import search
+from app.services.catalog import FILTERS, active_products, filter_values, search_matches
 
 RATING_LEVELS = (4, 3, 2, 1)
 
 
-# One row per category (NULL included): its lower-cased value as the category
-# filter compares it, and the counts the facets add up. Built once; all of it
-# is read from the covering index ix_products_facets.
-GROUP_COLUMNS = (
-    Product.category,
-    func.lower(Product.category),
-    func.count(),
-    func.min(Product.price),
-    func.max(Product.price),
-    func.count().filter(Product.stock > 0),
-    *(func.count().filter(Product.rating_average >= level) for level in RATING_LEVELS),
-)
-
-
-def _groups(stmt: Select) -> list[Row]:
-    grouped = stmt.with_only_columns(*GROUP_COLUMNS).group_by(Product.category).order_by(None)
-    return db.session.execute(grouped).all()
+@functools.lru_cache(maxsize=256)
+def grouped(match: search.Match | None, names: tuple[str, ...]) -> Select:
+    """One row per category (NULL included): its lower-cased value as the
+    category filter compares it, and the counts the facets add up, over the
+    live products that pass the filters `names` and the match. Built once
+    per shape of query and set of filters (building it cost more than running
+    it); all of it is read from the covering index ix_products_facets."""
+    stmt = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
+    if match is not None:
+        stmt = match(stmt)
+    return stmt.with_only_columns(
+        Product.category,
+        func.lower(Product.category),
+        func.count(),
+        func.min(Product.price),
+        func.max(Product.price),
+        func.count().filter(Product.stock > 0),
+        *(func.count().filter(Product.rating_average >= level) for level in RATING_LEVELS),
+    ).group_by(Product.category)
 
 
 def _summary(groups: list[Row]) -> dict[str, Any]:
@@ -52,9 +56,11 @@ def facets(args: dict[str, Any]) -> dict[str, Any]:
     itself. One grouped query answers both: the category filter selects
     groups. (A search that falls back to fuzzy matching runs it twice.)"""
     wanted = args["category"].lower() if "category" in args else None
+    values = filter_values(args, by_category=False)
+    connection = db.session.connection()
     for match in search_matches(args.get("q")):
-        stmt = filtered(args, by_category=False)
-        groups = _groups(match(stmt) if match else stmt)
+        params = {**values, **match.params} if match else values
+        groups = connection.execute(grouped(match, tuple(values)), params).all()
         chosen = [g for g in groups if wanted is None or g[1] == wanted]
         summary = _summary(chosen)
         if summary["total"]:

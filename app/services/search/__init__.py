@@ -11,9 +11,9 @@ column), in the same transaction as every product write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from flask import Flask, current_app
 from sqlalchemy import ColumnElement, Engine, Select
@@ -44,13 +44,26 @@ def starts_pattern(prefix: str) -> str:
 class Match:
     """How a parsed query narrows a `select(Product)`: `apply` adds the
     match (a WHERE, or a join to the engine's hits), `order` ranks it, best
-    first (ties are broken by the caller)."""
+    first (ties are broken by the caller). Both name bind parameters whose
+    values are `params`: run the statement with them.
 
-    apply: Callable[[Select], Select]
-    order: tuple[ColumnElement, ...]
+    A backend builds one Match per `shape` of query (how many words, phrases,
+    ...) and gives each query its values (`given`). Matches are equal, and
+    hash, by their shape alone, so a statement built from one can be kept
+    (`functools.lru_cache`) and run with any query of that shape: building a
+    search's statements costs more than running them."""
+
+    shape: tuple
+    apply: Callable[[Select], Select] = field(compare=False)
+    order: tuple[ColumnElement, ...] = field(compare=False)
+    params: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __call__(self, stmt: Select) -> Select:
         return self.apply(stmt)
+
+    def given(self, **params: Any) -> Match:
+        """This shape of match with these values."""
+        return replace(self, params=params)
 
 
 class SearchBackend(Protocol):

@@ -11,9 +11,10 @@ built from the parsed words with `plainto_tsquery`, `phraseto_tsquery` or
 
 from __future__ import annotations
 
+import functools
 from functools import reduce
 
-from sqlalchemy import TEXT, Engine, Select, event, false, func, literal, literal_column, text
+from sqlalchemy import Engine, Select, Text, bindparam, event, false, func, literal_column, text
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from app.extensions import db
@@ -30,7 +31,7 @@ SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
 # connection: `prepare`), served by the trigram index on exactly this text
 # (migration e21c4a6b8d02 spells it the same).
 FUZZY_THRESHOLD = 0.3
-FUZZY_HAYSTACK = literal_column("(products.name || ' ' || coalesce(products.category, ''))", TEXT)
+FUZZY_HAYSTACK = literal_column("(products.name || ' ' || coalesce(products.category, ''))", Text)
 FUZZY_MAX_TERMS = 6
 
 
@@ -38,23 +39,66 @@ def _all(queries: list):
     return reduce(func.tsquery_and, queries) if queries else None
 
 
-def _phrase(words: tuple[str, ...]):
-    return func.phraseto_tsquery(CONFIG, " ".join(words))
+def _param(name: str):
+    return bindparam(name, type_=Text)
 
 
-def _positive(query: ParsedQuery):
-    parts = [func.plainto_tsquery(CONFIG, word) for word in query.words]
-    parts += [_phrase(phrase) for phrase in query.phrases]
-    if query.prefix:
-        # Letters and digits only (the parser's words), then the prefix mark.
-        parts.append(func.to_tsquery(CONFIG, query.prefix + ":*"))
-    return _all(parts)
-
-
-def _excluded(query: ParsedQuery):
-    if not query.excluded:
+def _excluded(excluded: int):
+    """None of the `excluded` phrases `:q_e0`, `:q_e1`, ... (None: no exclusion)."""
+    if not excluded:
         return None
-    return func.tsquery_not(reduce(func.tsquery_or, [_phrase(term) for term in query.excluded]))
+    phrases = [func.phraseto_tsquery(CONFIG, _param(f"q_e{i}")) for i in range(excluded)]
+    return func.tsquery_not(reduce(func.tsquery_or, phrases))
+
+
+@functools.lru_cache(maxsize=128)
+def _match(words: int, phrases: int, excluded: int, prefix: bool) -> Match:
+    """The match of every query with this many words, phrases and exclusions
+    (and a prefix or not), built once; `_values` gives its parameters."""
+    parts = [func.plainto_tsquery(CONFIG, _param(f"q_w{i}")) for i in range(words)]
+    parts += [func.phraseto_tsquery(CONFIG, _param(f"q_p{i}")) for i in range(phrases)]
+    if prefix:
+        parts.append(func.to_tsquery(CONFIG, _param("q_prefix")))
+    positive, negative = _all(parts), _excluded(excluded)
+    tsquery = _all([part for part in (positive, negative) if part is not None])
+    shape = ("tsvector", words, phrases, excluded, prefix)
+    if tsquery is None:
+        return Match(shape, lambda stmt: stmt.where(false()), ())
+    rank = func.ts_rank(SEARCH_VECTOR, positive) if positive is not None else None
+    return Match(
+        shape,
+        lambda stmt: stmt.where(SEARCH_VECTOR.op("@@")(tsquery)),
+        (rank.desc(),) if rank is not None else (),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _fuzzy(terms: int, excluded: int) -> Match:
+    """Each of `terms` words close to a word of the name or category, built
+    once per number of terms and exclusions."""
+    words = [_param(f"q_t{i}") for i in range(terms)]
+    negative = _excluded(excluded)
+
+    def apply(stmt: Select) -> Select:
+        stmt = stmt.where(*(word.op("<%")(FUZZY_HAYSTACK) for word in words))
+        if negative is not None:
+            stmt = stmt.where(SEARCH_VECTOR.op("@@")(negative))
+        return stmt
+
+    similarities = [func.word_similarity(word, FUZZY_HAYSTACK) for word in words]
+    order = (reduce(lambda a, b: a + b, similarities).desc(),)
+    return Match(("trigram", terms, excluded), apply, order)
+
+
+def _values(query: ParsedQuery) -> dict[str, str]:
+    """The parameters of the query's `_match`: each word, phrase and exclusion
+    (letters and digits only, the parser's words) and the prefix with its mark."""
+    values = {f"q_w{i}": word for i, word in enumerate(query.words)}
+    values |= {f"q_p{i}": " ".join(phrase) for i, phrase in enumerate(query.phrases)}
+    values |= {f"q_e{i}": " ".join(term) for i, term in enumerate(query.excluded)}
+    if query.prefix:
+        values["q_prefix"] = query.prefix + ":*"
+    return values
 
 
 # Typed on every keystroke: plain SQL, no statement to build per request. The
@@ -79,16 +123,8 @@ class PostgresSearch:
     name = "postgresql-tsvector"
 
     def match(self, query: ParsedQuery) -> Match:
-        positive, excluded = _positive(query), _excluded(query)
-        tsquery = _all([part for part in (positive, excluded) if part is not None])
-        if tsquery is None:
-            return Match(lambda stmt: stmt.where(false()), ())
-
-        def apply(stmt: Select) -> Select:
-            return stmt.where(SEARCH_VECTOR.op("@@")(tsquery))
-
-        rank = func.ts_rank(SEARCH_VECTOR, positive) if positive is not None else None
-        return Match(apply, (rank.desc(),) if rank is not None else ())
+        shape = (len(query.words), len(query.phrases), len(query.excluded), bool(query.prefix))
+        return _match(*shape).given(**_values(query))
 
     def fuzzy(self, query: ParsedQuery) -> Match | None:
         """Each positive word close to a word of the name or category: `<%`,
@@ -99,16 +135,9 @@ class PostgresSearch:
         terms = query.terms[:FUZZY_MAX_TERMS]
         if not terms:
             return None
-        excluded = _excluded(query)
-
-        def apply(stmt: Select) -> Select:
-            stmt = stmt.where(*(literal(term).op("<%")(FUZZY_HAYSTACK) for term in terms))
-            if excluded is not None:
-                stmt = stmt.where(SEARCH_VECTOR.op("@@")(excluded))
-            return stmt
-
-        similarities = [func.word_similarity(term, FUZZY_HAYSTACK) for term in terms]
-        return Match(apply, (reduce(lambda a, b: a + b, similarities).desc(),))
+        values = {f"q_t{i}": term for i, term in enumerate(terms)}
+        values |= {f"q_e{i}": " ".join(term) for i, term in enumerate(query.excluded)}
+        return _fuzzy(len(terms), len(query.excluded)).given(**values)
 
     def prepare(self, engine: Engine) -> None:
         event.listen(engine, "connect", _set_fuzzy_threshold)
@@ -123,4 +152,4 @@ class PostgresSearch:
             "starts": starts_pattern(prefix),
             "n": limit * DUPLICATES_SLACK,
         }
-        return distinct(db.session.scalars(SUGGEST, params), limit)
+        return distinct(db.session.connection().execute(SUGGEST, params).scalars(), limit)

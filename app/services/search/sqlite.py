@@ -9,7 +9,7 @@ Both are external-content tables over `products`: rowid = product id.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, Select, column, false, literal_column, select, table, text
+from sqlalchemy import Engine, column, false, literal_column, select, table, text
 
 from app.extensions import db
 from app.models import Product
@@ -37,12 +37,22 @@ def fts_expression(query: ParsedQuery) -> str | None:
     return " AND ".join(parts) or None
 
 
-def _hits(table_name: str, expression: str, *scores):
+def _hits(*scores):
+    """The live products the FTS5 expression `:q_fts` matches (rowid = id)."""
     return (
         select(column("rowid").label("id"), *scores)
-        .select_from(table(table_name))
-        .where(text(f"{table_name} MATCH :fts").bindparams(fts=expression))
+        .select_from(table("products_fts"))
+        .where(text("products_fts MATCH :q_fts"))
     )
+
+
+# Every query is one of three shapes, built once; `:q_fts` is the expression.
+NOTHING = Match(("fts5", "nothing"), lambda stmt: stmt.where(false()), ())
+HITS = _hits(literal_column(BM25).label("score")).subquery("hits")
+RANKED = Match(
+    ("fts5", "ranked"), lambda stmt: stmt.join(HITS, HITS.c.id == Product.id), (HITS.c.score.asc(),)
+)
+ALL_BUT = Match(("fts5", "all but"), lambda stmt: stmt.where(Product.id.not_in(_hits())), ())
 
 
 # Typed on every keystroke: plain SQL, no statement to build per request.
@@ -61,19 +71,12 @@ class SqliteSearch:
         positive = fts_expression(query)
         excluded = " OR ".join(quote(term) for term in query.excluded) or None
         if positive is None and excluded is None:
-            return Match(lambda stmt: stmt.where(false()), ())
+            return NOTHING
         if positive is None:
-            hidden = _hits("products_fts", excluded)
-
-            return Match(lambda stmt: stmt.where(Product.id.not_in(hidden)), ())
+            return ALL_BUT.given(q_fts=excluded)
         if excluded:
             positive = f"({positive}) NOT ({excluded})"
-        hits = _hits("products_fts", positive, literal_column(BM25).label("score")).subquery("hits")
-
-        def apply(stmt: Select) -> Select:
-            return stmt.join(hits, hits.c.id == Product.id)
-
-        return Match(apply, (hits.c.score.asc(),))
+        return RANKED.given(q_fts=positive)
 
     def fuzzy(self, query: ParsedQuery) -> Match | None:
         return None
@@ -88,4 +91,4 @@ class SqliteSearch:
         expression = " ".join([*map(quote, words[:-1]), quote(words[-1]) + "*"])
         params = {"fts": expression, "starts": starts_pattern(prefix)}
         params["n"] = limit * DUPLICATES_SLACK
-        return distinct(db.session.scalars(SUGGEST, params), limit)
+        return distinct(db.session.connection().execute(SUGGEST, params).scalars(), limit)
