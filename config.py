@@ -38,12 +38,15 @@ class Config:
         "DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'shop.db'}"
     )
     # Statements are logged without their parameters (password hashes, emails).
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"hide_parameters": True}
     # PostgreSQL: a server that accepts but never answers must not hold a
     # worker thread for minutes (seconds; statement timeout in ms, 0 = none).
     DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5)
     DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 30_000)
     DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10)
+    # PostgreSQL: a read request pings a pooled connection only after it sat
+    # unused this long (seconds); writes ping every time (app.db).
+    DB_PING_IDLE_SECONDS = env_int("DB_PING_IDLE_SECONDS", 10)
     SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000)
 
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600))
@@ -167,7 +170,6 @@ class TestingConfig(Config):
 class ProductionConfig(Config):
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
     SQLALCHEMY_ENGINE_OPTIONS = {
-        "pool_pre_ping": True,
         "hide_parameters": True,
         "pool_size": env_int("DB_POOL_SIZE", 10),
         "max_overflow": env_int("DB_MAX_OVERFLOW", 10),

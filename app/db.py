@@ -1,16 +1,19 @@
-"""Database plumbing: the unit of work, engine set-up (SQLite tuning), and
-small query helpers (upsert, pagination, vacuum) shared by the services."""
+"""Database plumbing: the unit of work, engine set-up (transactions only where
+a request may write, pings only where a dead connection could not be retried,
+SQLite tuning), and small query helpers (upsert, pagination, vacuum) shared by
+the services."""
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, current_app, has_request_context, request
-from sqlalchemy import Engine, Select, event, func, select
+from sqlalchemy import Engine, Select, event, exc, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
@@ -39,6 +42,29 @@ def unit_of_work() -> Iterator[None]:
         raise
 
 
+def in_read_request() -> bool:
+    """Whether this runs for a GET, HEAD or OPTIONS request (which the API
+    answers without writing anything that must be undone)."""
+    return has_request_context() and request.method in READ_METHODS
+
+
+def run_in_unit_of_work(view: Callable, *args: Any, **kwargs: Any) -> Any:
+    """`view(*args, **kwargs)` in a unit of work: how every API view runs
+    (`app.web.blueprint.Blueprint`). A read request whose connection turns out
+    to be dead (the database restarted, or dropped it while it sat in the
+    pool: reads skip the ping, see `ping_when_it_matters`) runs once more on a
+    new connection; it had changed nothing, so the user sees only the answer."""
+    try:
+        with unit_of_work():
+            return view(*args, **kwargs)
+    except exc.DBAPIError as error:
+        if not (error.connection_invalidated and in_read_request()):
+            raise
+    db.session.remove()
+    with unit_of_work():
+        return view(*args, **kwargs)
+
+
 def defer_write_lock(view: Callable) -> Callable:
     """Mark a write view whose reads need not hold SQLite's write lock: its
     transaction takes the lock (BEGIN IMMEDIATE) at its first write statement,
@@ -58,16 +84,14 @@ def _defers_write_lock() -> bool:
 
 
 def init_db(app: Flask) -> None:
-    """Bind `db` to the app; on SQLite, tune the engine for a web server; on
-    PostgreSQL, bound every wait."""
+    """Bind `db` to the app; tune the engine for a web server (SQLite: WAL and
+    lock order; PostgreSQL: bounded waits); begin transactions and ping
+    connections only where they matter."""
+    options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+    options.pop("pool_pre_ping", None)  # pings are `ping_when_it_matters`'s
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = postgres_engine_options(app.config)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        # A database file has no server that drops idle connections: no ping
-        # (an extra query) on every checkout.
-        options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
-        options.pop("pool_pre_ping", None)
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+        options = postgres_engine_options({**app.config, "SQLALCHEMY_ENGINE_OPTIONS": options})
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     # One session per request, even where the app context outlives the request
     # (tests, CLI): a request never inherits another's open transaction.
@@ -75,6 +99,9 @@ def init_db(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        else:
+            ping_when_it_matters(db.engine, app.config["DB_PING_IDLE_SECONDS"])
+        begin_only_where_writes_may_happen(db.engine)
 
 
 def _end_session(_exc: BaseException | None) -> None:
@@ -85,7 +112,9 @@ def _end_session(_exc: BaseException | None) -> None:
 def postgres_engine_options(config) -> dict[str, Any]:
     """Bounded waits on PostgreSQL: connecting, each statement (lock waits
     included) and a free connection from the pool, so a server that accepts
-    but never answers costs a request seconds, not every worker thread minutes."""
+    but never answers costs a request seconds, not every worker thread minutes.
+    The driver is in autocommit mode: `begin_only_where_writes_may_happen`
+    sends BEGIN itself."""
     options = dict(config["SQLALCHEMY_ENGINE_OPTIONS"])
     connect_args = dict(options.get("connect_args", {}))
     connect_args.setdefault("connect_timeout", config["DB_CONNECT_TIMEOUT"])
@@ -94,18 +123,73 @@ def postgres_engine_options(config) -> dict[str, Any]:
         connect_args.setdefault("options", f"-c statement_timeout={timeout}")
     options["connect_args"] = connect_args
     options.setdefault("pool_timeout", config["DB_POOL_TIMEOUT"])
+    options["isolation_level"] = "AUTOCOMMIT"
     return options
 
 
+def begin_only_where_writes_may_happen(engine: Engine) -> None:
+    """BEGIN (on SQLite BEGIN IMMEDIATE) for every transaction but a read
+    request's. A GET's statements each run on their own (autocommit): on
+    PostgreSQL that saves the BEGIN and COMMIT round trips (READ COMMITTED
+    gave each statement its own snapshot anyway); nothing it does needs undoing
+    (the one write a read makes, a first cart, is a single idempotent
+    INSERT). Writes, the CLI and background work keep a real transaction;
+    SQLite's BEGIN IMMEDIATE takes the write lock up front so concurrent
+    writers queue instead of failing with "database is locked" when a reader
+    tries to upgrade its lock. The drivers themselves never begin (psycopg in
+    autocommit mode, pysqlite with isolation_level None), so what is sent is
+    what this decides; a connection asked for AUTOCOMMIT (VACUUM) gets none."""
+    sqlite = engine.dialect.name == "sqlite"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # SQLite: a view marked `defer_write_lock` begins at its first write
+        # statement instead (`configure_sqlite`'s `_lock_at_first_write`).
+        deferred = sqlite and has_request_context() and not in_read_request()
+        deferred = deferred and _defers_write_lock()
+        connection.info[LOCK_AT_FIRST_WRITE] = deferred
+        if in_read_request() or deferred:
+            return
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+
+
+def ping_when_it_matters(engine: Engine, idle_seconds: float) -> None:
+    """Check a pooled connection (a `SELECT 1` round trip) when it is taken
+    for work that could not simply run again if the connection were dead - a
+    write request, the CLI, a background task - or for a read after it sat
+    unused for `idle_seconds` (DB_PING_IDLE_SECONDS). A read on a connection
+    that died meanwhile runs again (`run_in_unit_of_work`). A failed ping
+    marks every pooled connection stale (a restart ends them all) and the pool
+    connects anew. `record.info["pinged"]` tells whether this checkout pinged."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        idle_since = record.info.get("idle_since")
+        record.info["pinged"] = idle_since is not None and (
+            not in_read_request() or time.monotonic() - idle_since >= idle_seconds
+        )
+        if record.info["pinged"]:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except engine.dialect.loaded_dbapi.Error as error:
+                raise exc.InvalidatePoolError(f"ping failed: {error}") from error
+
+
 def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    """Foreign keys on, WAL, a busy timeout, and write transactions that take
-    the write lock at BEGIN so concurrent writers queue instead of failing with
-    "database is locked" when a reader tries to upgrade its lock."""
+    """Foreign keys on, WAL, a busy timeout; transactions are begun by
+    `begin_only_where_writes_may_happen`. A database file has no server that
+    drops idle connections: no pings."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
-        # Let SQLAlchemy's "begin" event below emit BEGIN itself (pysqlite's own
-        # implicit BEGIN is deferred and cannot be made IMMEDIATE).
+        # Let the "begin" listener emit BEGIN itself (pysqlite's own implicit
+        # BEGIN is deferred and cannot be made IMMEDIATE).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -113,20 +197,6 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection):
-        # Reads keep a deferred transaction (readers never wait for writers in
-        # WAL); anything else - a write request, the CLI - locks up front, but
-        # for a view that defers the lock: its statements run on their own
-        # (pysqlite sends no BEGIN of its own) until the first write.
-        reading = has_request_context() and request.method in READ_METHODS
-        deferred = has_request_context() and not reading and _defers_write_lock()
-        connection.info[LOCK_AT_FIRST_WRITE] = deferred
-        if reading:
-            connection.exec_driver_sql("BEGIN")
-        elif not deferred:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     @event.listens_for(engine, "before_cursor_execute")
     def _lock_at_first_write(connection, cursor, statement, *_args):

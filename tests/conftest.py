@@ -130,6 +130,90 @@ def count_queries(app):
     return counting
 
 
+class RoundTrips:
+    """What reached the database server, from SQLAlchemy's engine and pool
+    events: each statement (BEGIN included: app.db sends it itself), each
+    COMMIT or ROLLBACK that had a transaction to end (the drivers send nothing
+    otherwise), and each ping on a pool checkout (app.db marks it)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.commits = self.rollbacks = self.pings = 0
+
+    @property
+    def begins(self) -> int:
+        return sum(s.lstrip().upper().startswith("BEGIN") for s in self.statements)
+
+    @property
+    def queries(self) -> list[str]:
+        return [s for s in self.statements if not s.lstrip().upper().startswith("BEGIN")]
+
+    @property
+    def total(self) -> int:
+        return len(self.statements) + self.commits + self.rollbacks + self.pings
+
+    def summary(self) -> dict:
+        return {
+            "queries": len(self.queries),
+            "begins": self.begins,
+            "commits": self.commits,
+            "rollbacks": self.rollbacks,
+            "pings": self.pings,
+        }
+
+
+def _in_transaction(dbapi_connection) -> bool:
+    if hasattr(dbapi_connection, "in_transaction"):  # sqlite3
+        return dbapi_connection.in_transaction
+    from psycopg.pq import TransactionStatus
+
+    return dbapi_connection.info.transaction_status != TransactionStatus.IDLE
+
+
+@pytest.fixture
+def round_trips(app):
+    """Use as `with round_trips() as trips: ...; trips.summary()`."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting(engine=None):
+        engine = engine or _db.engine
+        trips = RoundTrips()
+
+        def statement(_conn, _cursor, statement, *_args):
+            trips.statements.append(statement)
+
+        def commit(conn):
+            trips.commits += _in_transaction(conn.connection.dbapi_connection)
+
+        def rollback(conn):
+            if not conn.invalidated:  # a dropped connection has nothing to end
+                trips.rollbacks += _in_transaction(conn.connection.dbapi_connection)
+
+        def reset(dbapi_connection, _record, _state):
+            trips.rollbacks += _in_transaction(dbapi_connection)
+
+        def checkout(_dbapi_connection, record, _proxy):
+            trips.pings += bool(record.info.get("pinged"))
+
+        listeners = [
+            (engine, "before_cursor_execute", statement),
+            (engine, "commit", commit),
+            (engine, "rollback", rollback),
+            (engine.pool, "reset", reset),
+            (engine, "checkout", checkout),
+        ]
+        for target, name, fn in listeners:
+            event.listen(target, name, fn)
+        try:
+            yield trips
+        finally:
+            for target, name, fn in listeners:
+                event.remove(target, name, fn)
+
+    return counting
+
+
 def _snapshot(obj):
     """Detach a committed object: test requests share the test's app context
     (and session), and their rollbacks must not expire the test's objects."""

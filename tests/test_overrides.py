@@ -60,3 +60,26 @@ def test_schema_classes_still_keep_their_fields_in_declared_fields():
     fields = overrides.declared_fields(ProductSchema)
     assert set(fields) == set(ProductSchema().fields)
     assert all(isinstance(field, ma.fields.Field) for field in fields.values())
+
+
+def test_use_verified_jwt_leaves_g_as_the_librarys_own_verification_does(app, user_token):
+    from flask import g
+    from flask_jwt_extended import current_user, get_jwt, get_jwt_header, verify_jwt_in_request
+
+    def jwt_state() -> dict:
+        return {name: value for name, value in vars(g).items() if name.startswith("_jwt_extended")}
+
+    headers = {"Authorization": f"Bearer {user_token}"}
+    with app.test_request_context(headers=headers):
+        verify_jwt_in_request()
+        by_library = jwt_state()
+        header, claims = get_jwt_header(), get_jwt()
+    with app.test_request_context(headers=headers):
+        overrides.use_verified_jwt(dict(header), dict(claims))
+        ours = jwt_state()
+        assert current_user.id == int(claims["sub"]) and get_jwt() == claims
+    assert set(ours) == set(by_library) and len(ours) == 4
+    assert {k: v for k, v in ours.items() if k != "_jwt_extended_jwt_user"} == {
+        k: v for k, v in by_library.items() if k != "_jwt_extended_jwt_user"
+    }
+    assert ours["_jwt_extended_jwt_user"]["loaded_user"].id == int(claims["sub"])

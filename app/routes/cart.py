@@ -2,7 +2,7 @@
 
 from flask_jwt_extended import current_user
 
-from app.schemas.cart import CartAddSchema, CartSchema, CartUpdateSchema
+from app.schemas.cart import CartAddSchema, CartSchema, CartUpdateSchema, dump_cart
 from app.services import cart as carts
 from app.web.blueprint import Blueprint
 
@@ -11,16 +11,16 @@ blp = Blueprint("cart", __name__, description="The signed-in user's shopping car
 
 @blp.route("", methods=["GET"])
 @blp.private
-@blp.response(200, CartSchema)
+@blp.response(200, CartSchema, dump=dump_cart)
 def get_cart():
     """The caller's cart with its lines and totals."""
-    return carts.get_or_create_cart(current_user)
+    return carts.read_cart(current_user)
 
 
 @blp.route("", methods=["POST"])
 @blp.private
 @blp.arguments(CartAddSchema)
-@blp.response(201, CartSchema)
+@blp.response(201, CartSchema, dump=dump_cart)
 @blp.alt_response(404, description="No such product")
 @blp.alt_response(409, description="Not enough stock")
 def add_item(data):
@@ -31,7 +31,7 @@ def add_item(data):
 @blp.route("/<int:item_id>", methods=["PUT"])
 @blp.private
 @blp.arguments(CartUpdateSchema)
-@blp.response(200, CartSchema)
+@blp.response(200, CartSchema, dump=dump_cart)
 @blp.alt_response(404, description="No such item in the caller's cart")
 @blp.alt_response(409, description="Not enough stock")
 def update_item(data, item_id):
@@ -41,7 +41,7 @@ def update_item(data, item_id):
 
 @blp.route("/<int:item_id>", methods=["DELETE"])
 @blp.private
-@blp.response(200, CartSchema)
+@blp.response(200, CartSchema, dump=dump_cart)
 @blp.alt_response(404, description="No such item in the caller's cart")
 def remove_item(item_id):
     """Remove a line."""
@@ -50,7 +50,7 @@ def remove_item(item_id):
 
 @blp.route("/clear", methods=["DELETE"])
 @blp.private
-@blp.response(200, CartSchema)
+@blp.response(200, CartSchema, dump=dump_cart)
 def clear_cart():
     """Empty the cart."""
     return carts.clear_cart(current_user)

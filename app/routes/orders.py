@@ -9,6 +9,7 @@ from app.schemas.order import (
     OrderSchema,
     OrderUpdateSchema,
     UserOrdersQuerySchema,
+    dump_order,
 )
 from app.services import orders
 from app.web.blueprint import Blueprint
@@ -43,11 +44,11 @@ def place_order(data):
 
 @blp.route("/<int:order_id>", methods=["GET"])
 @blp.private
-@blp.response(200, OrderSchema)
+@blp.response(200, OrderSchema, dump=dump_order)
 @blp.alt_response(404, description="No such order of the caller's")
 def get_order(order_id):
     """One order (its owner or an admin)."""
-    return orders.get_order(current_user, order_id)
+    return orders.read_order(current_user, order_id)
 
 
 @blp.route("/<int:order_id>", methods=["PUT"])

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
 from app.db import upsert
 from app.errors import CartLimit, NotFound, OutOfStock
 from app.extensions import db
-from app.models import Cart, CartItem, User
+from app.models import Cart, CartItem, Product, User
 from app.models.cart import MAX_LINE_QUANTITY
 from app.models.types import utcnow
 from app.services.catalog import get_product
@@ -31,6 +35,68 @@ def find_cart(user: User) -> Cart | None:
     )
 
 
+@cache
+def _cart_rows() -> Select:
+    """The cart and its lines with their products, in line order; one row of
+    NULL lines for an empty cart, none for no cart. Built once, of the tables'
+    columns: a select of mapped attributes would go through the ORM's result
+    machinery for plain rows (~140 against ~80 µs for 10 lines)."""
+    carts, lines, products = Cart.__table__, CartItem.__table__, Product.__table__
+    return (
+        select(
+            carts.c.id,
+            lines.c.id,
+            lines.c.product_id,
+            lines.c.quantity,
+            products.c.name,
+            products.c.price,
+            products.c.image_url,
+            products.c.stock,
+        )
+        .select_from(carts)
+        .outerjoin(lines, lines.c.cart_id == carts.c.id)
+        .outerjoin(products, products.c.id == lines.c.product_id)
+        .where(carts.c.user_id == bindparam("user_id"))
+        .order_by(lines.c.id)
+    )
+
+
+def read_cart(user: User) -> dict[str, Any]:
+    """The user's cart as `CartSchema` reads a `Cart` (lines in id order, each
+    with its product's current name, price, picture and stock; the totals),
+    made on first use. Plain rows from one query: loading the same as ORM
+    objects (cart, lines, products) cost more than the rest of the request."""
+    rows = db.session.execute(_cart_rows(), {"user_id": user.id}).all()
+    if not rows:
+        ensure_cart(user)
+        rows = db.session.execute(_cart_rows(), {"user_id": user.id}).all()
+    items, total_items, total = [], 0, Decimal("0.00")
+    for _cart_id, item_id, product_id, quantity, name, price, image_url, stock in rows:
+        if item_id is None:  # the one row of an empty cart
+            continue
+        product = {
+            "id": product_id,
+            "name": name,
+            "price": price,
+            "image_url": image_url,
+            "stock": stock,
+        }
+        subtotal = price * quantity  # as `CartItem.subtotal`
+        items.append(
+            {
+                "id": item_id,
+                "product_id": product_id,
+                "product": product,
+                "quantity": quantity,
+                "unit_price": price,
+                "subtotal": subtotal,
+            }
+        )
+        total_items += quantity
+        total += subtotal
+    return {"id": rows[0][0], "items": items, "total_items": total_items, "total": total}
+
+
 def ensure_cart(user: User) -> None:
     """Make the user's cart unless it exists (a concurrent maker wins quietly)."""
     db.session.execute(
@@ -38,15 +104,6 @@ def ensure_cart(user: User) -> None:
         .values(user_id=user.id, created_at=utcnow(), updated_at=utcnow())
         .on_conflict_do_nothing(index_elements=["user_id"])
     )
-
-
-def get_or_create_cart(user: User) -> Cart:
-    """The user's cart, made on first use."""
-    cart = find_cart(user)
-    if cart is None:
-        ensure_cart(user)
-        cart = find_cart(user)
-    return cart
 
 
 def lock_cart(user: User, *, create: bool = True) -> int | None:
@@ -74,7 +131,7 @@ def _check_quantity(product, quantity: int) -> None:
         raise CartLimit(f"A cart line holds at most {MAX_LINE_QUANTITY} units")
 
 
-def add_item(user: User, product_id: int, quantity: int) -> Cart:
+def add_item(user: User, product_id: int, quantity: int) -> dict[str, Any]:
     """Add to the product's line (made if new); concurrent adds merge in the database."""
     product = get_product(product_id)
     cart_id = lock_cart(user)
@@ -89,7 +146,7 @@ def add_item(user: User, product_id: int, quantity: int) -> Cart:
         set_={"quantity": CartItem.quantity + stmt.excluded.quantity},
     ).returning(CartItem.quantity)
     _check_quantity(product, db.session.scalar(stmt))
-    return find_cart(user)
+    return read_cart(user)
 
 
 def _own_item(user: User, item_id: int) -> CartItem:
@@ -101,23 +158,23 @@ def _own_item(user: User, item_id: int) -> CartItem:
     return item
 
 
-def update_item(user: User, item_id: int, quantity: int) -> Cart:
+def update_item(user: User, item_id: int, quantity: int) -> dict[str, Any]:
     lock_cart(user)
     item = _own_item(user, item_id)
     _check_quantity(item.product, quantity)
     item.quantity = quantity
     db.session.flush()
-    return find_cart(user)
+    return read_cart(user)
 
 
-def remove_item(user: User, item_id: int) -> Cart:
+def remove_item(user: User, item_id: int) -> dict[str, Any]:
     lock_cart(user)
     db.session.delete(_own_item(user, item_id))
     db.session.flush()
-    return find_cart(user)
+    return read_cart(user)
 
 
-def clear_cart(user: User) -> Cart:
+def clear_cart(user: User) -> dict[str, Any]:
     cart_id = lock_cart(user)
     db.session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
-    return find_cart(user)
+    return read_cart(user)

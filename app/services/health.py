@@ -10,13 +10,18 @@ from app.extensions import db
 
 
 def database_ok() -> bool:
-    """True if the database answers a trivial query."""
-    try:
-        db.session.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        db.session.rollback()
-        return False
-    return True
+    """True if the database answers a trivial query (asked twice if the first
+    try only found a pooled connection the database had dropped: a restart)."""
+    for attempt in (1, 2):
+        try:
+            db.session.execute(text("SELECT 1"))
+        except SQLAlchemyError as error:
+            db.session.rollback()
+            if attempt == 2 or not getattr(error, "connection_invalidated", False):
+                return False
+        else:
+            return True
+    return False
 
 
 def redis_status() -> str:

@@ -12,7 +12,7 @@ from flask import current_app
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
-from app.db import defer_write_lock, unit_of_work
+from app.db import defer_write_lock, run_in_unit_of_work
 from app.errors import ApiError, ValidationFailed
 from app.web.caching import catalog_read
 from app.web.jwt import admin_required, auth_required
@@ -200,7 +200,6 @@ class Blueprint(flask_smorest.Blueprint):
 def _in_unit_of_work(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
-        with unit_of_work():
-            return view(*args, **kwargs)
+        return run_in_unit_of_work(view, *args, **kwargs)
 
     return wrapper

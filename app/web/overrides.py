@@ -12,9 +12,20 @@ from http import HTTPStatus
 from typing import Any
 
 import flask_smorest
+from flask import g
+from flask_jwt_extended.internal_utils import (
+    custom_verification_for_token,
+    verify_token_not_blocklisted,
+    verify_token_type,
+)
+from flask_jwt_extended.view_decorators import _load_user
 from flask_smorest.utils import prepare_response
 
-CHECKED_AGAINST = {"flask-smorest": "0.47.0", "marshmallow": "4.4.0"}
+CHECKED_AGAINST = {
+    "flask-jwt-extended": "4.7.4",
+    "flask-smorest": "0.47.0",
+    "marshmallow": "4.4.0",
+}
 
 
 class ApiWithErrorComponents(flask_smorest.Api):
@@ -64,3 +75,18 @@ def declared_fields(schema_class: type) -> dict:
     """A Marshmallow schema class's own fields, by name (`_declared_fields`:
     the class attribute SchemaMeta builds; instances only copy it)."""
     return schema_class._declared_fields
+
+
+def use_verified_jwt(header: dict, claims: dict) -> None:
+    """The rest of Flask-JWT-Extended's `verify_jwt_in_request()` (the private
+    `_decode_jwt_from_request` after its decoding, then the `g` attributes that
+    `get_jwt()` and `current_user` read) for an access token from the Authorization
+    header that it already decoded and verified on an earlier request
+    (`app.web.jwt.VerifiedTokens`): type, revocation, custom checks, user."""
+    verify_token_type(claims, refresh=False)
+    verify_token_not_blocklisted(header, claims)
+    custom_verification_for_token(header, claims)
+    g._jwt_extended_jwt_user = _load_user(header, claims)
+    g._jwt_extended_jwt_header = header
+    g._jwt_extended_jwt = claims
+    g._jwt_extended_jwt_location = "headers"
