@@ -216,13 +216,6 @@ def low_stock_alert(product: Product) -> None:
     notifications.low_stock(product)
 
 
-def _live_product(product_id: int) -> Product:
-    product = db.session.get(Product, product_id)
-    if product is None or product.deleted_at is not None:
-        raise NotFound("Product not found")
-    return product
-
-
 def adjust_stock(product_id: int, delta: int, note: str | None, actor: User) -> Product:
     """An admin's relative change: added atomically, never below zero."""
     moved = move_stock(
@@ -230,10 +223,23 @@ def adjust_stock(product_id: int, delta: int, note: str | None, actor: User) -> 
     )
     if moved is not None:
         return moved
-    product = _live_product(product_id)
+    # The guard refused: find out why under the row's lock, from the stock as
+    # it is now (a concurrent order or restock may have moved it since).
+    product = db.session.get(Product, product_id, with_for_update=True, populate_existing=True)
+    if product is None or product.deleted_at is not None:
+        raise NotFound("Product not found")
     if product.stock + delta < 0:
         raise InsufficientStock(product, delta)
-    raise ValidationFailed(errors={"delta": [f"The stock would pass {MAX_STOCK}."]})
+    if product.stock + delta > MAX_STOCK:
+        raise ValidationFailed(errors={"delta": [f"The stock would pass {MAX_STOCK}."]})
+    # Neither: the stock moved between the guard and the lock; under the lock
+    # the same guarded move now applies.
+    moved = move_stock(
+        product_id, delta, "adjustment", actor_id=actor.id, note=note, ceiling=MAX_STOCK
+    )
+    if moved is None:  # pragma: no cover - the row is locked
+        raise RuntimeError("stock changed under a row lock")
+    return moved
 
 
 def set_stock(product: Product, stock: int, actor: User) -> None:
