@@ -6,12 +6,11 @@ equal to its schema's `dump()` by tests/test_private_dumps.py."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from marshmallow.utils import ensure_text_type
 
-from app.models.types import CENT
+from app.schemas.common import dump_money
 
 
 def integer(value: Any) -> int | None:
@@ -24,9 +23,7 @@ def string(value: Any) -> str | None:
     return None if value is None else ensure_text_type(value)
 
 
-def money(value: Any) -> Decimal | None:
-    """`app.schemas.common.Money`."""
-    return None if value is None else Decimal(value).quantize(CENT)
+money = dump_money  # `app.schemas.common.Money`: one definition of how money is rendered
 
 
 def iso_datetime(value: datetime | None) -> str | None:
