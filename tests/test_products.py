@@ -417,7 +417,8 @@ def test_permission_matrix(
 
 def test_totals_stay_exact_as_products_are_deleted(client, db, admin_token, make_product):
     """The unfiltered total is counted as all rows minus the deleted ones on
-    SQLite (an index of the deleted rows); every path agrees with the truth."""
+    SQLite (an index of the deleted rows) and read from the trigger-kept
+    counter on PostgreSQL; every path agrees with the truth."""
     made = [make_product(category="Lamps" if n % 2 else "Desks") for n in range(9)]
     for product in made[:4]:
         assert client.delete(f"/api/products/{product.id}", headers=auth(admin_token)).status_code
@@ -440,11 +441,51 @@ def test_totals_stay_exact_as_products_are_deleted(client, db, admin_token, make
 
 @pytest.mark.skipif(IS_POSTGRES, reason="SQLite's count of a whole b-tree")
 def test_sqlite_counts_the_live_catalog_without_visiting_a_row(db):
-    sql = select(LIVE_TOTAL).compile(db.engine)
+    sql = select(LIVE_TOTAL["sqlite"]).compile(db.engine)
     details = [row[3] for row in db.session.execute(text(f"EXPLAIN QUERY PLAN {sql}"))]
     db.session.rollback()
     assert any("COVERING INDEX ix_products_deleted_at" in d for d in details), details
     assert all("COVERING INDEX" in d for d in details if " products " in d), details
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's trigger-kept count")
+def test_postgresql_keeps_the_live_count_through_every_kind_of_write(db, make_product):
+    """Bulk insert, soft delete, undelete, a stock update, hard delete and
+    TRUNCATE: the counter stays the true count of live rows, and a write that
+    changes no liveness never touches it (checkout's stock updates)."""
+
+    def counted() -> tuple[int, int]:
+        db.session.commit()
+        return (
+            scalar("SELECT live FROM products_live_count"),
+            scalar("SELECT count(*) FROM products WHERE deleted_at IS NULL"),
+        )
+
+    def run(sql: str, **params) -> None:
+        db.session.execute(text(sql), params)
+        db.session.commit()
+
+    assert counted() == (0, 0)
+    made = [make_product() for _ in range(3)]
+    run(
+        "INSERT INTO products (name, description, price, stock, created_at, updated_at,"
+        " deleted_at) SELECT 'bulk ' || n, '', 1, 1, now(), now(),"
+        " CASE WHEN n % 4 = 0 THEN now() END FROM generate_series(1, 40) AS n"
+    )
+    assert counted() == (33, 33)
+    xmin = scalar("SELECT xmin::text FROM products_live_count")
+    first, second = made[0].id, made[1].id
+    run("UPDATE products SET stock = stock + 1, price = 2 WHERE id = :id", id=first)
+    assert scalar("SELECT xmin::text FROM products_live_count") == xmin  # not written
+    run("UPDATE products SET deleted_at = now() WHERE id IN (:a, :b)", a=first, b=second)
+    run("UPDATE products SET deleted_at = now() WHERE id = :id", id=first)  # already deleted
+    assert counted() == (31, 31)
+    run("UPDATE products SET deleted_at = NULL WHERE id = :id", id=second)
+    assert counted() == (32, 32)
+    run("DELETE FROM products WHERE name LIKE 'bulk %' AND id % 2 = 0")
+    assert counted()[0] == counted()[1]
+    run("TRUNCATE products CASCADE")
+    assert counted() == (0, 0)
 
 
 def test_delete_hides_product_and_empties_carts_but_keeps_orders(

@@ -8,7 +8,17 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, delete, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    bindparam,
+    column,
+    delete,
+    func,
+    select,
+    table,
+)
 
 from app.errors import NotFound
 from app.extensions import db
@@ -90,17 +100,23 @@ def _sorted(stmt: Select, sort: str, match: search.Match | None) -> Select:
     return stmt.order_by(column.asc(), Product.id.asc())
 
 
-# The unfiltered catalog's exact total on SQLite: it counts a whole table (and
-# the small index of deleted rows) from b-tree pages without visiting a row,
-# ~0.005 ms against ~0.3 ms for counting 10,000 live rows. PostgreSQL visits
-# every row either way, so it counts the live ones.
-LIVE_TOTAL = (
-    select(func.count()).select_from(PRODUCTS).scalar_subquery()
-    - select(func.count())
-    .select_from(PRODUCTS)
-    .where(PRODUCTS.c.deleted_at.is_not(None))
-    .scalar_subquery()
-)
+# The unfiltered catalog's exact total without counting its rows. SQLite
+# counts a whole table (and the small index of deleted rows) from b-tree pages
+# without visiting a row: ~0.005 ms against ~0.3 ms for 10,000 live rows.
+# PostgreSQL visits every row to count (~1 ms for 10,000), so triggers keep
+# the number in a one-row table (migration e23b8c1d4f57).
+LIVE_TOTAL = {
+    "sqlite": (
+        select(func.count()).select_from(PRODUCTS).scalar_subquery()
+        - select(func.count())
+        .select_from(PRODUCTS)
+        .where(PRODUCTS.c.deleted_at.is_not(None))
+        .scalar_subquery()
+    ),
+    "postgresql": select(column("live"))
+    .select_from(table("products_live_count"))
+    .scalar_subquery(),
+}
 
 
 class Listing(NamedTuple):
@@ -127,7 +143,7 @@ def plain_listing(names: tuple[str, ...], sort: str, dialect: str) -> Listing:
     """The listing of a request without `q`, built once per set of filters and
     sort: building the statements and their cache keys is ~0.2 ms a request."""
     base = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
-    total = LIVE_TOTAL if not names and dialect == "sqlite" else None
+    total = None if names else LIVE_TOTAL.get(dialect)
     return listing(_sorted(base, sort, None), total)
 
 
