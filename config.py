@@ -99,6 +99,11 @@ class Config:
     CATALOG_CACHE_MAX_ENTRIES = env_int("CATALOG_CACHE_MAX_ENTRIES", 2048)  # per process
     CATALOG_CACHE_PREFIX = os.environ.get("CATALOG_CACHE_PREFIX", "shop:catalog")
 
+    # A read request's token user kept per token until an account changes
+    # (app/services/account_cache.py); 0 turns it off.
+    ACCOUNT_CACHE_MAX_ENTRIES = env_int("ACCOUNT_CACHE_MAX_ENTRIES", 1024)  # per process
+    ACCOUNT_CACHE_PREFIX = os.environ.get("ACCOUNT_CACHE_PREFIX", "shop:accounts")
+
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
     SHOP_CURRENCY = os.environ.get("SHOP_CURRENCY", "USD").strip().upper()
     PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "test").strip().lower()

@@ -1,11 +1,11 @@
 """The catalog cache: answers of public catalog reads, keyed by the catalog's
 version and the normalised request, never stale.
 
-Invalidation is by version, from one place: SQLAlchemy session events mark a
-session whose transaction writes a catalog table (an ORM flush or a Core /
-text() statement), and its commit bumps the version; a rollback forgets the
-mark. A read takes the version BEFORE it queries, so an answer built while a
-write commits is stored under the old version and never served after it.
+Invalidation is by version, from one place (`app.services.versions`): the
+commit of a transaction that wrote a catalog table (an ORM flush or a Core /
+text() statement) bumps the version; a rollback does not. A read takes the
+version BEFORE it queries, so an answer built while a write commits is stored
+under the old version and never served after it.
 
 Stores: Redis when REDIS_URL is set (shared by every process and host), else
 process memory with the version in a memory-mapped file in the instance
@@ -18,11 +18,9 @@ cache is used again, and entries expire (`CATALOG_CACHE_TTL`) as a last net.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import mmap
 import os
-import re
 import secrets
 import threading
 import time
@@ -31,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import TextClause, event, inspect
-from sqlalchemy.orm import ORMExecuteState, Session
+
+from app.services import versions
 
 log = logging.getLogger("shop.cache")
 
@@ -40,11 +38,6 @@ log = logging.getLogger("shop.cache")
 CATALOG_TABLES = frozenset({"products", "reviews", "stock_movements"})
 # Columns of other tables that a catalog read shows (a review names its author).
 CATALOG_COLUMNS = {"users": ("username",)}
-_RAW_WRITE = re.compile(
-    r"\b(?:update|insert\s+into|delete\s+from)\s+\"?(" + "|".join(CATALOG_TABLES) + r")\b",
-    re.IGNORECASE,
-)
-MARK = "catalog_changed"
 DOWN = object()  # what a Redis command gives while Redis is unreachable
 
 
@@ -128,7 +121,7 @@ class RedisStore:
             result = fn(*args)
         except self.errors as exc:
             if not self.must_bump:
-                log.warning("catalog cache unavailable, reading from the database: %s", exc)
+                log.warning("%s unavailable, reading from the database: %s", self.prefix, exc)
             self.down_until, self.must_bump = time.monotonic() + self.retry_after, True
             return DOWN
         self.down_until = 0.0
@@ -177,7 +170,7 @@ def init_catalog_cache(app: Flask) -> None:
             app.config["CATALOG_CACHE_MAX_ENTRIES"],
         )
     app.extensions["catalog_cache"] = store
-    _listen_once()
+    versions.watch("catalog_changed", CATALOG_TABLES, bump, CATALOG_COLUMNS)
 
 
 def store() -> LocalStore | RedisStore | None:
@@ -210,61 +203,3 @@ def bump() -> None:
         cache.bump()
     except Exception:
         log.exception("catalog cache: version bump failed")
-
-
-# --- the one place that notices catalog writes ---------------------------------
-
-_listening = threading.Lock()
-_registered = False
-
-
-def _listen_once() -> None:
-    global _registered
-    with _listening:
-        if not _registered:
-            event.listen(Session, "before_flush", _before_flush)
-            event.listen(Session, "do_orm_execute", _on_execute)
-            event.listen(Session, "after_commit", _after_commit)
-            event.listen(Session, "after_transaction_end", _after_transaction_end)
-            _registered = True
-
-
-def _shows(session: Session, obj) -> bool:
-    """Whether flushing `obj` changes what a catalog read shows."""
-    table = getattr(obj, "__tablename__", None)
-    if table in CATALOG_TABLES:
-        return obj not in session.dirty or session.is_modified(obj)
-    if table in CATALOG_COLUMNS and obj not in session.new:
-        state = inspect(obj)
-        return obj in session.deleted or any(
-            state.attrs[name].history.has_changes() for name in CATALOG_COLUMNS[table]
-        )
-    return False
-
-
-def _before_flush(session: Session, _context, _instances) -> None:
-    if any(
-        _shows(session, obj) for obj in itertools.chain(session.new, session.deleted, session.dirty)
-    ):
-        session.info[MARK] = True
-
-
-def _on_execute(state: ORMExecuteState) -> None:
-    if state.is_select:
-        return
-    statement = state.statement
-    table = getattr(statement, "table", None)
-    if getattr(table, "name", None) in CATALOG_TABLES or (
-        isinstance(statement, TextClause) and _RAW_WRITE.search(statement.text)
-    ):
-        state.session.info[MARK] = True
-
-
-def _after_commit(session: Session) -> None:
-    if session.info.pop(MARK, False):
-        bump()
-
-
-def _after_transaction_end(session: Session, transaction) -> None:
-    if transaction.parent is None:  # the outermost: committed (bumped) or rolled back
-        session.info.pop(MARK, None)

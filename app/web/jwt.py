@@ -18,11 +18,11 @@ from flask_jwt_extended.exceptions import JWTDecodeError
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
 from app.models import User
+from app.services import account_cache
 from app.services.revocation import (
     VERSION_CLAIM,
     init_revocations,
     issued_before_revoke_all,
-    revocations,
 )
 from app.web.overrides import use_verified_jwt
 
@@ -145,6 +145,7 @@ def _verify_access_token() -> None:
 def init_jwt(app: Flask) -> None:
     jwt.init_app(app)
     init_revocations(app)
+    account_cache.init_account_cache(app)
     # Off unless tokens come in the Authorization header only, as configured here.
     simple = app.config["JWT_TOKEN_LOCATION"] == ["headers"] and app.config["JWT_SECRET_KEY"]
     size = app.config.get("JWT_VERIFIED_TOKENS", 1024)
@@ -167,7 +168,7 @@ def init_jwt(app: Flask) -> None:
         _check_claims(payload)  # the first callback Flask-JWT-Extended makes
         user_id = _user_id(payload)
         g.jwt_user = None
-        user, revoked = revocations().user_and_revoked(user_id, payload["jti"])
+        user, revoked = account_cache.user_and_revoked(user_id, payload["jti"])
         g.jwt_user = (user_id, user)
         return revoked or issued_before_revoke_all(user, payload)
 

@@ -1,0 +1,125 @@
+"""The accounts cache: a read request's token user without a query.
+
+Every authenticated request asks the database for the token's user and
+whether the token is revoked (`DatabaseRevocations.user_and_revoked`): one
+round trip, a third of a cart read on PostgreSQL. For a read request (GET,
+HEAD) that answer is kept in this process, per token (its `jti`), under the
+accounts version: the version moves on every commit that writes `users` or
+`revoked_tokens` (registration, profile or role change, password change,
+logout, revoke-all, ...), noticed where the catalog's writes are noticed
+(`app.services.versions`). So a logout, a revoked account or a demotion is
+refused on the very next request anywhere, as before; only repeated reads
+with an unchanged account skip the query.
+
+The version lives where the catalog's does: Redis when REDIS_URL is set (a
+GET, shared by every host; Redis down: the database answers), else a
+memory-mapped file in the instance folder (shared by the processes of one
+host). Write requests always read the user in their own transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from flask import Flask, current_app, has_app_context
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.db import in_read_request
+from app.extensions import db
+from app.models import User
+from app.services import versions
+from app.services.catalog_cache import LocalStore, RedisStore, log
+from app.services.revocation import revocations
+
+ACCOUNT_TABLES = frozenset({"users", "revoked_tokens"})
+
+
+class AccountCache:
+    """Token users by `jti` in this process (least recently used dropped
+    first), each valid at the version it was read under."""
+
+    def __init__(self, store: LocalStore | RedisStore, size: int) -> None:
+        self.store = store
+        self.size = size
+        self.users: OrderedDict[str, tuple[str, int, User]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, version: str, jti: str, user_id: int) -> User | None:
+        """A detached copy of the user, if read for this token at `version`."""
+        with self.lock:
+            found = self.users.get(jti)
+            if found is not None:
+                self.users.move_to_end(jti)
+        if found is None or found[0] != version or found[1] != user_id:
+            return None
+        return found[2]
+
+    def keep(self, version: str, jti: str, user: User) -> None:
+        copy = _detached_copy(user)
+        with self.lock:
+            self.users[jti] = (version, user.id, copy)
+            self.users.move_to_end(jti)
+            while len(self.users) > self.size:
+                self.users.popitem(last=False)
+
+    def bump(self) -> None:
+        self.store.bump()
+        with self.lock:
+            self.users.clear()
+
+
+def _detached_copy(user: User) -> User:
+    """The user's column values in a new instance that belongs to no session
+    (never shared with one: each hit merges it into its own)."""
+    copy = User.__mapper__.class_manager.new_instance()
+    for attribute in User.__mapper__.column_attrs:
+        set_committed_value(copy, attribute.key, getattr(user, attribute.key))
+    make_transient_to_detached(copy)
+    return copy
+
+
+def init_account_cache(app: Flask) -> None:
+    size = app.config["ACCOUNT_CACHE_MAX_ENTRIES"]
+    if not size:
+        cache = None
+    elif app.config.get("REDIS_URL"):
+        prefix = app.config["ACCOUNT_CACHE_PREFIX"]
+        cache = AccountCache(RedisStore(app.config["REDIS_URL"], prefix, ttl=0), size)
+    else:
+        digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
+        path = Path(app.instance_path) / f"accounts-version-{digest}.bin"
+        cache = AccountCache(LocalStore(path, max_entries=0), size)
+    app.extensions["account_cache"] = cache
+    versions.watch("accounts_changed", ACCOUNT_TABLES, bump)
+
+
+def bump() -> None:
+    """A new accounts version: every kept user is out. Never raises."""
+    cache = current_app.extensions.get("account_cache") if has_app_context() else None
+    if cache is None:
+        return
+    try:
+        cache.bump()
+    except Exception:  # noqa: BLE001 - a write must not fail because the cache does
+        log.exception("accounts cache: version bump failed")
+
+
+def user_and_revoked(user_id: int, jti: str) -> tuple[User | None, bool]:
+    """The token's user and whether the token is revoked: from the cache for a
+    read request whose token and account have not changed since this process
+    last read them, else from the database (and kept, for a read)."""
+    cache = current_app.extensions.get("account_cache") if in_read_request() else None
+    version = cache.store.version() if cache is not None else None
+    if version is None:  # a write, the cache off, or Redis unreachable
+        return revocations().user_and_revoked(user_id, jti)
+    kept = cache.get(version, jti, user_id)
+    if kept is not None:
+        return db.session.merge(kept, load=False), False
+    user, revoked = revocations().user_and_revoked(user_id, jti)
+    if user is not None and not revoked:
+        cache.keep(version, jti, user)
+    return user, revoked

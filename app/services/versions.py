@@ -1,0 +1,106 @@
+"""Which committed transactions changed a cached data set: the one place that
+notices writes for the caches that invalidate by version (the catalog cache,
+the accounts cache).
+
+Each data set is a `Watch`: its tables (any write to them counts), columns
+of other tables it shows, and the `bump` to call. SQLAlchemy session events
+mark a session whose transaction writes one of them (an ORM flush, a Core
+statement or a text() one) and its commit calls that `bump`; a rollback
+forgets the mark. A reader takes the version BEFORE it queries, so what it
+builds while a write commits is kept under the old version and never served
+after it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Callable
+from typing import NamedTuple
+
+from sqlalchemy import TextClause, event, inspect
+from sqlalchemy.orm import ORMExecuteState, Session
+
+
+class Watch(NamedTuple):
+    mark: str  # the session.info key of a transaction that changed the set
+    tables: frozenset[str]  # every write to these changes the set
+    columns: dict[str, tuple[str, ...]]  # columns of other tables the set shows
+    raw_write: re.Pattern  # a text() statement that writes one of `tables`
+    bump: Callable[[], None]  # a new version (never raises)
+
+
+_watches: list[Watch] = []
+_lock = threading.Lock()
+
+
+def watch(
+    mark: str,
+    tables: frozenset[str],
+    bump: Callable[[], None],
+    columns: dict[str, tuple[str, ...]] | None = None,
+) -> Watch:
+    """Call `bump` after every commit that wrote `tables` (or `columns`). Once
+    per `mark` per process: the events are the Session class's."""
+    raw = re.compile(
+        r"\b(?:update|insert\s+into|delete\s+from)\s+\"?(" + "|".join(sorted(tables)) + r")\b",
+        re.IGNORECASE,
+    )
+    with _lock:
+        if not _watches:
+            event.listen(Session, "before_flush", _before_flush)
+            event.listen(Session, "do_orm_execute", _on_execute)
+            event.listen(Session, "after_commit", _after_commit)
+            event.listen(Session, "after_transaction_end", _after_transaction_end)
+        for existing in _watches:
+            if existing.mark == mark:
+                return existing
+        _watches.append(Watch(mark, tables, columns or {}, raw, bump))
+        return _watches[-1]
+
+
+def _shows(watched: Watch, session: Session, obj) -> bool:
+    """Whether flushing `obj` changes what the watched set shows."""
+    table = getattr(obj, "__tablename__", None)
+    if table in watched.tables:
+        return obj not in session.dirty or session.is_modified(obj)
+    if table in watched.columns and obj not in session.new:
+        state = inspect(obj)
+        return obj in session.deleted or any(
+            state.attrs[name].history.has_changes() for name in watched.columns[table]
+        )
+    return False
+
+
+def _before_flush(session: Session, _context, _instances) -> None:
+    for watched in _watches:
+        if any(
+            _shows(watched, session, obj)
+            for obj in itertools.chain(session.new, session.deleted, session.dirty)
+        ):
+            session.info[watched.mark] = True
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    if state.is_select:
+        return
+    statement = state.statement
+    name = getattr(getattr(statement, "table", None), "name", None)
+    for watched in _watches:
+        if name in watched.tables or (
+            isinstance(statement, TextClause) and watched.raw_write.search(statement.text)
+        ):
+            state.session.info[watched.mark] = True
+
+
+def _after_commit(session: Session) -> None:
+    for watched in _watches:
+        if session.info.pop(watched.mark, False):
+            watched.bump()
+
+
+def _after_transaction_end(session: Session, transaction) -> None:
+    if transaction.parent is None:  # the outermost: committed (bumped) or rolled back
+        for watched in _watches:
+            session.info.pop(watched.mark, None)
