@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # connection.info key: this SQLite transaction began deferred and takes the
 # write lock at its first write (see `defer_write_lock`).
 LOCK_AT_FIRST_WRITE = "sqlite_lock_at_first_write"
+# pool record info key: the SQLite connection's busy timeout (`begin_immediate`).
+BUSY_TIMEOUT_MS = "sqlite_busy_timeout_ms"
 WRITE_STATEMENT = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
@@ -152,7 +155,11 @@ def begin_only_where_writes_may_happen(engine: Engine) -> None:
             return
         if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+        if sqlite:
+            pooled = connection.connection
+            begin_immediate(pooled.dbapi_connection, connection.exec_driver_sql, pooled.info)
+        else:
+            connection.exec_driver_sql("BEGIN")
 
 
 def ping_when_it_matters(engine: Engine, idle_seconds: float) -> None:
@@ -187,7 +194,7 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     drops idle connections: no pings."""
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection, record):
         # Let the "begin" listener emit BEGIN itself (pysqlite's own implicit
         # BEGIN is deferred and cannot be made IMMEDIATE).
         dbapi_connection.isolation_level = None
@@ -197,6 +204,7 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
+        record.info[BUSY_TIMEOUT_MS] = int(busy_timeout_ms)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _lock_at_first_write(connection, cursor, statement, *_args):
@@ -204,7 +212,39 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             if connection.in_nested_transaction():  # SAVEPOINT had begun a deferred one
                 raise RuntimeError("a deferred write lock is taken before any savepoint")
             connection.info[LOCK_AT_FIRST_WRITE] = False
-            cursor.connection.execute("BEGIN IMMEDIATE")
+            raw = cursor.connection
+            begin_immediate(raw, raw.execute, connection.connection.info)
+
+
+def begin_immediate(dbapi_connection, execute: Callable[[str], Any], info: dict) -> None:
+    """BEGIN IMMEDIATE (SQLite's write lock) through `execute`, tried again
+    every 0.05-1 ms while another writer holds the lock, up to the
+    connection's busy timeout (`info`: its pool record's), then SQLite's own
+    "database is locked" error.
+    SQLite's busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between tries,
+    so a writer that just missed the lock slept on long after it was free:
+    orders placed by 16 clients at once ran at 0.04 of hello-world, p99 957 ms.
+    Only the BEGIN polls this way (the handler is off for it); every other
+    statement keeps the busy timeout."""
+    timeout_ms = info.get(BUSY_TIMEOUT_MS, 0)
+    if not timeout_ms:
+        execute("BEGIN IMMEDIATE")
+        return
+    deadline = time.monotonic() + timeout_ms / 1000
+    pause = 0.00005
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                execute("BEGIN IMMEDIATE")
+                return
+            except (sqlite3.OperationalError, exc.OperationalError) as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.001)
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={timeout_ms}")
 
 
 def upsert(model):

@@ -182,7 +182,7 @@ def main() -> None:
             f"\n=== {name}: {ms:.3f} ms per request ({ms / hello_ms:.1f}x hello-world); "
             f"{counts['statements']} statements, {counts['round trips']} round trips ==="
         )
-        print(profiler.output_text(unicode=False, color=False, show_all=False, short_mode=True))
+        print(profiler.output_text(unicode=False, color=False, show_all=os.environ.get("PROFILE_ALL") == "1", short_mode=os.environ.get("PROFILE_ALL") != "1"))
 
 
 if __name__ == "__main__":
