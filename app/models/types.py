@@ -50,13 +50,11 @@ def render_migration_type(type_, obj, autogen_context):
 
 
 # Objects made by hand in migrations for one database only (see the migrations
-# c4e8f2a61d07, e19a5f0c3b21, e21c4a6b8d02 (search) and
+# e19a5f0c3b21, e21c4a6b8d02 (search) and
 # d17a5e0c9b21 (reviews)): the models do not declare them,
 # autogenerate leaves them alone.
 DATABASE_SPECIFIC_INDEXES = frozenset(
     {
-        "ix_products_trgm_name",
-        "ix_products_trgm_description",
         "ix_products_search_vector",
         "ix_products_name_words",
         "ix_products_rating_desc_id",
