@@ -6,7 +6,7 @@ Builds a throw-away SQLite database (or uses DATABASE_URL) with the same data
 as `make bench`, then runs each endpoint N times (PROFILE_REQUESTS, default
 2000) through the WSGI app with the production config, and prints the time
 per request next to the hello-world app's, the statements and round trips of
-one request, and pyinstrument's call tree.
+one request, and pyinstrument's call tree (PROFILE_ALL=1: every frame, libraries' too).
 
 `checkout` places real orders (POST /api/orders, 3 lines) as PROFILE_BUYERS
 buyers (default 500) in turn; every buyer's cart is refilled
@@ -182,7 +182,10 @@ def main() -> None:
             f"\n=== {name}: {ms:.3f} ms per request ({ms / hello_ms:.1f}x hello-world); "
             f"{counts['statements']} statements, {counts['round trips']} round trips ==="
         )
-        print(profiler.output_text(unicode=False, color=False, show_all=os.environ.get("PROFILE_ALL") == "1", short_mode=os.environ.get("PROFILE_ALL") != "1"))
+        whole = os.environ.get("PROFILE_ALL") == "1"  # every frame, not the short tree
+        print(
+            profiler.output_text(unicode=False, color=False, show_all=whole, short_mode=not whole)
+        )
 
 
 if __name__ == "__main__":
