@@ -72,6 +72,32 @@ def test_a_periodic_job_runs_once_per_interval_however_many_ask(app, counting_jo
     assert len(counting_job) == 2
 
 
+def test_a_worker_asks_for_a_periodic_job_only_when_its_turn_may_have_come(
+    app, counting_job, count_queries
+):
+    """The embedded worker ticks on every order placed: between a job's runs
+    its ticks cost no statement, and after another worker's run it asks again
+    within a tenth of the interval."""
+    parked = {name: PERIODIC_JOBS.pop(name) for name in list(PERIODIC_JOBS)}
+    PERIODIC_JOBS["test.counting"] = parked.pop("test.counting")
+    try:
+        mine, other = {}, {}
+        runner.run_due_jobs(mine)
+        assert len(counting_job) == 1
+        with count_queries() as q:
+            for _ in range(20):
+                runner.run_due_jobs(mine)  # within the interval: nothing asked
+        assert q.count == 0 and len(counting_job) == 1
+        runner.run_due_jobs(other)  # another worker asks, finds it started
+        assert len(counting_job) == 1
+        assert 0 < other["test.counting"] - time.monotonic() <= 0.05 + 0.01
+        time.sleep(0.5)
+        runner.run_due_jobs(mine)
+        assert len(counting_job) == 2
+    finally:
+        PERIODIC_JOBS.update(parked)
+
+
 def test_a_periodic_job_that_raises_is_rolled_back_and_logged(app, make_user, caplog):
     user = make_user()
 

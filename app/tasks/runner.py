@@ -92,6 +92,19 @@ def run_job(name: str) -> bool:
     return True
 
 
-def run_due_jobs() -> None:
-    for name in list(PERIODIC_JOBS):
-        run_job(name)
+def run_due_jobs(next_try: dict[str, float]) -> None:
+    """`run_job` for each job whose turn may have come. `next_try` (the
+    caller's, by job name: monotonic seconds) keeps a worker from asking again
+    too soon: not before the interval after a run it started, nor within a
+    tenth of it (at most 5 s) after finding the job started elsewhere. The
+    embedded worker ticks once per order placed, and each ask is a write
+    transaction per job - on SQLite the one write lock checkouts queue for."""
+    for name, job in list(PERIODIC_JOBS.items()):
+        now = time.monotonic()
+        if now < next_try.get(name, 0.0):
+            continue
+        interval = job.interval()
+        if run_job(name):
+            next_try[name] = now + interval - min(interval * 0.1, 1.0)
+        else:
+            next_try[name] = now + (min(interval * 0.1, 5.0) if interval > 0 else 5.0)

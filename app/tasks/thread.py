@@ -23,6 +23,7 @@ class EmbeddedWorker:
         self.thread: threading.Thread | None = None
         self.pid: int | None = None
         self.stopping = False
+        self.next_try: dict[str, float] = {}  # periodic jobs: `runner.run_due_jobs`
 
     def ensure_started(self) -> None:
         # Started on first use in each process (gunicorn forks after import).
@@ -54,7 +55,7 @@ class EmbeddedWorker:
             with self.app.app_context():
                 try:
                     busy = runner.drain(limit=BATCH) == BATCH
-                    runner.run_due_jobs()
+                    runner.run_due_jobs(self.next_try)
                 except Exception:
                     log.exception("background work failed; retrying on the next tick")
                     busy = False
