@@ -240,3 +240,44 @@ def test_an_unknown_task_is_refused_at_queue_time(app):
 
     with pytest.raises(LookupError):
         queue_task("no.such.task", {})
+
+
+def test_an_email_is_rendered_by_the_worker_and_an_older_rendered_row_still_goes(
+    app, db, client, buyer, make_product, smtp_server, deliver_outbox
+):
+    """The row holds the template and its context (decimals as exact strings),
+    not the rendered bodies: rendering is the worker's, outside the checkout's
+    locks. A row queued rendered (before that change) is delivered as it is."""
+    from app.services import mail
+
+    user, token = buyer
+    sticker = make_product(name="Sticker", price="0.10", stock=5)
+    assert checkout(client, token, (sticker, 3)).status_code == 201
+    [row] = outbox_rows(db)
+    assert row.payload["template"] == "order_placed"
+    context = row.payload["context"]
+    assert context["order"]["total"] == "0.30" and context["order"]["lines"][0]["quantity"] == 3
+    assert "subject" not in row.payload
+
+    old = OutboxMessage(
+        kind="email",
+        topic="order_placed",
+        recipient="old@example.com",
+        payload=mail.render("order_placed", context),
+    )
+    db.session.add(old)
+    db.session.commit()
+    assert deliver_outbox() == 2
+    new_message, old_message = sorted(smtp_server.wait_for(2), key=lambda m: m["To"] != user.email)
+    assert new_message["Subject"] == old_message["Subject"]
+    assert parts(new_message) == parts(old_message)
+    assert "0.30 USD" in parts(new_message)[0]
+
+
+def test_an_unknown_email_template_is_refused_at_queue_time(app):
+    from jinja2 import TemplateNotFound
+
+    from app.services.outbox import queue_email
+
+    with pytest.raises(TemplateNotFound):
+        queue_email("someone@example.com", "no_such_template", {})

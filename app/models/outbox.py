@@ -17,7 +17,8 @@ OUTBOX_STATUSES = ("pending", "sent", "failed")
 
 
 class OutboxMessage(db.Model):
-    """An email to send (`payload`: to, subject, text, html) or a task to run
+    """An email to send (`payload`: template, context - rendered by the worker
+    that delivers it; rows from before: subject, text, html) or a task to run
     (`payload`: name, args). A worker claims a pending row by moving
     `available_at` one lease ahead, so a worker that dies leaves it to others."""
 

@@ -30,6 +30,23 @@ def format_money(amount: Any, currency: str | None = None) -> str:
     return f"{value:,.2f} {currency}"
 
 
+def check_template(template: str) -> None:
+    """Raise now (in the request) if `email/<template>` does not exist, rather
+    than when the worker renders it (Jinja keeps loaded templates)."""
+    current_app.jinja_env.get_template(f"email/{template}.subject.txt")
+
+
+def jsonable(value: Any) -> Any:
+    """`value` for a JSON column: decimals as exact strings, tuples as lists."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return value
+
+
 def render(template: str, context: dict[str, Any]) -> dict[str, str]:
     """Subject, text and HTML of `email/<template>.*`; HTML autoescaped."""
     env = current_app.jinja_env

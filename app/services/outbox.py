@@ -35,10 +35,19 @@ def _after_commit(item: OutboxMessage | int) -> None:
 
 
 def queue_email(to: str, template: str, context: dict[str, Any]) -> OutboxMessage:
-    """Record an email rendered from `email/<template>.{subject.txt,txt,html}`
-    in the current transaction; it is sent after the commit, never before."""
+    """Record an email from `email/<template>.{subject.txt,txt,html}` in the
+    current transaction; it is sent after the commit, never before. The row
+    keeps the template's name and `context` (as JSON: decimals as strings,
+    which the `money` filter takes); the worker renders it when it delivers.
+    Rendering the order confirmation's two bodies took 0.5 ms of a 1.4 ms
+    checkout transaction, with SQLite's write lock (PostgreSQL: the stock rows'
+    locks) held."""
+    mail.check_template(template)
     message = OutboxMessage(
-        kind="email", topic=template, recipient=to, payload=mail.render(template, context)
+        kind="email",
+        topic=template,
+        recipient=to,
+        payload={"template": template, "context": mail.jsonable(context)},
     )
     db.session.add(message)
     _after_commit(message)
@@ -105,10 +114,15 @@ def due_ids(grace: float, limit: int = 1000) -> list[int]:
 
 
 def send_email(message: OutboxMessage) -> None:
-    """Deliver a claimed email row through the configured backend (no database work)."""
+    """Deliver a claimed email row through the configured backend (no database
+    work), rendering it first (a row queued before rendering moved to the
+    worker holds the rendered subject, text and HTML)."""
+    payload = message.payload
+    if "template" in payload:
+        payload = mail.render(payload["template"], payload["context"])
     mail.send(
         message.recipient or "",
-        message.payload,
+        payload,
         mail.message_id(message.id, message.created_at.timestamp()),
     )
 
