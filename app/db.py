@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,8 +24,11 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # connection.info key: this SQLite transaction began deferred and takes the
 # write lock at its first write (see `defer_write_lock`).
 LOCK_AT_FIRST_WRITE = "sqlite_lock_at_first_write"
-# pool record info key: the SQLite connection's busy timeout (`begin_immediate`).
+# pool record info keys (`begin_immediate`): the SQLite connection's busy
+# timeout, its process's writer turn (a lock), whether it holds the turn now.
 BUSY_TIMEOUT_MS = "sqlite_busy_timeout_ms"
+WRITER_TURN = "sqlite_writer_turn"
+HOLDS_TURN = "sqlite_holds_writer_turn"
 WRITE_STATEMENT = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
@@ -192,6 +196,7 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """Foreign keys on, WAL, a busy timeout; transactions are begun by
     `begin_only_where_writes_may_happen`. A database file has no server that
     drops idle connections: no pings."""
+    turn = threading.Lock()  # this process's writers, one at a time (`begin_immediate`)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, record):
@@ -205,6 +210,21 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
         record.info[BUSY_TIMEOUT_MS] = int(busy_timeout_ms)
+        record.info[WRITER_TURN] = turn
+
+    # The turn ends with the transaction (the events come just before the
+    # COMMIT or ROLLBACK itself: the next writer's BEGIN polls for the
+    # moment between), or when the connection goes back to the pool or dies.
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _end_turn(connection):
+        if not connection.invalidated:
+            end_writer_turn(connection.connection.info)
+
+    @event.listens_for(engine, "checkin")
+    @event.listens_for(engine, "invalidate")
+    def _end_turn_of_record(_dbapi_connection, record, *_args):
+        end_writer_turn(record.info)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _lock_at_first_write(connection, cursor, statement, *_args):
@@ -225,12 +245,19 @@ def begin_immediate(dbapi_connection, execute: Callable[[str], Any], info: dict)
     so a writer that just missed the lock slept on long after it was free:
     orders placed by 16 clients at once ran at 0.04 of hello-world, p99 957 ms.
     Only the BEGIN polls this way (the handler is off for it); every other
-    statement keeps the busy timeout."""
+    statement keeps the busy timeout. Within a process, writers first take
+    turns on a lock (`WRITER_TURN`): at most one thread per process polls, the
+    others sleep until the turn is theirs."""
     timeout_ms = info.get(BUSY_TIMEOUT_MS, 0)
     if not timeout_ms:
         execute("BEGIN IMMEDIATE")
         return
     deadline = time.monotonic() + timeout_ms / 1000
+    turn = info.get(WRITER_TURN)
+    if turn is not None and not info.get(HOLDS_TURN):
+        if not turn.acquire(timeout=timeout_ms / 1000):
+            raise sqlite3.OperationalError("database is locked")
+        info[HOLDS_TURN] = True
     pause = 0.00005
     dbapi_connection.execute("PRAGMA busy_timeout=0")
     try:
@@ -243,8 +270,17 @@ def begin_immediate(dbapi_connection, execute: Callable[[str], Any], info: dict)
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.001)
+    except BaseException:
+        end_writer_turn(info)
+        raise
     finally:
         dbapi_connection.execute(f"PRAGMA busy_timeout={timeout_ms}")
+
+
+def end_writer_turn(info: dict) -> None:
+    """Let this process's next writer try for SQLite's write lock."""
+    if info.pop(HOLDS_TURN, False):
+        info[WRITER_TURN].release()
 
 
 def upsert(model):

@@ -257,7 +257,8 @@ def wait_for_outbox(database_url: str, limit: float = 120.0) -> None:
     from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url)
-    deadline = time.monotonic() + limit
+    started = time.monotonic()
+    deadline = started + limit
     try:
         with engine.connect() as connection:
             while time.monotonic() < deadline:
@@ -266,6 +267,7 @@ def wait_for_outbox(database_url: str, limit: float = 120.0) -> None:
                 ).scalar_one()
                 connection.rollback()
                 if not pending:
+                    log(f"outbox sent in {time.monotonic() - started:.1f} s")
                     return
                 time.sleep(0.5)
         log(f"outbox still has {pending} pending rows after {limit:.0f} s")
