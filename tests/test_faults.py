@@ -305,3 +305,33 @@ def test_postgres_statement_timeout_is_a_503(make_app, db, make_product, admin_t
     assert response.get_json()["code"] == "unavailable"
     assert response.headers["Retry-After"] == "1"
     assert client.get(f"/api/products/{product.id}").get_json()["name"] == product.name
+
+
+def test_the_sqlite_writer_turn_is_free_after_every_kind_of_ending(
+    client, db, make_product, user_token, admin_token
+):
+    """A write that commits, one the app refuses (rolled back), one that fails
+    on a constraint and a read: none leaves this process's writer turn taken
+    (the next writer would wait out the busy timeout)."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's writer turn")
+    from app.db import WRITER_TURN
+
+    raw = db.engine.raw_connection()
+    turn = raw.info[WRITER_TURN]
+    raw.close()
+    product = make_product(stock=1)
+    headers = {"Authorization": f"Bearer {user_token}"}
+    assert client.post("/api/cart", json={"product_id": product.id}, headers=headers).status_code
+    assert not turn.locked()
+    assert client.post("/api/cart", json={"product_id": 999999}, headers=headers).status_code == 404
+    assert not turn.locked()
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    bad = client.put(f"/api/products/{product.id}", json={"stock": -5}, headers=admin)
+    assert bad.status_code == 422
+    assert not turn.locked()
+    assert client.get("/api/cart", headers=headers).status_code == 200
+    assert not turn.locked()
+    order = client.post("/api/orders", json={"shipping_address": "1 Main St"}, headers=headers)
+    assert order.status_code == 201
+    assert not turn.locked()
