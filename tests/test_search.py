@@ -484,3 +484,49 @@ def test_queries_of_one_shape_share_their_statements(client, make_product):
         counts = client.get("/api/products/facets", query_string={"q": q}).get_json()
         assert [p["name"] for p in page["items"]] == [found] and counts["total"] == 1
     assert built() == before  # the second query of the shape built nothing new
+
+
+def test_a_page_ranked_by_the_index_alone_equals_the_general_statement(
+    client, db, make_product, admin_token
+):
+    """With no filter and sort=relevance, a backend may rank and page from its
+    index alone (`Match.top`, SQLite): every page and the total are what the
+    general statement (every match joined to products, then sorted) gives."""
+    from app.services import catalog as catalog_service
+    from app.services import catalog_cache
+    from app.services import search as engine
+
+    rng = random.Random(7)
+    words = ["lamp", "lamps", "desk lamp", "lampshade", "table"]
+    for n in range(23):
+        name = f"{rng.choice(words).title()} {n}"
+        description = " ".join(
+            rng.choice([*words, "oak", "steel"]) for _ in range(rng.randint(1, 6))
+        )
+        make_product(name=name, description=description, category=rng.choice(["Lamps", "Desks"]))
+    gone = make_product(name="Lamp gone", description="lamp lamp", category="Lamps")
+    assert client.delete(f"/api/products/{gone.id}", headers=auth(admin_token)).status_code == 204
+    for q in ["lamp", "lamp -desk", '"desk lamp"', "lam", "table lamp"]:
+        match = engine.backend().match(engine.parse(q))
+        general = catalog_service.listing(
+            catalog_service._sorted(match(catalog_service.active_products()), "relevance", match)
+        )
+        connection = db.session.connection()
+        expected_ids = [
+            row.id
+            for row in connection.execute(general.page, {**match.params, "limit": 100, "offset": 0})
+        ]
+        expected_total = connection.execute(general.count, dict(match.params)).scalar_one()
+        db.session.rollback()
+        got, page = [], 1
+        while True:
+            catalog_cache.bump()
+            body = search(client, q, per_page=4, page=page)
+            assert body["total"] == expected_total, q
+            got += [item["id"] for item in body["items"]]
+            if page >= body["pages"]:
+                break
+            page += 1
+        assert got == expected_ids, q
+        assert gone.id not in got
+    assert search(client, "lamp", per_page=4, page=99)["items"] == []

@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     select,
     table,
+    true,
 )
 
 from app.errors import NotFound
@@ -152,8 +153,28 @@ def search_listing(match: search.Match, names: tuple[str, ...], sort: str) -> Li
     """The listing of a search, built once per shape of query (the backend's
     Match: how many words, phrases, ...), set of filters and sort; run with
     the filters' values and the match's `params`."""
+    if not names and sort == "relevance" and match.top is not None:
+        return top_listing(match)
     base = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
     return listing(_sorted(match(base), sort, match))
+
+
+def top_listing(match: search.Match) -> Listing:
+    """A search with no filter, by relevance, where the engine ranks and
+    pages by itself (`Match.top`): the page's products joined to its best
+    page, in its order; the total counted from the index."""
+    top = match.top.subquery("top")
+    page = (
+        select(*SHOWN)
+        .select_from(top.join(PRODUCTS, PRODUCTS.c.id == top.c.id))
+        .where(PRODUCTS.c.deleted_at.is_(None))
+        .order_by(top.c.score.asc(), top.c.id.asc())
+    )
+    # The total joined in as a one-row table: as a scalar subquery over the
+    # FTS5 table SQLite ran it once per row of the page (0.8 -> 1.4 ms).
+    total = match.count.subquery("total")
+    counted = page.add_columns(total.c[0].label("total_count")).join(total, true())
+    return Listing(page, counted, match.count)
 
 
 def run_listing(

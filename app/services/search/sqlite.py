@@ -9,7 +9,17 @@ Both are external-content tables over `products`: rowid = product id.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, column, false, literal_column, select, table, text
+from sqlalchemy import (
+    Engine,
+    bindparam,
+    column,
+    false,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
 
 from app.extensions import db
 from app.models import Product
@@ -49,8 +59,22 @@ def _hits(*scores):
 # Every query is one of three shapes, built once; `:q_fts` is the expression.
 NOTHING = Match(("fts5", "nothing"), lambda stmt: stmt.where(false()), ())
 HITS = _hits(literal_column(BM25).label("score")).subquery("hits")
+# The best page from FTS5 alone (it indexes exactly the live products): bm25
+# for every match is the one cost left; before, all 1,241 products matching
+# "lamp" were read and sorted for a page of 20 (1.40 -> 0.82 ms of SQL).
+_TOP_SCORE = literal_column(BM25).label("score")
+TOP = (
+    _hits(_TOP_SCORE)
+    .order_by(_TOP_SCORE.asc(), column("rowid").asc())
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
 RANKED = Match(
-    ("fts5", "ranked"), lambda stmt: stmt.join(HITS, HITS.c.id == Product.id), (HITS.c.score.asc(),)
+    ("fts5", "ranked"),
+    lambda stmt: stmt.join(HITS, HITS.c.id == Product.id),
+    (HITS.c.score.asc(),),
+    top=TOP,
+    count=select(func.count()).select_from(_hits().subquery()),
 )
 ALL_BUT = Match(("fts5", "all but"), lambda stmt: stmt.where(Product.id.not_in(_hits())), ())
 
