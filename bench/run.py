@@ -109,6 +109,12 @@ class Server:
             "gthread",
             "--threads",
             "4",
+            # At most 10 of wrk's 16 connections per worker: unlimited, one
+            # worker sometimes took nearly all of them and the run measured
+            # one core (hello-world 3,000-3,400 instead of ~8,000 req/s in 4
+            # of 20 one-second runs; with the limit, 0 of 20).
+            "--worker-connections",
+            "10",
             "--bind",
             f"127.0.0.1:{self.port}",
             "--max-requests",
