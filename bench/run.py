@@ -206,6 +206,9 @@ def app_env(database_url: str) -> dict:
         "GUNICORN_ACCESSLOG": "",
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # fast fixture users
         "PYTHONPATH": str(ROOT),
+        # As the README's production set-up runs gunicorn: glibc's default of
+        # up to 8 malloc arenas per core grows a threaded worker's RSS.
+        "MALLOC_ARENA_MAX": "2",
     }
 
 
