@@ -146,3 +146,23 @@ def test_redis_shared_by_two_apps_and_redis_stopped(own_redis, make_app, make_us
     for _ in range(2):  # Redis gone: the database answers, and still refuses
         assert a.get("/api/auth/profile", headers=auth(tokens[1])).status_code == 200
         assert a.get("/api/auth/profile", headers=auth(tokens[0])).status_code == 401
+
+
+def test_a_failing_version_bump_is_logged_and_the_write_stands(
+    app, client, make_user, login, monkeypatch, caplog
+):
+    """A cache whose version cannot move (its store broken) never fails the
+    committed write that moved it: `app.services.versions` logs the error."""
+    user = make_user()
+    headers = auth(login(user)["access_token"])
+    cache = app.extensions["account_cache"]
+
+    def broken() -> None:
+        raise OSError("version store unwritable")
+
+    monkeypatch.setattr(cache.store, "bump", broken)
+    response = client.put("/api/auth/profile", json={"username": "still-saved"}, headers=headers)
+    assert response.status_code == 200
+    assert "accounts_changed: version bump failed" in caplog.text
+    monkeypatch.undo()
+    assert client.get("/api/auth/profile", headers=headers).get_json()["username"] == "still-saved"

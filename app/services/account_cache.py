@@ -32,7 +32,7 @@ from app.db import in_read_request
 from app.extensions import db
 from app.models import User
 from app.services import versions
-from app.services.catalog_cache import LocalStore, RedisStore, log
+from app.services.catalog_cache import LocalStore, RedisStore
 from app.services.revocation import revocations
 
 ACCOUNT_TABLES = frozenset({"users", "revoked_tokens"})
@@ -67,9 +67,9 @@ class AccountCache:
                 self.users.popitem(last=False)
 
     def bump(self) -> None:
-        self.store.bump()
-        with self.lock:
+        with self.lock:  # this process's copies go first, even if the store fails
             self.users.clear()
+        self.store.bump()
 
 
 def _detached_copy(user: User) -> User:
@@ -98,14 +98,11 @@ def init_account_cache(app: Flask) -> None:
 
 
 def bump() -> None:
-    """A new accounts version: every kept user is out. Never raises."""
+    """A new accounts version: every kept user is out (called after a commit
+    by `app.services.versions`, which logs its errors)."""
     cache = current_app.extensions.get("account_cache") if has_app_context() else None
-    if cache is None:
-        return
-    try:
+    if cache is not None:
         cache.bump()
-    except Exception:  # noqa: BLE001 - a write must not fail because the cache does
-        log.exception("accounts cache: version bump failed")
 
 
 def user_and_revoked(user_id: int, jti: str) -> tuple[User | None, bool]:

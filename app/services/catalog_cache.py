@@ -194,12 +194,8 @@ def cached_count(key: str, count: Callable[[], int]) -> int:
 
 
 def bump() -> None:
-    """A new catalog version: every cached answer is out. Never raises (a
-    write must not fail because the cache does)."""
+    """A new catalog version: every cached answer is out. After a commit,
+    `app.services.versions` calls it and logs (never raises) its errors."""
     cache = store() if has_app_context() else None
-    if cache is None:
-        return
-    try:
+    if cache is not None:
         cache.bump()
-    except Exception:
-        log.exception("catalog cache: version bump failed")

@@ -14,6 +14,7 @@ after it.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -28,9 +29,10 @@ class Watch(NamedTuple):
     tables: frozenset[str]  # every write to these changes the set
     columns: dict[str, tuple[str, ...]]  # columns of other tables the set shows
     raw_write: re.Pattern  # a text() statement that writes one of `tables`
-    bump: Callable[[], None]  # a new version (never raises)
+    bump: Callable[[], None]  # a new version (an error is logged, never raised)
 
 
+log = logging.getLogger("shop.cache")
 _watches: list[Watch] = []
 _lock = threading.Lock()
 
@@ -97,7 +99,10 @@ def _on_execute(state: ORMExecuteState) -> None:
 def _after_commit(session: Session) -> None:
     for watched in _watches:
         if session.info.pop(watched.mark, False):
-            watched.bump()
+            try:  # a committed write must not fail because a cache does
+                watched.bump()
+            except Exception:
+                log.exception("%s: version bump failed", watched.mark)
 
 
 def _after_transaction_end(session: Session, transaction) -> None:
