@@ -104,6 +104,12 @@ class Config:
     ACCOUNT_CACHE_MAX_ENTRIES = env_int("ACCOUNT_CACHE_MAX_ENTRIES", 1024)  # per process
     ACCOUNT_CACHE_PREFIX = os.environ.get("ACCOUNT_CACHE_PREFIX", "shop:accounts")
 
+    # Suggestions answered from an in-memory index of the live names, rebuilt
+    # after a name changes (app/services/search/suggestions.py); 0 turns it
+    # off, and a catalog with more distinct names than this asks the database.
+    SUGGEST_INDEX_MAX_NAMES = env_int("SUGGEST_INDEX_MAX_NAMES", 200_000)
+    SUGGEST_INDEX_PREFIX = os.environ.get("SUGGEST_INDEX_PREFIX", "shop:names")
+
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
     SHOP_CURRENCY = os.environ.get("SHOP_CURRENCY", "USD").strip().upper()
     PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "test").strip().lower()

@@ -20,7 +20,7 @@ from sqlalchemy import event
 from app import create_app
 from app.extensions import db as _db
 from app.models import Product
-from app.services import catalog_cache
+from app.services import versions
 from app.services.auth import create_user
 from app.services.catalog import create_product
 
@@ -76,7 +76,7 @@ def _app_context(app) -> Iterator[None]:
             else:
                 for table in tables:
                     conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 - our own names
-        catalog_cache.bump()  # the rows went behind the session's back
+        versions.bump_all()  # the rows went behind the session's back
 
 
 @pytest.fixture

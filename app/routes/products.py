@@ -49,7 +49,7 @@ def product_facets(args):
 @blp.response(200, SuggestionsSchema)
 def suggest(args):
     """Up to 10 live product names with a word starting with `q`, best first."""
-    return {"suggestions": search.backend().suggest(args["q"])}
+    return {"suggestions": search.suggest(args["q"])}
 
 
 @blp.route("/<int:product_id>", methods=["GET"])

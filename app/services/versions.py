@@ -3,7 +3,8 @@ notices writes for the caches that invalidate by version (the catalog cache,
 the accounts cache).
 
 Each data set is a `Watch`: its tables (any write to them counts), columns
-of other tables it shows, and the `bump` to call. SQLAlchemy session events
+of other tables it shows (a row added or removed counts, and an update that
+sets one of them), and the `bump` to call. SQLAlchemy session events
 mark a session whose transaction writes one of them (an ORM flush, a Core
 statement or a text() one) and its commit calls that `bump`; a rollback
 forgets the mark. A reader takes the version BEFORE it queries, so what it
@@ -20,14 +21,14 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
-from sqlalchemy import TextClause, event, inspect
+from sqlalchemy import TextClause, Update, event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session
 
 
 class Watch(NamedTuple):
     mark: str  # the session.info key of a transaction that changed the set
     tables: frozenset[str]  # every write to these changes the set
-    columns: dict[str, tuple[str, ...]]  # columns of other tables the set shows
+    columns: dict[str, tuple[str, ...]]  # columns of other tables the set shows (and their rows)
     raw_write: re.Pattern  # a text() statement that writes one of `tables`
     bump: Callable[[], None]  # a new version (an error is logged, never raised)
 
@@ -43,10 +44,14 @@ def watch(
     bump: Callable[[], None],
     columns: dict[str, tuple[str, ...]] | None = None,
 ) -> Watch:
-    """Call `bump` after every commit that wrote `tables` (or `columns`). Once
-    per `mark` per process: the events are the Session class's."""
+    """Call `bump` after every commit that wrote `tables`, or added or removed
+    a row of a table in `columns` or set one of its columns there. Once per
+    `mark` per process: the events are the Session class's."""
+    columns = columns or {}
     raw = re.compile(
-        r"\b(?:update|insert\s+into|delete\s+from)\s+\"?(" + "|".join(sorted(tables)) + r")\b",
+        r"\b(?:update|insert\s+into|delete\s+from)\s+\"?("
+        + "|".join(sorted(tables | columns.keys()))
+        + r")\b",
         re.IGNORECASE,
     )
     with _lock:
@@ -58,7 +63,7 @@ def watch(
         for existing in _watches:
             if existing.mark == mark:
                 return existing
-        _watches.append(Watch(mark, tables, columns or {}, raw, bump))
+        _watches.append(Watch(mark, tables, columns, raw, bump))
         return _watches[-1]
 
 
@@ -67,12 +72,25 @@ def _shows(watched: Watch, session: Session, obj) -> bool:
     table = getattr(obj, "__tablename__", None)
     if table in watched.tables:
         return obj not in session.dirty or session.is_modified(obj)
-    if table in watched.columns and obj not in session.new:
+    if table in watched.columns:
+        if obj in session.new or obj in session.deleted:
+            return True
         state = inspect(obj)
-        return obj in session.deleted or any(
-            state.attrs[name].history.has_changes() for name in watched.columns[table]
-        )
+        return any(state.attrs[name].history.has_changes() for name in watched.columns[table])
     return False
+
+
+def _sets(statement, columns: tuple[str, ...]) -> bool:
+    """Whether a Core INSERT, UPDATE or DELETE may change `columns`: an
+    INSERT or DELETE adds or removes rows; an UPDATE whose `.values()` name
+    none of them does not (values given only as parameters, or a SQLAlchemy
+    whose Update keeps them elsewhere: assume it does)."""
+    if not isinstance(statement, Update):
+        return True
+    values = getattr(statement, "_values", None)
+    if not values:
+        return True
+    return any(getattr(key, "key", key) in columns for key in values)
 
 
 def _before_flush(session: Session, _context, _instances) -> None:
@@ -90,8 +108,10 @@ def _on_execute(state: ORMExecuteState) -> None:
     statement = state.statement
     name = getattr(getattr(statement, "table", None), "name", None)
     for watched in _watches:
-        if name in watched.tables or (
-            isinstance(statement, TextClause) and watched.raw_write.search(statement.text)
+        if (
+            name in watched.tables
+            or (name in watched.columns and _sets(statement, watched.columns[name]))
+            or (isinstance(statement, TextClause) and watched.raw_write.search(statement.text))
         ):
             state.session.info[watched.mark] = True
 
@@ -103,6 +123,13 @@ def _after_commit(session: Session) -> None:
                 watched.bump()
             except Exception:
                 log.exception("%s: version bump failed", watched.mark)
+
+
+def bump_all() -> None:
+    """A new version of every watched set: for rows written behind the
+    session's back (the test suite's cleanup, a restore)."""
+    for watched in _watches:
+        watched.bump()
 
 
 def _after_transaction_end(session: Session, transaction) -> None:

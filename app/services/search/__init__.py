@@ -19,9 +19,10 @@ from flask import Flask, current_app
 from sqlalchemy import ColumnElement, Engine, Select
 
 from app.extensions import db
+from app.services.search import suggestions
 from app.services.search.query import ParsedQuery, parse
 
-__all__ = ["Match", "ParsedQuery", "SearchBackend", "backend", "init_search", "parse"]
+__all__ = ["Match", "ParsedQuery", "SearchBackend", "backend", "init_search", "parse", "suggest"]
 
 SUGGEST_LIMIT = 10
 # Suggestions are deduplicated in Python over a few times the rows asked for:
@@ -110,8 +111,19 @@ def init_search(app: Flask) -> None:
         chosen = SqliteSearch()
     chosen.prepare(engine)
     app.extensions["search"] = chosen
+    suggestions.init_suggestions(app)
 
 
 def backend() -> SearchBackend:
     """The backend for the app's database."""
     return current_app.extensions["search"]
+
+
+def suggest(prefix: str, limit: int = SUGGEST_LIMIT) -> list[str]:
+    """Up to `limit` live product names with a word starting with `prefix`,
+    best first: from the in-memory name index (`suggestions`), or from the
+    backend when the index is off or unavailable."""
+    index = suggestions.current()
+    if index is not None:
+        return index.suggest(prefix, limit)
+    return backend().suggest(prefix, limit)
