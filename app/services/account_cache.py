@@ -19,10 +19,8 @@ host). Write requests always read the user in their own transaction.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import make_transient_to_detached
@@ -32,7 +30,7 @@ from app.db import in_read_request
 from app.extensions import db
 from app.models import User
 from app.services import versions
-from app.services.catalog_cache import LocalStore, RedisStore
+from app.services.catalog_cache import LocalStore, RedisStore, version_store
 from app.services.revocation import revocations
 
 ACCOUNT_TABLES = frozenset({"users", "revoked_tokens"})
@@ -86,13 +84,9 @@ def init_account_cache(app: Flask) -> None:
     size = app.config["ACCOUNT_CACHE_MAX_ENTRIES"]
     if not size:
         cache = None
-    elif app.config.get("REDIS_URL"):
-        prefix = app.config["ACCOUNT_CACHE_PREFIX"]
-        cache = AccountCache(RedisStore(app.config["REDIS_URL"], prefix, ttl=0), size)
     else:
-        digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
-        path = Path(app.instance_path) / f"accounts-version-{digest}.bin"
-        cache = AccountCache(LocalStore(path, max_entries=0), size)
+        store = version_store(app, app.config["ACCOUNT_CACHE_PREFIX"], "accounts")
+        cache = AccountCache(store, size)
     app.extensions["account_cache"] = cache
     versions.watch("accounts_changed", ACCOUNT_TABLES, bump)
 

@@ -173,6 +173,16 @@ def init_catalog_cache(app: Flask) -> None:
     versions.watch("catalog_changed", CATALOG_TABLES, bump, CATALOG_COLUMNS)
 
 
+def version_store(app: Flask, prefix: str, name: str) -> LocalStore | RedisStore:
+    """A store for a version alone (no answers), where the catalog's lives:
+    Redis under `prefix` when REDIS_URL is set, else the host's memory-mapped
+    file `<name>-version-<database digest>.bin` in the instance folder."""
+    if app.config.get("REDIS_URL"):
+        return RedisStore(app.config["REDIS_URL"], prefix, ttl=0)
+    digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
+    return LocalStore(Path(app.instance_path) / f"{name}-version-{digest}.bin", max_entries=0)
+
+
 def store() -> LocalStore | RedisStore | None:
     """The current app's store, or None when the cache is off."""
     return current_app.extensions.get("catalog_cache")

@@ -29,14 +29,12 @@ while Redis is unreachable, the backend's own `suggest` (SQL) answers.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import threading
 import unicodedata
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import select
@@ -44,7 +42,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Product
 from app.services import versions
-from app.services.catalog_cache import LocalStore, RedisStore
+from app.services.catalog_cache import LocalStore, RedisStore, version_store
 from app.services.search.query import words_of
 
 # What a suggestion shows: a product appearing, going, or renamed. Inserts and
@@ -196,13 +194,9 @@ def init_suggestions(app: Flask) -> None:
     max_names = app.config["SUGGEST_INDEX_MAX_NAMES"]
     if not max_names:
         index = None
-    elif app.config.get("REDIS_URL"):
-        prefix = app.config["SUGGEST_INDEX_PREFIX"]
-        index = Suggestions(RedisStore(app.config["REDIS_URL"], prefix, ttl=0), max_names)
     else:
-        digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
-        path = Path(app.instance_path) / f"names-version-{digest}.bin"
-        index = Suggestions(LocalStore(path, max_entries=0), max_names)
+        store = version_store(app, app.config["SUGGEST_INDEX_PREFIX"], "names")
+        index = Suggestions(store, max_names)
     app.extensions["suggestions"] = index
     versions.watch("names_changed", frozenset(), bump, NAME_COLUMNS)
 
