@@ -6,7 +6,6 @@ from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -27,7 +26,6 @@ class Base(DeclarativeBase):
 # Objects stay readable after commit: views serialize what they just wrote
 # without a reload query per object.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-migrate = Migrate()
 jwt = JWTManager()
 cors = CORS()
 limiter = Limiter(key_func=get_remote_address)
