@@ -244,3 +244,23 @@ def test_postgresql_keeps_only_the_trigram_index_search_reads(db):
     )
     assert "ix_products_fuzzy" in indexes
     assert not {"ix_products_trgm_name", "ix_products_trgm_description"} & indexes
+
+
+def test_a_web_process_does_not_import_what_only_the_cli_or_stripe_needs(tmp_path):
+    """Flask-Migrate (Alembic, Mako, Pygments: 11.6 MB) is bound only under
+    the flask CLI and in tests; the Stripe library (5 MB) only for
+    PAYMENT_PROVIDER=stripe. A worker built by the factory has neither."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    check = (
+        "import sys; from app import create_app; app = create_app('development'); "
+        "loaded = [m for m in ('flask_migrate', 'alembic', 'stripe') if m in sys.modules]; "
+        "assert not loaded, loaded; assert 'migrate' not in app.extensions"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FLASK_RUN_FROM_CLI"}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path}/web.db"
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=root, env=env)
