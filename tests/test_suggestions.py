@@ -173,3 +173,17 @@ def test_an_unreachable_version_store_falls_back_to_the_database(app, make_produ
         assert search.suggest("des") == ["Desk Lamp"]
     finally:
         index.store = saved
+
+
+def test_an_update_whose_columns_are_unknown_counts_as_a_rename(make_product):
+    """An ORM bulk UPDATE takes its values from parameters, not `.values()`:
+    `versions` cannot tell which columns it sets and assumes the watched
+    ones may change (a needless rebuild, never a stale index)."""
+    lamp = make_product(name="Desk Lamp", stock=5)
+    built = suggestions.current()
+    db.session.execute(db.update(Product), [{"id": lamp.id, "stock": 4}])
+    db.session.commit()
+    assert suggestions.current() is not built
+    db.session.execute(db.update(Product), [{"id": lamp.id, "name": "Floor Lamp"}])
+    db.session.commit()
+    assert index_suggest("flo") == ["Floor Lamp"] and index_suggest("des") == []
