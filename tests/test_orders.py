@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import event
 
 from app.models import IdempotencyKey, Order
+from app.services import orders as orders_service
 from tests.helpers import SHIPPING, auth, fill_cart, place_order, scalar, stock
 
 
@@ -511,6 +512,13 @@ def test_order_reads_have_flat_query_counts(
             assert client.get(f"/api/orders/{order_id}", headers=auth(token)).status_code == 200
         counts.append(q.count)
     assert counts[0] == counts[1] <= 1, counts  # the order (the user: the accounts cache)
+    body = client.get(f"/api/orders/{order_ids[1]}", headers=auth(token)).get_json()
+    assert [i["product_id"] for i in body["items"]] == [p.id for p in products]
+    assert [h["status"] for h in body["status_history"]] == ["pending", "processing"]
+    # That one statement returns a row per line and one per event (14), not
+    # one per pair of them (24), which grew as lines x events.
+    params = {"order_id": order_ids[1], "user_id": body["user_id"]}
+    assert len(db.session.execute(orders_service._order_rows(True), params).all()) == 14
 
     list_counts = []
     for per_page in (1, 7):

@@ -6,7 +6,20 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    literal_column,
+    null,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -128,40 +141,48 @@ def get_order(user: User, order_id: int) -> Order:
 
 
 @cache
-def _order_rows(owned: bool) -> Select:
-    """An order with its lines and its status history, one row per (line,
-    event) pair, lines in id order and each line's events oldest first; with
-    `owned`, only if it is the given user's. Built once, of the tables'
-    columns (plain rows, no ORM result machinery)."""
+def _order_rows(owned: bool) -> CompoundSelect:
+    """An order's lines and its status history in one statement of
+    `lines + events` rows (a join of both would return their product): first
+    one row per line (kind 0, in id order; the order's columns on each, NULL
+    lines for an order without any), then one per event (kind 1, oldest
+    first); with `owned`, only if the order is the given user's. Built once,
+    of the tables' columns (plain rows, no ORM result machinery)."""
     orders, lines, events = Order.__table__, OrderItem.__table__, OrderStatusEvent.__table__
-    stmt = (
-        select(
-            orders.c.id,
-            orders.c.user_id,
-            orders.c.status,
-            orders.c.total_amount,
-            orders.c.currency,
-            orders.c.payment_status,
-            orders.c.shipping_address,
-            orders.c.created_at,
-            orders.c.updated_at,
-            lines.c.id,
-            lines.c.product_id,
-            lines.c.product_name,
-            lines.c.unit_price,
-            lines.c.quantity,
-            lines.c.subtotal,
-            events.c.id,
-            events.c.status,
-            events.c.at,
+    order_columns = [
+        orders.c[name]
+        for name in (
+            *("id", "user_id", "status", "total_amount", "currency", "payment_status"),
+            *("shipping_address", "created_at", "updated_at"),
         )
+    ]
+    line_columns = [
+        lines.c[name]
+        for name in ("id", "product_id", "product_name", "unit_price", "quantity", "subtotal")
+    ]
+    event_columns = [events.c.id, events.c.status, events.c.at]
+
+    def nulls(columns):  # typed, so each result column keeps its conversion
+        return [type_coerce(null(), column.type) for column in columns]
+
+    def of_the_order(stmt: Select) -> Select:
+        stmt = stmt.where(orders.c.id == bindparam("order_id"))
+        return stmt.where(orders.c.user_id == bindparam("user_id")) if owned else stmt
+
+    line_rows = of_the_order(
+        select(literal(0).label("kind"), *order_columns, *line_columns, *nulls(event_columns))
         .select_from(orders)
         .outerjoin(lines, lines.c.order_id == orders.c.id)
-        .outerjoin(events, events.c.order_id == orders.c.id)
-        .where(orders.c.id == bindparam("order_id"))
-        .order_by(lines.c.id, events.c.at, events.c.id)
     )
-    return stmt.where(orders.c.user_id == bindparam("user_id")) if owned else stmt
+    event_rows = of_the_order(
+        select(literal(1), *nulls(order_columns), *nulls(line_columns), *event_columns)
+        .select_from(events)
+        .join(orders, orders.c.id == events.c.order_id)
+    )
+    # By position (1-based): kind, then the line's id, then the event's time and id.
+    return union_all(line_rows, event_rows).order_by(
+        *(literal_column(str(position)) for position in (1, 11, 19, 17))
+    )
 
 
 def read_order(user: User, order_id: int) -> dict[str, Any]:
@@ -172,23 +193,24 @@ def read_order(user: User, order_id: int) -> dict[str, Any]:
     rows = db.session.execute(_order_rows(not user.is_admin), params).all()
     if not rows:
         raise NotFound("Order not found")
-    items: dict[int, dict[str, Any]] = {}
-    history: dict[int, dict[str, Any]] = {}
+    items, history = [], []
     for row in rows:
-        item_id, product_id, name, unit_price, quantity, subtotal = row[9:15]
-        if item_id is not None and item_id not in items:
-            items[item_id] = {
-                "id": item_id,
-                "product_id": product_id,
-                "product_name": name,
-                "unit_price": unit_price,
-                "quantity": quantity,
-                "subtotal": subtotal,
-            }
-        event_id, status, at = row[15:18]
-        if event_id is not None and event_id not in history:
-            history[event_id] = {"status": status, "at": at}
-    (id_, user_id, status, total, currency, payment_status, address, created, updated) = rows[0][:9]
+        if row[0] == 1:
+            history.append({"status": row[17], "at": row[18]})
+        elif row[10] is not None:
+            item_id, product_id, name, unit_price, quantity, subtotal = row[10:16]
+            items.append(
+                {
+                    "id": item_id,
+                    "product_id": product_id,
+                    "product_name": name,
+                    "unit_price": unit_price,
+                    "quantity": quantity,
+                    "subtotal": subtotal,
+                }
+            )
+    order = rows[0][1:10]
+    (id_, user_id, status, total, currency, payment_status, address, created, updated) = order
     return {
         "id": id_,
         "user_id": user_id,
@@ -197,8 +219,8 @@ def read_order(user: User, order_id: int) -> dict[str, Any]:
         "currency": currency,
         "payment_status": payment_status,
         "shipping_address": address,
-        "items": list(items.values()),
-        "status_history": list(history.values()),
+        "items": items,
+        "status_history": history,
         "created_at": created,
         "updated_at": updated,
     }
