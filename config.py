@@ -107,7 +107,7 @@ class Config:
     # Suggestions answered from an in-memory index of the live names, rebuilt
     # after a name changes (app/services/search/suggestions.py); 0 turns it
     # off, and a catalog with more distinct names than this asks the database.
-    SUGGEST_INDEX_MAX_NAMES = env_int("SUGGEST_INDEX_MAX_NAMES", 200_000)
+    SUGGEST_INDEX_MAX_NAMES = env_int("SUGGEST_INDEX_MAX_NAMES", 50_000)
     SUGGEST_INDEX_PREFIX = os.environ.get("SUGGEST_INDEX_PREFIX", "shop:names")
 
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.

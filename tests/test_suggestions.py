@@ -66,7 +66,7 @@ def test_a_suggest_is_no_query_once_the_index_is_built(
     client = app.test_client()
     with app.app_context(), count_queries() as first:
         assert client.get("/api/products/suggest?q=la").status_code == 200
-    assert first.count == 1  # the index is built: the live names, one query
+    assert first.count == 2  # the index is built: the live names counted, then read
     with app.app_context(), count_queries() as q:
         response = client.get("/api/products/suggest?q=lamp 1")
     assert response.status_code == 200 and q.count == 0
@@ -152,8 +152,11 @@ def test_too_many_names_or_no_index_ask_the_database(make_app, make_product, cou
         make_product(name=f"Lamp {n}")
     for overrides in ({"SUGGEST_INDEX_MAX_NAMES": 3}, {"SUGGEST_INDEX_MAX_NAMES": 0}):
         app = make_app(overrides={**overrides, "CATALOG_CACHE": False})
-        with app.app_context():
+        with app.app_context(), count_queries() as q:
             assert suggestions.current() is None
+        # Too many: counted in the database, no name sent (off: not even that).
+        assert len(q.statements) == (1 if overrides["SUGGEST_INDEX_MAX_NAMES"] else 0)
+        assert all("count(" in statement.lower() for statement in q.statements)
         client = app.test_client()
         for _ in range(2):
             with app.app_context(), count_queries() as q:
