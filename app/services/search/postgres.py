@@ -14,7 +14,18 @@ from __future__ import annotations
 import functools
 from functools import reduce
 
-from sqlalchemy import Engine, Select, Text, bindparam, event, false, func, literal_column, text
+from sqlalchemy import (
+    Engine,
+    Select,
+    Text,
+    bindparam,
+    event,
+    false,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from app.extensions import db
@@ -33,6 +44,17 @@ SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
 FUZZY_THRESHOLD = 0.3
 FUZZY_HAYSTACK = literal_column("(products.name || ' ' || coalesce(products.category, ''))", Text)
 FUZZY_MAX_TERMS = 6
+
+
+def _once(tsquery):
+    """`tsquery` as a scalar subquery: PostgreSQL computes it once per
+    statement (an InitPlan), also in a generic plan. psycopg prepares a
+    statement run five times on a connection, and after five more the server
+    keeps a generic plan, where `to_tsquery(..., $1)` is no constant: it was
+    computed again for every matching row, in the recheck and in `ts_rank`
+    (q=lamp, 1,241 rows: 3.9 ms against 1.3 ms for the plan of the literal
+    query; with the subqueries 1.7 ms, its count included)."""
+    return select(tsquery).scalar_subquery()
 
 
 def _all(queries: list):
@@ -64,7 +86,8 @@ def _match(words: int, phrases: int, excluded: int, prefix: bool) -> Match:
     shape = ("tsvector", words, phrases, excluded, prefix)
     if tsquery is None:
         return Match(shape, lambda stmt: stmt.where(false()), ())
-    rank = func.ts_rank(SEARCH_VECTOR, positive) if positive is not None else None
+    tsquery = _once(tsquery)
+    rank = func.ts_rank(SEARCH_VECTOR, _once(positive)) if positive is not None else None
     return Match(
         shape,
         lambda stmt: stmt.where(SEARCH_VECTOR.op("@@")(tsquery)),
