@@ -491,7 +491,7 @@ def test_a_page_ranked_by_the_index_alone_equals_the_general_statement(
     client, db, make_product, admin_token
 ):
     """With no filter and sort=relevance, a backend may rank and page from its
-    index alone (`Match.top`, SQLite): every page and the total are what the
+    matches alone (`Match.top`): every page and the total are what the
     general statement (every match joined to products, then sorted) gives."""
     from app.services import catalog as catalog_service
     from app.services import catalog_cache

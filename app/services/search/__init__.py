@@ -59,11 +59,10 @@ class Match:
     order: tuple[ColumnElement, ...] = field(compare=False)
     params: Mapping[str, Any] = field(default_factory=dict, compare=False)
     # Optional, for a search with no other filter, by relevance: the engine's
-    # own best page - `id` and `score` of the matches, best first (score,
-    # then id), LIMIT :limit OFFSET :offset - and the number of matches, each
-    # from the index alone, so only the page's products are read and only
-    # the page is sorted. Valid only where the index holds exactly the live
-    # products.
+    # own best page - `id` and `score` of the live matches, best first
+    # (score, then id), LIMIT :limit OFFSET :offset - and the number of live
+    # matches, each without reading whole products, so only the page's
+    # products are read and only ids and scores are sorted.
     top: Select | None = field(default=None, compare=False)
     count: Select | None = field(default=None, compare=False)
 
