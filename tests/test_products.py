@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -527,3 +528,67 @@ def test_delete_hides_product_and_empties_carts_but_keeps_orders(
     assert order["total_amount"] == Decimal("0.30")
     assert db.session.scalar(db.select(db.func.count()).select_from(CartItem)) == 1
     assert db.session.scalar(db.select(db.func.count()).select_from(Cart)) >= 2
+
+
+@pytest.mark.parametrize(
+    "sort", ["-created_at", "created_at", "price", "-price", "name", "-name", "rating", "-rating"]
+)
+def test_every_sort_pages_as_the_direct_statement_orders(client, db, make_product, sort):
+    """PostgreSQL reads a page by its ids first (`catalog._page_by_keys`):
+    walked page by page, every sort gives the order of the direct statement,
+    ties (same price, same time, no rating) and a deleted product included."""
+    from app.services import catalog
+
+    same = utcnow()
+    ids = []
+    for n in range(11):
+        product = make_product(
+            name=f"Item {n % 4}", price=f"{n % 3}.00", created_at=same - timedelta(days=n % 2)
+        )
+        ids.append(product.id)
+        if n % 3:
+            db.session.execute(
+                db.update(Product)
+                .where(Product.id == product.id)
+                .values(rating_count=1, rating_sum=n % 5 + 1, rating_average=n % 5 + 1)
+            )
+    db.session.execute(db.update(Product).where(Product.id == ids[4]).values(deleted_at=same))
+    db.session.commit()
+    catalog_cache.bump()
+    direct = catalog.listing(catalog._sorted(catalog.active_products(), sort, None)).page
+    expected = [row.id for row in db.session.execute(direct, {"limit": 100, "offset": 0})]
+    db.session.rollback()
+    seen = []
+    for page in (1, 2, 3, 4):
+        seen += [p["id"] for p in list_products(client, sort=sort, per_page=3, page=page)["items"]]
+    assert seen == expected and len(seen) == 10 and ids[4] not in seen
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's generic plans")
+def test_a_page_reads_only_its_products_under_a_generic_plan(db):
+    """psycopg prepares a statement run five times; PostgreSQL may then keep
+    a generic plan, which guesses LIMIT $1 at a tenth of the table: the page
+    must still read only its products by id, not join a scan of them all."""
+    from app.services import catalog
+
+    db.session.execute(
+        text(
+            "INSERT INTO products (name, description, price, stock, created_at, updated_at)"
+            " SELECT 'P' || n, '', n % 50, 1, now() - n * interval '1 minute', now()"
+            " FROM generate_series(1, 5000) AS n"
+        )
+    )
+    db.session.commit()
+    db.session.execute(text("ANALYZE products"))
+    for sort in ("-created_at", "price", "-rating"):
+        page = catalog.plain_listing((), sort, "postgresql").counted
+        sql = str(page.compile(dialect=db.engine.dialect))
+        sql = sql.replace("%(limit)s", "$1").replace("%(offset)s", "$2")
+        db.session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        db.session.execute(text(f"PREPARE page_plan(int, int) AS {sql}"))
+        plan = "\n".join(db.session.scalars(text("EXPLAIN EXECUTE page_plan(20, 720)")))
+        db.session.execute(text("DEALLOCATE page_plan"))
+        assert not re.search(r"Seq Scan on products\b(?!_)", plan), (sort, plan)
+        assert "Nested Loop" in plan, (sort, plan)
+        assert "Index Scan using pk_products" in plan, (sort, plan)
+    db.session.rollback()

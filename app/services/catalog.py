@@ -16,10 +16,12 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    literal_column,
     select,
     table,
     true,
 )
+from sqlalchemy.sql.util import ClauseAdapter
 
 from app.errors import NotFound
 from app.extensions import db
@@ -90,15 +92,20 @@ def search_matches(q: str | None) -> Iterator[search.Match | None]:
         yield fuzzy
 
 
-def _sorted(stmt: Select, sort: str, match: search.Match | None) -> Select:
+def _order(sort: str, match: search.Match | None) -> tuple[ColumnElement, ...]:
+    """The ORDER BY of `sort`, ties broken by id: one order for any page."""
     if sort == "relevance":
-        return stmt.order_by(*(match.order if match else ()), Product.id.asc())
+        return (*(match.order if match else ()), Product.id.asc())
     if sort in RATING_SORTS:
-        return stmt.order_by(*RATING_SORTS[sort])
+        return RATING_SORTS[sort]
     column = SORT_COLUMNS[sort.lstrip("-")]
     if sort.startswith("-"):
-        return stmt.order_by(column.desc(), Product.id.desc())
-    return stmt.order_by(column.asc(), Product.id.asc())
+        return (column.desc(), Product.id.desc())
+    return (column.asc(), Product.id.asc())
+
+
+def _sorted(stmt: Select, sort: str, match: search.Match | None) -> Select:
+    return stmt.order_by(*_order(sort, match))
 
 
 # The unfiltered catalog's exact total without counting its rows. SQLite
@@ -129,13 +136,17 @@ class Listing(NamedTuple):
     count: Select  # the total alone
 
 
-def listing(stmt: Select, total: ColumnElement[int] | None = None) -> Listing:
+def listing(
+    stmt: Select, total: ColumnElement[int] | None = None, page: Select | None = None
+) -> Listing:
     """The statements for `stmt`'s rows; `total`: how to count them, if not
-    by counting `stmt`'s rows."""
+    by counting `stmt`'s rows; `page`: how to read one page, if not as
+    `stmt`'s rows with LIMIT :limit OFFSET :offset."""
     stmt = stmt.with_only_columns(*SHOWN)
     if total is None:
         total = select(func.count()).select_from(stmt.order_by(None).subquery()).scalar_subquery()
-    page = stmt.limit(bindparam("limit")).offset(bindparam("offset"))
+    if page is None:
+        page = stmt.limit(bindparam("limit")).offset(bindparam("offset"))
     return Listing(page, page.add_columns(total.label("total_count")), select(total))
 
 
@@ -143,9 +154,43 @@ def listing(stmt: Select, total: ColumnElement[int] | None = None) -> Listing:
 def plain_listing(names: tuple[str, ...], sort: str, dialect: str) -> Listing:
     """The listing of a request without `q`, built once per set of filters and
     sort: building the statements and their cache keys is ~0.2 ms a request."""
+    order = _order(sort, None)
     base = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
     total = None if names else LIVE_TOTAL.get(dialect)
-    return listing(_sorted(base, sort, None), total)
+    page = _page_by_keys(base, order) if dialect == "postgresql" else None
+    return listing(base.order_by(*order), total, page)
+
+
+def _page_by_keys(base: Select, order: tuple[ColumnElement, ...]) -> Select:
+    """PostgreSQL's page of `base` found by its products' ids first, then only
+    those products read whole: the rows OFFSET skips come from the sort's
+    index alone (every sort has one, `(column, id) WHERE deleted_at IS
+    NULL`), where whole rows were read and thrown away. Each product is read
+    by a LATERAL subquery with LIMIT 1, which the planner cannot turn into a
+    join: under the generic plan of a prepared statement it guessed LIMIT $1
+    at 1,000 rows and hash-joined a scan of every product (3.4 ms). 10,000
+    products, newest first, generic plan (EXPLAIN ANALYZE): page 37 0.30 ->
+    0.20 ms, OFFSET 9,000 11.0 -> 1.35 ms. (SQLite skips rows without
+    reading them already: 0.47 ms at OFFSET 9,000 either way.)"""
+    keys = (
+        base.with_only_columns(Product.id)
+        .order_by(*order)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("keys")
+    )
+    product = (
+        select(*SHOWN)
+        .where(PRODUCTS.c.id == keys.c.id)
+        .limit(literal_column("1"))
+        .lateral("product")
+    )
+    by_product = ClauseAdapter(product)  # the order, on the lateral's columns
+    return (
+        select(*product.c)
+        .select_from(keys.join(product, true()))
+        .order_by(*(by_product.traverse(clause) for clause in order))
+    )
 
 
 @functools.lru_cache(maxsize=512)
