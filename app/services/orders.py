@@ -12,7 +12,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
-    literal,
     literal_column,
     null,
     select,
@@ -140,6 +139,10 @@ def get_order(user: User, order_id: int) -> Order:
     return order
 
 
+# `_order_rows`' first column, inline (no parameter to bind).
+KIND_LINE, KIND_EVENT = literal_column("0"), literal_column("1")
+
+
 @cache
 def _order_rows(owned: bool) -> CompoundSelect:
     """An order's lines and its status history in one statement of
@@ -170,12 +173,12 @@ def _order_rows(owned: bool) -> CompoundSelect:
         return stmt.where(orders.c.user_id == bindparam("user_id")) if owned else stmt
 
     line_rows = of_the_order(
-        select(literal(0).label("kind"), *order_columns, *line_columns, *nulls(event_columns))
+        select(KIND_LINE.label("kind"), *order_columns, *line_columns, *nulls(event_columns))
         .select_from(orders)
         .outerjoin(lines, lines.c.order_id == orders.c.id)
     )
     event_rows = of_the_order(
-        select(literal(1), *nulls(order_columns), *nulls(line_columns), *event_columns)
+        select(KIND_EVENT, *nulls(order_columns), *nulls(line_columns), *event_columns)
         .select_from(events)
         .join(orders, orders.c.id == events.c.order_id)
     )
