@@ -155,32 +155,30 @@ class RedisStore:
 
 def init_catalog_cache(app: Flask) -> None:
     """Pick the app's store and make sure commits that change the catalog bump it."""
-    if not app.config["CATALOG_CACHE"]:
-        store = None
-    elif app.config.get("REDIS_URL"):
-        store = RedisStore(
-            app.config["REDIS_URL"],
+    store = None
+    if app.config["CATALOG_CACHE"]:
+        store = version_store(
+            app,
             app.config["CATALOG_CACHE_PREFIX"],
-            app.config["CATALOG_CACHE_TTL"],
-        )
-    else:
-        digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
-        store = LocalStore(
-            Path(app.instance_path) / f"catalog-version-{digest}.bin",
-            app.config["CATALOG_CACHE_MAX_ENTRIES"],
+            "catalog",
+            ttl=app.config["CATALOG_CACHE_TTL"],
+            max_entries=app.config["CATALOG_CACHE_MAX_ENTRIES"],
         )
     app.extensions["catalog_cache"] = store
     versions.watch("catalog_changed", CATALOG_TABLES, bump, CATALOG_COLUMNS)
 
 
-def version_store(app: Flask, prefix: str, name: str) -> LocalStore | RedisStore:
-    """A store for a version alone (no answers), where the catalog's lives:
-    Redis under `prefix` when REDIS_URL is set, else the host's memory-mapped
-    file `<name>-version-<database digest>.bin` in the instance folder."""
+def version_store(
+    app: Flask, prefix: str, name: str, *, ttl: int = 0, max_entries: int = 0
+) -> LocalStore | RedisStore:
+    """The store of a version (and, with `max_entries` or a `ttl`, of the
+    answers kept under it) where every cache here keeps it: Redis under
+    `prefix` when REDIS_URL is set, else the host's memory-mapped file
+    `<name>-version-<database digest>.bin` in the instance folder."""
     if app.config.get("REDIS_URL"):
-        return RedisStore(app.config["REDIS_URL"], prefix, ttl=0)
+        return RedisStore(app.config["REDIS_URL"], prefix, ttl=ttl)
     digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
-    return LocalStore(Path(app.instance_path) / f"{name}-version-{digest}.bin", max_entries=0)
+    return LocalStore(Path(app.instance_path) / f"{name}-version-{digest}.bin", max_entries)
 
 
 def store() -> LocalStore | RedisStore | None:
