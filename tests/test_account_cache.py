@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import text
+from flask_jwt_extended import decode_token
+from sqlalchemy import inspect, text
 
 from app.models import User
 from app.services import account_cache
-from tests.helpers import auth
+from tests.helpers import auth, order_for
 from tests.test_catalog_cache import own_redis  # noqa: F401 - a fixture
 
 
@@ -31,6 +32,52 @@ def test_a_repeated_read_skips_the_user_query_a_write_never_does(client, user_to
     assert user_queries(first.statements) == 1, first.statements
     assert user_queries(again.statements) == 0, again.statements
     assert user_queries(write.statements) == 1, write.statements
+
+
+def test_every_private_read_answers_the_same_from_the_cache(client, make_user, login, make_product):
+    """A cache hit hands the view the kept user itself, outside any session
+    (no merge into the request's): every authenticated GET, as a user and as
+    an admin, answers the second time (a hit) as it did the first (a miss)."""
+    owner = make_user()
+    token = login(owner)["access_token"]
+    admin_token = login(make_user(admin=True))["access_token"]
+    product = make_product(stock=3, low_stock_threshold=5)
+    order = order_for(client, token, (product, 1))
+    reads = [
+        (token, "/api/auth/profile"),
+        (token, "/api/cart"),
+        (token, "/api/orders"),
+        (token, f"/api/orders/{order['id']}"),
+        (admin_token, "/api/auth/profile"),
+        (admin_token, "/api/orders?all=true"),
+        (admin_token, f"/api/orders/{order['id']}"),
+        (admin_token, f"/api/orders/user/{owner.id}"),
+        (admin_token, "/api/inventory/low-stock"),
+        (admin_token, f"/api/products/{product.id}/stock-movements"),
+    ]
+    for bearer, path in reads:
+        first = client.get(path, headers=auth(bearer))
+        again = client.get(path, headers=auth(bearer))
+        assert first.status_code == again.status_code == 200, (path, again.get_json())
+        assert again.get_json() == first.get_json(), path
+    # A user's read of another's order is refused from the cache as before.
+    other = login(make_user())["access_token"]
+    for _ in range(2):
+        assert client.get(f"/api/orders/{order['id']}", headers=auth(other)).status_code == 404
+
+
+def test_a_cache_hit_is_the_kept_detached_user(app, client, user_token):
+    assert client.get("/api/cart", headers=auth(user_token)).status_code == 200
+    claims = decode_token(user_token)
+    jti, user_id = claims["jti"], int(claims["sub"])
+    _version, _user_id, kept = app.extensions["account_cache"].users[jti]
+    with app.test_request_context("/api/cart", method="GET"):
+        user, revoked = account_cache.user_and_revoked(user_id, jti)
+        assert (user, revoked) == (kept, False)
+        assert inspect(user).detached  # in no session: nothing loads or writes through it
+    with app.test_request_context("/api/cart", method="POST"):  # a write reads it anew
+        user, _revoked = account_cache.user_and_revoked(user_id, jti)
+        assert user is not kept and inspect(user).persistent
 
 
 @pytest.mark.parametrize("where", ["same app", "another app"])

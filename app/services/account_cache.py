@@ -27,7 +27,6 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import in_read_request
-from app.extensions import db
 from app.models import User
 from app.services import versions
 from app.services.catalog_cache import LocalStore, RedisStore, version_store
@@ -47,7 +46,8 @@ class AccountCache:
         self.lock = threading.Lock()
 
     def get(self, version: str, jti: str, user_id: int) -> User | None:
-        """A detached copy of the user, if read for this token at `version`."""
+        """The kept user, if read for this token at `version`: a detached
+        copy, shared by every read request of that token (see `_detached_copy`)."""
         with self.lock:
             found = self.users.get(jti)
             if found is not None:
@@ -71,8 +71,11 @@ class AccountCache:
 
 
 def _detached_copy(user: User) -> User:
-    """The user's column values in a new instance that belongs to no session
-    (never shared with one: each hit merges it into its own)."""
+    """The user's column values in a new instance that belongs to no session,
+    and never joins one: read requests are handed this very object, its
+    columns loaded, nothing else to load, nothing written through it (a read
+    view uses the user's id and role). Merging it into each request's
+    session was 7 % of a cart or order read (0.69 -> 0.64 ms in-process)."""
     copy = User.__mapper__.class_manager.new_instance()
     for attribute in User.__mapper__.column_attrs:
         set_committed_value(copy, attribute.key, getattr(user, attribute.key))
@@ -109,7 +112,7 @@ def user_and_revoked(user_id: int, jti: str) -> tuple[User | None, bool]:
         return revocations().user_and_revoked(user_id, jti)
     kept = cache.get(version, jti, user_id)
     if kept is not None:
-        return db.session.merge(kept, load=False), False
+        return kept, False
     user, revoked = revocations().user_and_revoked(user_id, jti)
     if user is not None and not revoked:
         cache.keep(version, jti, user)
