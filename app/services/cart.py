@@ -65,11 +65,14 @@ def read_cart(user: User) -> dict[str, Any]:
     """The user's cart as `CartSchema` reads a `Cart` (lines in id order, each
     with its product's current name, price, picture and stock; the totals),
     made on first use. Plain rows from one query: loading the same as ORM
-    objects (cart, lines, products) cost more than the rest of the request."""
-    rows = db.session.execute(_cart_rows(), {"user_id": user.id}).all()
+    objects (cart, lines, products) cost more than the rest of the request.
+    Read on the session's connection (Core), as `read_order`: no autoflush,
+    so a writer flushes its changes first (`update_item` and
+    `remove_item` do)."""
+    rows = db.session.connection().execute(_cart_rows(), {"user_id": user.id}).all()
     if not rows:
         ensure_cart(user)
-        rows = db.session.execute(_cart_rows(), {"user_id": user.id}).all()
+        rows = db.session.connection().execute(_cart_rows(), {"user_id": user.id}).all()
     items, total_items, total = [], 0, Decimal("0.00")
     for _cart_id, item_id, product_id, quantity, name, price, image_url, stock in rows:
         if item_id is None:  # the one row of an empty cart

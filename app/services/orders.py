@@ -193,7 +193,9 @@ def read_order(user: User, order_id: int) -> dict[str, Any]:
     query (the ORM's loading of the order, its lines and its history cost more
     than the rest of the request); a 404 likewise."""
     params = {"order_id": order_id, "user_id": user.id}
-    rows = db.session.execute(_order_rows(not user.is_admin), params).all()
+    # On the session's connection (Core): the ORM's execute path cost 3-6 %
+    # of the request for a statement that loads no ORM object.
+    rows = db.session.connection().execute(_order_rows(not user.is_admin), params).all()
     if not rows:
         raise NotFound("Order not found")
     items, history = [], []
