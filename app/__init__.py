@@ -105,10 +105,14 @@ def register_blueprints(app: Flask) -> None:
         reviews,
     )
     from app.web.api import api
+    from app.web.blueprint import reject_unexpected_bodies
     from app.web.converters import IdConverter
     from app.web.hooks import reject_non_json_bodies
 
     app.url_map.converters["int"] = IdConverter  # before any rule is added
+    # `/api//products` is an unknown path (a JSON 404), not werkzeug's 308
+    # redirect to the merged path, whose body is HTML.
+    app.url_map.merge_slashes = False
     api.register_blueprint(health.blp, url_prefix="/api")
     api.register_blueprint(auth.blp, url_prefix="/api/auth")
     api.register_blueprint(products.blp, url_prefix="/api/products")
@@ -120,6 +124,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(docs.blp)  # a page, not an API operation: not in the document
     # After the rate limiter's check: a client over its limit gets a 429 whatever it sends.
     app.before_request(reject_non_json_bodies)
+    app.before_request(reject_unexpected_bodies)
 
 
 def register_background(app: Flask) -> None:

@@ -181,6 +181,61 @@ def test_redis_stopped_mid_run_reads_keep_answering(own_redis, make_app, make_pr
     assert client.get("/api/products").status_code == 200
 
 
+def test_a_repeated_argument_in_another_order_is_another_answer(client, make_product):
+    """The view reads a repeated argument's first value: the cache keeps the
+    values in the order sent, so `sort=price&sort=-price` never serves the
+    answer of `sort=-price&sort=price` (they shared an entry and an ETag)."""
+    make_product(name="Cheap lamp", price="1.00")
+    make_product(name="Dear phone", price="99.00")
+
+    def names(url):
+        response = client.get(url)
+        assert response.status_code == 200, response.get_json()
+        return [p["name"] for p in response.get_json()["items"]], response.headers["ETag"]
+
+    ascending, etag = names("/api/products?sort=price&sort=-price")
+    descending, other = names("/api/products?sort=-price&sort=price")
+    assert ascending == ["Cheap lamp", "Dear phone"] and descending == ascending[::-1]
+    assert etag != other
+    assert names("/api/products?q=lamp&q=phone")[0] == ["Cheap lamp"]
+    assert names("/api/products?q=phone&q=lamp")[0] == ["Dear phone"]
+    # Other names still sort: the same request in another order shares its entry.
+    assert (
+        names("/api/products?per_page=5&sort=price&sort=-price")[1]
+        == (names("/api/products?sort=price&per_page=5&sort=-price")[1])
+    )
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_if_none_match_any_is_a_304_only_for_an_answer_that_exists(
+    client, make_product, admin_token, cached
+):
+    """`If-None-Match: *` matches any current answer: a 304 where a 200
+    would be (from the cache or not), the 404 or 422 otherwise."""
+    product = make_product(name="Anything lamp")
+    gone = make_product()
+    assert client.delete(f"/api/products/{gone.id}", headers=auth(admin_token)).status_code == 204
+    any_tag = {"If-None-Match": "*"}
+    for url in (f"/api/products/{product.id}", "/api/products?q=lamp", "/api/products/facets"):
+        if cached:
+            assert client.get(url).status_code == 200
+        answer = client.get(url, headers=any_tag)
+        assert answer.status_code == 304 and answer.data == b"", url
+        assert answer.headers["ETag"] == client.get(url).headers["ETag"]
+    for url, status in (
+        (f"/api/products/{gone.id}", 404),
+        ("/api/products/999999", 404),
+        (f"/api/products/{gone.id}/reviews", 404),
+        ("/api/products?page=0", 422),
+        ("/api/products/suggest?q=", 422),
+    ):
+        if cached:
+            client.get(url)
+        answer = client.get(url, headers=any_tag)
+        assert answer.status_code == status, (url, answer.status_code)
+        assert answer.get_json()["code"]
+
+
 def test_openapi_documents_etag_and_304(client):
     paths = client.get("/api/openapi.json").get_json()["paths"]
     for path in ("/api/products", "/api/products/{product_id}", "/api/products/facets"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import ApiError
-from tests.helpers import PASSWORD, SHIPPING, auth
+from tests.helpers import PASSWORD, SHIPPING, auth, order_for
 
 
 def error(response, status: int, code: str) -> dict:
@@ -23,6 +23,8 @@ def error(response, status: int, code: str) -> dict:
     [
         ("get", "/api/nowhere", {}, 404, "not_found"),
         ("get", "/nowhere", {}, 404, "not_found"),
+        ("get", "/api//products", {}, 404, "not_found"),  # not a 308 with an HTML body
+        ("post", "//api/orders", {"json": {}}, 404, "not_found"),
         ("get", "/api/products/999", {}, 404, "not_found"),
         ("delete", "/api/health", {}, 405, "method_not_allowed"),
         (
@@ -201,3 +203,52 @@ def test_api_error_subclasses_declare_status_code_and_details(make_app):
         "details": {"reason": "test"},
     }
     error(app.test_client().get("/api/_adhoc"), 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"data": "{not json", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"json": {"is_admin": True, "refund": False}}, 422, "validation_failed"),
+        ({"json": [1]}, 422, "validation_failed"),
+        (
+            {"data": '{"a": "' + "x" * (1024 * 1024) + '"}', "content_type": "application/json"},
+            413,
+            "payload_too_large",
+        ),
+        ({"data": "x=1", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+    ],
+)
+def test_an_operation_without_a_body_refuses_a_bad_one(
+    client, make_user, login, make_product, kwargs, status, code
+):
+    """A body sent to an operation that takes none (cancel, refresh, logout
+    everywhere, a DELETE) is read as any body is: the same errors, and
+    nothing done; `{}` or no body at all are fine."""
+    tokens = login(make_user())
+    token = tokens["access_token"]
+    product = make_product(stock=5)
+    order = order_for(client, token, (product, 2))
+    cancel = f"/api/orders/{order['id']}/cancel"
+    item = client.post(
+        "/api/cart", json={"product_id": product.id, "quantity": 1}, headers=auth(token)
+    ).get_json()["items"][0]
+    for method, path, bearer in (
+        ("post", cancel, token),
+        ("post", "/api/auth/refresh", tokens["refresh_token"]),
+        ("post", "/api/auth/logout-all", token),
+        ("delete", f"/api/cart/{item['id']}", token),
+        ("delete", "/api/cart/clear", token),
+    ):
+        body = error(getattr(client, method)(path, headers=auth(bearer), **kwargs), status, code)
+        if status == 422:
+            assert body["errors"] == (
+                {"is_admin": ["Unknown field."], "refund": ["Unknown field."]}
+                if "json" in kwargs and isinstance(kwargs["json"], dict)
+                else {"_schema": ["This operation takes no request body."]}
+            )
+    order_now = client.get(f"/api/orders/{order['id']}", headers=auth(token)).get_json()
+    assert order_now["status"] == "pending"
+    assert len(client.get("/api/cart", headers=auth(token)).get_json()["items"]) == 1
+    assert client.post(cancel, json={}, headers=auth(token)).status_code == 200
+    assert client.delete("/api/cart/clear", headers=auth(token)).status_code == 200

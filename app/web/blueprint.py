@@ -8,11 +8,11 @@ from __future__ import annotations
 from functools import wraps
 
 import flask_smorest
-from flask import current_app
+from flask import current_app, request
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
-from app.db import defer_write_lock, run_in_unit_of_work
+from app.db import READ_METHODS, defer_write_lock, run_in_unit_of_work
 from app.errors import ApiError, ValidationFailed
 from app.web.caching import catalog_read
 from app.web.jwt import admin_required, auth_required
@@ -110,6 +110,32 @@ class JSONBodyParser(FlaskParser):
     def load_querystring(self, req, schema):
         reject_bad_text(req.args.to_dict(flat=False))
         return super().load_querystring(req, schema)
+
+
+def _takes_json_body(view) -> bool:
+    parameters = getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+    return any(parameter.get("in") == "json" for parameter in parameters)
+
+
+def reject_unexpected_bodies() -> None:
+    """A write operation that takes no body (a cancel, a logout, a DELETE,
+    ...) still reads one that is sent, as an operation with a body would:
+    not JSON is a 400, past MAX_CONTENT_LENGTH a 413, and anything but `{}`
+    a 422 naming its fields. Ignored, `{"is_admin": true}` or a 2 MB body
+    was answered 200. (After `reject_non_json_bodies`: not JSON at all is a
+    415 first.)"""
+    environ = request.environ
+    if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+        return  # no body: every GET, most writes
+    view = current_app.view_functions.get(request.endpoint)
+    if view is None or request.method in READ_METHODS or _takes_json_body(view):
+        return
+    data = Blueprint.ARGUMENTS_PARSER.load_json(request, None)
+    if data is core.missing or data == {}:
+        return
+    if isinstance(data, dict):
+        raise ValidationFailed(errors={str(key): ["Unknown field."] for key in data})
+    raise ValidationFailed(errors={"_schema": ["This operation takes no request body."]})
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -29,11 +29,13 @@ def query_names(view) -> frozenset[str]:
 
 
 def normalised_request(names: frozenset[str]) -> str:
-    """The path and the arguments the view reads, in one canonical order."""
+    """The path and the arguments the view reads, in one canonical order: by
+    name, a repeated name's values in the order sent (the view reads the
+    first, so `?sort=price&sort=-price` is not `?sort=-price&sort=price`)."""
     if not request.query_string:
         return request.path + "?"
-    args = sorted((k, v) for k, v in request.args.items(multi=True) if k in names)
-    return request.path + "?" + urlencode(args)
+    args = [(k, v) for k, v in request.args.items(multi=True) if k in names]
+    return request.path + "?" + urlencode(sorted(args, key=lambda arg: arg[0]))
 
 
 def catalog_read(view):
@@ -51,15 +53,22 @@ def catalog_read(view):
             return view(*args, **kwargs)
         etag = hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=12).hexdigest()
         headers = [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL)]
-        if request.if_none_match.contains_weak(etag):
+        # `If-None-Match: *` matches any answer that exists: a 304 only once
+        # the view (or the cache) has one, never for a 404 or a 422.
+        any_tag = request.if_none_match.star_tag
+        if not any_tag and request.if_none_match.contains_weak(etag):
             return current_app.response_class(status=304, headers=headers)
         if body is not None:
+            if any_tag:
+                return current_app.response_class(status=304, headers=headers)
             return current_app.response_class(
                 body, headers=[("Content-Type", "application/json"), *headers]
             )
         response = make_response(view(*args, **kwargs))
         if response.status_code == 200:
             cache.keep(key, version, response.get_data())
+            if any_tag:
+                return current_app.response_class(status=304, headers=headers)
         response.headers.update(headers)
         return response
 
