@@ -173,3 +173,101 @@ def test_parallel_adds_never_pass_the_cart_line_limit(server, db, make_user, log
     )
     assert Counter(status for status, _ in results) == {201: 3, 409: 9}
     assert scalar("SELECT count(*) FROM cart_items") == MAX_CART_LINES
+
+
+@contextmanager
+def cart_locked(db, user_id: int):
+    """Hold the user's cart row lock in a transaction of our own until the
+    block ends, so a cart write waits on it (after reading its product)."""
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT id FROM carts WHERE user_id = :u FOR UPDATE"), {"u": user_id})
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def _admin(make_user, login) -> str:
+    return login(make_user(admin=True))["access_token"]
+
+
+@postgres_only
+def test_a_product_deleted_during_a_checkout_never_deadlocks(
+    server, db, make_user, login, make_product
+):
+    """The delete takes the product's row first and then its cart lines; a
+    checkout took its cart's lines first and then their products, so the two
+    deadlocked (and one of them was a 503). Checkout now locks its products
+    first, in the same order as every other writer of them. Forced here: the
+    delete queues on the product ahead of the checkout."""
+    admin = _admin(make_user, login)
+    gone, kept = make_product(stock=10), make_product(stock=10)
+    (token,) = buyers_with_carts(make_user, login, [(gone, 1), (kept, 2)], 1)
+    with product_locked(db, gone.id):
+        deleting = in_thread(
+            lambda: server.request("DELETE", f"/api/products/{gone.id}", None, admin)
+        )
+        wait_for_lock_waiters(1)
+        checkout = in_thread(lambda: server.request("POST", "/api/orders", SHIPPING, token))
+        wait_for_lock_waiters(2)
+    (delete_status, deleted), (order_status, order) = deleting(), checkout()
+    assert delete_status == 204, deleted
+    assert order_status == 201, order
+    assert {item["product_id"]: item["quantity"] for item in order["items"]} == {kept.id: 2}
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=gone.id) == 10
+    assert scalar("SELECT count(*) FROM cart_items") == 0
+
+
+@postgres_only
+def test_a_checkout_ahead_of_a_product_delete_orders_it(server, db, make_user, login, make_product):
+    admin = _admin(make_user, login)
+    product = make_product(stock=10)
+    (token,) = buyers_with_carts(make_user, login, [(product, 3)], 1)
+    with product_locked(db, product.id):
+        checkout = in_thread(lambda: server.request("POST", "/api/orders", SHIPPING, token))
+        wait_for_lock_waiters(1)
+        deleting = in_thread(
+            lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin)
+        )
+        wait_for_lock_waiters(2)
+    (order_status, order), (delete_status, _) = checkout(), deleting()
+    assert (order_status, delete_status) == (201, 204), order
+    assert [item["quantity"] for item in order["items"]] == [3]
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 7
+    assert scalar("SELECT deleted_at IS NOT NULL FROM products WHERE id = :i", i=product.id)
+
+
+@postgres_only
+@pytest.mark.parametrize("had_line", [True, False])
+def test_a_product_deleted_during_a_cart_add_leaves_no_line(
+    server, db, make_user, login, make_product, had_line
+):
+    """A cart add read the product (live), waited for its cart, and then
+    wrote its line after the delete had taken the product out of every
+    cart: a deleted product stayed in the cart, and every checkout of it
+    was a 409. The add now holds the product (FOR SHARE) from that read
+    until it commits, so the delete's sweep of the carts comes after it."""
+    admin = _admin(make_user, login)
+    product, other = make_product(stock=10), make_product(stock=10)
+    user = make_user()
+    token = login(user)["access_token"]
+    assert server.request("POST", "/api/cart", {"product_id": other.id}, token)[0] == 201
+    if had_line:
+        assert server.request("POST", "/api/cart", {"product_id": product.id}, token)[0] == 201
+    with cart_locked(db, user.id):
+        add = in_thread(
+            lambda: server.request("POST", "/api/cart", {"product_id": product.id}, token)
+        )
+        wait_for_lock_waiters(1)
+        deleting = in_thread(
+            lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin)
+        )
+        time.sleep(0.5)  # the delete runs, or waits on the add's hold of the product
+    (add_status, added), (delete_status, _) = add(), deleting()
+    assert delete_status == 204
+    assert add_status in (201, 404), added
+    lines = scalar("SELECT count(*) FROM cart_items WHERE product_id = :i", i=product.id)
+    assert lines == 0
+    status, order = server.request("POST", "/api/orders", SHIPPING, token)
+    assert status == 201, order
+    assert [item["product_id"] for item in order["items"]] == [other.id]

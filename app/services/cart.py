@@ -15,7 +15,6 @@ from app.extensions import db
 from app.models import Cart, CartItem, Product, User
 from app.models.cart import MAX_LINE_QUANTITY
 from app.models.types import utcnow
-from app.services.catalog import get_product
 
 MAX_CART_LINES = 100
 
@@ -135,8 +134,12 @@ def _check_quantity(product, quantity: int) -> None:
 
 
 def add_item(user: User, product_id: int, quantity: int) -> dict[str, Any]:
-    """Add to the product's line (made if new); concurrent adds merge in the database."""
-    product = get_product(product_id)
+    """Add to the product's line (made if new); concurrent adds merge in the
+    database. The product is read FOR SHARE (PostgreSQL) and held until the
+    add commits: a delete of it waits, and its sweep of every cart then sees
+    this line. Read without a lock, a product deleted while the add waited
+    for its cart stayed in the cart for good (and every checkout was a 409)."""
+    product = _live_product_held(product_id)
     cart_id = lock_cart(user)
     lines = db.session.scalars(select(CartItem.product_id).where(CartItem.cart_id == cart_id)).all()
     if len(lines) >= MAX_CART_LINES and product_id not in lines:
@@ -152,9 +155,29 @@ def add_item(user: User, product_id: int, quantity: int) -> dict[str, Any]:
     return read_cart(user)
 
 
+def _live_product_held(product_id: int) -> Product:
+    """The live product, its row locked FOR SHARE until the transaction
+    ends (PostgreSQL; SQLite runs one writer at a time); else a 404."""
+    product = db.session.scalar(
+        select(Product)
+        .where(Product.id == product_id, Product.deleted_at.is_(None))
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    if product is None:
+        raise NotFound("Product not found")
+    return product
+
+
 def _own_item(user: User, item_id: int) -> CartItem:
+    """The caller's cart line, locked until the transaction ends: a
+    checkout or a product's delete that takes it meanwhile waits, or comes
+    first and leaves a 404 (not an UPDATE of a row that is gone)."""
     item = db.session.scalar(
-        select(CartItem).join(Cart).where(CartItem.id == item_id, Cart.user_id == user.id)
+        select(CartItem)
+        .join(Cart)
+        .where(CartItem.id == item_id, Cart.user_id == user.id)
+        .with_for_update(of=CartItem)
     )
     if item is None:
         raise NotFound("Cart item not found")

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     CompoundSelect,
+    Delete,
     Select,
     bindparam,
     delete,
@@ -31,7 +32,16 @@ from app.errors import (
     OrderNotPending,
 )
 from app.extensions import db
-from app.models import Cart, CartItem, Order, OrderItem, OrderStatus, OrderStatusEvent, User
+from app.models import (
+    Cart,
+    CartItem,
+    Order,
+    OrderItem,
+    OrderStatus,
+    OrderStatusEvent,
+    Product,
+    User,
+)
 from app.models.order import shop_currency
 from app.models.types import utcnow
 from app.services import notifications
@@ -52,7 +62,8 @@ def place_order(user: User, shipping_address: str) -> Order:
     the ledger rows, its history and its confirmation email are inserted with
     one statement each. The order returned is built from what was written
     (not loaded back)."""
-    lines = db.session.execute(_TAKE_CART, {"user_id": user.id}).all()
+    locking = db.session.get_bind().dialect.name == "postgresql"
+    lines = db.session.execute(_take_cart(locking), {"user_id": user.id}).all()
     if not lines:
         raise EmptyCart("Your cart is empty")
     quantities = dict(lines)
@@ -103,12 +114,30 @@ def place_order(user: User, shipping_address: str) -> Order:
 
 # Checkout's statements, built once (building one costs more than running it
 # on SQLite): a statement object and a dict of parameters per execution.
-_TAKE_CART = (
-    delete(CartItem)
-    .where(CartItem.cart_id.in_(select(Cart.id).where(Cart.user_id == bindparam("user_id"))))
-    .returning(CartItem.product_id, CartItem.quantity)
-    .execution_options(synchronize_session=False)
-)
+@cache
+def _take_cart(locking: bool) -> Delete:
+    """The DELETE ... RETURNING that takes the user's cart lines. On
+    PostgreSQL it first locks the lines' products, in id order (a subquery
+    FOR UPDATE, run once before any line is deleted), as a product's delete
+    and `take_stock` lock them: taking the lines first and their products
+    after deadlocked with a delete of one of them, which locks its product
+    and then sweeps its lines out of every cart (one of the two was a 503)."""
+    cart = select(Cart.id).where(Cart.user_id == bindparam("user_id")).scalar_subquery()
+    stmt = delete(CartItem).where(CartItem.cart_id.in_(cart))
+    if locking:
+        lines = CartItem.__table__.alias("lines")
+        products = (
+            select(Product.id)
+            .where(Product.id.in_(select(lines.c.product_id).where(lines.c.cart_id.in_(cart))))
+            .order_by(Product.id)
+            .with_for_update()
+        )
+        stmt = stmt.where(CartItem.product_id.in_(products))
+    return stmt.returning(CartItem.product_id, CartItem.quantity).execution_options(
+        synchronize_session=False
+    )
+
+
 _INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
 _INSERT_ITEMS = insert(OrderItem.__table__).returning(
     OrderItem.__table__.c.id, sort_by_parameter_order=True
