@@ -361,6 +361,36 @@ def test_the_test_provider_has_no_webhook(client):
     payload = event("payment_intent.succeeded", intent("succeeded"))
     response = deliver(client, payload, signed(payload))
     assert response.status_code == 404
+    for body in (b"{}", b"[]", b'{"id": 1}'):  # its shape is not looked at either
+        assert deliver(client, body, signed(body)).status_code == 404
+
+
+@pytest.mark.parametrize("body", [b"{}", b"[]", b'{"id": "evt_1"}', b"null", b"{not json"])
+@pytest.mark.parametrize("signature", ["forged", "missing"])
+def test_the_signature_is_checked_before_the_shape(stripe_client, body, signature):
+    """An unsigned body is a 400 whatever it holds: a forged `{}` was a 422
+    listing the fields an event needs, before any signature was looked at."""
+    header = "t=1,v1=abc" if signature == "forged" else None
+    response = deliver(stripe_client, body, header)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["code"] == "invalid_signature"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{}", "id"),
+        (b'{"id": "evt_1", "data": {"object": {}}}', "type"),
+        (b"[]", "_schema"),
+        (b'{"id": "evt_1", "type": "payment_intent.succeeded"}', "data"),
+        (b'{"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": 3}}', "data"),
+    ],
+)
+def test_a_verified_event_of_the_wrong_shape_is_a_422(stripe_client, body, field):
+    response = deliver(stripe_client, body, signed(body))
+    assert response.status_code == 422, response.get_json()
+    assert field in response.get_json()["errors"]
+    assert scalar("SELECT count(*) FROM payment_events") == 0
 
 
 def test_money_arriving_for_a_cancelled_order_is_refunded(

@@ -3,6 +3,7 @@
 from flask import request
 from flask_jwt_extended import current_user
 
+from app.errors import ValidationFailed
 from app.extensions import limiter
 from app.schemas.order import OrderSchema
 from app.schemas.payment import PaySchema, WebhookAckSchema, WebhookEventSchema
@@ -35,13 +36,32 @@ def pay_order(data, order_id):
 
 @blp.route("/payments/webhook", methods=["POST"])
 @limiter.exempt  # the provider's retries must never be throttled away
-@blp.doc(parameters=[SIGNATURE_HEADER])
-@blp.arguments(WebhookEventSchema)
+# The body is documented, not parsed before the view: the signature over its
+# raw bytes is checked first (a forged `{}` is a 400, not a 422 listing the
+# fields an event needs), then the shape (`WebhookEventSchema`, a 422).
+@blp.doc(
+    parameters=[SIGNATURE_HEADER],
+    requestBody={
+        "required": True,
+        "content": {"application/json": {"schema": WebhookEventSchema}},
+    },
+)
 @blp.response(200, WebhookAckSchema)
 @blp.alt_response(400, description="The signature does not verify")
 @blp.alt_response(404, description="The configured provider sends no webhooks")
+@blp.alt_response(422, description="A verified event of the wrong shape")
 @blp.alt_response(502, description="A refund it needs failed; the event was not applied")
-def webhook(_event):
+def webhook():
     """Apply a signed provider event once, however often it is delivered."""
-    payments.handle_webhook(request.get_data(), request.headers.get("Stripe-Signature"))
+
+    def check_shape(event: object) -> None:
+        if not isinstance(event, dict):
+            raise ValidationFailed(errors={"_schema": ["Invalid input type."]})
+        errors = WebhookEventSchema().validate(event)
+        if errors:
+            raise ValidationFailed(errors=errors)
+
+    payments.handle_webhook(
+        request.get_data(), request.headers.get("Stripe-Signature"), check_shape
+    )
     return {"received": True}

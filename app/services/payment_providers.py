@@ -6,8 +6,9 @@ The services speak to a provider only through `charge`, `refund` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import current_app
 
@@ -53,7 +54,9 @@ class PaymentProvider(Protocol):
 
     def refund(self, *, order_id: int, intent_id: str, amount: int) -> str: ...
 
-    def parse_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent: ...
+    def parse_webhook(
+        self, payload: bytes, signature: str | None, check_shape: Callable[[Any], None]
+    ) -> WebhookEvent: ...
 
 
 def unknown_method(payment_method: str) -> ValidationFailed:
@@ -80,7 +83,7 @@ class TestProvider:
     def refund(self, *, order_id, intent_id, amount) -> str:
         return f"re_test_order_{order_id}"
 
-    def parse_webhook(self, payload, signature) -> WebhookEvent:
+    def parse_webhook(self, payload, signature, check_shape) -> WebhookEvent:
         raise NotFound("The test payment provider sends no webhooks")
 
 

@@ -5,6 +5,8 @@ so two pays (or a pay and a cancel) of one order never both go through."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
@@ -143,10 +145,14 @@ def refund_if_paid(order: Order) -> None:
     _set_payment_status(order, "paid", "refunded")
 
 
-def handle_webhook(payload: bytes, signature: str | None) -> None:
-    """Verify a provider event and apply it once; a redelivery changes nothing."""
+def handle_webhook(
+    payload: bytes, signature: str | None, check_shape: Callable[[Any], None]
+) -> None:
+    """Verify a provider event and apply it once; a redelivery changes
+    nothing. `check_shape(parsed body)` runs once the signature verifies
+    (and raises for a body that is no event), never before."""
     provider = get_provider()
-    event = provider.parse_webhook(payload, signature)
+    event = provider.parse_webhook(payload, signature, check_shape)
     first = db.session.scalar(
         upsert(PaymentEvent)
         .values(provider=provider.name, event_id=event.id[:255], type=event.type[:100])

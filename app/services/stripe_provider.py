@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import stripe
 
-from app.errors import InvalidWebhook, PaymentProviderError, RefundFailed
+from app.errors import InvalidWebhook, PaymentProviderError, RefundFailed, ValidationFailed
 from app.services.payment_providers import Charge, WebhookEvent, unknown_method
 
 log = logging.getLogger("app.services.payment_providers")
@@ -96,16 +95,26 @@ class StripeProvider:
             raise RefundFailed(f"The refund {refund.status}; the order was not cancelled")
         return refund.id
 
-    def parse_webhook(self, payload, signature) -> WebhookEvent:
+    def parse_webhook(self, payload, signature, check_shape) -> WebhookEvent:
         try:
             # The library's own check: HMAC-SHA256 over "<t>.<body>", and the
             # timestamp within the tolerance (replays of old events fail).
-            event = stripe.Webhook.construct_event(
-                payload.decode("utf-8"), signature or "", self.webhook_secret, self.tolerance
+            text = payload.decode("utf-8")
+            stripe.WebhookSignature.verify_header(
+                text, signature or "", self.webhook_secret, self.tolerance
             )
-        except (stripe.SignatureVerificationError, ValueError, UnicodeDecodeError):
+        except (stripe.SignatureVerificationError, UnicodeDecodeError):
             raise InvalidWebhook("The Stripe-Signature header does not verify")
-        obj: dict[str, Any] = json.loads(payload)["data"]["object"]
+        # Signed, then parsed and checked here: the library's `construct_event`
+        # raised an AttributeError (a 500) for a signed body that is no object.
+        try:
+            event = json.loads(text)
+        except ValueError:
+            raise InvalidWebhook("The signed body is not JSON") from None
+        check_shape(event)
+        obj = (event.get("data") or {}).get("object")
+        if not isinstance(obj, dict):
+            raise ValidationFailed(errors={"data": ["An event's data holds its object."]})
         if event["type"].startswith("charge."):
             intent_id = obj.get("payment_intent")
         else:

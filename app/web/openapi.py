@@ -104,8 +104,8 @@ def standard_error_responses(doc: dict, doc_info: dict, *, api, **kwargs: Any) -
     secured = bool(access) or bool(doc_info.get("manual_doc", {}).get("security"))
 
     wanted = {429}
-    if "requestBody" in doc:
-        wanted.update(BODY_ERRORS)
+    if "requestBody" in doc or "requestBody" in doc_info.get("manual_doc", {}):
+        wanted.update(BODY_ERRORS)  # a body parsed by a schema, or documented (the webhook)
     if secured:
         wanted.add(401)
     if access == "admin":
