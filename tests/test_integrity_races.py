@@ -77,6 +77,22 @@ def in_thread(call):
     return join
 
 
+def one_after_another(held, first, second, *, second_waits: bool = True):
+    """While `held` (a lock of the test's own) lasts, start `first` and let
+    it queue on the lock, then `second` (which queues behind it, or, without
+    `second_waits`, gets half a second to run or block); release, and return
+    both results."""
+    with held:
+        first_done = in_thread(first)
+        wait_for_lock_waiters(1)
+        second_done = in_thread(second)
+        if second_waits:
+            wait_for_lock_waiters(2)
+        else:
+            time.sleep(0.5)
+    return first_done(), second_done()
+
+
 def test_parallel_checkouts_of_one_cart_make_one_order(server, db, make_user, login, make_product):
     product = make_product(stock=1000)
     for trial in range(3):
@@ -101,14 +117,12 @@ def test_a_line_added_during_a_checkout_is_ordered_or_kept(
     a = make_product(stock=10)
     b = make_product(stock=10)
     (token,) = buyers_with_carts(make_user, login, [(a, 1)], 1)
-    with product_locked(db, a.id):
-        checkout = in_thread(lambda: server.request("POST", "/api/orders", SHIPPING, token))
-        wait_for_lock_waiters(1)
-        add = in_thread(
-            lambda: server.request("POST", "/api/cart", {"product_id": b.id, "quantity": 2}, token)
-        )
-        time.sleep(0.5)
-    (order_status, order), (add_status, _) = checkout(), add()
+    (order_status, order), (add_status, _) = one_after_another(
+        product_locked(db, a.id),
+        lambda: server.request("POST", "/api/orders", SHIPPING, token),
+        lambda: server.request("POST", "/api/cart", {"product_id": b.id, "quantity": 2}, token),
+        second_waits=False,
+    )
     assert (order_status, add_status) == (201, 201), (order, add_status)
     ordered = {item["product_id"]: item["quantity"] for item in order["items"]}
     in_cart = scalar(
@@ -203,14 +217,11 @@ def test_a_product_deleted_during_a_checkout_never_deadlocks(
     admin = _admin(make_user, login)
     gone, kept = make_product(stock=10), make_product(stock=10)
     (token,) = buyers_with_carts(make_user, login, [(gone, 1), (kept, 2)], 1)
-    with product_locked(db, gone.id):
-        deleting = in_thread(
-            lambda: server.request("DELETE", f"/api/products/{gone.id}", None, admin)
-        )
-        wait_for_lock_waiters(1)
-        checkout = in_thread(lambda: server.request("POST", "/api/orders", SHIPPING, token))
-        wait_for_lock_waiters(2)
-    (delete_status, deleted), (order_status, order) = deleting(), checkout()
+    (delete_status, deleted), (order_status, order) = one_after_another(
+        product_locked(db, gone.id),
+        lambda: server.request("DELETE", f"/api/products/{gone.id}", None, admin),
+        lambda: server.request("POST", "/api/orders", SHIPPING, token),
+    )
     assert delete_status == 204, deleted
     assert order_status == 201, order
     assert {item["product_id"]: item["quantity"] for item in order["items"]} == {kept.id: 2}
@@ -223,14 +234,11 @@ def test_a_checkout_ahead_of_a_product_delete_orders_it(server, db, make_user, l
     admin = _admin(make_user, login)
     product = make_product(stock=10)
     (token,) = buyers_with_carts(make_user, login, [(product, 3)], 1)
-    with product_locked(db, product.id):
-        checkout = in_thread(lambda: server.request("POST", "/api/orders", SHIPPING, token))
-        wait_for_lock_waiters(1)
-        deleting = in_thread(
-            lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin)
-        )
-        wait_for_lock_waiters(2)
-    (order_status, order), (delete_status, _) = checkout(), deleting()
+    (order_status, order), (delete_status, _) = one_after_another(
+        product_locked(db, product.id),
+        lambda: server.request("POST", "/api/orders", SHIPPING, token),
+        lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin),
+    )
     assert (order_status, delete_status) == (201, 204), order
     assert [item["quantity"] for item in order["items"]] == [3]
     assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 7
@@ -254,16 +262,13 @@ def test_a_product_deleted_during_a_cart_add_leaves_no_line(
     assert server.request("POST", "/api/cart", {"product_id": other.id}, token)[0] == 201
     if had_line:
         assert server.request("POST", "/api/cart", {"product_id": product.id}, token)[0] == 201
-    with cart_locked(db, user.id):
-        add = in_thread(
-            lambda: server.request("POST", "/api/cart", {"product_id": product.id}, token)
-        )
-        wait_for_lock_waiters(1)
-        deleting = in_thread(
-            lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin)
-        )
-        time.sleep(0.5)  # the delete runs, or waits on the add's hold of the product
-    (add_status, added), (delete_status, _) = add(), deleting()
+    # The delete runs, or waits on the add's hold of the product.
+    (add_status, added), (delete_status, _) = one_after_another(
+        cart_locked(db, user.id),
+        lambda: server.request("POST", "/api/cart", {"product_id": product.id}, token),
+        lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin),
+        second_waits=False,
+    )
     assert delete_status == 204
     assert add_status in (201, 404), added
     lines = scalar("SELECT count(*) FROM cart_items WHERE product_id = :i", i=product.id)
