@@ -18,6 +18,7 @@ from app.models import Cart, CartItem
 from app.services.cart import MAX_CART_LINES
 from tests.helpers import DATABASE_URL, IS_POSTGRES, SHIPPING, buyers_with_carts, race, scalar
 from tests.live import gunicorn
+from tests.reviewing import give_order
 
 pytestmark = pytest.mark.server
 postgres_only = pytest.mark.skipif(
@@ -78,14 +79,17 @@ def in_thread(call):
     return join
 
 
-def one_after_another(held, first, second, *, second_waits: bool = True):
+def one_after_another(held, first, second, *, first_waits: bool = True, second_waits: bool = True):
     """While `held` (a lock of the test's own) lasts, start `first` and let
-    it queue on the lock, then `second` (which queues behind it, or, without
-    `second_waits`, gets half a second to run or block); release, and return
-    both results."""
+    it queue on the lock, then `second` (which queues behind it); without
+    `first_waits` / `second_waits`, that one gets half a second to run or
+    block instead. Release, and return both results."""
     with held:
         first_done = in_thread(first)
-        wait_for_lock_waiters(1)
+        if first_waits:
+            wait_for_lock_waiters(1)
+        else:
+            time.sleep(0.5)
         second_done = in_thread(second)
         if second_waits:
             wait_for_lock_waiters(2)
@@ -188,6 +192,18 @@ def test_parallel_adds_never_pass_the_cart_line_limit(server, db, make_user, log
     )
     assert Counter(status for status, _ in results) == {201: 3, 409: 9}
     assert scalar("SELECT count(*) FROM cart_items") == MAX_CART_LINES
+
+
+@contextmanager
+def row_locked(db, sql: str, **params):
+    """Hold the row `sql` locks (a SELECT ... FOR ...) in a transaction of
+    our own until the block ends."""
+    with db.engine.connect() as conn:
+        conn.execute(text(sql), params)
+        try:
+            yield
+        finally:
+            conn.rollback()
 
 
 @contextmanager
@@ -298,3 +314,96 @@ def test_the_migration_sweeps_deleted_products_out_of_carts(app, db, make_user, 
     upgrade()
     assert scalar("SELECT product_id FROM cart_items WHERE cart_id = :c", c=cart_id) == live.id
     assert scalar("SELECT count(*) FROM cart_items WHERE cart_id = :c", c=cart_id) == 1
+
+
+@postgres_only
+def test_a_review_and_a_put_of_name_and_stock_never_deadlock(
+    server, db, make_user, login, make_product
+):
+    """The PUT wrote the name (FOR NO KEY UPDATE), then asked for FOR UPDATE
+    to set the stock, which waits on the KEY SHARE a new review's foreign
+    key holds; the review's rating UPDATE waited on the PUT: a deadlock, one
+    of them a 503. Every writer of a product now locks it FOR NO KEY UPDATE
+    at its first read. The test's KEY SHARE stands in for the review's."""
+    admin = _admin(make_user, login)
+    product = make_product(stock=10)
+    buyer = make_user()
+    give_order(buyer, product)
+    token = login(buyer)["access_token"]
+    (put_status, put), (review_status, review) = one_after_another(
+        row_locked(db, "SELECT 1 FROM products WHERE id = :i FOR KEY SHARE", i=product.id),
+        lambda: server.request(
+            "PUT", f"/api/products/{product.id}", {"name": "Renamed", "stock": 7}, admin
+        ),
+        lambda: server.request("POST", f"/api/products/{product.id}/reviews", {"rating": 4}, token),
+        first_waits=False,
+        second_waits=False,
+    )
+    assert (put_status, review_status) == (200, 201), (put, review)
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 7
+    assert scalar("SELECT rating_count FROM products WHERE id = :i", i=product.id) == 1
+
+
+@postgres_only
+@pytest.mark.parametrize("body", [{"stock": 7}, {"name": "New", "stock": 7}, {"price": "4.50"}])
+def test_a_put_queued_behind_a_delete_is_a_404(server, db, make_user, login, make_product, body):
+    """A PUT read the product unlocked, then waited on the delete: with
+    `stock` it was a 500 ("stock changed under a row lock"), with a price a
+    200 that wrote to the deleted row. It now locks the product first."""
+    admin = _admin(make_user, login)
+    product = make_product(stock=10, price="9.99")
+    (delete_status, _), (put_status, put) = one_after_another(
+        product_locked(db, product.id),
+        lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin),
+        lambda: server.request("PUT", f"/api/products/{product.id}", body, admin),
+    )
+    assert (delete_status, put_status) == (204, 404), put
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 10
+    assert str(scalar("SELECT price FROM products WHERE id = :i", i=product.id)) == "9.99"
+
+
+@postgres_only
+def test_a_review_queued_behind_a_delete_is_a_404(server, db, make_user, login, make_product):
+    """The review was written (its rating onto the deleted row) and then
+    could not be read back: a 500. It now locks the product first."""
+    admin = _admin(make_user, login)
+    product = make_product()
+    buyer = make_user()
+    give_order(buyer, product)
+    token = login(buyer)["access_token"]
+    (delete_status, _), (review_status, review) = one_after_another(
+        product_locked(db, product.id),
+        lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin),
+        lambda: server.request("POST", f"/api/products/{product.id}/reviews", {"rating": 5}, token),
+    )
+    assert (delete_status, review_status) == (204, 404), review
+    assert scalar("SELECT count(*) FROM reviews") == 0
+    assert scalar("SELECT rating_count FROM products WHERE id = :i", i=product.id) == 0
+
+
+@postgres_only
+@pytest.mark.parametrize("cancel", ["POST cancel", "PUT status"])
+def test_a_cancel_queued_behind_a_payment_cancels_and_refunds(
+    server, db, make_user, login, make_product, cancel
+):
+    """The cancel read the order unlocked (pending), and its compare-and-set
+    found it processing once the pay committed: a 409 "from processing",
+    a move the workflow allows. It now locks the order and decides from
+    the status it finds."""
+    product = make_product(stock=10)
+    (token,) = buyers_with_carts(make_user, login, [(product, 2)], 1)
+    status, order = server.request("POST", "/api/orders", SHIPPING, token)
+    assert status == 201, order
+    path = f"/api/orders/{order['id']}"
+    (pay_status, paid), (cancel_status, cancelled) = one_after_another(
+        row_locked(db, "SELECT 1 FROM orders WHERE id = :i FOR UPDATE", i=order["id"]),
+        lambda: server.request("POST", f"{path}/pay", {"payment_method": "pm_card_visa"}, token),
+        lambda: (
+            server.request("POST", f"{path}/cancel", None, token)
+            if cancel == "POST cancel"
+            else server.request("PUT", path, {"status": "cancelled"}, token)
+        ),
+    )
+    assert (pay_status, cancel_status) == (200, 200), (paid, cancelled)
+    assert (cancelled["status"], cancelled["payment_status"]) == ("cancelled", "refunded")
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 10

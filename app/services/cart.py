@@ -15,6 +15,7 @@ from app.extensions import db
 from app.models import Cart, CartItem, Product, User
 from app.models.cart import MAX_LINE_QUANTITY
 from app.models.types import utcnow
+from app.services.catalog import lock_live_product
 
 MAX_CART_LINES = 100
 
@@ -139,7 +140,7 @@ def add_item(user: User, product_id: int, quantity: int) -> dict[str, Any]:
     add commits: a delete of it waits, and its sweep of every cart then sees
     this line. Read without a lock, a product deleted while the add waited
     for its cart stayed in the cart for good (and every checkout was a 409)."""
-    product = _live_product_held(product_id)
+    product = lock_live_product(product_id, share=True)
     cart_id = lock_cart(user)
     lines = db.session.scalars(select(CartItem.product_id).where(CartItem.cart_id == cart_id)).all()
     if len(lines) >= MAX_CART_LINES and product_id not in lines:
@@ -153,20 +154,6 @@ def add_item(user: User, product_id: int, quantity: int) -> dict[str, Any]:
     ).returning(CartItem.quantity)
     _check_quantity(product, db.session.scalar(stmt))
     return read_cart(user)
-
-
-def _live_product_held(product_id: int) -> Product:
-    """The live product, its row locked FOR SHARE until the transaction
-    ends (PostgreSQL; SQLite runs one writer at a time); else a 404."""
-    product = db.session.scalar(
-        select(Product)
-        .where(Product.id == product_id, Product.deleted_at.is_(None))
-        .with_for_update(read=True)
-        .execution_options(populate_existing=True)
-    )
-    if product is None:
-        raise NotFound("Product not found")
-    return product
 
 
 def _own_item(user: User, item_id: int) -> CartItem:

@@ -292,6 +292,24 @@ def get_product(product_id: int) -> Product:
     return product
 
 
+def lock_live_product(product_id: int, *, share: bool = False) -> Product:
+    """The live product, its row locked until the transaction ends, or a
+    404 (also once a delete that held the row commits). A writer of the
+    product takes FOR NO KEY UPDATE, the lock its own UPDATE would take,
+    at its first read: read unlocked, a PUT of name and stock upgraded to
+    FOR UPDATE later and deadlocked with a review (whose row's foreign key
+    holds KEY SHARE), and a PUT, a review or a delete that waited on a
+    delete wrote to the deleted row (a 200, or a 500). `share`: FOR SHARE,
+    for a writer of rows that name the product (a cart line), which a
+    delete must wait for. PostgreSQL only; SQLite runs one writer at a time."""
+    stmt = select(Product).where(Product.id == product_id, Product.deleted_at.is_(None))
+    locked = stmt.with_for_update(read=share, key_share=not share)
+    product = db.session.scalar(locked.execution_options(populate_existing=True))
+    if product is None:
+        raise NotFound("Product not found")
+    return product
+
+
 def create_product(data: dict[str, Any], actor: User | None = None) -> Product:
     """A new product, its initial stock the first entry of its ledger."""
     data.setdefault("low_stock_threshold", current_app.config["LOW_STOCK_THRESHOLD"])
@@ -304,7 +322,7 @@ def create_product(data: dict[str, Any], actor: User | None = None) -> Product:
 
 def update_product(product_id: int, data: dict[str, Any], actor: User) -> Product:
     """Change the given fields; a new `stock` is an adjustment of the difference."""
-    product = get_product(product_id)
+    product = lock_live_product(product_id)
     stock = data.pop("stock", None)
     for field, value in data.items():
         setattr(product, field, value)
@@ -315,7 +333,9 @@ def update_product(product_id: int, data: dict[str, Any], actor: User) -> Produc
 
 
 def delete_product(product_id: int) -> None:
-    """Hide the product and take it out of every cart; orders keep their copies."""
-    product = get_product(product_id)
+    """Hide the product and take it out of every cart; orders keep their copies.
+    The product is locked first, then the lines: every writer of both keeps
+    that order (docs/ARCHITECTURE.md)."""
+    product = lock_live_product(product_id)
     product.deleted_at = utcnow()
     db.session.execute(delete(CartItem).where(CartItem.product_id == product.id))

@@ -120,7 +120,7 @@ def _take_statement(lines: int, locking: bool) -> Update:
     conditions = [Product.id.in_(ids), Product.stock >= quantity, Product.deleted_at.is_(None)]
     if locking:
         locked = select(Product.id).where(Product.id.in_(ids)).order_by(Product.id)
-        conditions.append(Product.id.in_(locked.with_for_update()))
+        conditions.append(Product.id.in_(locked.with_for_update(key_share=True)))
     return (
         update(Product)
         .where(*conditions)
@@ -225,7 +225,9 @@ def adjust_stock(product_id: int, delta: int, note: str | None, actor: User) -> 
         return moved
     # The guard refused: find out why under the row's lock, from the stock as
     # it is now (a concurrent order or restock may have moved it since).
-    product = db.session.get(Product, product_id, with_for_update=True, populate_existing=True)
+    product = db.session.get(
+        Product, product_id, with_for_update={"key_share": True}, populate_existing=True
+    )
     if product is None or product.deleted_at is not None:
         raise NotFound("Product not found")
     if product.stock + delta < 0:
@@ -247,7 +249,7 @@ def set_stock(product: Product, stock: int, actor: User) -> None:
     difference. The row is locked while the difference is taken, and the
     guarded UPDATE applies it only to the stock it was computed from."""
     current = db.session.scalar(
-        select(Product.stock).where(Product.id == product.id).with_for_update()
+        select(Product.stock).where(Product.id == product.id).with_for_update(key_share=True)
     )
     if current is None or current == stock:
         return

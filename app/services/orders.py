@@ -130,7 +130,7 @@ def _take_cart(locking: bool) -> Delete:
             select(Product.id)
             .where(Product.id.in_(select(lines.c.product_id).where(lines.c.cart_id.in_(cart))))
             .order_by(Product.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         stmt = stmt.where(CartItem.product_id.in_(products))
     return stmt.returning(CartItem.product_id, CartItem.quantity).execution_options(
@@ -339,9 +339,38 @@ def _change_address(order: Order, address: str) -> None:
         raise OrderNotPending("The shipping address can only change while the order is pending")
 
 
+def lock_order(order_id: int, user: User | None = None) -> Order | None:
+    """The order (`user`'s only, if given) with its items and history, its
+    row locked until the transaction ends (FOR NO KEY UPDATE on PostgreSQL;
+    SQLite's write transaction already holds the database): a status change
+    decides from the status as it is, not from one a concurrent pay or
+    cancel is replacing (which made a cancel racing a pay a 409 "from
+    processing", a move the workflow allows)."""
+    lock = select(Order.id).where(Order.id == order_id).with_for_update(key_share=True)
+    if user is not None:
+        lock = lock.where(Order.user_id == user.id)
+    if db.session.scalar(lock) is None:
+        return None
+    stmt = (
+        select(Order)
+        .options(joinedload(Order.items), joinedload(Order.status_history))
+        .where(Order.id == order_id)
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalars(stmt).unique().one()
+
+
+def _locked_order(user: User, order_id: int) -> Order:
+    """`lock_order` for the owner or an admin; a 404 otherwise."""
+    order = lock_order(order_id, None if user.is_admin else user)
+    if order is None:
+        raise NotFound("Order not found")
+    return order
+
+
 def update_order(user: User, order_id: int, data: dict[str, Any]) -> Order:
     """Owner: address while pending, or cancel. Admin: any workflow move."""
-    order = get_order(user, order_id)
+    order = _locked_order(user, order_id)
     status = data.get("status")
     if status is not None and not user.is_admin and status != OrderStatus.CANCELLED:
         raise Forbidden("Only an admin can set that status")
@@ -354,6 +383,6 @@ def update_order(user: User, order_id: int, data: dict[str, Any]) -> Order:
 
 def cancel_order(user: User, order_id: int) -> Order:
     """Cancel and put every item back in stock, exactly once."""
-    order = get_order(user, order_id)
+    order = _locked_order(user, order_id)
     change_status(order, OrderStatus.CANCELLED)
     return order

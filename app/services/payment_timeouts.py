@@ -18,7 +18,7 @@ from app.models import Order, OrderStatus
 from app.models.types import utcnow
 from app.services import orders
 from app.services.background import periodic
-from app.services.payments import lock_order
+from app.services.orders import lock_order
 
 log = logging.getLogger(__name__)
 BATCH = 500

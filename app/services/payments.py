@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import unit_of_work, upsert
@@ -24,27 +23,11 @@ from app.errors import (
 from app.extensions import db
 from app.models import Order, OrderStatus, Payment, PaymentEvent, User
 from app.services import orders
+from app.services.orders import lock_order
 from app.services.payment_providers import WebhookEvent, get_provider
 from app.utils.money import to_minor_units
 
 log = logging.getLogger(__name__)
-
-
-def lock_order(order_id: int, user: User | None = None) -> Order | None:
-    """The order with its items and history, its row locked (FOR UPDATE on
-    PostgreSQL; SQLite's write transaction already holds the database)."""
-    lock = select(Order.id).where(Order.id == order_id).with_for_update()
-    if user is not None:
-        lock = lock.where(Order.user_id == user.id)
-    if db.session.scalar(lock) is None:
-        return None
-    stmt = (
-        select(Order)
-        .options(joinedload(Order.items), joinedload(Order.status_history))
-        .where(Order.id == order_id)
-        .execution_options(populate_existing=True)
-    )
-    return db.session.scalars(stmt).unique().one()
 
 
 def _amount(order: Order) -> int:

@@ -12,7 +12,7 @@ from app.errors import AlreadyReviewed, NotABuyer, NotFound
 from app.extensions import db
 from app.models import Order, OrderItem, OrderStatus, Product, Review, User
 from app.models.types import utcnow
-from app.services.catalog import get_product
+from app.services.catalog import get_product, lock_live_product
 
 SORTS = {
     "-created_at": (Review.created_at.desc(), Review.id.desc()),
@@ -80,8 +80,10 @@ def list_reviews(product_id: int, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_review(user: User, product_id: int, data: dict[str, Any]) -> Review:
-    """A verified buyer's review of a live product; a second one is a 409."""
-    get_product(product_id)
+    """A verified buyer's review of a live product; a second one is a 409.
+    The product is locked first (its rating is written last), so a delete
+    or a PUT of it comes wholly before or after."""
+    lock_live_product(product_id)
     if not _is_buyer(user.id, product_id):
         raise NotABuyer()
     # ON CONFLICT DO NOTHING: a concurrent duplicate waits for the first and
