@@ -281,3 +281,21 @@ def test_an_unknown_email_template_is_refused_at_queue_time(app):
 
     with pytest.raises(TemplateNotFound):
         queue_email("someone@example.com", "no_such_template", {})
+
+
+@pytest.mark.parametrize("limit", [1, 2, 6])
+def test_a_claim_takes_exactly_its_limit(app, db, limit):
+    """PostgreSQL ran the claim's IN (subquery ... LIMIT n FOR UPDATE SKIP
+    LOCKED) once per row scanned, skipping what it had just claimed: a
+    claim of 1 took 6 rows, of 2 took 24, batches past their lease."""
+    from app.services import outbox
+
+    for n in range(30):
+        outbox.queue_email(f"claim{n}@example.com", "order_placed", {})
+    db.session.commit()
+    claimed = outbox.claim_due(limit)
+    db.session.commit()
+    assert len(claimed) == limit
+    assert scalar("SELECT count(*) FROM outbox WHERE attempts = 1") == limit
+    oldest = scalar("SELECT min(id) FROM outbox")
+    assert sorted(m.id for m in claimed) == list(range(oldest, oldest + limit))

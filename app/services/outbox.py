@@ -83,15 +83,22 @@ def claim_due(limit: int, message_id: int | None = None) -> list[OutboxMessage]:
     pick = select(OutboxMessage.id).where(*_due(now))
     if message_id is not None:
         pick = pick.where(OutboxMessage.id == message_id)
+    # Picked once, in a CTE PostgreSQL must materialise: as an IN (subquery)
+    # it planned a semi join that ran the subquery again for every row it
+    # scanned, and SKIP LOCKED skipped the rows it had just claimed each time,
+    # so claim_due(1) took 6 rows and claim_due(2) 24 - batches that outlived
+    # their lease and were sent twice.
     pick = (
         pick.order_by(OutboxMessage.available_at, OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     lease = timedelta(seconds=current_app.config["OUTBOX_LEASE"])
     claimed = db.session.scalars(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(pick), *_due(now))
+        .where(OutboxMessage.id.in_(select(pick.c.id)), *_due(now))
         .values(available_at=now + lease, attempts=OutboxMessage.attempts + 1)
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False, populate_existing=True)
