@@ -1,5 +1,9 @@
 """Password reset and email verification: single-use tokens, stored only as
-a SHA-256, mailed through the outbox.
+a SHA-256, mailed through the outbox. The outbox row keeps the link's seed,
+not its token: the worker derives the token when it renders the email
+(`token_for`: an HMAC of the seed under SECRET_KEY), so neither table holds
+anything that opens an account. (The row kept the whole link before, and a
+token read from it reset the password.)
 
 A reset request does no work that depends on the account: it records one
 task row, whatever the email, so the answer (202) and its timing say nothing
@@ -7,7 +11,9 @@ about which accounts exist; the worker looks the account up and mails the link."
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from datetime import timedelta
 
@@ -32,8 +38,23 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _issue(user: User, purpose: str, lifetime: int) -> str:
-    token = secrets.token_urlsafe(32)
+def token_for(seed: str) -> str:
+    """The token a link carries: the seed's HMAC-SHA256 under SECRET_KEY
+    (rotating the key voids the links still unsent or unused)."""
+    key = current_app.config["SECRET_KEY"].encode()
+    digest = hmac.new(key, f"account-token:{seed}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def link_for(path: str, seed: str) -> str:
+    """The link mailed for a seed (`mail.render` asks, for a `link_seed`)."""
+    return _link(path, token_for(seed))
+
+
+def _issue(user: User, purpose: str, lifetime: int) -> dict[str, str]:
+    """A new token's row, and the `link_seed` an email's context carries."""
+    seed = secrets.token_urlsafe(24)
+    token = token_for(seed)
     db.session.add(
         AccountToken(
             user_id=user.id,
@@ -43,7 +64,8 @@ def _issue(user: User, purpose: str, lifetime: int) -> str:
             expires_at=utcnow() + timedelta(seconds=lifetime),
         )
     )
-    return token
+    path = "reset-password" if purpose == RESET else "verify-email"
+    return {"path": path, "seed": seed}
 
 
 def _void_unused(user_id: int, purpose: str) -> None:
@@ -97,13 +119,12 @@ def send_password_reset(args: dict) -> None:
         return
     _void_unused(user.id, RESET)  # only the newest link works
     lifetime = current_app.config["PASSWORD_RESET_EXPIRES"]
-    token = _issue(user, RESET, lifetime)
     queue_email(
         user.email,
         "password_reset",
         {
             "user": {"username": user.username},
-            "link": _link("reset-password", token),
+            "link_seed": _issue(user, RESET, lifetime),
             "expires_minutes": max(1, lifetime // 60),
         },
     )
@@ -111,10 +132,11 @@ def send_password_reset(args: dict) -> None:
 
 def reset_password(token: str, password: str) -> User:
     """Set a new password with a reset token; every older token of the user
-    (reset links and JWTs) stops working."""
+    (reset links and JWTs) stops working. A link mailed to an address the
+    account no longer has is void, as a verification link is."""
     record = _consume(token, RESET)
     user = db.session.get(User, record.user_id)
-    if user is None:
+    if user is None or user.email != record.email:
         raise InvalidAccountToken()
     with hashing():
         user.set_password(password)
@@ -127,14 +149,13 @@ def send_verification(user: User) -> None:
     """Mail a link proving the user's current email address."""
     lifetime = current_app.config["EMAIL_VERIFICATION_EXPIRES"]
     _void_unused(user.id, VERIFY)
-    token = _issue(user, VERIFY, lifetime)
     queue_email(
         user.email,
         "verify_email",
         {
             "user": {"username": user.username},
             "email": user.email,
-            "link": _link("verify-email", token),
+            "link_seed": _issue(user, VERIFY, lifetime),
             "expires_hours": max(1, lifetime // 3600),
         },
     )
@@ -153,3 +174,9 @@ def verify_email(token: str) -> User:
 def resend_verification(user: User) -> None:
     if not user.email_verified:
         send_verification(user)
+
+
+def void_reset_links(user: User) -> None:
+    """Every unused reset link of the user stops working (a password or
+    email change made with the current password)."""
+    _void_unused(user.id, RESET)

@@ -12,7 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.errors import Duplicate, InvalidCredentials, ValidationFailed
 from app.extensions import db
 from app.models import User
-from app.services.account_tokens import send_verification
+from app.services.account_tokens import send_verification, void_reset_links
 from app.services.cart import ensure_cart
 from app.services.passwords import hashing
 from app.services.revocation import revoke_user_tokens
@@ -105,6 +105,8 @@ def update_profile(user: User, data: dict) -> User:
         with hashing():
             user.set_password(data["password"])
     _flush_unique()
+    if "password" in data or "email" in data:
+        void_reset_links(user)  # a link mailed before the change opens nothing
     if "password" in data:
         revoke_user_tokens(user)
     return user

@@ -51,6 +51,10 @@ def render(template: str, context: dict[str, Any]) -> dict[str, str]:
     """Subject, text and HTML of `email/<template>.*`; HTML autoescaped."""
     env = current_app.jinja_env
     context = {"shop_name": current_app.config["SHOP_NAME"], **context}
+    if "link_seed" in context:  # an account link: its token exists only here
+        from app.services.account_tokens import link_for  # it queues through this module
+
+        context["link"] = link_for(**context.pop("link_seed"))
     subject = env.get_template(f"email/{template}.subject.txt").render(context)
     return {
         "subject": " ".join(subject.split()),
