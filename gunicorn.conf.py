@@ -59,6 +59,17 @@ def _json_error(sock, status_int, reason, mesg):
     util.write_nonblock(sock, head + body)
 
 
+def worker_exit(server, worker):
+    """A worker leaving (reload, stop, max_requests) first lets its embedded
+    background thread (BACKGROUND_MODE=thread) finish and record the batch
+    it is sending, within the graceful timeout; the thread was a daemon cut
+    off mid-batch, and its sent emails went again after their lease."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    background = extensions.get("shop_background")
+    if background is not None:
+        background.stop(timeout=max(1, worker.cfg.graceful_timeout - 2))
+
+
 def on_starting(server):
     from gunicorn import util
 

@@ -313,3 +313,54 @@ def test_only_committed_rows_are_handed_to_the_workers(app, make_user, recorded)
     _db.session.rollback()
     _db.session.commit()
     assert recorded.ids == [kept.id, after.id]  # a rolled-back row is never handed on
+
+
+def test_a_stopping_embedded_worker_records_the_batch_it_sent(make_app, make_user, smtp_server):
+    """stop() (gunicorn's worker_exit hook) lets the thread finish its batch
+    and mark it sent before it ends: killed mid-batch, the daemon thread
+    left sent emails pending, to be sent again after their lease."""
+    from app.services import outbox
+
+    application = make_app(
+        "testing",
+        {"BACKGROUND_MODE": "thread", "OUTBOX_SWEEP_INTERVAL": 30, **smtp_server.config()},
+    )
+    worker = application.extensions["shop_background"]
+    smtp_server.sink.stall = 0.3
+    with application.app_context():
+        for n in range(12):
+            product = {"id": n, "name": f"Lamp {n}", "stock": 1, "low_stock_threshold": 5}
+            context = {"user": {"username": f"admin{n}"}, "product": product}
+            outbox.queue_email(f"stop{n}@example.com", "low_stock", context)
+        _db.session.commit()
+    try:
+        worker.ensure_started()
+        smtp_server.wait_for(1, timeout=15)  # a batch is being sent
+    finally:
+        worker.stop(timeout=30)
+    assert worker.thread is None
+    sent = scalar("SELECT count(*) FROM outbox WHERE status = 'sent'")
+    assert 1 <= sent < 12  # it stopped between batches, not after draining everything
+    assert sent == len(smtp_server.messages)  # every email it sent is recorded
+    assert scalar("SELECT count(*) FROM outbox WHERE status = 'pending' AND attempts > 0") == 0
+
+
+def test_gunicorn_stops_the_background_work_of_a_leaving_worker(app):
+    """gunicorn.conf.py's worker_exit hook calls the app's dispatcher's stop()."""
+    import runpy
+    from types import SimpleNamespace
+
+    hooks = runpy.run_path(str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py"))
+    stopped = []
+
+    class Recorder:
+        def stop(self, timeout: float = 0) -> None:
+            stopped.append(timeout)
+
+    leaving = SimpleNamespace(
+        wsgi=SimpleNamespace(extensions={"shop_background": Recorder()}),
+        cfg=SimpleNamespace(graceful_timeout=30),
+    )
+    hooks["worker_exit"](None, leaving)
+    assert stopped == [28]
+    hooks["worker_exit"](None, SimpleNamespace(wsgi=app, cfg=SimpleNamespace(graceful_timeout=30)))

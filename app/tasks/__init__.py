@@ -53,7 +53,7 @@ class CeleryDispatcher:
                 log.warning("could not enqueue outbox %s (the sweep will): %s", message_id, error)
                 return
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0) -> None:
         pass
 
 
@@ -61,7 +61,7 @@ class NoDispatcher:
     def notify(self, ids: list[int]) -> None:
         pass
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0) -> None:
         pass
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from flask import current_app
 
@@ -58,13 +59,21 @@ def deliver_batch(limit: int, message_id: int | None = None) -> int:
     return len(messages)
 
 
-def drain(limit: int | None = None, budget: float | None = None) -> int:
-    """Deliver due rows until none is left (or `limit` rows, or `budget` seconds)."""
+def drain(
+    limit: int | None = None,
+    budget: float | None = None,
+    stopping: Callable[[], bool] | None = None,
+) -> int:
+    """Deliver due rows until none is left (or `limit` rows, or `budget`
+    seconds, or `stopping()` says so between two batches: a batch is always
+    recorded as sent before the caller stops)."""
     done = 0
     started = time.monotonic()
     size = batch_size()
     while limit is None or done < limit:
         if budget is not None and time.monotonic() - started > budget:
+            break
+        if stopping is not None and stopping():
             break
         claimed = deliver_batch(size if limit is None else min(size, limit - done))
         if not claimed:

@@ -42,6 +42,10 @@ class EmbeddedWorker:
         self.wake.set()
 
     def stop(self, timeout: float = 10) -> None:
+        """Let the thread finish the batch it is sending (recorded as sent)
+        and end; called when the process leaves (gunicorn's `worker_exit`
+        hook). Cut off mid-batch, the daemon thread left emails it had sent
+        unmarked, and another process sent them again after the lease."""
         self.stopping = True
         self.wake.set()
         if self.thread is not None and self.thread.is_alive():
@@ -54,7 +58,7 @@ class EmbeddedWorker:
             self.wake.clear()
             with self.app.app_context():
                 try:
-                    busy = runner.drain(limit=BATCH) == BATCH
+                    busy = runner.drain(limit=BATCH, stopping=lambda: self.stopping) == BATCH
                     runner.run_due_jobs(self.next_try)
                 except Exception:
                     log.exception("background work failed; retrying on the next tick")
