@@ -43,7 +43,10 @@ SHOWN = tuple(
 # The list's filters: each adds one WHERE clause on a parameter of its name
 # (`filter_values` gives the values).
 FILTERS: dict[str, Callable[[BindParameter], ColumnElement[bool]]] = {
-    "category": lambda value: func.lower(Product.category) == value,
+    # Both sides lower-cased by the database, the same way: Python's lower()
+    # of the value missed stored categories the database folds otherwise
+    # (PostgreSQL: a final sigma, a dotted capital I; SQLite folds ASCII only).
+    "category": lambda value: func.lower(Product.category) == func.lower(value),
     "min_price": lambda value: Product.price >= value,
     "max_price": lambda value: Product.price <= value,
     "in_stock": lambda _value: Product.stock > 0,
@@ -67,7 +70,7 @@ def filter_values(args: dict[str, Any], *, by_category: bool = True) -> dict[str
     value of each one's parameter."""
     values: dict[str, Any] = {}
     if by_category and "category" in args:
-        values["category"] = args["category"].lower()
+        values["category"] = args["category"]
     for name in ("min_price", "max_price"):
         if args.get(name) is not None:
             values[name] = args[name]

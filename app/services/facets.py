@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func
+from sqlalchemy import Row, Select, String, bindparam, func
 
 from app.extensions import db
 from app.models import Product
@@ -17,23 +17,28 @@ RATING_LEVELS = (4, 3, 2, 1)
 
 @functools.lru_cache(maxsize=256)
 def grouped(match: search.Match | None, names: tuple[str, ...]) -> Select:
-    """One row per category (NULL included): its lower-cased value as the
-    category filter compares it, and the counts the facets add up, over the
-    live products that pass the filters `names` and the match. Built once
-    per shape of query and set of filters (building it cost more than running
-    it); all of it is read from the covering index ix_products_facets."""
+    """One row per category as the category filter tells them apart (by
+    the database's lower(): "Audio" and "AUDIO" are one, shown as the
+    first spelling in sort order), with the counts the facets add up over
+    the live products that pass the filters `names` and the match; its last
+    column is the requested category lower-cased the same way (the
+    parameter `wanted`, NULL for none). Built once per shape of query and
+    set of filters (building it cost more than running it); all of it is
+    read from the covering index ix_products_facets."""
     stmt = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
     if match is not None:
         stmt = match(stmt)
+    folded = func.lower(Product.category)
     return stmt.with_only_columns(
-        Product.category,
-        func.lower(Product.category),
+        func.min(Product.category),
+        folded,
         func.count(),
         func.min(Product.price),
         func.max(Product.price),
         func.count().filter(Product.stock > 0),
         *(func.count().filter(Product.rating_average >= level) for level in RATING_LEVELS),
-    ).group_by(Product.category)
+        func.lower(bindparam("wanted", type_=String)),
+    ).group_by(folded)
 
 
 def _summary(groups: list[Row]) -> dict[str, Any]:
@@ -55,13 +60,14 @@ def facets(args: dict[str, Any]) -> dict[str, Any]:
     would show, and category counts over the same filters but the category
     itself. One grouped query answers both: the category filter selects
     groups. (A search that falls back to fuzzy matching runs it twice.)"""
-    wanted = args["category"].lower() if "category" in args else None
-    values = filter_values(args, by_category=False)
+    wanted = args.get("category")
+    values = {**filter_values(args, by_category=False), "wanted": wanted}
+    names = tuple(name for name in values if name != "wanted")
     connection = db.session.connection()
     for match in search_matches(args.get("q")):
         params = {**values, **match.params} if match else values
-        groups = connection.execute(grouped(match, tuple(values)), params).all()
-        chosen = [g for g in groups if wanted is None or g[1] == wanted]
+        groups = connection.execute(grouped(match, names), params).all()
+        chosen = [g for g in groups if wanted is None or g[1] == g[-1]]
         summary = _summary(chosen)
         if summary["total"]:
             break
