@@ -247,6 +247,17 @@ def test_an_operation_without_a_body_refuses_a_bad_one(
                 if "json" in kwargs and isinstance(kwargs["json"], dict)
                 else {"_schema": ["This operation takes no request body."]}
             )
+    # Without a valid token the answer is the 401, whatever the body, as on
+    # an operation that takes a body.
+    for method, path in (
+        ("post", cancel),
+        ("post", "/api/auth/refresh"),
+        ("delete", "/api/cart/clear"),
+    ):
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+            response = getattr(client, method)(path, headers=headers, **kwargs)
+            if status != 415:  # not JSON at all is refused before anything else
+                assert response.status_code == 401, (path, response.get_json())
     order_now = client.get(f"/api/orders/{order['id']}", headers=auth(token)).get_json()
     assert order_now["status"] == "pending"
     assert len(client.get("/api/cart", headers=auth(token)).get_json()["items"]) == 1

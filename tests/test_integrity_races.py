@@ -9,13 +9,16 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import insert, text
 
 from app.models import Cart, CartItem
+from app.models.types import utcnow
 from app.services.cart import MAX_CART_LINES
+from app.services.payment_timeouts import cancel_expired_orders
 from tests.helpers import DATABASE_URL, IS_POSTGRES, SHIPPING, buyers_with_carts, race, scalar
 from tests.live import gunicorn
 from tests.reviewing import give_order
@@ -407,3 +410,39 @@ def test_a_cancel_queued_behind_a_payment_cancels_and_refunds(
     assert (pay_status, cancel_status) == (200, 200), (paid, cancelled)
     assert (cancelled["status"], cancelled["payment_status"]) == ("cancelled", "refunded")
     assert scalar("SELECT stock FROM products WHERE id = :i", i=product.id) == 10
+
+
+@postgres_only
+def test_the_payment_timeout_sweep_and_a_checkout_never_deadlock(
+    app, server, db, make_user, login, make_product
+):
+    """The sweep cancelled every expired order in one transaction: holding
+    the products of the orders so far (here p2) while it locked the next
+    order, and then that order's products (p1) - out of id order across
+    orders, so a checkout holding p1 and waiting on p2 deadlocked with it
+    (a 503). Each order is its own transaction now."""
+    p1, p2 = make_product(stock=10), make_product(stock=10)
+    orders_placed = []
+    for product in (p2, p1):
+        (token,) = buyers_with_carts(make_user, login, [(product, 1)], 1)
+        status, order = server.request("POST", "/api/orders", SHIPPING, token)
+        assert status == 201, order
+        orders_placed.append(order["id"])
+    (buyer,) = buyers_with_carts(make_user, login, [(p1, 1), (p2, 1)], 1)
+
+    def sweep():
+        with app.app_context():
+            later = utcnow() + timedelta(days=1)
+            return [order.id for order in cancel_expired_orders(now=later)]
+
+    swept, (status, order) = one_after_another(
+        row_locked(db, "SELECT 1 FROM orders WHERE id = :i FOR UPDATE", i=orders_placed[1]),
+        sweep,  # cancels the first order (restocks p2), then waits on the second
+        lambda: server.request("POST", "/api/orders", SHIPPING, buyer),  # p1, then waits on p2
+        first_waits=True,
+        second_waits=False,
+    )
+    assert status == 201, order
+    assert sorted(swept) == sorted(orders_placed)
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=p1.id) == 9
+    assert scalar("SELECT stock FROM products WHERE id = :i", i=p2.id) == 9

@@ -26,7 +26,7 @@ from app.schemas.user import (
 from app.services import account_tokens
 from app.services import auth as accounts
 from app.services.revocation import revoke_encoded, revoke_payload, revoke_user_tokens
-from app.web.blueprint import BEARER, Blueprint
+from app.web.blueprint import BEARER, Blueprint, refuse_body
 from app.web.limits import login_account_key
 
 blp = Blueprint("auth", __name__, description="Accounts and JWT tokens")
@@ -107,6 +107,7 @@ def update_profile(data):
 
 @blp.route("/refresh", methods=["POST"])
 @jwt_required(refresh=True)
+@refuse_body
 @blp.doc(security=BEARER)
 @blp.response(200, AccessTokenSchema)
 def refresh():

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
+from app.db import unit_of_work
 from app.errors import ApiError
 from app.extensions import db
 from app.models import Order, OrderStatus
@@ -45,18 +46,26 @@ def expired_order_ids(now: datetime | None = None) -> list[int]:
 
 
 def cancel_expired_orders(now: datetime | None = None) -> list[Order]:
-    """Cancel every expired order and restock it; an order that a racing pay or
-    cancel moved first is left alone. Returns the orders cancelled."""
+    """Cancel every expired order and restock it, each order in a transaction
+    of its own; an order that a racing pay or cancel moved first is left
+    alone. Returns the orders cancelled. (All in one transaction, the sweep
+    held the products of every order so far while it locked the next
+    order's: products out of id order across orders, which deadlocked with
+    a checkout or a cancel locking them in id order.)"""
     cancelled = []
     for order_id in expired_order_ids(now):
-        order = lock_order(order_id)
-        if order is None or order.status != OrderStatus.PENDING or order.payment_status != "unpaid":
-            continue
         try:
-            with db.session.begin_nested():
+            with unit_of_work():  # commits this order's cancel (and what came before)
+                order = lock_order(order_id)
+                if (
+                    order is None
+                    or order.status != OrderStatus.PENDING
+                    or order.payment_status != "unpaid"
+                ):
+                    continue
                 orders.change_status(order, OrderStatus.CANCELLED)
         except ApiError as error:  # moved by a racing pay or cancel, or refused
-            log.info("order %s not cancelled by the payment timeout: %s", order.id, error)
+            log.info("order %s not cancelled by the payment timeout: %s", order_id, error)
             continue
         log.info("order %s cancelled: unpaid after the payment timeout", order.id)
         cancelled.append(order)

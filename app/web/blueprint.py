@@ -121,13 +121,11 @@ def _takes_json_body(view) -> bool:
     return documented or any(parameter.get("in") == "json" for parameter in parameters)
 
 
-def reject_unexpected_bodies() -> None:
-    """A write operation that takes no body (a cancel, a logout, a DELETE,
-    ...) still reads one that is sent, as an operation with a body would:
-    not JSON is a 400, past MAX_CONTENT_LENGTH a 413, and anything but `{}`
+def _refuse_unexpected_body() -> None:
+    """A body sent to a write operation that takes none is read as any body
+    is: not JSON is a 400, past MAX_CONTENT_LENGTH a 413, anything but `{}`
     a 422 naming its fields. Ignored, `{"is_admin": true}` or a 2 MB body
-    was answered 200. (After `reject_non_json_bodies`: not JSON at all is a
-    415 first.)"""
+    was answered 200 by a cancel, a refresh or a logout-all."""
     environ = request.environ
     if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
         return  # no body: every GET, most writes
@@ -140,6 +138,28 @@ def reject_unexpected_bodies() -> None:
     if isinstance(data, dict):
         raise ValidationFailed(errors={str(key): ["Unknown field."] for key in data})
     raise ValidationFailed(errors={"_schema": ["This operation takes no request body."]})
+
+
+def refuse_body(view):
+    """Check the body inside the token check (under `jwt_required` or
+    `Blueprint.private`), so a request without a valid token is a 401
+    first, as on an operation that takes a body."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        _refuse_unexpected_body()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def reject_unexpected_bodies() -> None:
+    """`_refuse_unexpected_body` before the view, for an operation that needs
+    no token (one that does checks it after the token: `refuse_body`)."""
+    view = current_app.view_functions.get(request.endpoint)
+    if view is not None and "security" in getattr(view, "_apidoc", {}).get("manual_doc", {}):
+        return
+    _refuse_unexpected_body()
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -196,7 +216,7 @@ class Blueprint(flask_smorest.Blueprint):
         mark it in the OpenAPI document as needing a bearer token."""
 
         def decorate(view):
-            guarded = (admin_required if admin else auth_required)(view)
+            guarded = (admin_required if admin else auth_required)(refuse_body(view))
             documented = self.doc(security=BEARER)(guarded)
             set_doc_info(documented, access="admin" if admin else "user")
             return documented
