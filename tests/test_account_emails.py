@@ -272,3 +272,14 @@ def test_a_reset_link_for_an_address_the_account_left_is_void(app, client, db, r
         "/api/auth/password-reset/confirm", json={"token": token, "password": NEW_PASSWORD}
     )
     assert_token_invalid(attempt)
+
+
+def test_a_profile_change_that_keeps_the_email_keeps_the_reset_link(client, login, reset_link):
+    user, token = reset_link()
+    access = login(user)["access_token"]
+    body = {"current_password": PASSWORD, "email": user.email.upper(), "username": "renamed"}
+    assert client.put("/api/auth/profile", json=body, headers=auth(access)).status_code == 200
+    ok = client.post(
+        "/api/auth/password-reset/confirm", json={"token": token, "password": NEW_PASSWORD}
+    )
+    assert ok.status_code == 200, ok.get_json()

@@ -96,7 +96,8 @@ def update_profile(user: User, data: dict) -> User:
     _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
     if "username" in data:
         user.username = data["username"]
-    if "email" in data and data["email"].lower() != user.email:
+    email_changed = "email" in data and data["email"].lower() != user.email
+    if email_changed:
         user.email = data["email"].lower()
         user.email_verified = False
         _flush_unique()
@@ -105,7 +106,7 @@ def update_profile(user: User, data: dict) -> User:
         with hashing():
             user.set_password(data["password"])
     _flush_unique()
-    if "password" in data or "email" in data:
+    if "password" in data or email_changed:
         void_reset_links(user)  # a link mailed before the change opens nothing
     if "password" in data:
         revoke_user_tokens(user)

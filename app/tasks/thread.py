@@ -59,7 +59,8 @@ class EmbeddedWorker:
             with self.app.app_context():
                 try:
                     busy = runner.drain(limit=BATCH, stopping=lambda: self.stopping) == BATCH
-                    runner.run_due_jobs(self.next_try)
+                    if not self.stopping:  # no periodic job starts while the process leaves
+                        runner.run_due_jobs(self.next_try)
                 except Exception:
                     log.exception("background work failed; retrying on the next tick")
                     busy = False
