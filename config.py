@@ -98,6 +98,10 @@ class Config:
     CATALOG_CACHE_TTL = env_int("CATALOG_CACHE_TTL", 300)  # seconds; a net, not the invalidation
     CATALOG_CACHE_MAX_ENTRIES = env_int("CATALOG_CACHE_MAX_ENTRIES", 2048)  # per process
     CATALOG_CACHE_PREFIX = os.environ.get("CATALOG_CACHE_PREFIX", "shop:catalog")
+    # A search's relevance page kept until a product's text changes, not only
+    # until the catalog does (app/services/search/rankings.py); 0 turns it off.
+    SEARCH_RANKINGS_MAX_ENTRIES = env_int("SEARCH_RANKINGS_MAX_ENTRIES", 2048)  # per process
+    SEARCH_RANKINGS_PREFIX = os.environ.get("SEARCH_RANKINGS_PREFIX", "shop:rankings")
 
     # A read request's token user kept per token until an account changes
     # (app/services/account_cache.py); 0 turns it off.

@@ -28,6 +28,7 @@ from app.extensions import db
 from app.models import CartItem, Product, User
 from app.models.types import utcnow
 from app.services import catalog_cache, inventory, search
+from app.services.search import rankings
 
 PAGE_ARGS = frozenset({"page", "per_page", "sort"})
 PRODUCTS = Product.__table__
@@ -137,6 +138,9 @@ class Listing(NamedTuple):
     page: Select  # one page of rows
     counted: Select  # the same with the total of every page as a last column
     count: Select  # the total alone
+    # The engine's own best page (a search with no filter, by relevance):
+    # its ids and total are kept under the text version (search.rankings).
+    ranked: bool = False
 
 
 def listing(
@@ -222,7 +226,7 @@ def top_listing(match: search.Match) -> Listing:
     # FTS5 table SQLite ran it once per row of the page (0.8 -> 1.4 ms).
     total = match.count.subquery("total")
     counted = page.add_columns(total.c[0].label("total_count")).join(total, true())
-    return Listing(page, counted, match.count)
+    return Listing(page, counted, match.count, ranked=True)
 
 
 def run_listing(
@@ -244,8 +248,18 @@ def run_listing(
             return 0
         return connection.execute(lists.count, params).scalar_one()  # a page past the end
 
-    # Every page of one filter has the same total: counted once per version.
-    total = catalog_cache.cached_count(count_key, count)
+    def rank() -> tuple[list, int]:
+        total = count()
+        return rows or [], total
+
+    if lists.ranked:
+        # Kept until a product's text changes, not only until the catalog does.
+        rows, total = rankings.ranked_page(
+            f"{count_key}:{offset}:{per_page}", rank, lambda ids: _by_ids(connection, ids)
+        )
+    else:
+        # Every page of one filter has the same total: counted once per version.
+        total = catalog_cache.cached_count(count_key, count)
     if rows is None:
         rows = connection.execute(lists.page, params).mappings().all() if offset < total else []
     return {
@@ -255,6 +269,17 @@ def run_listing(
         "total": total,
         "pages": math.ceil(total / per_page),
     }
+
+
+BY_IDS = select(*SHOWN).where(
+    PRODUCTS.c.id.in_(bindparam("ids", expanding=True)), PRODUCTS.c.deleted_at.is_(None)
+)
+
+
+def _by_ids(connection, ids: list[int]) -> list:
+    """The live products of `ids`, as rows, in the order of `ids`."""
+    found = {row["id"]: row for row in connection.execute(BY_IDS, {"ids": ids}).mappings()}
+    return [found[i] for i in ids if i in found]
 
 
 def list_products(args: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from sqlalchemy import ColumnElement, Engine, Select
 
 from app.extensions import db
-from app.services.search import suggestions
+from app.services.search import rankings, suggestions
 from app.services.search.query import ParsedQuery, parse
 
 __all__ = ["Match", "ParsedQuery", "SearchBackend", "backend", "init_search", "parse", "suggest"]
@@ -111,6 +111,7 @@ def init_search(app: Flask) -> None:
     chosen.prepare(engine)
     app.extensions["search"] = chosen
     suggestions.init_suggestions(app)
+    rankings.init_rankings(app)
 
 
 def backend() -> SearchBackend:

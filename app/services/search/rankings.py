@@ -1,0 +1,93 @@
+"""Search rankings kept under the **text version**: which products a search
+finds, in which order, does not change when a checkout moves stock or an
+admin changes a price.
+
+The catalog cache keeps whole answers under the catalog's version, which
+every checkout moves; after that, a search by relevance ranked every match
+again (bm25 or ts_rank of all 1,241 products matching "lamp" in the
+benchmark's catalog, ~2 ms of SQL), for the same order as before. A ranking
+depends only on the indexed text of the live products, so for a search with
+no filter, by relevance (the engine's own best page, `Match.top`), the
+page's product ids and the total are kept under a version that moves only
+on a commit that adds or removes a product or sets its name, description,
+category or `deleted_at` (`app.services.versions`, as the suggestions' names
+version). The page's products themselves are read again each time (by id),
+so their price, stock and rating are those of the moment.
+
+The version and the entries live where the catalog cache's do (Redis with
+REDIS_URL, else a memory-mapped version file per host and entries in each
+process); `SEARCH_RANKINGS_MAX_ENTRIES=0`, or the catalog cache off, turns
+this off. Redis unreachable: the search ranks in the database, as without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from flask import Flask, current_app, has_app_context
+
+from app.services import versions
+from app.services.catalog_cache import LocalStore, RedisStore, version_store
+
+# What a ranking depends on: the indexed text of a product, and which products
+# are live. Inserts and deletes of the table count too (`versions.watch`).
+TEXT_COLUMNS = {"products": ("name", "description", "category", "deleted_at")}
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+def init_rankings(app: Flask) -> None:
+    """The app's store of rankings (none when the catalog cache or this is off)."""
+    store = None
+    max_entries = app.config["SEARCH_RANKINGS_MAX_ENTRIES"]
+    if app.config["CATALOG_CACHE"] and max_entries:
+        store = version_store(
+            app,
+            app.config["SEARCH_RANKINGS_PREFIX"],
+            "search-text",
+            ttl=app.config["CATALOG_CACHE_TTL"],
+            max_entries=max_entries,
+        )
+    app.extensions["search_rankings"] = store
+    versions.watch("search_text_changed", frozenset(), bump, TEXT_COLUMNS)
+
+
+def store() -> LocalStore | RedisStore | None:
+    return current_app.extensions.get("search_rankings")
+
+
+def bump() -> None:
+    """A new text version (after a commit, from `app.services.versions`)."""
+    kept = store() if has_app_context() else None
+    if kept is not None:
+        kept.bump()
+
+
+def _encode(ids: list[int], total: int) -> bytes:
+    return (" ".join(map(str, ids)) + "|" + str(total)).encode()
+
+
+def _decode(value: bytes) -> tuple[list[int], int]:
+    ids, total = value.decode().split("|")
+    return [int(i) for i in ids.split()], int(total)
+
+
+def ranked_page(
+    key: str, rank: Callable[[], tuple[Rows, int]], read: Callable[[list[int]], Rows]
+) -> tuple[Rows, int]:
+    """A page of a search by relevance and its total: `rank()` (the page's
+    rows, with their `id`, and the total), kept by ids under the text
+    version (read BEFORE ranking) for `key`; a kept page is `read(ids)`
+    (the rows of those products that are still live, in that order)."""
+    kept_in = store()
+    entry = "rank:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    version, kept = kept_in.lookup(entry) if kept_in is not None else (None, None)
+    if kept is not None:
+        ids, total = _decode(kept)
+        return (read(ids) if ids else []), total
+    rows, total = rank()
+    if version is not None:
+        kept_in.keep(entry, version, _encode([row["id"] for row in rows], total))
+    return rows, total
