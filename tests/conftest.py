@@ -10,6 +10,9 @@ from tests.helpers import IS_POSTGRES, PASSWORD  # first: it picks the database 
 # isort: on
 
 import itertools
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -23,6 +26,7 @@ from app.models import Product
 from app.services import versions
 from app.services.auth import create_user
 from app.services.catalog import create_product
+from tests.live import free_port
 
 _counter = itertools.count(1)
 
@@ -305,3 +309,33 @@ def deliver_outbox(app):
             _db.session.remove()
 
     return deliver
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test's own, on a free port (never the shared one)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield url, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()

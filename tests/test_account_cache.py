@@ -14,7 +14,6 @@ from sqlalchemy import inspect, text
 from app.models import User
 from app.services import account_cache
 from tests.helpers import auth, order_for
-from tests.test_catalog_cache import own_redis  # noqa: F401 - a fixture
 
 
 def user_queries(statements: list[str]) -> int:
@@ -169,7 +168,7 @@ def test_the_cache_off_reads_the_user_every_time(make_app, make_user, count_quer
             assert user_queries(q.statements) == 1
 
 
-def test_redis_shared_by_two_apps_and_redis_stopped(own_redis, make_app, make_user):  # noqa: F811
+def test_redis_shared_by_two_apps_and_redis_stopped(own_redis, make_app, make_user):
     url, process = own_redis
     one = make_app(overrides={"REDIS_URL": url})
     two = make_app(overrides={"REDIS_URL": url})

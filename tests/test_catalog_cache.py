@@ -4,10 +4,8 @@ private answers never cached."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,6 @@ from app.models import Product
 from app.services import catalog_cache
 from app.services.catalog_cache import LocalStore
 from tests.helpers import auth, order_for
-from tests.live import free_port
 
 
 def test_a_hit_does_not_query_and_a_write_shows_at_once(
@@ -123,36 +120,6 @@ def test_private_answers_are_never_cached(client, make_product, make_user, login
         "/api/auth/login", json={"email": user.email, "password": "correct-horse-9"}
     )
     assert login_response.headers["Cache-Control"] == "no-store"
-
-
-@pytest.fixture
-def own_redis():
-    """A redis-server of this test's own, on a free port (never the shared one)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    yield url, process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
 
 
 def test_redis_stopped_mid_run_reads_keep_answering(own_redis, make_app, make_product, db):

@@ -1,15 +1,18 @@
 """Search rankings kept under the text version (app/services/search/rankings.py):
 a checkout or a price change keeps a search's ranking (only the page's
 products are read again, fresh), and every change of a product's text or
-liveness shows in the next search at once. On the suite's database, and on
-Redis when REDIS_URL is set."""
+liveness shows in the next search at once. On the suite's database; the
+rankings in Redis with a redis-server of the test's own."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
+from app.extensions import db as _db
 from app.models import Product
+from app.services.catalog_cache import RedisStore
 from app.services.search import rankings
 from tests.helpers import auth, order_for
 
@@ -163,3 +166,46 @@ def test_a_filtered_or_sorted_search_is_not_kept(client, lamps, user_token, coun
         with count_queries() as q:
             found(client, url)
         assert ranks(q.statements), (url, q.statements)
+
+
+def test_a_search_between_the_bumps_of_one_commit_keeps_nothing_stale(client, db, lamps):
+    """One commit moves the text version, then the catalog's: a search that
+    runs between the two must not keep the old ranking under the new
+    catalog version (found by review: the catalog's moved first)."""
+    assert found(client)[1] == 3
+    kept = rankings.store()
+    real_bump = kept.bump
+
+    def bump_late():  # another request lands between this commit's bumps
+        found(client)
+        real_bump()
+
+    kept.bump = bump_late
+    try:
+        with Session(db.engine) as writer:
+            writer.get(Product, lamps["chair"].id).name = "Chair Lamp"
+            writer.commit()
+    finally:
+        del kept.bump
+    after, total = found(client)
+    assert total == 4 and "Chair Lamp" in {name for name, *_ in after}
+
+
+def test_two_apps_sharing_redis_keep_one_ranking_and_see_a_rename(
+    own_redis, make_app, lamps, user_token, count_queries
+):
+    url, _process = own_redis
+    one, two = (make_app(overrides={"REDIS_URL": url}) for _ in range(2))
+    assert isinstance(one.extensions["search_rankings"], RedisStore)
+    first, second = one.test_client(), two.test_client()
+    assert found(first)[1] == 3
+    order_for(first, user_token, (lamps["desk"], 1))  # the catalog moves, the text does not
+    with count_queries() as q:
+        after, total = found(second)  # the ranking `one` kept, the stock of now
+    assert not ranks(q.statements), q.statements
+    assert total == 3 and dict((n, s) for n, s, _ in after)["Desk Lamp"] == 4
+    with one.app_context(), Session(_db.engine) as writer:
+        writer.get(Product, lamps["chair"].id).name = "Chair Lamp"
+        writer.commit()
+    after, total = found(second)
+    assert total == 4 and "Chair Lamp" in {name for name, *_ in after}

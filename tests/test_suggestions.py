@@ -7,7 +7,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from flask import current_app
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models import Product
@@ -190,3 +192,28 @@ def test_an_update_whose_columns_are_unknown_counts_as_a_rename(make_product):
     db.session.execute(db.update(Product), [{"id": lamp.id, "name": "Floor Lamp"}])
     db.session.commit()
     assert index_suggest("flo") == ["Floor Lamp"] and index_suggest("des") == []
+
+
+def test_a_suggest_between_the_bumps_of_one_commit_keeps_nothing_stale(client, make_product):
+    """The names version moves before the catalog's in one commit: a suggest
+    between them must not keep the old index's answer under the new catalog
+    version (it could, while the catalog's moved first)."""
+    make_product(name="Lamp")
+    chair = make_product(name="Chair")
+    url = "/api/products/suggest?q=lam"
+    assert client.get(url).get_json()["suggestions"] == ["Lamp"]
+    index = current_app.extensions["suggestions"]
+    real_bump = index.bump
+
+    def bump_late():  # another request lands between this commit's bumps
+        client.get(url)
+        real_bump()
+
+    index.bump = bump_late
+    try:
+        with Session(db.engine) as writer:
+            writer.get(Product, chair.id).name = "Lamp Chair"
+            writer.commit()
+    finally:
+        del index.bump
+    assert client.get(url).get_json()["suggestions"] == ["Lamp", "Lamp Chair"]

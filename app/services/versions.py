@@ -31,6 +31,7 @@ class Watch(NamedTuple):
     columns: dict[str, tuple[str, ...]]  # columns of other tables the set shows (and their rows)
     raw_write: re.Pattern  # a text() statement that writes one of `tables`
     bump: Callable[[], None]  # a new version (an error is logged, never raised)
+    last: bool  # bumped after every other set's version (see `watch`)
 
 
 log = logging.getLogger("shop.cache")
@@ -43,10 +44,19 @@ def watch(
     tables: frozenset[str],
     bump: Callable[[], None],
     columns: dict[str, tuple[str, ...]] | None = None,
+    *,
+    last: bool = False,
 ) -> Watch:
     """Call `bump` after every commit that wrote `tables`, or added or removed
     a row of a table in `columns` or set one of its columns there. Once per
-    `mark` per process: the events are the Session class's."""
+    `mark` per process: the events are the Session class's.
+
+    `last`: a cache of answers built from what other sets' versions guard
+    (the catalog cache's answers use the search rankings and the names
+    index) is bumped after them, so a reader that sees its new version sees
+    theirs too; bumped first, a read between the bumps of one commit built
+    its answer from the old ranking and kept it under the new version."""
+    global _watches
     columns = columns or {}
     raw = re.compile(
         r"\b(?:update|insert\s+into|delete\s+from)\s+\"?("
@@ -63,8 +73,11 @@ def watch(
         for existing in _watches:
             if existing.mark == mark:
                 return existing
-        _watches.append(Watch(mark, tables, columns, raw, bump))
-        return _watches[-1]
+        made = Watch(mark, tables, columns, raw, bump, last)
+        # A new list (a commit in another thread may be walking the old one),
+        # sorted stably: the `last` ones at the end.
+        _watches = sorted([*_watches, made], key=lambda watched: watched.last)
+        return made
 
 
 def _shows(watched: Watch, session: Session, obj) -> bool:
