@@ -11,8 +11,9 @@ Stores: Redis when REDIS_URL is set (shared by every process and host), else
 process memory with the version in a memory-mapped file in the instance
 folder (shared by the processes of one host; delete it only while no server
 runs). Redis unreachable: reads go to
-the database (a warning, never an error), a failed bump is retried before the
-cache is used again, and entries expire (`CATALOG_CACHE_TTL`) as a last net.
+the database (a warning, never an error), a failed bump is owed and made
+before the app's next Redis command (in order: `RedisStore`), and entries
+expire (`CATALOG_CACHE_TTL`) as a last net.
 """
 
 from __future__ import annotations
@@ -97,32 +98,65 @@ class LocalStore:
 
 
 class RedisStore:
-    """Answers and the version in Redis, shared by every instance."""
+    """Answers and the version in Redis, shared by every instance.
 
-    def __init__(self, url: str, prefix: str, ttl: int, retry_after: float = 1.0):
+    A bump Redis does not take (unreachable, or a blip between two bumps of
+    one commit) is owed: the app makes it before its next command to Redis
+    from any of its stores (`version_store` gives them one list). Owed bumps are made in order, the
+    `last` stores' (the catalog cache, whose answers are built from what the
+    others guard) after the rest, also within one commit: a catalog bump
+    made while the text version's is still owed would let another instance
+    keep the old ranking under the new catalog version. Until then, other
+    instances may serve what they kept before the write, for at most `ttl`."""
+
+    _owed_lock = threading.Lock()
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        ttl: int,
+        retry_after: float = 1.0,
+        *,
+        last: bool = False,
+        owed: list[RedisStore] | None = None,
+    ):
         import redis
 
         self.redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.errors = redis.RedisError
         self.version_key, self.prefix, self.ttl = f"{prefix}:version", prefix, ttl
-        self.retry_after = retry_after
+        self.retry_after, self.last = retry_after, last
         self.down_until = 0.0
-        self.must_bump = False
+        # The bumps owed, shared by the stores of one app (`version_store`).
+        self.owed: list[RedisStore] = [] if owed is None else owed
+
+    @property
+    def must_bump(self) -> bool:
+        return self in self.owed
+
+    def _settle(self) -> None:
+        """Make the bumps owed to this Redis, in order (an error leaves the
+        rest owed)."""
+        with self._owed_lock:
+            while self.owed:
+                store = self.owed[0]
+                store.redis.incr(store.version_key)
+                self.owed.pop(0)
 
     def _call(self, fn, *args):
-        """Run one Redis command; DOWN while Redis is unreachable."""
+        """Run one Redis command, after the bumps owed to it; DOWN while
+        Redis is unreachable."""
         if self.down_until and time.monotonic() < self.down_until:
             return DOWN
         try:
-            if self.must_bump:
-                # A write may have committed while Redis was away.
-                self.redis.incr(self.version_key)
-                self.must_bump = False
+            if self.owed:
+                self._settle()
             result = fn(*args)
         except self.errors as exc:
-            if not self.must_bump:
+            if not self.down_until:
                 log.warning("%s unavailable, reading from the database: %s", self.prefix, exc)
-            self.down_until, self.must_bump = time.monotonic() + self.retry_after, True
+            self.down_until = time.monotonic() + self.retry_after
             return DOWN
         self.down_until = 0.0
         return result
@@ -149,8 +183,12 @@ class RedisStore:
         )
 
     def bump(self) -> None:
-        if self._call(self.redis.incr, self.version_key) is DOWN:
-            self.must_bump = True
+        """Owe a bump, then settle what is owed (this one included), in order."""
+        with self._owed_lock:
+            if self not in self.owed:
+                self.owed.append(self)
+                self.owed.sort(key=lambda store: store.last)  # stable
+        self._call(lambda: None)
 
 
 def init_catalog_cache(app: Flask) -> None:
@@ -163,6 +201,7 @@ def init_catalog_cache(app: Flask) -> None:
             "catalog",
             ttl=app.config["CATALOG_CACHE_TTL"],
             max_entries=app.config["CATALOG_CACHE_MAX_ENTRIES"],
+            last=True,
         )
     app.extensions["catalog_cache"] = store
     # Its answers are built from the search rankings and the names index: its
@@ -171,14 +210,15 @@ def init_catalog_cache(app: Flask) -> None:
 
 
 def version_store(
-    app: Flask, prefix: str, name: str, *, ttl: int = 0, max_entries: int = 0
+    app: Flask, prefix: str, name: str, *, ttl: int = 0, max_entries: int = 0, last: bool = False
 ) -> LocalStore | RedisStore:
     """The store of a version (and, with `max_entries` or a `ttl`, of the
     answers kept under it) where every cache here keeps it: Redis under
     `prefix` when REDIS_URL is set, else the host's memory-mapped file
     `<name>-version-<database digest>.bin` in the instance folder."""
     if app.config.get("REDIS_URL"):
-        return RedisStore(app.config["REDIS_URL"], prefix, ttl=ttl)
+        owed = app.extensions.setdefault("redis_owed_bumps", [])
+        return RedisStore(app.config["REDIS_URL"], prefix, ttl=ttl, last=last, owed=owed)
     digest = hashlib.sha256(app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:16]
     return LocalStore(Path(app.instance_path) / f"{name}-version-{digest}.bin", max_entries)
 
