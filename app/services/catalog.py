@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from flask import current_app
 from sqlalchemy import (
+    ARRAY,
     BindParameter,
     ColumnElement,
+    Integer,
     Select,
     bindparam,
     column,
@@ -271,14 +274,26 @@ def run_listing(
     }
 
 
-BY_IDS = select(*SHOWN).where(
-    PRODUCTS.c.id.in_(bindparam("ids", expanding=True)), PRODUCTS.c.deleted_at.is_(None)
-)
+# The ids as one parameter, not an expanding IN (whose statement SQLAlchemy
+# renders again on every execution: 0.2 ms of a 1 ms search): a JSON array
+# on SQLite, an int[] on PostgreSQL.
+_IDS = {
+    "sqlite": select(column("value")).select_from(func.json_each(bindparam("ids"))),
+    "postgresql": select(func.unnest(bindparam("ids", type_=ARRAY(Integer)))),
+}
+BY_IDS = {
+    dialect: select(*SHOWN).where(PRODUCTS.c.id.in_(ids), PRODUCTS.c.deleted_at.is_(None))
+    for dialect, ids in _IDS.items()
+}
 
 
 def _by_ids(connection, ids: list[int]) -> list:
     """The live products of `ids`, as rows, in the order of `ids`."""
-    found = {row["id"]: row for row in connection.execute(BY_IDS, {"ids": ids}).mappings()}
+    dialect = connection.dialect.name
+    value = json.dumps(ids) if dialect == "sqlite" else ids
+    found = {
+        row["id"]: row for row in connection.execute(BY_IDS[dialect], {"ids": value}).mappings()
+    }
     return [found[i] for i in ids if i in found]
 
 
