@@ -129,3 +129,37 @@ def test_health_says_ok_right_after_a_database_restart(client):
     assert _drop_every_connection() >= 1
     response = client.get("/api/health")
     assert response.status_code == 200 and response.get_json()["database"] == "ok"
+
+
+def test_a_read_request_leaves_the_session_alone(client, make_product, cart_of_ten):
+    """Cart, order and catalog reads run on a connection of their own
+    (`app.db.read_connection`): no session transaction is begun, so none
+    is committed or removed (~100-300 us of a read)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    order = order_for(client, cart_of_ten, (make_product(), 1))
+    product = make_product(name="Lamp")
+    urls = [
+        "/api/cart",
+        f"/api/orders/{order['id']}",
+        f"/api/products/{product.id}",
+        "/api/products?q=lamp",
+        "/api/products?page=1&per_page=5",
+        "/api/products/facets",
+        "/api/products/suggest?q=la",
+    ]
+    client.get("/api/cart", headers=auth(cart_of_ten))  # the token's user, kept
+    begun = []
+
+    def on_begin(session, transaction, connection):
+        begun.append(connection)
+
+    event.listen(Session, "after_begin", on_begin)
+    try:
+        for url in urls:
+            response = client.get(url, headers=auth(cart_of_ten))
+            assert response.status_code == 200, (url, response.get_json())
+    finally:
+        event.remove(Session, "after_begin", on_begin)
+    assert begun == []

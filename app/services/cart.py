@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
-from app.db import upsert
+from app.db import read_connection, upsert
 from app.errors import CartLimit, NotFound, OutOfStock
 from app.extensions import db
 from app.models import Cart, CartItem, Product, User
@@ -66,13 +66,13 @@ def read_cart(user: User) -> dict[str, Any]:
     with its product's current name, price, picture and stock; the totals),
     made on first use. Plain rows from one query: loading the same as ORM
     objects (cart, lines, products) cost more than the rest of the request.
-    Read on the session's connection (Core), as `read_order`: no autoflush,
+    Read with Core on `read_connection()`, as `read_order`: no autoflush,
     so a writer flushes its changes first (`update_item` and
     `remove_item` do)."""
-    rows = db.session.connection().execute(_cart_rows(), {"user_id": user.id}).all()
+    rows = read_connection().execute(_cart_rows(), {"user_id": user.id}).all()
     if not rows:
         ensure_cart(user)
-        rows = db.session.connection().execute(_cart_rows(), {"user_id": user.id}).all()
+        rows = read_connection().execute(_cart_rows(), {"user_id": user.id}).all()
     items, total_items, total = [], 0, Decimal("0.00")
     for _cart_id, item_id, product_id, quantity, name, price, image_url, stock in rows:
         if item_id is None:  # the one row of an empty cart

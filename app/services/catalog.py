@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.util import ClauseAdapter
 
+from app.db import read_connection
 from app.errors import NotFound
 from app.extensions import db
 from app.models import CartItem, Product, User
@@ -239,7 +240,7 @@ def run_listing(
     (not in the catalog cache) comes with the page, in one statement."""
     offset = (page - 1) * per_page
     params = {**params, "limit": per_page, "offset": offset}
-    connection = db.session.connection()
+    connection = read_connection()
     rows = None
 
     def count() -> int:
@@ -305,7 +306,7 @@ def list_products(args: dict[str, Any]) -> dict[str, Any]:
     for attempt, match in enumerate(search_matches(args.get("q"))):
         values = filter_values(args)
         if match is None:
-            dialect = db.session.get_bind().dialect.name
+            dialect = read_connection().dialect.name
             lists, params = plain_listing(tuple(values), sort, dialect), values
         else:
             lists, params = search_listing(match, tuple(values), sort), {**values, **match.params}
@@ -322,7 +323,7 @@ PRODUCT_BY_ID = select(*SHOWN).where(
 
 def read_product(product_id: int) -> Mapping[str, Any]:
     """A live product as a row (the public read: no ORM object to build), or 404."""
-    row = db.session.connection().execute(PRODUCT_BY_ID, {"id": product_id}).mappings().first()
+    row = read_connection().execute(PRODUCT_BY_ID, {"id": product_id}).mappings().first()
     if row is None:
         raise NotFound("Product not found")
     return row

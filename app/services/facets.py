@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, String, bindparam, func
 
-from app.extensions import db
+from app.db import read_connection
 from app.models import Product
 from app.services import search
 from app.services.catalog import FILTERS, active_products, filter_values, search_matches
@@ -63,7 +63,7 @@ def facets(args: dict[str, Any]) -> dict[str, Any]:
     wanted = args.get("category")
     values = {**filter_values(args, by_category=False), "wanted": wanted}
     names = tuple(name for name in values if name != "wanted")
-    connection = db.session.connection()
+    connection = read_connection()
     for match in search_matches(args.get("q")):
         params = {**values, **match.params} if match else values
         groups = connection.execute(grouped(match, names), params).all()

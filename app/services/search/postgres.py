@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
-from app.extensions import db
+from app.db import read_connection
 from app.models import Product
 from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct, starts_pattern
 from app.services.search.query import ParsedQuery, words_of
@@ -198,4 +198,4 @@ class PostgresSearch:
             "starts": starts_pattern(prefix),
             "n": limit * DUPLICATES_SLACK,
         }
-        return distinct(db.session.connection().execute(SUGGEST, params).scalars(), limit)
+        return distinct(read_connection().execute(SUGGEST, params).scalars(), limit)

@@ -21,7 +21,7 @@ from sqlalchemy import (
     text,
 )
 
-from app.extensions import db
+from app.db import read_connection
 from app.models import Product
 from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct, starts_pattern
 from app.services.search.query import ParsedQuery, words_of
@@ -115,4 +115,4 @@ class SqliteSearch:
         expression = " ".join([*map(quote, words[:-1]), quote(words[-1]) + "*"])
         params = {"fts": expression, "starts": starts_pattern(prefix)}
         params["n"] = limit * DUPLICATES_SLACK
-        return distinct(db.session.connection().execute(SUGGEST, params).scalars(), limit)
+        return distinct(read_connection().execute(SUGGEST, params).scalars(), limit)

@@ -43,7 +43,7 @@ from collections.abc import Iterable
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app.db import read_connection
 from app.models import Product
 from app.services import versions
 from app.services.catalog_cache import LocalStore, RedisStore, version_store
@@ -200,9 +200,9 @@ class Suggestions:
             .limit(self.max_names + 1)
         )
         counted = select(func.count()).select_from(names.subquery())
-        if db.session.scalar(counted) > self.max_names:
+        if read_connection().scalar(counted) > self.max_names:
             return None
-        return NameIndex(db.session.scalars(names).all())
+        return NameIndex(read_connection().scalars(names).all())
 
     def bump(self) -> None:
         self.built = None
