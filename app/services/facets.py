@@ -16,15 +16,21 @@ RATING_LEVELS = (4, 3, 2, 1)
 
 
 @functools.lru_cache(maxsize=256)
-def grouped(match: search.Match | None, names: tuple[str, ...]) -> Select:
-    """One row per category as the category filter tells them apart (by
-    the database's lower(): "Audio" and "AUDIO" are one, shown as the
-    first spelling in sort order), with the counts the facets add up over
-    the live products that pass the filters `names` and the match; its last
-    column is the requested category lower-cased the same way (the
-    parameter `wanted`, NULL for none). Built once per shape of query and
-    set of filters (building it cost more than running it); all of it is
-    read from the covering index ix_products_facets."""
+def grouped(match: search.Match | None, names: tuple[str, ...], dialect: str) -> Select:
+    """One row per category, with the counts the facets add up over the live
+    products that pass the filters `names` and the match: its spelling, its
+    spelling lower-cased by the database (the category filter's folding),
+    the counts, and last the requested category lower-cased the same way
+    (the parameter `wanted`, NULL for none). Built once per shape of query
+    and set of filters (building it cost more than running it).
+
+    SQLite groups by the spelling, walking the covering index
+    ix_products_facets in its order; grouped by lower(category) it read
+    every row through another index and sorted them (10,000 products, the
+    whole catalog: 5.4 -> 7.3 ms). `merged` then adds up the spellings the
+    filter tells apart no more ("Audio" and "AUDIO"), shown as the first in
+    code point order, as SQLite's min() would. PostgreSQL hashes the groups
+    by lower(category) itself (min() there follows the column's collation)."""
     stmt = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
     if match is not None:
         stmt = match(stmt)
@@ -38,7 +44,31 @@ def grouped(match: search.Match | None, names: tuple[str, ...]) -> Select:
         func.count().filter(Product.stock > 0),
         *(func.count().filter(Product.rating_average >= level) for level in RATING_LEVELS),
         func.lower(bindparam("wanted", type_=String)),
-    ).group_by(folded)
+    ).group_by(Product.category if dialect == "sqlite" else folded)
+
+
+def merged(groups: list[Row]) -> list[tuple]:
+    """`groups` with one row per lower-cased category (column 1): counts
+    added up, the lowest price and spelling, the highest price."""
+    by_fold: dict[Any, list] = {}
+    for group in groups:
+        row = by_fold.get(group[1])
+        if row is None:
+            by_fold[group[1]] = list(group)
+            continue
+        row[0] = _least(row[0], group[0])
+        row[2] += group[2]
+        row[3] = _least(row[3], group[3])
+        row[4] = (
+            group[4] if row[4] is None or (group[4] is not None and group[4] > row[4]) else row[4]
+        )
+        for i in range(5, 5 + 1 + len(RATING_LEVELS)):
+            row[i] += group[i]
+    return [tuple(row) for row in by_fold.values()]
+
+
+def _least(a, b):
+    return b if a is None or (b is not None and b < a) else a
 
 
 def _summary(groups: list[Row]) -> dict[str, Any]:
@@ -66,7 +96,8 @@ def facets(args: dict[str, Any]) -> dict[str, Any]:
     connection = read_connection()
     for match in search_matches(args.get("q")):
         params = {**values, **match.params} if match else values
-        groups = connection.execute(grouped(match, names), params).all()
+        statement = grouped(match, names, connection.dialect.name)
+        groups = merged(connection.execute(statement, params).all())
         chosen = [g for g in groups if wanted is None or g[1] == g[-1]]
         summary = _summary(chosen)
         if summary["total"]:
