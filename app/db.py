@@ -79,7 +79,9 @@ def read_connection() -> Connection:
     return connection
 
 
-def _close_read_connection() -> None:
+def release_read_connection() -> None:
+    """Give back the read request's own connection (`read_connection`), before
+    the session takes one to write: a request holds one connection, not two."""
     connection = g.pop(READ_CONNECTION, None)
     if connection is not None:
         connection.close()
@@ -98,7 +100,7 @@ def run_in_unit_of_work(view: Callable, *args: Any, **kwargs: Any) -> Any:
         if not (error.connection_invalidated and in_read_request()):
             raise
     db.session.remove()
-    _close_read_connection()
+    release_read_connection()
     with unit_of_work():
         return view(*args, **kwargs)
 
@@ -143,7 +145,7 @@ def init_db(app: Flask) -> None:
 
 
 def _end_session(_exc: BaseException | None) -> None:
-    _close_read_connection()
+    release_read_connection()
     if db.session.registry.has():  # not for a request that never opened one
         db.session.remove()
 

@@ -231,3 +231,33 @@ def test_get_cart_query_budget_is_flat(client, user_token, make_product, count_q
     assert len(response.get_json()["items"]) == lines
     # one for the token's user and its revocation, one for the cart
     assert q.count == 2, q.statements
+
+
+def test_a_first_cart_read_holds_one_connection(make_app, make_user):
+    """A user with no cart row (made some other way than signup): the read
+    finds nothing, the session makes the cart. The read request's own
+    connection is given back first, so a pool of one serves it (it was a
+    503 once the read ran on a connection of its own; found by review)."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+    from tests.helpers import PASSWORD
+
+    app = make_app(
+        "testing",
+        {
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0, "pool_timeout": 2},
+            "DB_POOL_TIMEOUT": 2,
+        },
+    )
+    user = make_user()
+    with app.app_context():
+        client = app.test_client()
+        login = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+        token = login.get_json()["access_token"]
+        assert client.get("/api/orders", headers=auth(token)).status_code == 200  # user kept
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM carts WHERE user_id = :u"), {"u": user.id})
+        response = client.get("/api/cart", headers=auth(token))
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["items"] == []

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
-from app.db import read_connection, upsert
+from app.db import read_connection, release_read_connection, upsert
 from app.errors import CartLimit, NotFound, OutOfStock
 from app.extensions import db
 from app.models import Cart, CartItem, Product, User
@@ -71,6 +71,7 @@ def read_cart(user: User) -> dict[str, Any]:
     `remove_item` do)."""
     rows = read_connection().execute(_cart_rows(), {"user_id": user.id}).all()
     if not rows:
+        release_read_connection()  # the session writes the cart: one connection at a time
         ensure_cart(user)
         rows = read_connection().execute(_cart_rows(), {"user_id": user.id}).all()
     items, total_items, total = [], 0, Decimal("0.00")
