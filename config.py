@@ -102,6 +102,10 @@ class Config:
     # until the catalog does (app/services/search/rankings.py); 0 turns it off.
     SEARCH_RANKINGS_MAX_ENTRIES = env_int("SEARCH_RANKINGS_MAX_ENTRIES", 2048)  # per process
     SEARCH_RANKINGS_PREFIX = os.environ.get("SEARCH_RANKINGS_PREFIX", "shop:rankings")
+    # A list's total and the facets kept until which products match a filter
+    # changes (app/services/matches.py), not each checkout; 0 turns it off.
+    CATALOG_MATCHES_MAX_ENTRIES = env_int("CATALOG_MATCHES_MAX_ENTRIES", 2048)  # per process
+    CATALOG_MATCHES_PREFIX = os.environ.get("CATALOG_MATCHES_PREFIX", "shop:matches")
 
     # A read request's token user kept per token until an account changes
     # (app/services/account_cache.py); 0 turns it off.

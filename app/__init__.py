@@ -67,6 +67,7 @@ def register_extensions(app: Flask) -> None:
     from app.db import init_db
     from app.extensions import cors, limiter
     from app.services.catalog_cache import init_catalog_cache
+    from app.services.matches import init_matches
     from app.services.passwords import init_password_hashing
     from app.services.search import init_search
     from app.web.api import api
@@ -75,6 +76,7 @@ def register_extensions(app: Flask) -> None:
 
     init_db(app)
     init_catalog_cache(app)
+    init_matches(app)
     init_search(app)
     init_migrations(app)
     init_jwt(app)

@@ -46,13 +46,19 @@ ENDPOINTS = [
     # Served by a second app whose cache keeps nothing: every request builds
     # its answer (and its COUNT) as after a write bumped the version.
     ("product list (cache miss)", "GET", "/api/products?page=37&per_page=20", None, 0.20),
+    # Nothing kept at all, the list's COUNT included: as after a write that
+    # changes which products match (a sell-out, a price, a product's text).
+    ("product list (matches changed)", "GET", "/api/products?page=37&per_page=20", None, 0.20),
     ("product search", "GET", "/api/products?q=Lamp&sort=price", None, None),
     # Issue 19's endpoints, each as a cache hit and as a miss (a new query
     # string: every keystroke of a type-ahead, any read after a catalog write).
     # A miss keeps what the catalog write did not change, as after a checkout
     # or a price change: a search's ranking (the text version), suggest's name
-    # index (the names version). "text changed": nothing kept, as after a
-    # product's create, delete or new name, description or category.
+    # index (the names version), a list's total and the facets (the match
+    # version, unless the checkout sold a product out). "text changed":
+    # nothing kept, as after a product's create, delete or new name,
+    # description or category; "matches changed": the same for the facets,
+    # as after that or a sell-out, a price or a rating change.
     ("search one word (cached)", "GET", "/api/products?q=lamp", None, 0.25),
     ("search one word (cache miss)", "GET", "/api/products?q=lamp", None, 0.25),
     ("search one word (text changed)", "GET", "/api/products?q=lamp", None, 0.25),
@@ -61,8 +67,10 @@ ENDPOINTS = [
     ("search two words (text changed)", "GET", "/api/products?q=smart%20lamp", None, 0.25),
     ("search facets (cached)", "GET", "/api/products/facets?q=lamp", None, 0.25),
     ("search facets (cache miss)", "GET", "/api/products/facets?q=lamp", None, 0.25),
+    ("search facets (matches changed)", "GET", "/api/products/facets?q=lamp", None, 0.25),
     ("catalog facets (cached)", "GET", "/api/products/facets", None, 0.25),
     ("catalog facets (cache miss)", "GET", "/api/products/facets", None, 0.25),
+    ("catalog facets (matches changed)", "GET", "/api/products/facets", None, 0.25),
     ("search suggest (cached)", "GET", "/api/products/suggest?q=lam", None, 0.40),
     ("search suggest (cache miss)", "GET", "/api/products/suggest?q=lam", None, 0.40),
     ("product detail (cached)", "GET", "/api/products/{product_id}", None, 0.65),
@@ -251,7 +259,12 @@ def run_db(kind: str) -> dict:
         missing = Server("app:create_app()", {**env, "CATALOG_CACHE_MAX_ENTRIES": "0"})
         cold = Server(
             "app:create_app()",
-            {**env, "CATALOG_CACHE_MAX_ENTRIES": "0", "SEARCH_RANKINGS_MAX_ENTRIES": "0"},
+            {
+                **env,
+                "CATALOG_CACHE_MAX_ENTRIES": "0",
+                "SEARCH_RANKINGS_MAX_ENTRIES": "0",
+                "CATALOG_MATCHES_MAX_ENTRIES": "0",
+            },
         )
         servers = {"shop": shop, "missing": missing, "cold": cold}
         try:
@@ -265,7 +278,7 @@ def run_db(kind: str) -> dict:
 
 
 def server_for(name: str, servers: dict[str, Server]) -> Server:
-    if "text changed" in name:
+    if "text changed" in name or "matches changed" in name:
         return servers["cold"]
     return servers["missing"] if "cache miss" in name else servers["shop"]
 

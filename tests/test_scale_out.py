@@ -36,6 +36,8 @@ def instances(app):
         # The test process empties tables behind the cache's back: a fresh
         # namespace per run, and every test's product is made through A.
         "CATALOG_CACHE_PREFIX": f"scaleout-catalog-{uuid.uuid4().hex}",
+        "SEARCH_RANKINGS_PREFIX": f"scaleout-rankings-{uuid.uuid4().hex}",
+        "CATALOG_MATCHES_PREFIX": f"scaleout-matches-{uuid.uuid4().hex}",
         "RATELIMIT_LOGIN": f"{FAILED_LOGINS_ALLOWED} per minute",
         "RATELIMIT_DEFAULT": "100000 per minute",
         "RATELIMIT_SIGNUP": "100000 per hour",
@@ -195,3 +197,46 @@ def test_catalog_write_on_a_is_read_on_b_at_once(instances, make_user, login, ma
     assert [(p["id"], p["stock"]) for p in listed if p["id"] == product["id"]] == [
         (product["id"], 3)
     ]
+
+
+def test_a_sell_out_on_a_changes_totals_and_facets_on_b(instances, make_user, login):
+    """The facets and a list's total are kept under the match version, which a
+    checkout moves only when a product sells out: here it does, on A, and B
+    answers with the new numbers at once (and keeps them after a checkout
+    that sells nothing out, with its stock shown as it is)."""
+    a, b = instances
+    admin = login(make_user(admin=True))["access_token"]
+    made = [
+        a.request(
+            "POST",
+            "/api/products",
+            {"name": f"Matchbox {n}", "price": "3.00", "stock": stock, "category": "Matches"},
+            token=admin,
+        )
+        for n, stock in enumerate((1, 10))
+    ]
+    assert [status for status, _ in made] == [201, 201]
+    last, plenty = (product["id"] for _, product in made)
+    facets = "/api/products/facets?category=Matches&in_stock=true"
+    listed = "/api/products?category=Matches&in_stock=true"
+
+    def seen_on_b():
+        answers = {
+            (b.request("GET", facets)[1]["in_stock"], b.request("GET", listed)[1]["total"])
+            for _ in range(4)  # every worker's view
+        }
+        assert len(answers) == 1, answers
+        return answers.pop()
+
+    assert seen_on_b() == (2, 2)
+    for product_id in (plenty, last):  # nothing sold out, then the last unit
+        token = login(make_user())["access_token"]
+        line = {"product_id": product_id, "quantity": 1}
+        assert a.request("POST", "/api/cart", line, token=token)[0] == 201
+        order = {"shipping_address": "4 Match Street"}
+        assert a.request("POST", "/api/orders", order, token=token)[0] == 201
+        if product_id == plenty:
+            assert seen_on_b() == (2, 2)
+            items = b.request("GET", listed)[1]["items"]
+            assert {p["id"]: p["stock"] for p in items}[plenty] == 9
+    assert seen_on_b() == (1, 1)

@@ -31,7 +31,7 @@ from app.errors import NotFound
 from app.extensions import db
 from app.models import CartItem, Product, User
 from app.models.types import utcnow
-from app.services import catalog_cache, inventory, search
+from app.services import inventory, matches, search
 from app.services.search import rankings
 
 PAGE_ARGS = frozenset({"page", "per_page", "sort"})
@@ -262,8 +262,9 @@ def run_listing(
             f"{count_key}:{offset}:{per_page}", rank, lambda ids: _by_ids(connection, ids)
         )
     else:
-        # Every page of one filter has the same total: counted once per version.
-        total = catalog_cache.cached_count(count_key, count)
+        # Every page of one filter has the same total: counted once per match
+        # version (a checkout that sells nothing out keeps it).
+        total = matches.count(count_key, count)
     if rows is None:
         rows = connection.execute(lists.page, params).mappings().all() if offset < total else []
     return {

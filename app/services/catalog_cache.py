@@ -26,7 +26,6 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, current_app, has_app_context
@@ -226,21 +225,6 @@ def version_store(
 def store() -> LocalStore | RedisStore | None:
     """The current app's store, or None when the cache is off."""
     return current_app.extensions.get("catalog_cache")
-
-
-def cached_count(key: str, count: Callable[[], int]) -> int:
-    """`count()`, kept with the catalog's version (read before counting, like
-    every entry) under `key`: a list's total is the same on every page."""
-    cache = store()
-    entry = "count:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    version, cached = cache.lookup(entry) if cache is not None else (None, None)
-    if version is None:
-        return count()
-    if cached is not None:
-        return int(cached)
-    total = count()
-    cache.keep(entry, version, str(total).encode())
-    return total
 
 
 def bump() -> None:

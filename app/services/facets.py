@@ -9,7 +9,7 @@ from sqlalchemy import Row, Select, String, bindparam, func
 
 from app.db import read_connection
 from app.models import Product
-from app.services import search
+from app.services import matches, search
 from app.services.catalog import FILTERS, active_products, filter_values, search_matches
 
 RATING_LEVELS = (4, 3, 2, 1)
@@ -86,6 +86,13 @@ def _summary(groups: list[Row]) -> dict[str, Any]:
 
 
 def facets(args: dict[str, Any]) -> dict[str, Any]:
+    """The facets of `args` (the parsed filters), kept under the match version:
+    a checkout that sells nothing out leaves them as they were."""
+    key = repr(sorted((name, str(value)) for name, value in args.items()))
+    return matches.facets(key, lambda: _facets(args))
+
+
+def _facets(args: dict[str, Any]) -> dict[str, Any]:
     """Totals, price range, stock and rating counts over the products the list
     would show, and category counts over the same filters but the category
     itself. One grouped query answers both: the category filter selects

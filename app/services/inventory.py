@@ -18,7 +18,7 @@ from app.extensions import db
 from app.models import Order, OrderItem, Product, StockMovement, User
 from app.models.inventory import pending_movements
 from app.models.product import MAX_STOCK, STOCK_COLUMN_MAX
-from app.services import notifications
+from app.services import matches, notifications
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,15 @@ def move_stock(
             .where(*conditions)
             .values(stock=Product.stock + delta)
             .returning(Product),
-            execution_options={"synchronize_session": False, "populate_existing": True},
+            execution_options={
+                "synchronize_session": False,
+                "populate_existing": True,
+                **matches.STOCK_LEFT_TO_CALLER,
+            },
         ).scalar_one_or_none()
     if product is None:
         return None
+    matches.stock_crossed_zero(db.session, product.stock - delta, product.stock)
     movement = {
         "product_id": product_id,
         "delta": delta,
@@ -98,13 +103,17 @@ def take_stock(quantities: dict[int, int]) -> list[Row]:
     params = {}
     for n, product_id in enumerate(ids):
         params[f"id{n}"], params[f"quantity{n}"] = product_id, quantities[product_id]
-    taken = db.session.execute(_take_statement(len(ids), locking), params).all()
+    taken = db.session.execute(
+        _take_statement(len(ids), locking), params, execution_options=matches.STOCK_LEFT_TO_CALLER
+    ).all()
     if len(taken) < len(ids):
         short = min(set(ids) - {row.id for row in taken})
         name, stock = db.session.execute(
             select(Product.name, Product.stock).where(Product.id == short)
         ).one()
         raise OutOfStock(name, stock, short)
+    for row in taken:
+        matches.stock_crossed_zero(db.session, row.stock + quantities[row.id], row.stock)
     taken.sort(key=lambda row: row.id)
     return taken
 

@@ -10,6 +10,12 @@ statement or a text() one) and its commit calls that `bump`; a rollback
 forgets the mark. A reader takes the version BEFORE it queries, so what it
 builds while a write commits is kept under the old version and never served
 after it.
+
+A statement may leave a set to its caller: run with the execution option
+`unwatched_by` (a tuple of marks), its write does not mark those sets, and
+the caller marks the session itself (`mark`) when what it wrote changes
+them. Inventory does so for the catalog matches' stock (only a stock that
+crosses zero changes them).
 """
 
 from __future__ import annotations
@@ -115,12 +121,21 @@ def _before_flush(session: Session, _context, _instances) -> None:
             session.info[watched.mark] = True
 
 
+def mark(session: Session, name: str) -> None:
+    """The session's transaction changed the set watched as `name`: its commit
+    bumps that set's version (for a write run with `unwatched_by`)."""
+    session.info[name] = True
+
+
 def _on_execute(state: ORMExecuteState) -> None:
     if state.is_select:
         return
     statement = state.statement
     name = getattr(getattr(statement, "table", None), "name", None)
+    left_to_caller = state.execution_options.get("unwatched_by", ())
     for watched in _watches:
+        if watched.mark in left_to_caller:
+            continue
         if (
             name in watched.tables
             or (name in watched.columns and _sets(statement, watched.columns[name]))

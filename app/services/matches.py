@@ -1,0 +1,133 @@
+"""Answers kept under the **match version**: a list's total and the facets,
+which depend on which live products each filter and search matches, not on
+how many units are left.
+
+The catalog cache keeps whole answers under the catalog's version, which
+every checkout moves. A catalog read after a checkout then counted its
+matches again (the list's COUNT) and aggregated them again (the facets:
+every matching row, 5-15 ms on 10,000 products), for the same numbers as
+before: a checkout that leaves every product in stock changes no filter's
+matches and no facet. What they depend on:
+
+- which products are live (a row added or removed, `deleted_at`);
+- the text a search matches and the category filter (`name`,
+  `description`, `category`);
+- `price` (the price filters, the price range), `rating_average` (the
+  rating filter and counts);
+- whether `stock` is above zero (the in-stock filter and count), not the
+  stock itself.
+
+A commit that writes one of those bumps the match version
+(`app.services.versions`). Stock moves go through `app.services.inventory`,
+which knows each product's stock before and after: its UPDATEs are left to
+it (`unwatched_by`) and it marks the transaction only when a stock crosses
+zero (`stock_crossed_zero`). Any other write that sets `stock` counts as a
+change, as writes of the other columns do.
+
+The version and the entries live where the catalog cache's do (Redis with
+REDIS_URL, else a memory-mapped version file per host and entries in each
+process). `CATALOG_MATCHES_MAX_ENTRIES=0`, or the catalog cache off, turns
+this off; Redis unreachable: the answers are built from the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, has_app_context
+from sqlalchemy.orm import Session
+
+from app.services import versions
+from app.services.catalog_cache import LocalStore, RedisStore, version_store
+
+MARK = "catalog_matches_changed"
+COLUMNS = {
+    "products": (
+        *("name", "description", "category", "deleted_at"),
+        *("price", "rating_average", "stock"),
+    )
+}
+# The execution option of a stock UPDATE whose caller decides (`stock_crossed_zero`).
+STOCK_LEFT_TO_CALLER = {"unwatched_by": (MARK,)}
+
+T = TypeVar("T")
+
+
+def init_matches(app: Flask) -> None:
+    """The app's store of match answers (none when the catalog cache or this is off)."""
+    kept_in = None
+    max_entries = app.config["CATALOG_MATCHES_MAX_ENTRIES"]
+    if app.config["CATALOG_CACHE"] and max_entries:
+        kept_in = version_store(
+            app,
+            app.config["CATALOG_MATCHES_PREFIX"],
+            "catalog-matches",
+            ttl=app.config["CATALOG_CACHE_TTL"],
+            max_entries=max_entries,
+        )
+    app.extensions["catalog_matches"] = kept_in
+    versions.watch(MARK, frozenset(), bump, COLUMNS)
+
+
+def store() -> LocalStore | RedisStore | None:
+    return current_app.extensions.get("catalog_matches")
+
+
+def bump() -> None:
+    """A new match version (after a commit, from `app.services.versions`)."""
+    kept_in = store() if has_app_context() else None
+    if kept_in is not None:
+        kept_in.bump()
+
+
+def stock_crossed_zero(session: Session, before: int, after: int) -> None:
+    """Mark the session's transaction as changing the matches when a product's
+    stock went from `before` to `after` across zero (for an UPDATE run with
+    STOCK_LEFT_TO_CALLER)."""
+    if (before > 0) != (after > 0):
+        versions.mark(session, MARK)
+
+
+def kept(
+    key: str,
+    build: Callable[[], T],
+    encode: Callable[[T], bytes],
+    decode: Callable[[bytes], T],
+) -> T:
+    """`build()`, kept under the match version (read BEFORE building) for `key`."""
+    kept_in = store()
+    entry = "match:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    version, value = kept_in.lookup(entry) if kept_in is not None else (None, None)
+    if value is not None:
+        return decode(value)
+    answer = build()
+    if version is not None:
+        kept_in.keep(entry, version, encode(answer))
+    return answer
+
+
+def count(key: str, counted: Callable[[], int]) -> int:
+    """A list's total (every page of one filter has the same)."""
+    return kept("count:" + key, counted, lambda n: str(n).encode(), int)
+
+
+def facets(key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The facets of one set of filters (prices kept as exact strings)."""
+    return kept("facets:" + key, build, _encode_facets, _decode_facets)
+
+
+def _encode_facets(summary: dict[str, Any]) -> bytes:
+    return json.dumps(summary, default=str, separators=(",", ":")).encode()
+
+
+def _decode_facets(value: bytes) -> dict[str, Any]:
+    summary = json.loads(value)
+    price = summary["price"]
+    for end in ("min", "max"):
+        if price[end] is not None:
+            price[end] = Decimal(price[end])
+    return summary
