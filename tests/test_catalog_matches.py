@@ -30,7 +30,10 @@ FILTERS = [
 
 def live_rows() -> list[dict]:
     with db.engine.connect() as connection:
-        columns = ("id", "name", "description", "category", "price", "stock", "rating_average")
+        columns = (
+            *("id", "name", "description", "category", "price", "stock"),
+            *("rating_average", "created_at"),
+        )
         typed = select(*(Product.__table__.c[name] for name in columns))
         return [
             dict(row)
@@ -41,6 +44,13 @@ def live_rows() -> list[dict]:
 def expected(params: dict) -> dict:
     """Total, in-stock count, price range, category counts and ratings of the
     live products passing `params`, from their rows."""
+    facets = expected_with_orders(params)
+    del facets["orders"]
+    return facets
+
+
+def expected_with_orders(params: dict) -> dict:
+    """`expected`, and the ids in the order of two sorts (`orders`)."""
 
     def passes(row, with_category=True) -> bool:
         words = f"{row['name']} {row['description']} {row['category'] or ''}".lower().split()
@@ -55,6 +65,8 @@ def expected(params: dict) -> dict:
 
     rows = live_rows()
     matching = [row for row in rows if passes(row)]
+    by_price = sorted(matching, key=lambda row: (Decimal(row["price"]), row["id"]))
+    newest = sorted(matching, key=lambda row: (row["created_at"], row["id"]), reverse=True)
     categories: dict[str, int] = {}
     for row in rows:
         if row["category"] and passes(row, with_category=False):
@@ -73,16 +85,36 @@ def expected(params: dict) -> dict:
             {"min_rating": level, "count": sum(1 for r in ratings if r >= level)}
             for level in (4, 3, 2, 1)
         ],
+        "orders": {
+            "price": [row["id"] for row in by_price],
+            "-created_at": [row["id"] for row in newest],
+        },
     }
 
 
 def assert_fresh(client, when: str) -> None:
+    """Facets, totals and the order of every page (two sorts, pages of two)
+    as computed from the rows; stock and price as they are now."""
+    rows = {row["id"]: row for row in live_rows()}
     for params in FILTERS:
-        want = expected(params)
+        want = expected_with_orders(params)
+        orders = want.pop("orders")
         facets = client.get("/api/products/facets", query_string=params).get_json()
         assert facets == want, (when, params)
-        listed = client.get("/api/products", query_string={**params, "per_page": 2}).get_json()
-        assert listed["total"] == want["total"], (when, params)
+        for sort, ids in orders.items():
+            seen = []
+            for page in range(1, 2 + len(ids) // 2):
+                query = {**params, "sort": sort, "per_page": 2, "page": page}
+                listed = client.get("/api/products", query_string=query).get_json()
+                assert listed["total"] == want["total"], (when, params, sort)
+                seen += listed["items"]
+            assert [item["id"] for item in seen] == ids, (when, params, sort)
+            for item in seen:
+                row = rows[item["id"]]
+                assert (item["stock"], Decimal(str(item["price"]))) == (
+                    row["stock"],
+                    Decimal(row["price"]),
+                ), (when, item)
 
 
 @pytest.fixture

@@ -234,11 +234,13 @@ def top_listing(match: search.Match) -> Listing:
 
 
 def run_listing(
-    lists: Listing, params: dict[str, Any], page: int, per_page: int, count_key: str
+    lists: Listing, params: dict[str, Any], page: int, per_page: int, count_key: str, sort: str
 ) -> dict[str, Any]:
     """One page of rows (mappings) in the page envelope. An unknown total
-    (not in the catalog cache) comes with the page, in one statement."""
+    (not kept) comes with the page, in one statement. `count_key`: the
+    filters and search (every sort and page of them has one total)."""
     offset = (page - 1) * per_page
+    page_key = f"{count_key}:{sort}:{offset}:{per_page}"
     params = {**params, "limit": per_page, "offset": offset}
     connection = read_connection()
     rows = None
@@ -258,15 +260,20 @@ def run_listing(
 
     if lists.ranked:
         # Kept until a product's text changes, not only until the catalog does.
-        rows, total = rankings.ranked_page(
-            f"{count_key}:{offset}:{per_page}", rank, lambda ids: _by_ids(connection, ids)
-        )
+        rows, total = rankings.ranked_page(page_key, rank, lambda ids: _by_ids(connection, ids))
     else:
         # Every page of one filter has the same total: counted once per match
-        # version (a checkout that sells nothing out keeps it).
-        total = matches.count(count_key, count)
-    if rows is None:
-        rows = connection.execute(lists.page, params).mappings().all() if offset < total else []
+        # version; the page's ids are kept under it too (a checkout that sells
+        # nothing out keeps both), its products read again by id.
+        def read_page() -> tuple[list, int]:
+            total = matches.count(count_key, count)
+            if rows is not None:
+                return rows, total
+            if offset >= total:
+                return [], total
+            return connection.execute(lists.page, params).mappings().all(), total
+
+        rows, total = matches.page(page_key, read_page, lambda ids: _by_ids(connection, ids))
     return {
         "items": rows,
         "page": page,
@@ -311,7 +318,9 @@ def list_products(args: dict[str, Any]) -> dict[str, Any]:
             lists, params = plain_listing(tuple(values), sort, dialect), values
         else:
             lists, params = search_listing(match, tuple(values), sort), {**values, **match.params}
-        page = run_listing(lists, params, args["page"], args["per_page"], f"{filters}{attempt}")
+        page = run_listing(
+            lists, params, args["page"], args["per_page"], f"{filters}{attempt}", sort
+        )
         if page["total"]:
             break
     return page

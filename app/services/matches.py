@@ -1,19 +1,21 @@
-"""Answers kept under the **match version**: a list's total and the facets,
-which depend on which live products each filter and search matches, not on
-how many units are left.
+"""Answers kept under the **match version**: a list's total, its pages'
+product ids and the facets, which depend on which live products each
+filter and search matches, and in which order, not on how many units are
+left.
 
 The catalog cache keeps whole answers under the catalog's version, which
 every checkout moves. A catalog read after a checkout then counted its
 matches again (the list's COUNT) and aggregated them again (the facets:
 every matching row, 5-15 ms on 10,000 products), for the same numbers as
 before: a checkout that leaves every product in stock changes no filter's
-matches and no facet. What they depend on:
+matches, no order and no facet. What they depend on:
 
 - which products are live (a row added or removed, `deleted_at`);
 - the text a search matches and the category filter (`name`,
   `description`, `category`);
 - `price` (the price filters, the price range), `rating_average` (the
-  rating filter and counts);
+  rating filter and counts), and with `name` and `created_at` every sort's
+  key (ties by id);
 - whether `stock` is above zero (the in-stock filter and count), not the
   stock itself.
 
@@ -23,6 +25,9 @@ which knows each product's stock before and after: its UPDATEs are left to
 it (`unwatched_by`) and it marks the transaction only when a stock crosses
 zero (`stock_crossed_zero`). Any other write that sets `stock` counts as a
 change, as writes of the other columns do.
+
+A kept page is its products' ids: its products are read again by id, so
+their stock, price and rating are those of the moment.
 
 The version and the entries live where the catalog cache's do (Redis with
 REDIS_URL, else a memory-mapped version file per host and entries in each
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -48,13 +53,14 @@ MARK = "catalog_matches_changed"
 COLUMNS = {
     "products": (
         *("name", "description", "category", "deleted_at"),
-        *("price", "rating_average", "stock"),
+        *("price", "rating_average", "stock", "created_at"),
     )
 }
 # The execution option of a stock UPDATE whose caller decides (`stock_crossed_zero`).
 STOCK_LEFT_TO_CALLER = {"unwatched_by": (MARK,)}
 
 T = TypeVar("T")
+Rows = Sequence[Mapping[str, Any]]
 
 
 def init_matches(app: Flask) -> None:
@@ -113,6 +119,45 @@ def kept(
 def count(key: str, counted: Callable[[], int]) -> int:
     """A list's total (every page of one filter has the same)."""
     return kept("count:" + key, counted, lambda n: str(n).encode(), int)
+
+
+def page(
+    key: str, rank: Callable[[], tuple[Rows, int]], read: Callable[[list[int]], Rows]
+) -> tuple[Rows, int]:
+    """A list's page and its total, kept as ids under the match version
+    (`kept_page`)."""
+    return kept_page(store(), "page:" + key, rank, read)
+
+
+def kept_page(
+    kept_in: LocalStore | RedisStore | None,
+    key: str,
+    rank: Callable[[], tuple[Rows, int]],
+    read: Callable[[list[int]], Rows],
+) -> tuple[Rows, int]:
+    """A page of product rows and the total of its list: `rank()` (the rows,
+    each with its `id`, and the total), kept in `kept_in` as the rows' ids and
+    the total under its version (read BEFORE ranking) for `key`; a kept page
+    is `read(ids)` (the rows of those products that are still live, in that
+    order)."""
+    entry = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    version, value = kept_in.lookup(entry) if kept_in is not None else (None, None)
+    if value is not None:
+        ids, total = _decode_page(value)
+        return (read(ids) if ids else []), total
+    rows, total = rank()
+    if version is not None:
+        kept_in.keep(entry, version, _encode_page([row["id"] for row in rows], total))
+    return rows, total
+
+
+def _encode_page(ids: list[int], total: int) -> bytes:
+    return (" ".join(map(str, ids)) + "|" + str(total)).encode()
+
+
+def _decode_page(value: bytes) -> tuple[list[int], int]:
+    ids, total = value.decode().split("|")
+    return [int(i) for i in ids.split()], int(total)
 
 
 def facets(key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:

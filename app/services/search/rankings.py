@@ -22,20 +22,16 @@ this off. Redis unreachable: the search ranks in the database, as without it.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from flask import Flask, current_app, has_app_context
 
-from app.services import versions
+from app.services import matches, versions
 from app.services.catalog_cache import LocalStore, RedisStore, version_store
 
 # What a ranking depends on: the indexed text of a product, and which products
 # are live. Inserts and deletes of the table count too (`versions.watch`).
 TEXT_COLUMNS = {"products": ("name", "description", "category", "deleted_at")}
-
-Rows = Sequence[Mapping[str, Any]]
 
 
 def init_rankings(app: Flask) -> None:
@@ -65,29 +61,13 @@ def bump() -> None:
         kept.bump()
 
 
-def _encode(ids: list[int], total: int) -> bytes:
-    return (" ".join(map(str, ids)) + "|" + str(total)).encode()
-
-
-def _decode(value: bytes) -> tuple[list[int], int]:
-    ids, total = value.decode().split("|")
-    return [int(i) for i in ids.split()], int(total)
-
-
 def ranked_page(
-    key: str, rank: Callable[[], tuple[Rows, int]], read: Callable[[list[int]], Rows]
-) -> tuple[Rows, int]:
+    key: str,
+    rank: Callable[[], tuple[matches.Rows, int]],
+    read: Callable[[list[int]], matches.Rows],
+) -> tuple[matches.Rows, int]:
     """A page of a search by relevance and its total: `rank()` (the page's
     rows, with their `id`, and the total), kept by ids under the text
     version (read BEFORE ranking) for `key`; a kept page is `read(ids)`
     (the rows of those products that are still live, in that order)."""
-    kept_in = store()
-    entry = "rank:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    version, kept = kept_in.lookup(entry) if kept_in is not None else (None, None)
-    if kept is not None:
-        ids, total = _decode(kept)
-        return (read(ids) if ids else []), total
-    rows, total = rank()
-    if version is not None:
-        kept_in.keep(entry, version, _encode([row["id"] for row in rows], total))
-    return rows, total
+    return matches.kept_page(store(), "rank:" + key, rank, read)
