@@ -222,6 +222,51 @@ def version_store(
     return LocalStore(Path(app.instance_path) / f"{name}-version-{digest}.bin", max_entries)
 
 
+class KeptUnderVersion:
+    """Answers that the catalog cache's are built from, kept under a version
+    of their own, which only the commits that change them move (a
+    `versions.watch` set: `mark`, on `columns`): the search rankings, the
+    match answers. The app's store is `app.extensions[extension]`, where the
+    catalog cache keeps its own (Redis or this process), none when the
+    catalog cache is off or `<config>_MAX_ENTRIES` is 0; its keys in Redis
+    start with `<config>_PREFIX`. Bumped before the catalog cache's version
+    (which is `last`)."""
+
+    def __init__(
+        self,
+        extension: str,
+        mark: str,
+        columns: dict[str, tuple[str, ...]],
+        config: str,
+        version_file: str,
+    ):
+        self.extension, self.mark, self.columns = extension, mark, columns
+        self.config, self.version_file = config, version_file
+
+    def init_app(self, app: Flask) -> None:
+        kept_in = None
+        max_entries = app.config[f"{self.config}_MAX_ENTRIES"]
+        if app.config["CATALOG_CACHE"] and max_entries:
+            kept_in = version_store(
+                app,
+                app.config[f"{self.config}_PREFIX"],
+                self.version_file,
+                ttl=app.config["CATALOG_CACHE_TTL"],
+                max_entries=max_entries,
+            )
+        app.extensions[self.extension] = kept_in
+        versions.watch(self.mark, frozenset(), self.bump, self.columns)
+
+    def store(self) -> LocalStore | RedisStore | None:
+        return current_app.extensions.get(self.extension)
+
+    def bump(self) -> None:
+        """A new version (after a commit, from `app.services.versions`)."""
+        kept_in = self.store() if has_app_context() else None
+        if kept_in is not None:
+            kept_in.bump()
+
+
 def store() -> LocalStore | RedisStore | None:
     """The current app's store, or None when the cache is off."""
     return current_app.extensions.get("catalog_cache")

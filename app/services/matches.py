@@ -43,11 +43,10 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from app.services import versions
-from app.services.catalog_cache import LocalStore, RedisStore, version_store
+from app.services.catalog_cache import KeptUnderVersion, LocalStore, RedisStore
 
 MARK = "catalog_matches_changed"
 COLUMNS = {
@@ -63,31 +62,10 @@ T = TypeVar("T")
 Rows = Sequence[Mapping[str, Any]]
 
 
-def init_matches(app: Flask) -> None:
-    """The app's store of match answers (none when the catalog cache or this is off)."""
-    kept_in = None
-    max_entries = app.config["CATALOG_MATCHES_MAX_ENTRIES"]
-    if app.config["CATALOG_CACHE"] and max_entries:
-        kept_in = version_store(
-            app,
-            app.config["CATALOG_MATCHES_PREFIX"],
-            "catalog-matches",
-            ttl=app.config["CATALOG_CACHE_TTL"],
-            max_entries=max_entries,
-        )
-    app.extensions["catalog_matches"] = kept_in
-    versions.watch(MARK, frozenset(), bump, COLUMNS)
-
-
-def store() -> LocalStore | RedisStore | None:
-    return current_app.extensions.get("catalog_matches")
-
-
-def bump() -> None:
-    """A new match version (after a commit, from `app.services.versions`)."""
-    kept_in = store() if has_app_context() else None
-    if kept_in is not None:
-        kept_in.bump()
+KEPT = KeptUnderVersion(
+    "catalog_matches", MARK, COLUMNS, "CATALOG_MATCHES", version_file="catalog-matches"
+)
+init_matches, store, bump = KEPT.init_app, KEPT.store, KEPT.bump
 
 
 def stock_crossed_zero(session: Session, before: int, after: int) -> None:

@@ -24,41 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, current_app, has_app_context
-
-from app.services import matches, versions
-from app.services.catalog_cache import LocalStore, RedisStore, version_store
+from app.services import matches
+from app.services.catalog_cache import KeptUnderVersion
 
 # What a ranking depends on: the indexed text of a product, and which products
 # are live. Inserts and deletes of the table count too (`versions.watch`).
 TEXT_COLUMNS = {"products": ("name", "description", "category", "deleted_at")}
 
 
-def init_rankings(app: Flask) -> None:
-    """The app's store of rankings (none when the catalog cache or this is off)."""
-    store = None
-    max_entries = app.config["SEARCH_RANKINGS_MAX_ENTRIES"]
-    if app.config["CATALOG_CACHE"] and max_entries:
-        store = version_store(
-            app,
-            app.config["SEARCH_RANKINGS_PREFIX"],
-            "search-text",
-            ttl=app.config["CATALOG_CACHE_TTL"],
-            max_entries=max_entries,
-        )
-    app.extensions["search_rankings"] = store
-    versions.watch("search_text_changed", frozenset(), bump, TEXT_COLUMNS)
-
-
-def store() -> LocalStore | RedisStore | None:
-    return current_app.extensions.get("search_rankings")
-
-
-def bump() -> None:
-    """A new text version (after a commit, from `app.services.versions`)."""
-    kept = store() if has_app_context() else None
-    if kept is not None:
-        kept.bump()
+KEPT = KeptUnderVersion(
+    "search_rankings", "search_text_changed", TEXT_COLUMNS, "SEARCH_RANKINGS", "search-text"
+)
+init_rankings, store, bump = KEPT.init_app, KEPT.store, KEPT.bump
 
 
 def ranked_page(
