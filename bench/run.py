@@ -54,8 +54,8 @@ ENDPOINTS = [
     # string: every keystroke of a type-ahead, any read after a catalog write).
     # A miss keeps what the catalog write did not change, as after a checkout
     # or a price change: a search's ranking (the text version), suggest's name
-    # index (the names version), a list's total and the facets (the match
-    # version, unless the checkout sold a product out). "text changed":
+    # index (the names version), a list page's ids and total and the facets
+    # (the match version, unless the checkout sold a product out). "text changed":
     # nothing kept, as after a product's create, delete or new name,
     # description or category; "matches changed": the same for the facets,
     # as after that or a sell-out, a price or a rating change.
