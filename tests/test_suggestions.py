@@ -202,18 +202,18 @@ def test_a_suggest_between_the_bumps_of_one_commit_keeps_nothing_stale(client, m
     chair = make_product(name="Chair")
     url = "/api/products/suggest?q=lam"
     assert client.get(url).get_json()["suggestions"] == ["Lamp"]
-    index = current_app.extensions["suggestions"]
-    real_bump = index.bump
+    names = current_app.extensions["suggestions"].store
+    real_bump = names.bump
 
     def bump_late():  # another request lands between this commit's bumps
         client.get(url)
         real_bump()
 
-    index.bump = bump_late
+    names.bump = bump_late
     try:
         with Session(db.engine) as writer:
             writer.get(Product, chair.id).name = "Lamp Chair"
             writer.commit()
     finally:
-        del index.bump
+        del names.bump
     assert client.get(url).get_json()["suggestions"] == ["Lamp", "Lamp Chair"]

@@ -29,7 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.db import in_read_request
 from app.models import User
 from app.services import versions
-from app.services.catalog_cache import LocalStore, RedisStore, version_store
+from app.services.catalog_cache import LocalStore, RedisStore, bump_shared, shared_version
 from app.services.revocation import revocations
 
 ACCOUNT_TABLES = frozenset({"users", "revoked_tokens"})
@@ -64,10 +64,9 @@ class AccountCache:
             while len(self.users) > self.size:
                 self.users.popitem(last=False)
 
-    def bump(self) -> None:
-        with self.lock:  # this process's copies go first, even if the store fails
+    def forget(self) -> None:
+        with self.lock:
             self.users.clear()
-        self.store.bump()
 
 
 def _detached_copy(user: User) -> User:
@@ -84,13 +83,11 @@ def _detached_copy(user: User) -> User:
 
 
 def init_account_cache(app: Flask) -> None:
+    """The app's cache (none when ACCOUNT_CACHE_MAX_ENTRIES is 0: the version
+    is bumped all the same, for the processes that keep users)."""
     size = app.config["ACCOUNT_CACHE_MAX_ENTRIES"]
-    if not size:
-        cache = None
-    else:
-        store = version_store(app, app.config["ACCOUNT_CACHE_PREFIX"], "accounts")
-        cache = AccountCache(store, size)
-    app.extensions["account_cache"] = cache
+    store = shared_version(app, "accounts", app.config["ACCOUNT_CACHE_PREFIX"], keeps=bool(size))
+    app.extensions["account_cache"] = AccountCache(store, size) if size else None
     versions.watch("accounts_changed", ACCOUNT_TABLES, bump)
 
 
@@ -99,7 +96,8 @@ def bump() -> None:
     by `app.services.versions`, which logs its errors)."""
     cache = current_app.extensions.get("account_cache") if has_app_context() else None
     if cache is not None:
-        cache.bump()
+        cache.forget()  # this process's copies go first, even if the store fails
+    bump_shared("accounts")
 
 
 def user_and_revoked(user_id: int, jti: str) -> tuple[User | None, bool]:

@@ -191,18 +191,19 @@ class RedisStore:
 
 
 def init_catalog_cache(app: Flask) -> None:
-    """Pick the app's store and make sure commits that change the catalog bump it."""
-    store = None
-    if app.config["CATALOG_CACHE"]:
-        store = version_store(
-            app,
-            app.config["CATALOG_CACHE_PREFIX"],
-            "catalog",
-            ttl=app.config["CATALOG_CACHE_TTL"],
-            max_entries=app.config["CATALOG_CACHE_MAX_ENTRIES"],
-            last=True,
-        )
-    app.extensions["catalog_cache"] = store
+    """Pick the app's store and make sure commits that change the catalog bump
+    it (also with the cache off here: `shared_version`)."""
+    keeps = app.config["CATALOG_CACHE"]
+    store = shared_version(
+        app,
+        "catalog",
+        app.config["CATALOG_CACHE_PREFIX"],
+        keeps=keeps,
+        ttl=app.config["CATALOG_CACHE_TTL"],
+        max_entries=app.config["CATALOG_CACHE_MAX_ENTRIES"],
+        last=True,
+    )
+    app.extensions["catalog_cache"] = store if keeps else None
     # Its answers are built from the search rankings and the names index: its
     # version moves after theirs in every commit.
     versions.watch("catalog_changed", CATALOG_TABLES, bump, CATALOG_COLUMNS, last=True)
@@ -228,8 +229,9 @@ class KeptUnderVersion:
     `versions.watch` set: `mark`, on `columns`): the search rankings, the
     match answers. The app's store is `app.extensions[extension]`, where the
     catalog cache keeps its own (Redis or this process), none when the
-    catalog cache is off or `<config>_MAX_ENTRIES` is 0; its keys in Redis
-    start with `<config>_PREFIX`. Bumped before the catalog cache's version
+    catalog cache is off or `<config>_MAX_ENTRIES` is 0 (the version is
+    bumped all the same: `shared_version`); its keys in Redis start with
+    `<config>_PREFIX`. Bumped before the catalog cache's version
     (which is `last`)."""
 
     def __init__(
@@ -244,17 +246,17 @@ class KeptUnderVersion:
         self.config, self.version_file = config, version_file
 
     def init_app(self, app: Flask) -> None:
-        kept_in = None
         max_entries = app.config[f"{self.config}_MAX_ENTRIES"]
-        if app.config["CATALOG_CACHE"] and max_entries:
-            kept_in = version_store(
-                app,
-                app.config[f"{self.config}_PREFIX"],
-                self.version_file,
-                ttl=app.config["CATALOG_CACHE_TTL"],
-                max_entries=max_entries,
-            )
-        app.extensions[self.extension] = kept_in
+        keeps = bool(app.config["CATALOG_CACHE"] and max_entries)
+        kept_in = shared_version(
+            app,
+            self.version_file,
+            app.config[f"{self.config}_PREFIX"],
+            keeps=keeps,
+            ttl=app.config["CATALOG_CACHE_TTL"],
+            max_entries=max_entries,
+        )
+        app.extensions[self.extension] = kept_in if keeps else None
         versions.watch(self.mark, frozenset(), self.bump, self.columns)
 
     def store(self) -> LocalStore | RedisStore | None:
@@ -262,9 +264,41 @@ class KeptUnderVersion:
 
     def bump(self) -> None:
         """A new version (after a commit, from `app.services.versions`)."""
-        kept_in = self.store() if has_app_context() else None
-        if kept_in is not None:
-            kept_in.bump()
+        bump_shared(self.version_file)
+
+
+# app.extensions key: every shared version's store, by name, kept or not.
+SHARED_VERSIONS = "shared_versions"
+
+
+def shared_version(
+    app: Flask,
+    name: str,
+    prefix: str,
+    *,
+    keeps: bool,
+    ttl: int = 0,
+    max_entries: int = 0,
+    last: bool = False,
+) -> LocalStore | RedisStore:
+    """The store of the version `name` (`version_store`), which this process
+    bumps after every commit that changes its set (`bump_shared`) whether or
+    not it `keeps` answers under it itself: other processes on the host (the
+    version file) or behind the same Redis may, and a process with its cache
+    off (a worker, a cron job) that never bumped left their answers stale."""
+    store = version_store(
+        app, prefix, name, ttl=ttl, max_entries=max_entries if keeps else 0, last=last
+    )
+    app.extensions.setdefault(SHARED_VERSIONS, {})[name] = store
+    return store
+
+
+def bump_shared(name: str) -> None:
+    """A new version `name` (after a commit, from `app.services.versions`)."""
+    if has_app_context():
+        store = current_app.extensions.get(SHARED_VERSIONS, {}).get(name)
+        if store is not None:
+            store.bump()
 
 
 def store() -> LocalStore | RedisStore | None:
@@ -275,6 +309,4 @@ def store() -> LocalStore | RedisStore | None:
 def bump() -> None:
     """A new catalog version: every cached answer is out. After a commit,
     `app.services.versions` calls it and logs (never raises) its errors."""
-    cache = store() if has_app_context() else None
-    if cache is not None:
-        cache.bump()
+    bump_shared("catalog")

@@ -46,7 +46,7 @@ from sqlalchemy import func, select
 from app.db import read_connection
 from app.models import Product
 from app.services import versions
-from app.services.catalog_cache import LocalStore, RedisStore, version_store
+from app.services.catalog_cache import LocalStore, RedisStore, bump_shared, shared_version
 from app.services.search.query import words_of
 
 # What a suggestion shows: a product appearing, going, or renamed. Inserts and
@@ -204,20 +204,16 @@ class Suggestions:
             return None
         return NameIndex(read_connection().scalars(names).all())
 
-    def bump(self) -> None:
+    def forget(self) -> None:
         self.built = None
-        self.store.bump()
 
 
 def init_suggestions(app: Flask) -> None:
-    """The app's suggestion index (none when SUGGEST_INDEX_MAX_NAMES is 0)."""
+    """The app's suggestion index (none when SUGGEST_INDEX_MAX_NAMES is 0: the
+    names version is bumped all the same, for the processes that keep one)."""
     max_names = app.config["SUGGEST_INDEX_MAX_NAMES"]
-    if not max_names:
-        index = None
-    else:
-        store = version_store(app, app.config["SUGGEST_INDEX_PREFIX"], "names")
-        index = Suggestions(store, max_names)
-    app.extensions["suggestions"] = index
+    store = shared_version(app, "names", app.config["SUGGEST_INDEX_PREFIX"], keeps=bool(max_names))
+    app.extensions["suggestions"] = Suggestions(store, max_names) if max_names else None
     versions.watch("names_changed", frozenset(), bump, NAME_COLUMNS)
 
 
@@ -225,7 +221,8 @@ def bump() -> None:
     """A new names version (after a commit, from `app.services.versions`)."""
     index = current_app.extensions.get("suggestions") if has_app_context() else None
     if index is not None:
-        index.bump()
+        index.forget()
+    bump_shared("names")
 
 
 def current() -> NameIndex | None:
