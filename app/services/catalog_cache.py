@@ -96,6 +96,12 @@ class LocalStore:
             self.entries.clear()
 
 
+def _new_version() -> bytes:
+    """A version no store has had: 16 random hex digits, set by each bump
+    (an INCR from 0 repeated its numbers after a Redis restart)."""
+    return secrets.token_hex(8).encode()
+
+
 class RedisStore:
     """Answers and the version in Redis, shared by every instance.
 
@@ -140,7 +146,7 @@ class RedisStore:
         with self._owed_lock:
             while self.owed:
                 store = self.owed[0]
-                store.redis.incr(store.version_key)
+                store.redis.set(store.version_key, _new_version())
                 self.owed.pop(0)
 
     def _call(self, fn, *args):
@@ -160,19 +166,32 @@ class RedisStore:
         self.down_until = 0.0
         return result
 
+    def _read(self, *keys: str) -> list:
+        """The version and `keys` (MGET). A missing version - a new Redis, or
+        one restarted without its data, or that evicted the key - starts at a
+        random value (SET NX: racing processes agree), never at one used
+        before: a counter from "0" handed out its old numbers again after a
+        restart, and what processes and clients held under them (a revoked
+        token's user in the accounts cache, an ETag) was current again."""
+        found = self.redis.mget(self.version_key, *keys)
+        if found[0] is None:
+            self.redis.set(self.version_key, _new_version(), nx=True)
+            found = self.redis.mget(self.version_key, *keys)
+        return found
+
     def version(self) -> str | None:
-        value = self._call(self.redis.get, self.version_key)
-        return None if value is DOWN else (value or b"0").decode()
+        found = self._call(self._read)
+        return None if found is DOWN or found[0] is None else found[0].decode()
 
     def lookup(self, key: str) -> tuple[str | None, bytes | None]:
         """The current version and the answer kept for `key` at that version,
         in one round trip (MGET): an entry holds its version before its bytes,
         and one kept at an older version is a miss (the next keep replaces it,
         so a request has one entry, not one per version)."""
-        found = self._call(self.redis.mget, self.version_key, f"{self.prefix}:{key}")
-        if found is DOWN:
+        found = self._call(self._read, f"{self.prefix}:{key}")
+        if found is DOWN or found[0] is None:
             return None, None
-        version = (found[0] or b"0").decode()
+        version = found[0].decode()
         entry, head = found[1], version.encode() + b"\n"
         return version, entry[len(head) :] if entry and entry.startswith(head) else None
 
