@@ -203,6 +203,22 @@ def test_if_none_match_any_is_a_304_only_for_an_answer_that_exists(
         assert answer.get_json()["code"]
 
 
+def test_if_none_match_any_with_the_cache_off(make_app, make_product):
+    """With the catalog cache off (or Redis unreachable) there is no ETag, but
+    `If-None-Match: *` still matches an answer that exists: a 304 where a 200
+    would be, the 404 otherwise (it was a 200)."""
+    client = make_app(overrides={"CATALOG_CACHE": False}).test_client()
+    product = make_product(name="Uncached lamp")
+    any_tag = {"If-None-Match": "*"}
+    for url in (f"/api/products/{product.id}", "/api/products?q=lamp", "/api/products/facets"):
+        plain = client.get(url)
+        assert plain.status_code == 200 and "ETag" not in plain.headers, url
+        answer = client.get(url, headers=any_tag)
+        assert answer.status_code == 304 and answer.data == b"", url
+    missing = client.get("/api/products/999999", headers=any_tag)
+    assert missing.status_code == 404 and missing.get_json()["code"]
+
+
 def test_openapi_documents_etag_and_304(client):
     paths = client.get("/api/openapi.json").get_json()["paths"]
     for path in ("/api/products", "/api/products/{product_id}", "/api/products/facets"):
