@@ -298,3 +298,17 @@ def test_a_redis_hit_is_one_round_trip_and_a_write_still_shows(
     response = client.put(path, json={"price": 11.50}, headers=auth(admin_token))
     assert response.status_code == 200
     assert client.get(path).get_json()["price"] == 11.5
+
+
+def test_a_new_version_file_starts_at_a_version_never_used_before(tmp_path):
+    """A new file (first start, or one deleted while no server ran) starts at
+    a random version, which every store opening it then shares: an ETag or
+    answer kept under the old file's version never matches again (every new
+    file began at all zeros)."""
+    path = tmp_path / "catalog-version.bin"
+    first = LocalStore(path, max_entries=1)
+    assert first.version() != "00" * LocalStore.SIZE
+    assert LocalStore(path, max_entries=1).version() == first.version()  # shared
+    path.unlink()
+    again = LocalStore(path, max_entries=1)
+    assert again.version() not in (first.version(), "00" * LocalStore.SIZE)

@@ -56,10 +56,19 @@ class LocalStore:
         self.entries: OrderedDict[str, bytes] = OrderedDict()
         self.lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # A new file starts at a random version, never at one used before
+            # (all zeros was the same after every new file: an ETag from
+            # before a deleted file matched again).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            os.pwrite(fd, secrets.token_bytes(self.SIZE), 0)
+        except FileExistsError:
+            fd = os.open(self.path, os.O_RDWR)
         try:
             if os.fstat(fd).st_size < self.SIZE:
-                os.ftruncate(fd, self.SIZE)  # zeros: version "0"; racing creators agree
+                # Its creator has not written it yet: zeros until it does (a
+                # version change for this process, never a reuse).
+                os.ftruncate(fd, self.SIZE)
             self.map = mmap.mmap(fd, self.SIZE, mmap.MAP_SHARED)
         finally:
             os.close(fd)
