@@ -59,9 +59,7 @@ def merged(groups: list[Row]) -> list[tuple]:
         row[0] = _least(row[0], group[0])
         row[2] += group[2]
         row[3] = _least(row[3], group[3])
-        row[4] = (
-            group[4] if row[4] is None or (group[4] is not None and group[4] > row[4]) else row[4]
-        )
+        row[4] = _greatest(row[4], group[4])
         for i in range(5, 5 + 1 + len(RATING_LEVELS)):
             row[i] += group[i]
     return [tuple(row) for row in by_fold.values()]
@@ -69,6 +67,10 @@ def merged(groups: list[Row]) -> list[tuple]:
 
 def _least(a, b):
     return b if a is None or (b is not None and b < a) else a
+
+
+def _greatest(a, b):
+    return b if a is None or (b is not None and b > a) else a
 
 
 def _summary(groups: list[Row]) -> dict[str, Any]:

@@ -76,27 +76,28 @@ def stock_crossed_zero(session: Session, before: int, after: int) -> None:
         versions.mark(session, MARK)
 
 
-def kept(
+def kept_in(
+    store_: LocalStore | RedisStore | None,
     key: str,
     build: Callable[[], T],
     encode: Callable[[T], bytes],
     decode: Callable[[bytes], T],
 ) -> T:
-    """`build()`, kept under the match version (read BEFORE building) for `key`."""
-    kept_in = store()
-    entry = "match:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    version, value = kept_in.lookup(entry) if kept_in is not None else (None, None)
+    """`build()`, kept in `store_` under its version (read BEFORE building)
+    for `key`; with no store (off, or unreachable) built each time."""
+    entry = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    version, value = store_.lookup(entry) if store_ is not None else (None, None)
     if value is not None:
         return decode(value)
     answer = build()
     if version is not None:
-        kept_in.keep(entry, version, encode(answer))
+        store_.keep(entry, version, encode(answer))
     return answer
 
 
 def count(key: str, counted: Callable[[], int]) -> int:
     """A list's total (every page of one filter has the same)."""
-    return kept("count:" + key, counted, lambda n: str(n).encode(), int)
+    return kept_in(store(), "count:" + key, counted, lambda n: str(n).encode(), int)
 
 
 def page(
@@ -108,28 +109,30 @@ def page(
 
 
 def kept_page(
-    kept_in: LocalStore | RedisStore | None,
+    store_: LocalStore | RedisStore | None,
     key: str,
     rank: Callable[[], tuple[Rows, int]],
     read: Callable[[list[int]], Rows],
 ) -> tuple[Rows, int]:
     """A page of product rows and the total of its list: `rank()` (the rows,
-    each with its `id`, and the total), kept in `kept_in` as the rows' ids and
-    the total under its version (read BEFORE ranking) for `key`; a kept page
-    is `read(ids)` (the rows of those products that are still live, in that
-    order)."""
-    entry = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    version, value = kept_in.lookup(entry) if kept_in is not None else (None, None)
-    if value is not None:
-        ids, total = _decode_page(value)
-        return (read(ids) if ids else []), total
-    rows, total = rank()
-    if version is not None:
-        kept_in.keep(entry, version, _encode_page([row["id"] for row in rows], total))
-    return rows, total
+    each with its `id`, and the total), kept as the rows' ids and the total
+    (`kept_in`); a kept page is `read(ids)` (the rows of those products that
+    are still live, in that order)."""
+    ranked: list[Rows] = []
+
+    def ids_and_total() -> tuple[list[int], int]:
+        rows, total = rank()
+        ranked.append(rows)
+        return [row["id"] for row in rows], total
+
+    ids, total = kept_in(store_, key, ids_and_total, _encode_page, _decode_page)
+    if ranked:  # ranked just now: its rows are at hand
+        return ranked[0], total
+    return (read(ids) if ids else []), total
 
 
-def _encode_page(ids: list[int], total: int) -> bytes:
+def _encode_page(page: tuple[list[int], int]) -> bytes:
+    ids, total = page
     return (" ".join(map(str, ids)) + "|" + str(total)).encode()
 
 
@@ -140,7 +143,7 @@ def _decode_page(value: bytes) -> tuple[list[int], int]:
 
 def facets(key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The facets of one set of filters (prices kept as exact strings)."""
-    return kept("facets:" + key, build, _encode_facets, _decode_facets)
+    return kept_in(store(), "facets:" + key, build, _encode_facets, _decode_facets)
 
 
 def _encode_facets(summary: dict[str, Any]) -> bytes:
