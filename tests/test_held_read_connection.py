@@ -1,0 +1,173 @@
+"""A thread keeps its read connection between read requests (`app.db.Held`),
+on the real database: reused, never two at once, never kept from a pool
+without room, given back when the thread ends or a write comes, checked
+after sitting idle, and closed when its engine was disposed meanwhile."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import warnings
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from tests.helpers import IS_POSTGRES, PASSWORD, add_to_cart, auth
+from tests.test_round_trips import _drop_every_connection
+
+
+@contextmanager
+def watching(engine):
+    """The DBAPI connections statements ran on, pool checkouts, and the most
+    connections the pool had out while a statement ran."""
+    seen = {"connections": [], "checkouts": 0, "most_out": 0}
+
+    def statement(conn, *_args):
+        seen["connections"].append(conn.connection.dbapi_connection)
+        seen["most_out"] = max(seen["most_out"], engine.pool.checkedout())
+
+    def checkout(*_args):
+        seen["checkouts"] += 1
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "checkout", checkout)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "checkout", checkout)
+
+
+def _login(client, user) -> str:
+    response = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    return response.get_json()["access_token"]
+
+
+def warm(client, token) -> None:
+    """Two reads: the first with a new token reads its user on the session
+    (and the cart on the session's connection), the second keeps one."""
+    for _ in range(2):
+        assert client.get("/api/cart", headers=auth(token)).status_code == 200
+
+
+def test_reads_reuse_the_threads_connection(app, db, client, user_token):
+    warm(client, user_token)
+    with watching(db.engine) as seen:
+        for _ in range(3):
+            assert client.get("/api/cart", headers=auth(user_token)).status_code == 200
+    assert seen["checkouts"] == 0  # all three on the connection kept since the first
+    assert len(seen["connections"]) == 3 and len(set(map(id, seen["connections"]))) == 1
+    assert db.engine.pool.checkedout() == 1  # kept for the next read
+
+
+def test_a_write_gives_the_read_connection_back_first(db, client, make_product, user_token):
+    product = make_product()
+    warm(client, user_token)
+    assert db.engine.pool.checkedout() == 1
+    with watching(db.engine) as seen:
+        assert add_to_cart(client, user_token, product.id).status_code == 201
+    assert seen["most_out"] == 1  # the write's own connection, and only it
+    assert db.engine.pool.checkedout() == 0
+
+
+def test_a_pool_of_one_keeps_nothing_and_serves_every_thread(make_app, make_user):
+    from app.extensions import db
+
+    app = make_app(
+        "testing",
+        {
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0, "pool_timeout": 2},
+            "DB_POOL_TIMEOUT": 2,
+        },
+    )
+    user = make_user()
+    with app.app_context():
+        client = app.test_client()
+        token = _login(client, user)
+        warm(client, token)
+        assert db.engine.pool.checkedout() == 0
+        statuses: list[int] = []
+
+        def reads():
+            with app.app_context():
+                own = app.test_client()
+                statuses.extend(
+                    own.get("/api/cart", headers=auth(token)).status_code for _ in range(20)
+                )
+
+        threads = [threading.Thread(target=reads) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert statuses == [200] * 80
+        assert db.engine.pool.checkedout() == 0
+
+
+def test_a_thread_that_ends_gives_its_connection_back(app, db, user_token, caplog):
+    def reads():
+        with app.app_context():
+            warm(app.test_client(), user_token)
+            assert db.engine.pool.checkedout() >= 1  # kept while the thread lives
+
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("DEBUG", "sqlalchemy"):
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=reads) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        gc.collect()
+    assert db.engine.pool.checkedout() == 0
+    # checked in by `Held`, not found by the garbage collector
+    assert not caught, [str(w.message) for w in caught]
+    assert not [r for r in caplog.records if "garbage collector" in r.getMessage()]
+
+
+def test_a_connection_kept_from_a_disposed_engine_is_closed(app, db, client, make_app, make_user):
+    """Another app's read leaves this thread a connection of its engine; the
+    engine is disposed; the next read here closes that connection (its old
+    pool would have dropped it open)."""
+    other = make_app("testing")
+    user = make_user()
+    with other.app_context():
+        other_client = other.test_client()
+        token = _login(other_client, user)
+        with watching(db.engine) as seen:
+            warm(other_client, token)
+        assert db.engine.pool.checkedout() == 1
+        kept = seen["connections"][-1]
+        db.engine.dispose()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warm(client, token)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    if IS_POSTGRES:
+        assert kept.closed
+    else:
+        with pytest.raises(Exception, match="closed"):
+            kept.execute("SELECT 1")
+
+
+def test_a_kept_connection_idle_too_long_is_pinged_first(make_app, make_user):
+    """DB_PING_IDLE_SECONDS=0: every read pings its kept connection first, so
+    one the server dropped is replaced before the read's query runs (no
+    failed attempt); with the default, the read runs again instead
+    (`test_round_trips.test_a_database_restart_is_invisible_to_reads_and_writes`)."""
+    if not IS_POSTGRES:
+        pytest.skip("a SQLite file has no server that drops connections")
+    from app.extensions import db
+
+    app = make_app("testing", {"DB_PING_IDLE_SECONDS": 0})
+    user = make_user()
+    with app.app_context():
+        client = app.test_client()
+        token = _login(client, user)
+        warm(client, token)
+        assert _drop_every_connection() >= 1
+        with watching(db.engine) as seen:
+            response = client.get("/api/cart", headers=auth(token))
+        assert response.status_code == 200
+        assert len(seen["connections"]) == 1  # the read's query, once, on a live connection
