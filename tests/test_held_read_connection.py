@@ -171,3 +171,24 @@ def test_a_kept_connection_idle_too_long_is_pinged_first(make_app, make_user):
             response = client.get("/api/cart", headers=auth(token))
         assert response.status_code == 200
         assert len(seen["connections"]) == 1  # the read's query, once, on a live connection
+
+
+def test_a_kept_connection_sees_what_others_committed_since(
+    db, client, make_product, login, make_user
+):
+    """Between requests the kept connection holds no snapshot (no
+    transaction, no half-read result): a row another connection commits is
+    read at once (SQLite's WAL readers keep the snapshot of an open read)."""
+    from sqlalchemy import text
+
+    user = make_user()
+    token = login(user)["access_token"]
+    product = make_product()
+    assert add_to_cart(client, token, product.id, 1).status_code == 201
+    warm(client, token)
+    assert db.engine.pool.checkedout() == 1
+    for quantity in (2, 3, 4):
+        with db.engine.begin() as conn:  # another connection of the pool
+            conn.execute(text("UPDATE cart_items SET quantity = :q"), {"q": quantity})
+        items = client.get("/api/cart", headers=auth(token)).get_json()["items"]
+        assert [item["quantity"] for item in items] == [quantity]
