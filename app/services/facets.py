@@ -16,35 +16,37 @@ RATING_LEVELS = (4, 3, 2, 1)
 
 
 @functools.lru_cache(maxsize=256)
-def grouped(match: search.Match | None, names: tuple[str, ...], dialect: str) -> Select:
-    """One row per category, with the counts the facets add up over the live
-    products that pass the filters `names` and the match: its spelling, its
-    spelling lower-cased by the database (the category filter's folding),
-    the counts, and last the requested category lower-cased the same way
-    (the parameter `wanted`, NULL for none). Built once per shape of query
-    and set of filters (building it cost more than running it).
+def grouped(match: search.Match | None, names: tuple[str, ...]) -> Select:
+    """One row per spelling of a category, with the counts the facets add up
+    over the live products that pass the filters `names` and the match: the
+    spelling, the spelling lower-cased by the database (the category
+    filter's folding), the counts, and last the requested category
+    lower-cased the same way (the parameter `wanted`, NULL for none). Built
+    once per shape of query and set of filters (building it cost more than
+    running it).
 
-    SQLite groups by the spelling, walking the covering index
-    ix_products_facets in its order; grouped by lower(category) it read
-    every row through another index and sorted them (10,000 products, the
-    whole catalog: 5.4 -> 7.3 ms). `merged` then adds up the spellings the
-    filter tells apart no more ("Audio" and "AUDIO"), shown as the first in
-    code point order, as SQLite's min() would. PostgreSQL hashes the groups
-    by lower(category) itself (min() there follows the column's collation)."""
+    Grouped by the spelling, not by lower(category), on both databases:
+    SQLite walks the covering index ix_products_facets in its order (by
+    lower(category) it read every row through another index and sorted
+    them: 10,000 products, the whole catalog, 5.4 -> 7.3 ms); PostgreSQL
+    aggregates the index-only scan in order instead of hashing a lower()
+    of every row (in-process, catalog and match caches off, 1,000
+    alternating requests: whole catalog 13.8 -> 8.3 ms, q=lamp 6.8 -> 6.2).
+    `merged` then adds up the spellings the filter tells apart no more
+    ("Audio" and "AUDIO"), shown as the first in code point order."""
     stmt = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
     if match is not None:
         stmt = match(stmt)
-    folded = func.lower(Product.category)
     return stmt.with_only_columns(
-        func.min(Product.category),
-        folded,
+        Product.category,
+        func.lower(Product.category),
         func.count(),
         func.min(Product.price),
         func.max(Product.price),
         func.count().filter(Product.stock > 0),
         *(func.count().filter(Product.rating_average >= level) for level in RATING_LEVELS),
         func.lower(bindparam("wanted", type_=String)),
-    ).group_by(Product.category if dialect == "sqlite" else folded)
+    ).group_by(Product.category)
 
 
 def merged(groups: list[Row]) -> list[tuple]:
@@ -105,7 +107,7 @@ def _facets(args: dict[str, Any]) -> dict[str, Any]:
     connection = read_connection()
     for match in search_matches(args.get("q")):
         params = {**values, **match.params} if match else values
-        statement = grouped(match, names, connection.dialect.name)
+        statement = grouped(match, names)
         groups = merged(connection.execute(statement, params).all())
         chosen = [g for g in groups if wanted is None or g[1] == g[-1]]
         summary = _summary(chosen)
