@@ -117,7 +117,6 @@ class Held:
 
 
 _thread = threading.local()
-atexit.register(lambda: _let_go())  # the main thread's, at a clean exit
 
 
 def _held() -> Held | None:
@@ -171,6 +170,9 @@ def _let_go() -> None:
     _thread.held = None
     if held is not None:
         held.let_go()
+
+
+atexit.register(_let_go)  # the main thread's, at a clean exit
 
 
 def _let_go_before_writes() -> None:
