@@ -143,6 +143,8 @@ def _still_good(held: Held, engine: Engine) -> bool:
     connection = held.connection
     if connection.closed or connection.invalidated or held.pool is not engine.pool:
         return False
+    if _past_its_time(connection, engine.pool):
+        return False
     if engine.dialect.name == "sqlite":
         return True
     if time.monotonic() - held.since < current_app.config["DB_PING_IDLE_SECONDS"]:
@@ -153,6 +155,21 @@ def _still_good(held: Held, engine: Engine) -> bool:
         connection.invalidate()
         return False
     return True
+
+
+def _past_its_time(connection: Connection, pool) -> bool:
+    """What the pool checks at each checkout, which a kept connection skips:
+    it was made before the pool was last invalidated (a disconnect found on
+    any connection: a restart ends them all; the pool invalidates itself
+    only for a connection newer than its last invalidation), or it is older
+    than `pool_recycle`."""
+    record = connection.connection._connection_record
+    if record is None:
+        return True
+    started = record.starttime
+    if started <= pool._invalidate_time:
+        return True
+    return pool._recycle > -1 and time.time() - started > pool._recycle
 
 
 def _may_keep(connection: Connection) -> bool:
@@ -173,6 +190,19 @@ def _let_go() -> None:
 
 
 atexit.register(_let_go)  # the main thread's, at a clean exit
+
+
+@event.listens_for(db.session, "do_orm_execute")
+def _session_before_its_connection(orm_execute_state) -> None:
+    """The session is about to take a connection (its first statement) in a
+    read request, e.g. to read the token's user on an accounts cache miss:
+    the thread's kept read connection goes back first, so the thread holds
+    one connection, not two (a pool of two with two threads ran out; found
+    by review). The request's reads then run on the session's
+    (`read_connection`)."""
+    if not orm_execute_state.session.in_transaction() and in_read_request():
+        release_read_connection()
+        _let_go()
 
 
 def _let_go_before_writes() -> None:

@@ -11,9 +11,10 @@ import warnings
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy.pool import NullPool
 
-from tests.helpers import IS_POSTGRES, PASSWORD, add_to_cart, auth
+from tests.helpers import DATABASE_URL, IS_POSTGRES, PASSWORD, add_to_cart, auth
 from tests.test_round_trips import _drop_every_connection
 
 
@@ -192,3 +193,121 @@ def test_a_kept_connection_sees_what_others_committed_since(
             conn.execute(text("UPDATE cart_items SET quantity = :q"), {"q": quantity})
         items = client.get("/api/cart", headers=auth(token)).get_json()["items"]
         assert [item["quantity"] for item in items] == [quantity]
+
+
+# Found by review: each of the three below failed on the first version of `Held`.
+def _terminate(pid: int) -> None:
+    engine = create_engine(DATABASE_URL, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        engine.dispose()
+
+
+def test_a_restart_after_one_dropped_connection_is_invisible_to_reads(
+    make_app, make_user, make_product
+):
+    """SQLAlchemy invalidates a pool on a disconnect only when the failed
+    connection is newer than the pool's last invalidation: a connection older
+    than that is assumed to be recycled at its next checkout. A kept read
+    connection is never checked out again, so after one earlier, unrelated
+    dropped connection (a killed backend, a network blip) the kept one is
+    "older": when a restart kills it, the pool is not invalidated, and the
+    read's one retry takes a dead pooled connection too -> 503. With reads
+    taking pooled connections (456575c) the same sequence is a 200."""
+    if not IS_POSTGRES:
+        pytest.skip("terminating server backends is PostgreSQL's")
+    from app.extensions import db
+
+    app = make_app("testing")
+    user, product = make_user(), make_product()
+    with app.app_context():
+        client = app.test_client()
+        token = _login(client, user)
+        for _ in range(2):  # the second read keeps this thread's connection
+            assert client.get("/api/cart", headers=auth(token)).status_code == 200
+        assert db.engine.pool.checkedout() == 1
+
+        # One other connection of the pool is dropped and found dead: the pool
+        # is invalidated (every connection older than now is recycled on checkout).
+        lone = db.engine.connect()
+        pid = lone.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        _terminate(pid)
+        with pytest.raises(exc.DBAPIError) as dropped:
+            lone.exec_driver_sql("SELECT 1")
+        assert dropped.value.connection_invalidated
+        lone.close()
+
+        # Another thread's write: a fresh pooled connection, back in the pool after.
+        def write():
+            with app.app_context():
+                assert add_to_cart(app.test_client(), token, product.id).status_code == 201
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join()
+
+        assert _drop_every_connection() >= 2  # the database restarts
+        response = client.get("/api/cart", headers=auth(token))
+        assert response.status_code == 200, response.get_json()
+
+
+def test_an_accounts_cache_miss_read_holds_one_connection_not_two(make_app, make_user):
+    """A read whose token's user is not in the accounts cache reads it on the
+    session, and `read_connection()` then gives the session's connection; the
+    thread's kept connection stays checked out beside it, unused: two
+    connections for one request ("a thread holds one pooled connection at a
+    time", ARCHITECTURE). With two threads and a pool of two (threads <= pool,
+    as the README asks), a thread that keeps one cannot serve a cache-miss
+    read while the other thread is in a request: it waits for that request to
+    end, and past DB_POOL_TIMEOUT answers 503 (456575c: a 200)."""
+    from app.extensions import db
+    from app.services import account_cache
+
+    app = make_app(
+        "testing",
+        {
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 2, "max_overflow": 0, "pool_timeout": 1},
+            "DB_POOL_TIMEOUT": 1,
+        },
+    )
+    user = make_user()
+    with app.app_context():
+        client = app.test_client()
+        token = _login(client, user)
+        for _ in range(2):
+            assert client.get("/api/cart", headers=auth(token)).status_code == 200
+        other_request = db.engine.connect()  # the other thread, mid-request
+        try:
+            other_request.exec_driver_sql("SELECT 1")
+            account_cache.bump()  # e.g. a user changed a profile: the next read misses
+            response = client.get("/api/cart", headers=auth(token))
+        finally:
+            other_request.close()
+        assert response.status_code == 200, response.get_json()
+
+
+def test_a_kept_connection_is_recycled_as_the_pool_would(make_app, make_user):
+    """SQLALCHEMY_ENGINE_OPTIONS' pool_recycle (a deployment's cap on a
+    connection's age: a proxy or PgBouncer that drops older ones, a backend's
+    growing memory) is applied by the pool at checkout; a kept connection is
+    never checked out again, so a thread that keeps reading keeps its
+    connection past any age (456575c: a new connection after pool_recycle)."""
+    import time
+
+    from app.extensions import db
+
+    app = make_app("testing", {"SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1}})
+    user = make_user()
+    with app.app_context():
+        client = app.test_client()
+        token = _login(client, user)
+        for _ in range(2):
+            assert client.get("/api/cart", headers=auth(token)).status_code == 200
+        with watching(db.engine) as before:
+            assert client.get("/api/cart", headers=auth(token)).status_code == 200
+        time.sleep(1.5)
+        with watching(db.engine) as after:
+            assert client.get("/api/cart", headers=auth(token)).status_code == 200
+        assert after["connections"][-1] is not before["connections"][-1]
