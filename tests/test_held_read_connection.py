@@ -40,6 +40,13 @@ def watching(engine):
         event.remove(engine, "checkout", checkout)
 
 
+def small_pool_app(make_app, size: int, timeout: int):
+    """An app whose pool holds `size` connections, no overflow, and waits
+    `timeout` seconds for a free one."""
+    options = {"pool_size": size, "max_overflow": 0, "pool_timeout": timeout}
+    return make_app("testing", {"SQLALCHEMY_ENGINE_OPTIONS": options, "DB_POOL_TIMEOUT": timeout})
+
+
 def _login(client, user) -> str:
     response = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
     return response.get_json()["access_token"]
@@ -75,13 +82,7 @@ def test_a_write_gives_the_read_connection_back_first(db, client, make_product, 
 def test_a_pool_of_one_keeps_nothing_and_serves_every_thread(make_app, make_user):
     from app.extensions import db
 
-    app = make_app(
-        "testing",
-        {
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0, "pool_timeout": 2},
-            "DB_POOL_TIMEOUT": 2,
-        },
-    )
+    app = small_pool_app(make_app, size=1, timeout=2)
     user = make_user()
     with app.app_context():
         client = app.test_client()
@@ -265,13 +266,7 @@ def test_an_accounts_cache_miss_read_holds_one_connection_not_two(make_app, make
     from app.extensions import db
     from app.services import account_cache
 
-    app = make_app(
-        "testing",
-        {
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 2, "max_overflow": 0, "pool_timeout": 1},
-            "DB_POOL_TIMEOUT": 1,
-        },
-    )
+    app = small_pool_app(make_app, size=2, timeout=1)
     user = make_user()
     with app.app_context():
         client = app.test_client()
