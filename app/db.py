@@ -151,8 +151,10 @@ def _still_good(held: Held, engine: Engine) -> bool:
         return True
     try:
         engine.dialect.do_ping(connection.connection.dbapi_connection)
-    except engine.dialect.loaded_dbapi.Error:
-        connection.invalidate()
+    except engine.dialect.loaded_dbapi.Error as error:
+        # As a failed checkout ping does (`ping_when_it_matters`): a restart
+        # ends every connection, so the pool replaces all of them.
+        engine.pool._invalidate(connection.connection, error)
         return False
     return True
 

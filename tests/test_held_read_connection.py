@@ -169,10 +169,13 @@ def test_a_kept_connection_idle_too_long_is_pinged_first(make_app, make_user):
         token = _login(client, user)
         warm(client, token)
         assert _drop_every_connection() >= 1
+        invalidated_before = db.engine.pool._invalidate_time
         with watching(db.engine) as seen:
             response = client.get("/api/cart", headers=auth(token))
         assert response.status_code == 200
         assert len(seen["connections"]) == 1  # the read's query, once, on a live connection
+        # the failed ping marked the whole pool stale, as a checkout ping's does
+        assert db.engine.pool._invalidate_time > invalidated_before
 
 
 def test_a_kept_connection_sees_what_others_committed_since(
