@@ -10,6 +10,7 @@ import jsonschema_rs
 import pytest
 
 from tests.helpers import PASSWORD, auth
+from tests.reviewing import give_order
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,9 @@ def test_request_bodies_hold_no_read_only_fields(spec):
         assert not {"id", "created_at", "updated_at"} & set(schemas[name]["properties"]), name
 
 
-@pytest.mark.parametrize("operation_id", ["updateProduct", "updateProfile", "updateOrder"])
+@pytest.mark.parametrize(
+    "operation_id", ["updateProduct", "updateProfile", "updateOrder", "updateReview"]
+)
 def test_changes_need_at_least_one_field(spec, operation_id):
     schema = body_schema(spec, by_id(spec)[operation_id][2])
     assert schema["minProperties"] == 1
@@ -164,3 +167,32 @@ def test_try_it_out_with_the_prefilled_examples(client, spec, make_user, login):
     call("updateOrder", admin, order_id=order["id"])
     call("updateProfile", user)
     call("logout", user)
+
+
+def test_review_examples_work(client, spec, make_user, make_product, login):
+    """Swagger UI's prefilled bodies for writing and editing a review, as a
+    buyer of a delivered product: both are accepted (the edit's was `{}`,
+    documented and then refused with a 422)."""
+    ops = by_id(spec)
+    user, product = make_user(), make_product()
+    give_order(user, product, "delivered")
+    token = login(user)["access_token"]
+    bodies = {
+        name: body_schema(spec, ops[name][2])["example"]
+        for name in ("createReview", "updateReview")
+    }
+    assert bodies["updateReview"]
+    created = client.post(
+        f"/api/products/{product.id}/reviews", json=bodies["createReview"], headers=auth(token)
+    )
+    assert created.status_code == 201, created.get_json()
+    edited = client.put(
+        f"/api/reviews/{created.get_json()['id']}", json=bodies["updateReview"], headers=auth(token)
+    )
+    assert edited.status_code == 200, edited.get_json()
+    assert (
+        client.put(
+            f"/api/reviews/{created.get_json()['id']}", json={}, headers=auth(token)
+        ).status_code
+        == 422
+    )

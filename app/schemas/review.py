@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from app.schemas.common import PageQuerySchema, StrictInt, page_schema
+from app.schemas.common import ChangeSchema, PageQuerySchema, StrictInt, page_schema
 
 SORTS = ("-created_at", "created_at", "-rating", "rating")
 
@@ -30,8 +30,10 @@ class ReviewSchema(ma.Schema):
     updated_at = fields.DateTime(dump_only=True)
 
 
-class ReviewUpdateSchema(ReviewSchema):
-    """Any of rating, title, body (loaded with partial=True); not none of them."""
+class ReviewUpdateSchema(ChangeSchema, ReviewSchema):
+    """Any of rating, title, body (loaded with partial=True); not none of them.
+    A ChangeSchema, so the OpenAPI document says so too (`minProperties: 1`,
+    an example with one field): it documented `{}`, which this rejects."""
 
     @validates_schema
     def not_empty(self, data, **kwargs):
