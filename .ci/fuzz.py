@@ -5,8 +5,11 @@ demo catalog, makes an admin and a user with a cart and an order each, serves
 the app with gunicorn (testing config: rate limits off, so 429s hide nothing),
 and fuzzes every operation of /api/openapi.json with a
 fixed seed, once with the admin's token and once with the user's. Refresh gets
-its own pass with a refresh token, and logout runs last, on a token of its own,
-since it revokes the token it is called with.
+its own pass with a refresh token, and logout and logout-all run last, on a
+token of their own, since they revoke the token they are called with (in the
+role passes logout-all revoked the role's token after ~130 of ~5,000 requests,
+and every authenticated operation after it was fuzzed as a 401 only). After
+each role pass its token must still work and no answer may be `token_revoked`.
 
 Checks: not_a_server_error, status_code_conformance, content_type_conformance,
 response_schema_conformance. Any failure fails the run.
@@ -46,8 +49,11 @@ CHECKS = (
 PASSWORD = "fuzz-password-1"
 REPORTS = ROOT / "instance" / "schemathesis"
 LOGOUT = "/api/auth/logout"
+LOGOUT_ALL = "/api/auth/logout-all"
 REFRESH = "/api/auth/refresh"
-ACCESS_TOKEN_OPERATIONS = ("--exclude-path", LOGOUT, "--exclude-path", REFRESH)
+# Each revokes the token it is called with (or every token of its user).
+REVOKING = (LOGOUT, LOGOUT_ALL, REFRESH)
+ACCESS_TOKEN_OPERATIONS = tuple(arg for path in REVOKING for arg in ("--exclude-path", path))
 
 
 def admin_sql(statement: str) -> None:
@@ -120,6 +126,29 @@ def schemathesis(server, label: str, token: str, *filters: str) -> dict:
     return {"label": label, "code": code, **counts(json_report, har_report)}
 
 
+def still_signed_in(server, run: dict, token: str) -> dict:
+    """A role pass fuzzes the authenticated operations only while its token
+    works: the token must still read the profile afterwards, and no answer
+    of the pass may be `token_revoked`."""
+    status, _body = server.request("GET", "/api/auth/profile", token=token)
+    try:
+        entries = json.loads((REPORTS / f"{run['label']}.har").read_text())["log"]["entries"]
+        revoked = sum(
+            '"token_revoked"' in e["response"]["content"].get("text", "") for e in entries
+        )
+    except (OSError, ValueError, KeyError):
+        revoked = "?"
+    if status != 200 or revoked != 0:
+        print(
+            f"{run['label']}: its token was revoked during the pass (profile {status}, "
+            f"{revoked} token_revoked answers)",
+            flush=True,
+        )
+        run["code"] = run["code"] or 1
+    run["revoked"] = revoked
+    return run
+
+
 def counts(json_report: Path, har_report: Path) -> dict:
     try:
         cases = json.loads(json_report.read_text())["test_cases"]["generated"]
@@ -165,8 +194,12 @@ def main() -> int:
             shopper(server, admin)
             shopper(server, user)
             runs = [
-                schemathesis(server, "admin", admin, *ACCESS_TOKEN_OPERATIONS),
-                schemathesis(server, "user", user, *ACCESS_TOKEN_OPERATIONS),
+                still_signed_in(
+                    server, schemathesis(server, "admin", admin, *ACCESS_TOKEN_OPERATIONS), admin
+                ),
+                still_signed_in(
+                    server, schemathesis(server, "user", user, *ACCESS_TOKEN_OPERATIONS), user
+                ),
                 schemathesis(
                     server,
                     "refresh",
@@ -180,6 +213,8 @@ def main() -> int:
                     login(server, "fuzzlogout@example.com"),
                     "--include-path",
                     LOGOUT,
+                    "--include-path",
+                    LOGOUT_ALL,
                 ),
             ]
     finally:
