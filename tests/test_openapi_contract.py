@@ -5,6 +5,7 @@ what it sends, every operation has an id, every body an example that works."""
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema_rs
 import pytest
@@ -196,3 +197,49 @@ def test_review_examples_work(client, spec, make_user, make_product, login):
         ).status_code
         == 422
     )
+
+
+def test_links_name_real_operations_parameters_and_fields(spec):
+    """Each link from a 201 names an operation that exists, exactly its path
+    parameters, and a field the 201's own schema has (an integer id)."""
+    ops, found = by_id(spec), 0
+    for _method, path, operation in operations(spec):
+        created = operation.get("responses", {}).get("201", {})
+        schema = inline(spec, created.get("content", {}).get("application/json", {}).get("schema"))
+        for name, link in created.get("links", {}).items():
+            found += 1
+            _target_method, target_path, _target = ops[link["operationId"]]
+            assert set(link["parameters"]) == set(re.findall(r"{(\w+)}", target_path)), name
+            for value in link["parameters"].values():
+                node = schema
+                for part in value.removeprefix("$response.body#/").split("/"):
+                    node = node["items"] if part.isdigit() else node["properties"][part]
+                    node = node.get("allOf", [node])[0]  # a nested schema, as apispec writes it
+                assert node["type"] == "integer", (path, name, value)
+    assert found >= 16
+
+
+def test_following_the_cart_and_order_links(client, spec, make_product, user_token):
+    """The ids the links point at are the ones to send: an added line's id
+    changes that line; a placed order's id reads and cancels that order."""
+    ops = by_id(spec)
+    added = client.post(
+        "/api/cart", json={"product_id": make_product().id, "quantity": 1}, headers=auth(user_token)
+    )
+    assert added.status_code == 201
+    link = ops["addItem"][2]["responses"]["201"]["links"]["UpdateItem"]
+    item_id = added.get_json()["items"][0]["id"]
+    assert link["parameters"] == {"item_id": "$response.body#/items/0/id"}
+    changed = client.put(f"/api/cart/{item_id}", json={"quantity": 2}, headers=auth(user_token))
+    assert changed.status_code == 200 and changed.get_json()["items"][0]["quantity"] == 2
+    placed = client.post(
+        "/api/orders", json={"shipping_address": "1 Link Road"}, headers=auth(user_token)
+    )
+    assert placed.status_code == 201
+    assert ops["placeOrder"][2]["responses"]["201"]["links"]["CancelOrder"]["parameters"] == {
+        "order_id": "$response.body#/id"
+    }
+    order_id = placed.get_json()["id"]
+    assert client.get(f"/api/orders/{order_id}", headers=auth(user_token)).status_code == 200
+    cancelled = client.post(f"/api/orders/{order_id}/cancel", headers=auth(user_token))
+    assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"

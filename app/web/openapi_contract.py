@@ -228,6 +228,39 @@ def _keep(prop: dict) -> dict:
     return {k: v for k, v in prop.items() if k in ("nullable", "default", "example")}
 
 
+# What a created resource's answer feeds into (OpenAPI links): the id in the
+# 201's body is the path parameter of these operations. Client generators
+# and Swagger UI show them; Schemathesis's stateful phase follows them, so
+# the ids it sends to an item, order or review are ones that exist.
+LINKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # source operation: (path parameter, where its value is, target operations)
+    "createProduct": (
+        "product_id",
+        "$response.body#/id",
+        (
+            *("getProduct", "updateProduct", "deleteProduct", "adjustStock"),
+            *("stockMovements", "listReviews", "createReview"),
+        ),
+    ),
+    "addItem": ("item_id", "$response.body#/items/0/id", ("updateItem", "removeItem")),
+    "placeOrder": (
+        "order_id",
+        "$response.body#/id",
+        ("getOrder", "updateOrder", "cancelOrder", "payOrder"),
+    ),
+    "createReview": ("review_id", "$response.body#/id", ("updateReview", "deleteReview")),
+    "signup": ("user_id", "$response.body#/user/id", ("userOrders",)),
+}
+
+
+def _links(operation_id: str) -> dict[str, dict]:
+    parameter, value, targets = LINKS[operation_id]
+    return {
+        target[:1].upper() + target[1:]: {"operationId": target, "parameters": {parameter: value}}
+        for target in targets
+    }
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
@@ -243,6 +276,10 @@ def operation_extras(doc: dict, doc_info: dict, *, spec, **kwargs: Any) -> dict:
             operation_id = _camel(f"{doc_info['blueprint']}_{endpoint}")
         taken.add(operation_id)
         doc["operationId"] = operation_id
+        responses = doc.get("responses", {})
+        created = responses.get(201, responses.get("201"))
+        if operation_id in LINKS and isinstance(created, dict):
+            created["links"] = _links(operation_id)
     manual = doc_info.get("manual_doc", {})
     idempotent = any(
         isinstance(p, dict) and p.get("name") == "Idempotency-Key"
