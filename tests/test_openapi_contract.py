@@ -243,3 +243,15 @@ def test_following_the_cart_and_order_links(client, spec, make_product, user_tok
     assert client.get(f"/api/orders/{order_id}", headers=auth(user_token)).status_code == 200
     cancelled = client.post(f"/api/orders/{order_id}/cancel", headers=auth(user_token))
     assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
+
+
+def test_idempotency_key_is_documented_as_checked(spec):
+    """The header's documented schema accepts exactly what the server does."""
+    from app.web.idempotency import KEY_PATTERN
+
+    (parameter,) = [
+        p for p in by_id(spec)["placeOrder"][2]["parameters"] if p["name"] == "Idempotency-Key"
+    ]
+    schema = parameter["schema"]
+    for key in ("k", "order-42 retry", "~" * 255, "", "x" * 256, "caf\u00e9", "tab\there", "a\nb"):
+        assert valid(schema, key) == bool(KEY_PATTERN.fullmatch(key)), key

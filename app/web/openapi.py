@@ -72,7 +72,8 @@ IDEMPOTENCY_KEY_PARAMETER = {
     "in": "header",
     "name": "Idempotency-Key",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    # app.web.idempotency.KEY_PATTERN, anchored (tests/test_openapi_contract.py)
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x20-\x7e]+$"},
     "description": (
         "A retry with the same key by the same user gets the first answer back (same status "
         "and body, with `Idempotent-Replayed: true`) and creates nothing; the same key with a "
