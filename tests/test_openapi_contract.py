@@ -208,6 +208,7 @@ def test_links_name_real_operations_parameters_and_fields(spec):
         schema = inline(spec, created.get("content", {}).get("application/json", {}).get("schema"))
         for name, link in created.get("links", {}).items():
             found += 1
+            assert link["description"], name
             _target_method, target_path, _target = ops[link["operationId"]]
             assert set(link["parameters"]) == set(re.findall(r"{(\w+)}", target_path)), name
             for value in link["parameters"].values():

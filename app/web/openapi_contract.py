@@ -16,7 +16,7 @@ operation in one place, so new endpoints get it without a decorator:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import marshmallow as ma
 from apispec import BasePlugin
@@ -232,32 +232,57 @@ def _keep(prop: dict) -> dict:
 # 201's body is the path parameter of these operations. Client generators
 # and Swagger UI show them; Schemathesis's stateful phase follows them, so
 # the ids it sends to an item, order or review are ones that exist.
-LINKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    # source operation: (path parameter, where its value is, target operations)
-    "createProduct": (
+class Link(NamedTuple):
+    parameter: str  # the targets' path parameter
+    value: str  # where in the 201's body its value is
+    targets: tuple[str, ...]  # operationIds
+    description: str
+
+
+LINKS: dict[str, Link] = {
+    "createProduct": Link(
         "product_id",
         "$response.body#/id",
         (
             *("getProduct", "updateProduct", "deleteProduct", "adjustStock"),
             *("stockMovements", "listReviews", "createReview"),
         ),
+        "The created product's id.",
     ),
-    "addItem": ("item_id", "$response.body#/items/0/id", ("updateItem", "removeItem")),
-    "placeOrder": (
+    "addItem": Link(
+        "item_id",
+        "$response.body#/items/0/id",
+        ("updateItem", "removeItem"),
+        "The id of the cart's first line. Lines are in the order they were added, "
+        "so this is the line just added only in a cart that was empty.",
+    ),
+    "placeOrder": Link(
         "order_id",
         "$response.body#/id",
         ("getOrder", "updateOrder", "cancelOrder", "payOrder"),
+        "The placed order's id.",
     ),
-    "createReview": ("review_id", "$response.body#/id", ("updateReview", "deleteReview")),
-    "signup": ("user_id", "$response.body#/user/id", ("userOrders",)),
+    "createReview": Link(
+        "review_id",
+        "$response.body#/id",
+        ("updateReview", "deleteReview"),
+        "The created review's id.",
+    ),
+    "signup": Link(
+        "user_id", "$response.body#/user/id", ("userOrders",), "The new user's id (admins only)."
+    ),
 }
 
 
 def _links(operation_id: str) -> dict[str, dict]:
-    parameter, value, targets = LINKS[operation_id]
+    link = LINKS[operation_id]
     return {
-        target[:1].upper() + target[1:]: {"operationId": target, "parameters": {parameter: value}}
-        for target in targets
+        target[:1].upper() + target[1:]: {
+            "operationId": target,
+            "parameters": {link.parameter: link.value},
+            "description": link.description,
+        }
+        for target in link.targets
     }
 
 
