@@ -10,7 +10,8 @@ import re
 import jsonschema_rs
 import pytest
 
-from tests.helpers import PASSWORD, auth
+from tests.helpers import DATABASE_URL, PASSWORD, SHIPPING, auth
+from tests.live import gunicorn
 from tests.reviewing import give_order
 
 
@@ -254,5 +255,31 @@ def test_idempotency_key_is_documented_as_checked(spec):
         p for p in by_id(spec)["placeOrder"][2]["parameters"] if p["name"] == "Idempotency-Key"
     ]
     schema = parameter["schema"]
-    for key in ("k", "order-42 retry", "~" * 255, "", "x" * 256, "caf\u00e9", "tab\there", "a\nb"):
+    keys = ("k", "order-42 retry", "~" * 255, "", "x" * 256, "caf\u00e9", "tab\there", "a\nb")
+    for key in (*keys, " ", " a", "a ", "a b"):
         assert valid(schema, key) == bool(KEY_PATTERN.fullmatch(key)), key
+
+
+@pytest.mark.server
+def test_documented_idempotency_keys_work_over_http(spec, make_user, make_product, login):
+    """Through gunicorn, which trims a header value's edges: each key the
+    document allows places an order and replays it; one it refuses (a space,
+    which arrives as "") is a 422."""
+    (parameter,) = [
+        p for p in by_id(spec)["placeOrder"][2]["parameters"] if p["name"] == "Idempotency-Key"
+    ]
+    product = make_product(stock=100)
+    with gunicorn(DATABASE_URL, workers=1, threads=2) as server:
+        for key in ("k", "a b", "~" * 255, " "):
+            token = login(make_user())["access_token"]
+            added = server.request("POST", "/api/cart", {"product_id": product.id}, token)
+            assert added[0] == 201, added
+            answers = [
+                server.request("POST", "/api/orders", SHIPPING, token, {"Idempotency-Key": key})
+                for _ in range(2)
+            ]
+            if valid(parameter["schema"], key):
+                assert [status for status, _ in answers] == [201, 201], (key, answers)
+                assert answers[0][1]["id"] == answers[1][1]["id"], key
+            else:
+                assert answers[0][0] == 422, (key, answers)

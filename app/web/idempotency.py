@@ -30,7 +30,10 @@ from app.models import IdempotencyKey
 from app.models.types import utcnow
 
 HEADER = "Idempotency-Key"
-KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
+KEY_RULE = "Must be 1 to 255 printable ASCII characters, not starting or ending with a space."
+# Printable ASCII, not starting or ending with a space: an HTTP server trims a
+# header value's edges (gunicorn does), so " a" arrives as "a" and " " as "".
+KEY_PATTERN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
 
 
 def _fingerprint() -> str:
@@ -144,9 +147,7 @@ def idempotent(view):
         if key is None:
             return view(*args, **kwargs)
         if not KEY_PATTERN.fullmatch(key):
-            raise ValidationFailed(
-                errors={HEADER: ["Must be 1 to 255 printable ASCII characters."]}
-            )
+            raise ValidationFailed(errors={HEADER: [KEY_RULE]})
         user_id = current_user.id
         token = secrets.token_hex(16)
         replay = _claim(user_id, key, _fingerprint(), token)

@@ -73,7 +73,12 @@ IDEMPOTENCY_KEY_PARAMETER = {
     "name": "Idempotency-Key",
     "required": False,
     # app.web.idempotency.KEY_PATTERN, anchored (tests/test_openapi_contract.py)
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x20-\x7e]+$"},
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$",
+    },
     "description": (
         "A retry with the same key by the same user gets the first answer back (same status "
         "and body, with `Idempotent-Replayed: true`) and creates nothing; the same key with a "
