@@ -283,3 +283,31 @@ def test_documented_idempotency_keys_work_over_http(spec, make_user, make_produc
                 assert answers[0][1]["id"] == answers[1][1]["id"], key
             else:
                 assert answers[0][0] == 422, (key, answers)
+
+
+def test_non_blank_fields_are_documented_as_such(spec):
+    """A field the server refuses when it is all whitespace (NonBlank) says so
+    with `pattern: \\S`, so a generated client or form validates the same."""
+    from marshmallow import ValidationError
+
+    from app.schemas.common import NonBlank
+
+    def server_accepts(value: str) -> bool:
+        try:
+            NonBlank()(value)
+        except ValidationError:
+            return False
+        return True
+
+    schemas = spec["components"]["schemas"]
+    fields = [
+        ("Product", "name"),
+        ("ProductUpdate", "name"),
+        ("OrderCreate", "shipping_address"),
+        ("OrderUpdate", "shipping_address"),
+        ("Pay", "payment_method"),
+    ]
+    for component, field in fields:
+        prop = schemas[component]["properties"][field]
+        for value in ("     ", "\t \n  ", "\u3000" * 5, "  a  ", "\u00a0" * 4 + "x", "12345"):
+            assert valid(prop, value) == server_accepts(value), (component, field, value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from app.errors import http_error_response
 from app.schemas.common import ErrorSchema
-from app.web.openapi import ERROR_DESCRIPTIONS, SETTINGS, money2properties
+from app.web.openapi import ERROR_DESCRIPTIONS, SETTINGS, money2properties, nonblank2properties
 from app.web.openapi_contract import ContractPlugin, error_component_headers
 from app.web.overrides import ApiWithErrorComponents
 
@@ -25,6 +25,7 @@ class Api(ApiWithErrorComponents):
         spec_kwargs = {"extra_plugins": [ContractPlugin()], **(spec_kwargs or {})}
         super().init_app(app, spec_kwargs=spec_kwargs)
         self.ma_plugin.converter.add_attribute_function(money2properties)
+        self.ma_plugin.converter.add_attribute_function(nonblank2properties)
 
     def error_headers(self, status: int) -> dict:
         return error_component_headers(status)

@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import fields, missing
 
-from app.schemas.common import Money
+from app.schemas.common import Money, NonBlank
 from app.web.overrides import declared_fields
 
 API_DESCRIPTION = """The shop's JSON API: catalog, reviews, cart, orders and accounts.
@@ -85,6 +85,15 @@ IDEMPOTENCY_KEY_PARAMETER = {
         "different body is a 422, and while the first request still runs a 409."
     ),
 }
+
+
+def nonblank2properties(self, field, ret: dict, **kwargs: Any) -> dict:
+    """apispec attribute function: a field validated `NonBlank` must hold a
+    character that is not whitespace (`pattern: \\S`, found anywhere)."""
+    validators = getattr(field, "validators", ())
+    if not any(isinstance(validator, NonBlank) for validator in validators):
+        return {}
+    return {"pattern": r"\S"}
 
 
 def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
