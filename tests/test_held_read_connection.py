@@ -59,6 +59,15 @@ def warm(client, token) -> None:
         assert client.get("/api/cart", headers=auth(token)).status_code == 200
 
 
+def kept_reader(app, user):
+    """A test client of `app` signed in as `user`, whose thread has read twice
+    (`warm`), so it keeps a read connection; in `app`'s context."""
+    client = app.test_client()
+    token = _login(client, user)
+    warm(client, token)
+    return client, token
+
+
 def test_reads_reuse_the_threads_connection(app, db, client, user_token):
     warm(client, user_token)
     with watching(db.engine) as seen:
@@ -85,9 +94,7 @@ def test_a_pool_of_one_keeps_nothing_and_serves_every_thread(make_app, make_user
     app = small_pool_app(make_app, size=1, timeout=2)
     user = make_user()
     with app.app_context():
-        client = app.test_client()
-        token = _login(client, user)
-        warm(client, token)
+        _client, token = kept_reader(app, user)
         assert db.engine.pool.checkedout() == 0
         statuses: list[int] = []
 
@@ -165,9 +172,7 @@ def test_a_kept_connection_idle_too_long_is_pinged_first(make_app, make_user):
     app = make_app("testing", {"DB_PING_IDLE_SECONDS": 0})
     user = make_user()
     with app.app_context():
-        client = app.test_client()
-        token = _login(client, user)
-        warm(client, token)
+        client, token = kept_reader(app, user)
         assert _drop_every_connection() >= 1
         invalidated_before = db.engine.pool._invalidate_time
         with watching(db.engine) as seen:
@@ -227,10 +232,7 @@ def test_a_restart_after_one_dropped_connection_is_invisible_to_reads(
     app = make_app("testing")
     user, product = make_user(), make_product()
     with app.app_context():
-        client = app.test_client()
-        token = _login(client, user)
-        for _ in range(2):  # the second read keeps this thread's connection
-            assert client.get("/api/cart", headers=auth(token)).status_code == 200
+        client, token = kept_reader(app, user)
         assert db.engine.pool.checkedout() == 1
 
         # One other connection of the pool is dropped and found dead: the pool
@@ -272,10 +274,7 @@ def test_an_accounts_cache_miss_read_holds_one_connection_not_two(make_app, make
     app = small_pool_app(make_app, size=2, timeout=1)
     user = make_user()
     with app.app_context():
-        client = app.test_client()
-        token = _login(client, user)
-        for _ in range(2):
-            assert client.get("/api/cart", headers=auth(token)).status_code == 200
+        client, token = kept_reader(app, user)
         other_request = db.engine.connect()  # the other thread, mid-request
         try:
             other_request.exec_driver_sql("SELECT 1")
@@ -299,10 +298,7 @@ def test_a_kept_connection_is_recycled_as_the_pool_would(make_app, make_user):
     app = make_app("testing", {"SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1}})
     user = make_user()
     with app.app_context():
-        client = app.test_client()
-        token = _login(client, user)
-        for _ in range(2):
-            assert client.get("/api/cart", headers=auth(token)).status_code == 200
+        client, token = kept_reader(app, user)
         with watching(db.engine) as before:
             assert client.get("/api/cart", headers=auth(token)).status_code == 200
         time.sleep(1.5)
