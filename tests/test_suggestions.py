@@ -217,3 +217,22 @@ def test_a_suggest_between_the_bumps_of_one_commit_keeps_nothing_stale(client, m
     finally:
         del names.bump
     assert client.get(url).get_json()["suggestions"] == ["Lamp", "Lamp Chair"]
+
+
+def test_duplicates_never_hide_a_name_from_the_database_suggest(make_app, make_product):
+    """The database's answer reads a few times the names asked for and drops
+    duplicates; when duplicates fill those rows, it asks again, one row per
+    name (31 products named "Lamp" hid "Lamp Post"; found by review)."""
+    for _ in range(31):
+        make_product(name="Lamp")
+    make_product(name="Lamp Post")
+    for n in range(12):
+        make_product(name=f"Lamp {n:02}")
+    app = make_app(overrides={"SUGGEST_INDEX_MAX_NAMES": 0})
+    with app.app_context():
+        assert suggestions.current() is None
+        expected = ["Lamp", *(f"Lamp {n:02}" for n in range(9))]
+        assert database_suggest("lam") == expected
+        assert database_suggest("lamp p") == ["Lamp Post"]
+        response = app.test_client().get("/api/products/suggest?q=lam")
+    assert response.get_json()["suggestions"] == expected

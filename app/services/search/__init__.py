@@ -27,12 +27,30 @@ __all__ = ["Match", "ParsedQuery", "SearchBackend", "backend", "init_search", "p
 SUGGEST_LIMIT = 10
 # Suggestions are deduplicated in Python over a few times the rows asked for:
 # a GROUP BY name in SQL sorts every match twice (twice the time on SQLite).
+# Only when those rows hold fewer distinct names than asked for, and more
+# may follow, does the grouped query run (`distinct_names`).
 DUPLICATES_SLACK = 3
 
 
 def distinct(names: Iterable[str], limit: int) -> list[str]:
     """The first `limit` distinct names, in order."""
     return list(dict.fromkeys(names))[:limit]
+
+
+def distinct_names(
+    connection, rows_query, grouped_query, params: dict[str, Any], limit: int
+) -> list[str]:
+    """Up to `limit` distinct names, best first: from `rows_query` (every
+    matching row, LIMIT :n) over `limit * DUPLICATES_SLACK` rows, or, when
+    duplicates filled those rows (31 products named "Lamp" hid "Lamp Post",
+    found by review), from `grouped_query` (one row per name, LIMIT :n)."""
+    fetched = limit * DUPLICATES_SLACK
+    rows = connection.execute(rows_query, {**params, "n": fetched}).scalars().all()
+    names = distinct(rows, limit)
+    if len(names) < limit and len(rows) == fetched:
+        grouped = connection.execute(grouped_query, {**params, "n": limit})
+        names = list(grouped.scalars())
+    return names
 
 
 def starts_pattern(prefix: str) -> str:

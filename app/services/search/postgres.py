@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from app.db import read_connection
 from app.models import Product
-from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct, starts_pattern
+from app.services.search import SUGGEST_LIMIT, Match, distinct_names, starts_pattern
 from app.services.search.query import ParsedQuery, words_of
 
 # Configurations inline, as the indexes spell them: a bound parameter would
@@ -148,12 +148,14 @@ def _values(query: ParsedQuery) -> dict[str, str]:
 # Typed on every keystroke: plain SQL, no statement to build per request. The
 # WHERE spells the partial GIN index's expression and predicate exactly; the
 # tsquery is computed once (`_once`: also under a generic plan).
-SUGGEST = text(
-    "SELECT name FROM products WHERE deleted_at IS NULL "
+_SUGGEST_FROM = (
+    "FROM products WHERE deleted_at IS NULL "
     "AND to_tsvector('simple'::regconfig, name) "
     "@@ (SELECT to_tsquery('simple'::regconfig, :tsquery)) "
-    "ORDER BY name ILIKE :starts ESCAPE '\\' DESC, length(name), name LIMIT :n"
 )
+_SUGGEST_ORDER = "ORDER BY name ILIKE :starts ESCAPE '\\' DESC, length(name), name LIMIT :n"
+SUGGEST = text("SELECT name " + _SUGGEST_FROM + _SUGGEST_ORDER)
+SUGGEST_GROUPED = text("SELECT name " + _SUGGEST_FROM + "GROUP BY name " + _SUGGEST_ORDER)
 
 
 def _set_fuzzy_threshold(dbapi_connection, _record) -> None:
@@ -196,6 +198,5 @@ class PostgresSearch:
             # Letters and digits only (the parser's words), joined by tsquery's AND.
             "tsquery": " & ".join([*words[:-1], words[-1] + ":*"]),
             "starts": starts_pattern(prefix),
-            "n": limit * DUPLICATES_SLACK,
         }
-        return distinct(read_connection().execute(SUGGEST, params).scalars(), limit)
+        return distinct_names(read_connection(), SUGGEST, SUGGEST_GROUPED, params, limit)

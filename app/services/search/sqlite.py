@@ -23,7 +23,7 @@ from sqlalchemy import (
 
 from app.db import read_connection
 from app.models import Product
-from app.services.search import DUPLICATES_SLACK, SUGGEST_LIMIT, Match, distinct, starts_pattern
+from app.services.search import SUGGEST_LIMIT, Match, distinct_names, starts_pattern
 from app.services.search.query import ParsedQuery, words_of
 
 # bm25 weights per column (name, description, category): a name match ranks
@@ -81,11 +81,13 @@ ALL_BUT = Match(("fts5", "all but"), lambda stmt: stmt.where(Product.id.not_in(_
 
 # Typed on every keystroke: plain SQL, no statement to build per request.
 # (SQLite's LIKE ignores ASCII case.)
-SUGGEST = text(
-    "SELECT p.name FROM products_names JOIN products AS p ON p.id = products_names.rowid "
+_SUGGEST_FROM = (
+    "FROM products_names JOIN products AS p ON p.id = products_names.rowid "
     "WHERE products_names MATCH :fts AND p.deleted_at IS NULL "
-    "ORDER BY p.name LIKE :starts ESCAPE '\\' DESC, length(p.name), p.name LIMIT :n"
 )
+_SUGGEST_ORDER = "ORDER BY p.name LIKE :starts ESCAPE '\\' DESC, length(p.name), p.name LIMIT :n"
+SUGGEST = text("SELECT p.name " + _SUGGEST_FROM + _SUGGEST_ORDER)
+SUGGEST_GROUPED = text("SELECT p.name " + _SUGGEST_FROM + "GROUP BY p.name " + _SUGGEST_ORDER)
 
 
 class SqliteSearch:
@@ -114,5 +116,4 @@ class SqliteSearch:
             return []
         expression = " ".join([*map(quote, words[:-1]), quote(words[-1]) + "*"])
         params = {"fts": expression, "starts": starts_pattern(prefix)}
-        params["n"] = limit * DUPLICATES_SLACK
-        return distinct(read_connection().execute(SUGGEST, params).scalars(), limit)
+        return distinct_names(read_connection(), SUGGEST, SUGGEST_GROUPED, params, limit)
