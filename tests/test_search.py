@@ -77,6 +77,24 @@ def test_a_query_with_only_exclusions_lists_everything_else(client, catalog):
     }
 
 
+def test_excluding_a_stop_word(client, catalog):
+    """PostgreSQL ignores English stop words, so `-for` excludes nothing (it
+    listed nothing: an empty tsquery negated matched no row; found by
+    review); SQLite matches them like any word."""
+    everything = {name for name, _, _ in CATALOG}
+    with_for = {"Amp", "Case for Tablets"}
+    expected = everything if IS_POSTGRES else everything - with_for
+    assert names(client, "-for", per_page=100) == expected
+    assert names(client, 'phone -for -"for the"') == (
+        {"Wireless Phone Charger", "Phone Case", "Case for Tablets"}
+        if IS_POSTGRES
+        else {"Wireless Phone Charger", "Phone Case"}
+    )
+    if IS_POSTGRES:  # the spelling-tolerant retry keeps its exclusions too
+        assert names(client, "labtop -the") == {"Gaming Laptop", "Laptop Sleeve"}
+        assert names(client, "labtop -sleeve -the") == {"Gaming Laptop"}
+
+
 @pytest.mark.skipif(not IS_POSTGRES, reason="trigram fallback is PostgreSQL's")
 def test_misspelt_words_fall_back_to_trigram_similarity(client, catalog):
     assert names(client, "labtop") == {"Gaming Laptop", "Laptop Sleeve"}

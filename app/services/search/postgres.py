@@ -23,6 +23,7 @@ from sqlalchemy import (
     false,
     func,
     literal_column,
+    not_,
     select,
     text,
 )
@@ -67,11 +68,18 @@ def _param(name: str):
 
 
 def _excluded(excluded: int):
-    """None of the `excluded` phrases `:q_e0`, `:q_e1`, ... (None: no exclusion)."""
+    """Any of the `excluded` phrases `:q_e0`, `:q_e1`, ... (None: no exclusion).
+    Matched as `NOT (search_vector @@ it)`, never as `@@ !!it`: a phrase of
+    stop words only (`-the`) is an empty tsquery, which `!!` keeps empty and
+    `@@` matches with nothing, so `-the` listed nothing (found by review)."""
     if not excluded:
         return None
     phrases = [func.phraseto_tsquery(CONFIG, _param(f"q_e{i}")) for i in range(excluded)]
-    return func.tsquery_not(reduce(func.tsquery_or, phrases))
+    return reduce(func.tsquery_or, phrases)
+
+
+def _none_of(excluded):
+    return not_(SEARCH_VECTOR.op("@@", is_comparison=True)(_once(excluded)))
 
 
 @functools.lru_cache(maxsize=128)
@@ -83,14 +91,16 @@ def _match(words: int, phrases: int, excluded: int, prefix: bool) -> Match:
     if prefix:
         parts.append(func.to_tsquery(CONFIG, _param("q_prefix")))
     positive, negative = _all(parts), _excluded(excluded)
-    tsquery = _all([part for part in (positive, negative) if part is not None])
     shape = ("tsvector", words, phrases, excluded, prefix)
-    if tsquery is None:
+    if positive is None and negative is None:
         return Match(shape, lambda stmt: stmt.where(false()), ())
-    tsquery = _once(tsquery)
-    matches = SEARCH_VECTOR.op("@@")(tsquery)
     if positive is None:  # only exclusions: no rank
+        matches = _none_of(negative)
         return Match(shape, lambda stmt: stmt.where(matches), ())
+    tsquery = (
+        positive if negative is None else func.tsquery_and(positive, func.tsquery_not(negative))
+    )
+    matches = SEARCH_VECTOR.op("@@")(_once(tsquery))
     rank = func.ts_rank(SEARCH_VECTOR, _once(positive))
     top, count = _top(matches, rank)
     return Match(shape, lambda stmt: stmt.where(matches), (rank.desc(),), top=top, count=count)
@@ -126,7 +136,7 @@ def _fuzzy(terms: int, excluded: int) -> Match:
     def apply(stmt: Select) -> Select:
         stmt = stmt.where(*(word.op("<%")(FUZZY_HAYSTACK) for word in words))
         if negative is not None:
-            stmt = stmt.where(SEARCH_VECTOR.op("@@")(negative))
+            stmt = stmt.where(_none_of(negative))
         return stmt
 
     similarities = [func.word_similarity(word, FUZZY_HAYSTACK) for word in words]
