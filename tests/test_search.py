@@ -103,6 +103,39 @@ def test_misspelt_words_fall_back_to_trigram_similarity(client, catalog):
     assert names(client, "xqzvwk") == set()
 
 
+def test_only_words_that_match_nothing_are_retried_fuzzily(client, make_product, admin_token):
+    """The spelling-tolerant retry is for words that match no live product,
+    not for filters that leave none: `q=lamp&category=Office` listed "Clamp"
+    (and the facets changed their category counts with the category chosen)
+    while `q=lamp` listed no Office product (found by review)."""
+    lamp = make_product(name="Desk Lamp", category="Home", stock=0)
+    make_product(name="Floor Lamp", category="Home", stock=0)
+    make_product(name="Bulb", description="fits any lamp", category="Home", stock=0)
+    make_product(name="Clamp", category="Office", stock=5)
+    make_product(name="Laptop Stand", category="Office", stock=5)
+    assert search(client, "lamp", category="Home")["total"] == 3
+    for filters in ({"category": "Office"}, {"in_stock": "true"}, {"min_price": "10000"}):
+        assert search(client, "lamp", **filters)["total"] == 0, filters
+    home = [{"value": "Home", "count": 3}]
+    assert facets(client, q="lamp")["categories"] == home
+    office = facets(client, q="lamp", category="Office")
+    assert (office["categories"], office["total"]) == (home, 0)
+    sold_out = facets(client, q="lamp", in_stock="true")
+    assert (sold_out["categories"], sold_out["total"]) == ([], 0)
+    # Words that match nothing are still retried, filters or not.
+    expected = {"Laptop Stand"} if IS_POSTGRES else set()
+    assert names(client, "labtop", category="Office") == expected
+    assert names(client, "labtop", in_stock="true") == expected
+    assert facets(client, q="labtop", category="Office")["total"] == len(expected)
+    assert lamp.id in {p["id"] for p in search(client, "lamp")["items"]}
+
+
+def facets(client, **params):
+    response = client.get("/api/products/facets", query_string=params)
+    assert response.status_code == 200, (params, response.get_json())
+    return response.get_json()
+
+
 @pytest.mark.skipif(IS_POSTGRES, reason="SQLite has no spelling-tolerant matching")
 def test_misspelt_words_find_nothing_on_sqlite(client, catalog):
     assert names(client, "labtop") == set()

@@ -92,7 +92,8 @@ def filter_values(args: dict[str, Any], *, by_category: bool = True) -> dict[str
 def search_matches(q: str | None) -> Iterator[search.Match | None]:
     """The ways to apply `q`, to try in turn until one finds something: the
     full-text match, then the engine's spelling-tolerant one (if any). No
-    `q`: no search at all."""
+    `q`: no search at all. Whether the next is tried is `retry_fuzzily`'s
+    to say."""
     if q is None:
         yield None
         return
@@ -101,6 +102,26 @@ def search_matches(q: str | None) -> Iterator[search.Match | None]:
     fuzzy = engine.fuzzy(query) if query.terms else None
     if fuzzy is not None:
         yield fuzzy
+
+
+def retry_fuzzily(match: search.Match | None, filtered: bool) -> bool:
+    """Whether a search that found nothing tries its spelling-tolerant match
+    next: only when the words themselves match no live product. When they
+    match some, only the other filters (a category, a price, in stock) left
+    nothing, and `q=lamp&category=Office` listed "Clamp" while `q=lamp`
+    listed no Office product at all (found by review)."""
+    if match is None:
+        return False
+    if not filtered:
+        return True
+    stmt = _any_match(match)
+    return read_connection().execute(stmt, dict(match.params)).first() is None
+
+
+@functools.lru_cache(maxsize=128)
+def _any_match(match: search.Match) -> Select:
+    """One live product `match` matches, if any (built once per shape)."""
+    return match(select(Product.id).where(Product.deleted_at.is_(None))).limit(1)
 
 
 def _order(sort: str, match: search.Match | None) -> tuple[ColumnElement, ...]:
@@ -335,7 +356,7 @@ def list_products(args: dict[str, Any]) -> dict[str, Any]:
         page = run_listing(
             lists, params, args["page"], args["per_page"], f"{filters}{attempt}", sort
         )
-        if page["total"]:
+        if page["total"] or not retry_fuzzily(match, bool(values)):
             break
     return page
 

@@ -10,7 +10,13 @@ from sqlalchemy import Row, Select, String, bindparam, func
 from app.db import read_connection
 from app.models import Product
 from app.services import matches, search
-from app.services.catalog import FILTERS, active_products, filter_values, search_matches
+from app.services.catalog import (
+    FILTERS,
+    active_products,
+    filter_values,
+    retry_fuzzily,
+    search_matches,
+)
 
 RATING_LEVELS = (4, 3, 2, 1)
 
@@ -111,7 +117,9 @@ def _facets(args: dict[str, Any]) -> dict[str, Any]:
         groups = merged(connection.execute(statement, params).all())
         chosen = [g for g in groups if wanted is None or g[1] == g[-1]]
         summary = _summary(chosen)
-        if summary["total"]:
+        # As the list does (`retry_fuzzily`): other categories' groups mean
+        # the words matched, and so do the category counts.
+        if groups or not retry_fuzzily(match, bool(names)):
             break
     categories = [{"value": g[0], "count": g[2]} for g in groups if g[0] is not None]
     summary["categories"] = sorted(categories, key=lambda c: (-c["count"], c["value"]))
