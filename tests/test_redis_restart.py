@@ -10,7 +10,13 @@ user under; a client's ETag from before the restart got a 304 for a changed
 answer. Each bump now sets a random version, and a missing one starts at a
 random value (`catalog_cache.RedisStore`). Found by review; both tests
 failed on the counters. They run a redis-server of their own, killed and
-started again on the same port."""
+started again on the same port.
+
+A restart that restores a snapshot (RDB, or an AOF) hands back an old
+version with the answers kept under it: every version carries the run id of
+the server that set it, and one from an earlier run is replaced (found by
+review: a stale price, and a token revoked after the snapshot accepted
+again on reads; both tests below failed before)."""
 
 from __future__ import annotations
 
@@ -20,7 +26,10 @@ import time
 import uuid
 from decimal import Decimal
 
+import pytest
+
 from tests.helpers import PASSWORD, auth
+from tests.live import free_port
 
 
 def _restart(url: str, process: subprocess.Popen) -> subprocess.Popen:
@@ -127,3 +136,105 @@ def test_a_catalog_etag_from_before_a_redis_restart_gets_the_changed_answer(
     finally:
         process.kill()
         process.wait()
+
+
+SNAPSHOT_OPTIONS = ("--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no")
+
+
+class SnapshotRedis:
+    """A redis-server of the test's own that keeps an RDB file in `directory`:
+    `snapshot()` is a periodic save, `crash_and_restart()` a kill -9 and a
+    start that loads the file (Redis's default set-up)."""
+
+    def __init__(self, directory):
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            pytest.skip("redis-server is not installed")
+        self.dir, self.port = str(directory), free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--dir", self.dir, *SNAPSHOT_OPTIONS],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.RedisError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+    def snapshot(self) -> None:
+        import redis
+
+        redis.Redis.from_url(self.url).save()
+
+    def crash_and_restart(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def snapshot_redis(tmp_path):
+    server = SnapshotRedis(tmp_path)
+    yield server
+    server.stop()
+
+
+def test_a_catalog_restored_from_a_redis_snapshot_is_not_served(
+    snapshot_redis, make_app, make_user, make_product
+):
+    web = make_app(overrides={"REDIS_URL": snapshot_redis.url})
+    other = make_app(overrides={"REDIS_URL": snapshot_redis.url})
+    a, b = web.test_client(), other.test_client()
+    admin = auth(_login(b, make_user(admin=True)))
+    lamp = make_product(name="Lamp", price=Decimal("10.00"))
+    path = f"/api/products/{lamp.id}"
+    first = a.get(path)
+    assert first.get_json()["price"] == Decimal("10.00")
+    etag = first.headers["ETag"]
+    snapshot_redis.snapshot()  # the version and the answer kept under it
+    assert b.put(path, json={"price": "12.00"}, headers=admin).status_code == 200
+    assert a.get(path).get_json()["price"] == Decimal("12.00")
+
+    snapshot_redis.crash_and_restart()
+    _settle(web)
+    _settle(other)
+    for client in (a, b):
+        again = client.get(path)
+        assert again.get_json()["price"] == Decimal("12.00")
+        assert client.get(path, headers={"If-None-Match": etag}).status_code == 200
+    # The new run's version serves as before: kept, then a 304 for its ETag.
+    fresh = a.get(path).headers["ETag"]
+    assert fresh != etag
+    assert b.get(path, headers={"If-None-Match": fresh}).status_code == 304
+
+
+def test_a_token_revoked_after_a_redis_snapshot_stays_refused(snapshot_redis, make_app, make_user):
+    web = make_app(overrides={"REDIS_URL": snapshot_redis.url})
+    other = make_app(overrides={"REDIS_URL": snapshot_redis.url})
+    a, b = web.test_client(), other.test_client()
+    token = _login(b, make_user())
+    assert a.get("/api/auth/profile", headers=auth(token)).status_code == 200  # kept on A
+    snapshot_redis.snapshot()
+    assert b.post("/api/auth/logout", headers=auth(token)).status_code == 200
+    assert a.get("/api/auth/profile", headers=auth(token)).status_code == 401
+
+    snapshot_redis.crash_and_restart()
+    _settle(web)
+    _settle(other)
+    response = a.get("/api/auth/profile", headers=auth(token))
+    assert response.status_code == 401, (response.status_code, response.get_json())

@@ -111,6 +111,11 @@ def _new_version() -> bytes:
     return secrets.token_hex(8).encode()
 
 
+# Replaces a version only if it is still the one read: processes that find the
+# same stale version at once agree on one new value.
+_REPLACE = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end"
+
+
 class RedisStore:
     """Answers and the version in Redis, shared by every instance.
 
@@ -137,8 +142,14 @@ class RedisStore:
     ):
         import redis
 
-        self.redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=0.5, socket_connect_timeout=0.5, redis_connect_func=self._connected
+        )
         self.errors = redis.RedisError
+        # The run of the Redis server this store's connections reach: every
+        # version set carries it (`_tagged`), and one set in another run is
+        # stale (`_read`). Empty where the server will not say (INFO refused).
+        self.run = b""
         self.version_key, self.prefix, self.ttl = f"{prefix}:version", prefix, ttl
         self.retry_after, self.last = retry_after, last
         self.down_until = 0.0
@@ -149,13 +160,39 @@ class RedisStore:
     def must_bump(self) -> bool:
         return self in self.owed
 
+    def _connected(self, connection) -> None:
+        """Each new connection (so also the first command after a restart,
+        whose old connections are gone) learns the server's run id, which
+        Redis draws anew at every start. A server restarted from a snapshot
+        (RDB, or an AOF) hands back an old version with the answers kept
+        under it, and a token revoked since was accepted again on reads
+        (found by review); its versions carry the run that set them, so the
+        new run replaces them."""
+        connection.on_connect()
+        try:
+            connection.send_command("INFO", "server")
+            info = connection.read_response()
+        except self.errors:  # INFO renamed away: versions as before, untagged
+            self.run = b""
+            return
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        run = next((line[7:].strip() for line in text.splitlines() if line[:7] == "run_id:"), "")
+        self.run = run[:16].encode()
+
+    def _tagged(self) -> bytes:
+        """A new version, tagged with the server's run (`_connected`)."""
+        return self.run + b"." + _new_version() if self.run else _new_version()
+
+    def _stale(self, version: bytes) -> bool:
+        return bool(self.run) and not version.startswith(self.run + b".")
+
     def _settle(self) -> None:
         """Make the bumps owed to this Redis, in order (an error leaves the
         rest owed)."""
         with self._owed_lock:
             while self.owed:
                 store = self.owed[0]
-                store.redis.set(store.version_key, _new_version())
+                store.redis.set(store.version_key, store._tagged())
                 self.owed.pop(0)
 
     def _call(self, fn, *args):
@@ -184,7 +221,10 @@ class RedisStore:
         token's user in the accounts cache, an ETag) was current again."""
         found = self.redis.mget(self.version_key, *keys)
         if found[0] is None:
-            self.redis.set(self.version_key, _new_version(), nx=True)
+            self.redis.set(self.version_key, self._tagged(), nx=True)
+            found = self.redis.mget(self.version_key, *keys)
+        elif self._stale(found[0]):  # set in an earlier run of the server
+            self.redis.eval(_REPLACE, 1, self.version_key, found[0], self._tagged())
             found = self.redis.mget(self.version_key, *keys)
         return found
 
