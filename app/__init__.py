@@ -84,8 +84,17 @@ def register_extensions(app: Flask) -> None:
     cors.init_app(
         app,
         resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-        expose_headers=["Retry-After", "X-Request-ID", "Idempotent-Replayed"],
+        # If-None-Match and ETag: a storefront on another origin may keep a
+        # catalog answer and revalidate it itself (a 304), not only through
+        # the browser's cache.
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "If-None-Match",
+            "X-Request-ID",
+        ],
+        expose_headers=["ETag", "Retry-After", "X-Request-ID", "Idempotent-Replayed"],
         max_age=600,
         always_send=False,  # no CORS headers for requests without an Origin
     )

@@ -70,7 +70,28 @@ def test_cors_refuses_other_origins_and_never_sends_a_wildcard(client):
     response = client.get("/api/products", headers={"Origin": ALLOWED})
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
     assert response.headers["Access-Control-Allow-Origin"] != "*"
-    assert "X-Request-ID" in response.headers.get("Access-Control-Expose-Headers", "")
+    exposed = response.headers.get("Access-Control-Expose-Headers", "")
+    assert "X-Request-ID" in exposed and "ETag" in exposed
+
+
+def test_a_page_on_an_allowed_origin_can_revalidate_a_catalog_answer(client):
+    """A storefront on another origin reads the ETag and sends If-None-Match."""
+    preflight = client.options(
+        "/api/products",
+        headers={
+            "Origin": ALLOWED,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "if-none-match",
+        },
+    )
+    assert "if-none-match" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    first = client.get("/api/products", headers={"Origin": ALLOWED})
+    assert "ETag" in first.headers["Access-Control-Expose-Headers"]
+    again = client.get(
+        "/api/products", headers={"Origin": ALLOWED, "If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status_code == 304
+    assert again.headers["Access-Control-Allow-Origin"] == ALLOWED
 
 
 def test_request_id_is_echoed_or_generated(client):
