@@ -161,6 +161,36 @@ def test_relevance_ranks_name_above_description(client, make_product):
     assert [p["id"] for p in newest] == sorted(found, reverse=True)
 
 
+def ids(client, q, **params):
+    return [p["id"] for p in search(client, q, per_page=100, **params)["items"]]
+
+
+def test_a_name_match_ranks_first_whatever_the_engine_scores(client, make_product):
+    """A match in the name above one in the category, above one in the
+    description only: bm25 let a description repeating the word beat a long
+    name with it once, and both engines ranked `desk lamp` in a description
+    above `lamp` in a name (found by review)."""
+    for n in range(20):
+        make_product(name=f"Chair{n}", description=" ".join(["oak wood table"] * 10))
+    long_name = make_product(
+        name="Deluxe " + " ".join(f"w{n}" for n in range(30)) + " lamp", description="oak"
+    )
+    repeated = make_product(name="Bulb", description="lamp lamp lamp lamp lamp lamp")
+    in_category = make_product(name="Shade", description="oak", category="Lamp parts")
+    assert ids(client, "lamp") == [long_name.id, in_category.id, repeated.id]
+    assert ids(client, "lam") == [long_name.id, in_category.id, repeated.id]  # the prefix too
+    assert ids(client, "lamp", sort="relevance", in_stock="true") == ids(client, "lamp")
+    pages = [search(client, "lamp", per_page=1, page=n)["items"][0]["id"] for n in (1, 2, 3)]
+    assert pages == ids(client, "lamp")
+
+    named = make_product(
+        name="Reading Light", description="A " + " ".join(["sturdy"] * 30) + " base for any desk"
+    )
+    both_in_description = make_product(name="Bulb Two", description="desk reading light")
+    assert ids(client, "desk light") == [named.id, both_in_description.id]
+    assert ids(client, '"reading light" desk') == [named.id, both_in_description.id]
+
+
 def test_relevance_needs_a_search(client):
     response = client.get("/api/products?sort=relevance")
     assert response.status_code == 422

@@ -32,6 +32,12 @@ SUGGEST_LIMIT = 10
 DUPLICATES_SLACK = 3
 
 
+# Relevance tiers (a match in the name, in the category, in the description
+# only), each this far apart in a backend's score, whose engine's own score
+# orders each tier and never spans this much.
+TIER_STEP = 1_000_000
+
+
 def distinct(names: Iterable[str], limit: int) -> list[str]:
     """The first `limit` distinct names, in order."""
     return list(dict.fromkeys(names))[:limit]
