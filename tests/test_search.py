@@ -69,6 +69,54 @@ def test_matching_rules(client, catalog, q, expected):
     assert names(client, q) == expected
 
 
+@pytest.mark.parametrize(
+    "q, expected",
+    [
+        ("adjustab", {"Adjustable Desk Lamp", "Standing Desk"}),  # stem: adjust
+        ("adjusta", {"Adjustable Desk Lamp", "Standing Desk"}),
+        ("desk adjustab", {"Adjustable Desk Lamp", "Standing Desk"}),
+        ("height adjustab", {"Standing Desk"}),  # in the description
+        ("generat", {"Generator", "Standing Desk"}),  # stem: gener (SQLite) or generat
+        ("generato", {"Generator", "Standing Desk"}),
+        ("runnin", {"Standing Desk"}),  # stem: run
+        ("wheels carto", set()),  # "cart" is a word, but no word starts with "carto"
+        ("adjustabl -height", {"Adjustable Desk Lamp"}),
+    ],
+)
+def test_the_last_word_matches_words_whose_stem_it_outgrew(client, make_product, q, expected):
+    """The last word also matches as a prefix, also when it is longer than
+    the stem the index holds (`adjustab` for "Adjustable", indexed as
+    `adjust`): it found nothing (found by review)."""
+    # Not the fixture's "General": SQLite's Porter stems it as "generator" (gener).
+    make_product(name="Adjustable Desk Lamp", description="steel", category="Misc")
+    make_product(name="Generator", description="diesel", category="Misc")
+    make_product(
+        name="Standing Desk",
+        description="Adjustable height, quiet generator, running",
+        category="Misc",
+    )
+    make_product(name="Shopping Cart", description="cart on wheels", category="Misc")
+    make_product(name="Oak Chair", description="wood", category="Misc")
+    assert names(client, q) == expected
+    whole = {"adjustab": "adjustable", "generat": "generator", "runnin": "running"}
+    if q in whole:  # what the word typed to its end finds
+        assert names(client, whole[q]) == expected
+    found = search(client, q)
+    assert found["total"] == len(expected)
+    facets_total = client.get("/api/products/facets", query_string={"q": q}).get_json()["total"]
+    assert facets_total == len(expected)
+
+
+def test_a_prefix_that_outgrew_a_stem_in_the_name_ranks_as_a_name_match(client, make_product):
+    named = make_product(name="Adjustable Lamp", description="steel", category="Misc")
+    described = make_product(
+        name="Bulb", description="adjustable adjustable adjustable", category="Misc"
+    )
+    for n in range(5):
+        make_product(name=f"Chair {n}", description="oak", category="Misc")
+    assert [p["id"] for p in search(client, "adjustab")["items"]] == [named.id, described.id]
+
+
 def test_a_query_with_only_exclusions_lists_everything_else(client, catalog):
     assert names(client, "-phone -guitar") == {
         "Gaming Laptop",

@@ -63,8 +63,14 @@ DATABASE_SPECIFIC_INDEXES = frozenset(
 )
 DATABASE_SPECIFIC_COLUMNS = frozenset({"search_vector"})
 # SQLite's FTS5 tables and their shadow tables (products_fts_data, ...);
-# PostgreSQL's trigger-kept count of live products (e23b8c1d4f57).
-DATABASE_SPECIFIC_TABLE_PREFIXES = ("products_fts", "products_names", "products_live_count")
+# PostgreSQL's trigger-kept count of live products (e23b8c1d4f57); the
+# vocabularies of the words written in products, both (f26e1a4b7c90).
+DATABASE_SPECIFIC_TABLE_PREFIXES = (
+    "products_fts",
+    "products_names",
+    "products_live_count",
+    "products_words",
+)
 
 
 def include_in_autogenerate(obj, name, type_, reflected, compare_to):

@@ -9,6 +9,9 @@ Both are external-content tables over `products`: rowid = product id.
 
 from __future__ import annotations
 
+import json
+import unicodedata
+
 from sqlalchemy import (
     Engine,
     Integer,
@@ -45,22 +48,59 @@ def quote(words: tuple[str, ...] | str) -> str:
     return '"' + joined.replace('"', '""') + '"'
 
 
-def fts_expression(query: ParsedQuery) -> str | None:
-    """The positive terms as an FTS5 expression (every term must match)."""
+def fts_expression(query: ParsedQuery) -> tuple[str, str] | None:
+    """The positive terms as an FTS5 expression (every term must match), in
+    two parts: the prefix's expansions go between them (`_expanded`)."""
     parts = [quote(word) for word in query.words]
     parts += [quote(phrase) for phrase in query.phrases]
     if query.prefix:
-        parts.append(quote(query.prefix) + "*")
-    return " AND ".join(parts) or None
+        return " AND ".join([*parts, "(" + quote(query.prefix) + "*"]), ")"
+    return (" AND ".join(parts), "") if parts else None
 
 
-def any_term(query: ParsedQuery, column: str) -> str:
-    """An FTS5 expression matching any positive word of `query` in `column`."""
+def any_term(query: ParsedQuery, column: str) -> tuple[str, str]:
+    """An FTS5 expression matching any positive word of `query` in `column`,
+    in two parts as `fts_expression`'s."""
     terms = [*query.words, *(word for phrase in query.phrases for word in phrase)]
     parts = [quote(term) for term in dict.fromkeys(terms)]
     if query.prefix:
         parts.append(quote(query.prefix) + "*")
-    return f"{column} : ({' OR '.join(parts)})"
+    return f"{column} : ({' OR '.join(parts)}", ")"
+
+
+# The last word's prefix also matches the words written in products that
+# start with it (migration f26e1a4b7c90), each stemmed as the index is:
+# `"adjustab"*` misses the stem `adjust` of "Adjustable", and found nothing
+# (found by review). Only when the stems hold a proper prefix of it (a stem
+# it outgrew: `adjust`, `gener`, `run`), so `lamp` costs nothing more; the
+# first 16 words in order, ` OR "word"` each (`:q_lo`, `:q_hi`: the words
+# starting with the prefix, `:q_stems`: its proper prefixes of 3 letters or
+# more, as a JSON array; empty for none).
+_EXPANSIONS = (
+    "(SELECT group_concat(' OR \"' || term || '\"', '') FROM (SELECT term "
+    "FROM products_words_vocab WHERE term >= :q_lo AND term < :q_hi AND EXISTS "
+    "(SELECT 1 FROM json_each(:q_stems) AS stem JOIN products_fts_vocab AS stems "
+    "ON stems.term = stem.value) LIMIT 16))"
+)
+
+
+def _expanded(name: str) -> str:
+    """The expression `:name` . expansions . `:name_end`, as SQL."""
+    return "(:" + name + " || coalesce(" + _EXPANSIONS + ", '') || :" + name + "_end)"
+
+
+def _folded(word: str) -> str:
+    """`word` as unicode61 with remove_diacritics indexes it (lower case)."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _expansion_values(query: ParsedQuery) -> dict[str, str]:
+    prefix = _folded(query.prefix) if query.prefix else ""
+    if len(prefix) < 4:  # no stem of 3 letters or more it could have outgrown
+        return {"q_lo": "", "q_hi": "", "q_stems": "[]"}
+    stems = [prefix[:k] for k in range(3, len(prefix))]
+    return {"q_lo": prefix, "q_hi": prefix + "\U0010ffff", "q_stems": json.dumps(stems)}
 
 
 # Relevance puts a match in the name above one in the category, above one in
@@ -69,8 +109,13 @@ def any_term(query: ParsedQuery, column: str) -> str:
 # long name with "lamp" once (found by review). The tier is the first of
 # name, category that any positive word matches (each a set of rowids, read
 # once per statement); bm25 orders each tier.
-_IN_NAME = text("SELECT rowid FROM products_fts(:q_name)").columns(column("rowid", Integer))
-_IN_CATEGORY = text("SELECT rowid FROM products_fts(:q_category)").columns(column("rowid", Integer))
+# Constant SQL (no value is spliced in: each is a bound parameter).
+_IN_NAME = text("SELECT rowid FROM products_fts" + _expanded("q_name")).columns(  # noqa: S608
+    column("rowid", Integer)
+)
+_IN_CATEGORY = text("SELECT rowid FROM products_fts" + _expanded("q_category")).columns(  # noqa: S608
+    column("rowid", Integer)
+)
 _TIER = case(
     (column("rowid").in_(_IN_NAME), 0),
     (column("rowid").in_(_IN_CATEGORY), 1),
@@ -84,7 +129,7 @@ def _hits(*scores):
     return (
         select(column("rowid").label("id"), *scores)
         .select_from(table("products_fts"))
-        .where(text("products_fts MATCH :q_fts"))
+        .where(text("products_fts MATCH " + _expanded("q_fts")))
     )
 
 
@@ -130,14 +175,24 @@ class SqliteSearch:
         excluded = " OR ".join(quote(term) for term in query.excluded) or None
         if positive is None and excluded is None:
             return NOTHING
+        expansions = _expansion_values(query)
         if positive is None:
-            return ALL_BUT.given(q_fts=excluded)
+            return ALL_BUT.given(q_fts=excluded, q_fts_end="", **expansions)
+        head, end = positive
         if excluded:
-            positive = f"({positive}) NOT ({excluded})"
+            head, end = "(" + head, f"{end}) NOT ({excluded})"
+        (name, name_end), (category, category_end) = (
+            any_term(query, "name"),
+            any_term(query, "category"),
+        )
         return RANKED.given(
-            q_fts=positive,
-            q_name=any_term(query, "name"),
-            q_category=any_term(query, "category"),
+            q_fts=head,
+            q_fts_end=end,
+            q_name=name,
+            q_name_end=name_end,
+            q_category=category,
+            q_category_end=category_end,
+            **expansions,
         )
 
     def fuzzy(self, query: ParsedQuery) -> Match | None:
