@@ -639,7 +639,9 @@ def test_a_page_ranked_by_the_index_alone_equals_the_general_statement(
     for q in ["lamp", "lamp -desk", '"desk lamp"', "lam", "table lamp"]:
         match = engine.backend().match(engine.parse(q))
         general = catalog_service.listing(
-            catalog_service._sorted(match(catalog_service.active_products()), "relevance", match)
+            catalog_service._sorted(
+                match.ranked(catalog_service.active_products()), "relevance", match
+            )
         )
         connection = db.session.connection()
         expected_ids = [

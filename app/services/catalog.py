@@ -236,7 +236,8 @@ def search_listing(match: search.Match, names: tuple[str, ...], sort: str) -> Li
     if not names and sort == "relevance" and match.top is not None:
         return top_listing(match)
     base = active_products().where(*(FILTERS[name](bindparam(name)) for name in names))
-    return listing(_sorted(match(base), sort, match))
+    narrowed = match.ranked(base) if sort == "relevance" else match(base)
+    return listing(_sorted(narrowed, sort, match))
 
 
 def top_listing(match: search.Match) -> Listing:

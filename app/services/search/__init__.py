@@ -89,9 +89,18 @@ class Match:
     # products are read and only ids and scores are sorted.
     top: Select | None = field(default=None, compare=False)
     count: Select | None = field(default=None, compare=False)
+    # Optional: how to narrow a statement that is ordered by `order`, where
+    # that needs more than `apply` (SQLite: the join to the hits with their
+    # scores; `apply` joins their ids alone, so the facets and the other sorts
+    # do not score every match).
+    ranked_apply: Callable[[Select], Select] | None = field(default=None, compare=False)
 
     def __call__(self, stmt: Select) -> Select:
         return self.apply(stmt)
+
+    def ranked(self, stmt: Select) -> Select:
+        """`stmt` narrowed for ordering by `order`."""
+        return (self.ranked_apply or self.apply)(stmt)
 
     def given(self, **params: Any) -> Match:
         """This shape of match with these values."""

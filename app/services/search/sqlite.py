@@ -76,11 +76,14 @@ def any_term(query: ParsedQuery, column: str) -> tuple[str, str]:
 # first 16 words in order, ` OR "word"` each (`:q_lo`, `:q_hi`: the words
 # starting with the prefix, `:q_stems`: its proper prefixes of 3 letters or
 # more, as a JSON array; empty for none).
+# The stems are looked up first: scanning the vocabulary, with the check
+# inside, cost a cold facets q=lamp 0.6 ms more (1.22 -> 1.87 ms of SQL;
+# this order: 1.26).
 _EXPANSIONS = (
-    "(SELECT group_concat(' OR \"' || term || '\"', '') FROM (SELECT term "
-    "FROM products_words_vocab WHERE term >= :q_lo AND term < :q_hi AND EXISTS "
-    "(SELECT 1 FROM json_each(:q_stems) AS stem JOIN products_fts_vocab AS stems "
-    "ON stems.term = stem.value) LIMIT 16))"
+    "(SELECT CASE WHEN EXISTS (SELECT 1 FROM json_each(:q_stems) AS stem "
+    "JOIN products_fts_vocab AS stems ON stems.term = stem.value) "
+    "THEN (SELECT group_concat(' OR \"' || term || '\"', '') FROM (SELECT term "
+    "FROM products_words_vocab WHERE term >= :q_lo AND term < :q_hi LIMIT 16)) END)"
 )
 
 
@@ -136,6 +139,7 @@ def _hits(*scores):
 # Every query is one of three shapes, built once; `:q_fts` is the expression.
 NOTHING = Match(("fts5", "nothing"), lambda stmt: stmt.where(false()), ())
 HITS = _hits(_SCORE.label("score")).subquery("hits")
+HIT_IDS = _hits().subquery("hits")  # where nothing is ordered by score
 # The best page from FTS5 alone (it indexes exactly the live products): bm25
 # for every match is the one cost left; before, all 1,241 products matching
 # "lamp" were read and sorted for a page of 20 (1.40 -> 0.82 ms of SQL).
@@ -148,10 +152,11 @@ TOP = (
 )
 RANKED = Match(
     ("fts5", "ranked"),
-    lambda stmt: stmt.join(HITS, HITS.c.id == Product.id),
+    lambda stmt: stmt.join(HIT_IDS, HIT_IDS.c.id == Product.id),
     (HITS.c.score.asc(),),
     top=TOP,
     count=select(func.count()).select_from(_hits().subquery()),
+    ranked_apply=lambda stmt: stmt.join(HITS, HITS.c.id == Product.id),
 )
 ALL_BUT = Match(("fts5", "all but"), lambda stmt: stmt.where(Product.id.not_in(_hits())), ())
 
