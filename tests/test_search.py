@@ -117,6 +117,18 @@ def test_a_prefix_that_outgrew_a_stem_in_the_name_ranks_as_a_name_match(client, 
     assert [p["id"] for p in search(client, "adjustab")["items"]] == [named.id, described.id]
 
 
+@pytest.mark.parametrize("q", ["2.5", "v1.2", "3.5mm", "3.5MM jack", "2.4GHz", "usb-c", '"2.5 m"'])
+def test_words_are_split_as_written_whatever_the_punctuation(client, make_product, q):
+    """Words are runs of letters and digits on both sides: PostgreSQL's parser
+    indexed `2.5`, `v1.2` and `3.5` of "3.5mm" whole, and the query's words
+    (`2` and `5`) found nothing (found by review)."""
+    cable = make_product(
+        name="USB-C Cable", description="Length 2.5 m, firmware v1.2, 3.5mm jack, 2.4GHz"
+    )
+    make_product(name="Oak Chair", description="Length 1 m, 5 legs")
+    assert [p["id"] for p in search(client, q)["items"]] == [cable.id]
+
+
 def test_a_query_with_only_exclusions_lists_everything_else(client, catalog):
     assert names(client, "-phone -guitar") == {
         "Gaming Laptop",
