@@ -111,7 +111,8 @@ def _facets(args: dict[str, Any]) -> dict[str, Any]:
     values = {**filter_values(args, by_category=False), "wanted": wanted}
     names = tuple(name for name in values if name != "wanted")
     connection = read_connection()
-    for match in search_matches(args.get("q")):
+    tries = list(search_matches(args.get("q")))
+    for attempt, match in enumerate(tries):
         params = {**values, **match.params} if match else values
         statement = grouped(match, names)
         groups = merged(connection.execute(statement, params).all())
@@ -119,7 +120,8 @@ def _facets(args: dict[str, Any]) -> dict[str, Any]:
         summary = _summary(chosen)
         # As the list does (`retry_fuzzily`): other categories' groups mean
         # the words matched, and so do the category counts.
-        if groups or not retry_fuzzily(match, bool(names)):
+        last = attempt + 1 == len(tries)
+        if groups or last or not retry_fuzzily(match, bool(names)):
             break
     categories = [{"value": g[0], "count": g[2]} for g in groups if g[0] is not None]
     summary["categories"] = sorted(categories, key=lambda c: (-c["count"], c["value"]))

@@ -94,10 +94,16 @@ def _none_of(excluded):
 # The last word's prefix also matches the stems of the words written in
 # products that start with it (migration f26e1a4b7c90): `adjustab:*` misses
 # the stem `adjust` of "Adjustable", and found nothing (found by review).
-# Only words whose own stem the prefix misses, of letters and digits (so
+# Only words whose own stem the prefix misses, with no punctuation (so
 # tsquery text, never syntax), from the first 64 in order: ` | word` each
 # (`:q_lo`, `:q_hi`: the words starting with the prefix; empty for none).
 EXPANSION_CANDIDATES, EXPANSIONS = 64, 16
+# No ASCII punctuation (tsquery syntax) or space in an expansion: the words
+# come from text whose punctuation was made spaces (migration f28c4d6e9f23);
+# checked again here (a `[[:alnum:]]` class is ASCII only under the column's
+# "C" collation, and dropped every accented word; found by review).
+PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+SPACES = " " * len(PUNCTUATION)
 WORDS = table("products_words", column("word", Text))
 
 
@@ -117,7 +123,7 @@ def _expansions(suffix: str):
     )
     chosen = (
         select(word)
-        .where(word.op("~")(literal_column("'^[[:alnum:]]+$'")), missed)
+        .where(func.strpos(func.translate(word, PUNCTUATION, SPACES), " ") == 0, missed)
         .limit(EXPANSIONS)
         .subquery("chosen")
     )

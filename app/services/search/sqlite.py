@@ -9,14 +9,11 @@ Both are external-content tables over `products`: rowid = product id.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 
 from sqlalchemy import (
     Engine,
-    Integer,
     bindparam,
-    case,
     column,
     false,
     func,
@@ -58,30 +55,19 @@ def fts_expression(query: ParsedQuery) -> tuple[str, str] | None:
     return (" AND ".join(parts), "") if parts else None
 
 
-def any_term(query: ParsedQuery, column: str) -> tuple[str, str]:
-    """An FTS5 expression matching any positive word of `query` in `column`,
-    in two parts as `fts_expression`'s."""
-    terms = [*query.words, *(word for phrase in query.phrases for word in phrase)]
-    parts = [quote(term) for term in dict.fromkeys(terms)]
-    if query.prefix:
-        parts.append(quote(query.prefix) + "*")
-    return f"{column} : ({' OR '.join(parts)}", ")"
-
-
 # The last word's prefix also matches the words written in products that
 # start with it (migration f26e1a4b7c90), each stemmed as the index is:
 # `"adjustab"*` misses the stem `adjust` of "Adjustable", and found nothing
-# (found by review). Only when the stems hold a proper prefix of it (a stem
-# it outgrew: `adjust`, `gener`, `run`), so `lamp` costs nothing more; the
-# first 16 words in order, ` OR "word"` each (`:q_lo`, `:q_hi`: the words
-# starting with the prefix, `:q_stems`: its proper prefixes of 3 letters or
-# more, as a JSON array; empty for none).
-# The stems are looked up first: scanning the vocabulary, with the check
-# inside, cost a cold facets q=lamp 0.6 ms more (1.22 -> 1.87 ms of SQL;
-# this order: 1.26).
+# (found by review). The vocabulary is read only when the stems hold one the
+# prefix may have outgrown - its first three letters, no longer than it, not
+# it (`adjust`; `hike` of "hiking" for `hikin`, `durabl` for `durabi`) - so
+# `lamp` costs nothing more; the first 16 words in order, ` OR "word"` each.
+# `:q_lo`, `:q_hi`: the words starting with the prefix; `:q_stem_lo`,
+# `:q_stem_hi`: the stems starting with its first three letters; `:q_len`:
+# its length (all empty, and 0, for none).
 _EXPANSIONS = (
-    "(SELECT CASE WHEN EXISTS (SELECT 1 FROM json_each(:q_stems) AS stem "
-    "JOIN products_fts_vocab AS stems ON stems.term = stem.value) "
+    "(SELECT CASE WHEN EXISTS (SELECT 1 FROM products_fts_vocab WHERE term >= :q_stem_lo "
+    "AND term < :q_stem_hi AND length(term) <= :q_len AND term <> :q_lo) "
     "THEN (SELECT group_concat(' OR \"' || term || '\"', '') FROM (SELECT term "
     "FROM products_words_vocab WHERE term >= :q_lo AND term < :q_hi LIMIT 16)) END)"
 )
@@ -98,31 +84,32 @@ def _folded(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-def _expansion_values(query: ParsedQuery) -> dict[str, str]:
+def _expansion_values(query: ParsedQuery) -> dict[str, str | int]:
     prefix = _folded(query.prefix) if query.prefix else ""
     if len(prefix) < 4:  # no stem of 3 letters or more it could have outgrown
-        return {"q_lo": "", "q_hi": "", "q_stems": "[]"}
-    stems = [prefix[:k] for k in range(3, len(prefix))]
-    return {"q_lo": prefix, "q_hi": prefix + "\U0010ffff", "q_stems": json.dumps(stems)}
+        return {"q_lo": "", "q_hi": "", "q_stem_lo": "", "q_stem_hi": "", "q_len": 0}
+    end = "\U0010ffff"  # after any letter: every word that starts with the text before it
+    return {
+        "q_lo": prefix,
+        "q_hi": prefix + end,
+        "q_stem_lo": prefix[:3],
+        "q_stem_hi": prefix[:3] + end,
+        "q_len": len(prefix),
+    }
 
 
 # Relevance puts a match in the name above one in the category, above one in
 # the description only, whatever bm25 says: its length normalisation and
 # term-frequency saturation let "lamp lamp lamp" in a description beat a
 # long name with "lamp" once (found by review). The tier is the first of
-# name, category that any positive word matches (each a set of rowids, read
-# once per statement); bm25 orders each tier.
-# Constant SQL (no value is spliced in: each is a bound parameter).
-_IN_NAME = text("SELECT rowid FROM products_fts" + _expanded("q_name")).columns(  # noqa: S608
-    column("rowid", Integer)
-)
-_IN_CATEGORY = text("SELECT rowid FROM products_fts" + _expanded("q_category")).columns(  # noqa: S608
-    column("rowid", Integer)
-)
-_TIER = case(
-    (column("rowid").in_(_IN_NAME), 0),
-    (column("rowid").in_(_IN_CATEGORY), 1),
-    else_=2,
+# name, category where any phrase of the query matched: bm25 over that column
+# alone is below 0 exactly then (each phrase adds -idf x its frequency term,
+# and FTS5 keeps idf above 0); bm25 orders each tier. (Each tier's rowids as
+# an FTS5 query of its own, `rowid IN (...)`, cost a cold q=lamp 0.4-1.2 ms
+# more; this costs 0.1.)
+_TIER = literal_column(
+    "CASE WHEN bm25(products_fts, 1.0, 0.0, 0.0) < 0 THEN 0 "
+    "WHEN bm25(products_fts, 0.0, 0.0, 1.0) < 0 THEN 1 ELSE 2 END"
 )
 _SCORE = _TIER * TIER_STEP + literal_column(BM25)
 
@@ -186,19 +173,7 @@ class SqliteSearch:
         head, end = positive
         if excluded:
             head, end = "(" + head, f"{end}) NOT ({excluded})"
-        (name, name_end), (category, category_end) = (
-            any_term(query, "name"),
-            any_term(query, "category"),
-        )
-        return RANKED.given(
-            q_fts=head,
-            q_fts_end=end,
-            q_name=name,
-            q_name_end=name_end,
-            q_category=category,
-            q_category_end=category_end,
-            **expansions,
-        )
+        return RANKED.given(q_fts=head, q_fts_end=end, **expansions)
 
     def fuzzy(self, query: ParsedQuery) -> Match | None:
         return None
