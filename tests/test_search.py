@@ -129,6 +129,47 @@ def test_the_prefix_reaches_every_word_it_starts(client, make_product, descripti
     assert [q for q in typed if names(client, q) != {"Thing"}] == [], product.id
 
 
+@pytest.mark.parametrize(
+    "name, typed",
+    [
+        ("Game Player", "play"),  # FTS5 stems the typed prefix: play* -> plai*
+        ("Garden Sprayer", "spray"),
+        ("Wireless Keyboard", "key"),
+        ("Buying Guide", "buyin"),  # Porter: bui
+        ("Icing Spatula", "icin"),  # Porter: ic
+        ("Anti-Aging Serum", "agin"),  # Porter: ag
+    ],
+)
+def test_a_prefix_finds_what_its_whole_word_finds(client, make_product, name, typed):
+    """Also where the engine stems the typed prefix itself (found by review)."""
+    make_product(name=name, description="sturdy", category="Misc")
+    make_product(name="Oak Chair", description="wood", category="Misc")
+    word = next(w for w in name.lower().replace("-", " ").split() if w.startswith(typed))
+    assert names(client, word) == {name}
+    assert names(client, typed) == {name}
+
+
+def test_the_prefix_reaches_a_word_past_many_model_numbers(client, make_product):
+    """At most 16 words are added, the shortest first: 16 model numbers
+    (dry100, ...) crowded out "dryer" (found by review)."""
+    make_product(name="Dry Bag", description="sturdy", category="Misc")
+    make_product(name="Hair Dryer", description="sturdy", category="Misc")
+    for n in range(16):
+        make_product(name=f"Model DRY{100 + n}", description="sturdy", category="Misc")
+    assert "Hair Dryer" in names(client, "dryer", per_page=100)
+    assert "Hair Dryer" in names(client, "dry", per_page=100)
+
+
+def test_a_word_of_a_phrase_in_the_name_ranks_as_a_name_match(client, make_product):
+    """Any of the words, also of a phrase, in the name: a name match (SQLite
+    checked the whole phrase; found by review)."""
+    named = make_product(name="Lamp", description="A small desk lamp", category="Misc")
+    described = make_product(
+        name="Reading Light", description="desk lamp, the desk lamp for desks", category="Misc"
+    )
+    assert [p["id"] for p in search(client, '"desk lamp"')["items"]] == [named.id, described.id]
+
+
 @pytest.mark.skipif(IS_POSTGRES, reason="PostgreSQL has a spelling-tolerant retry to decide on")
 def test_a_filtered_search_that_finds_nothing_is_one_statement_on_sqlite(
     client, make_product, count_queries

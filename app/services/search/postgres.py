@@ -95,7 +95,9 @@ def _none_of(excluded):
 # products that start with it (migration f26e1a4b7c90): `adjustab:*` misses
 # the stem `adjust` of "Adjustable", and found nothing (found by review).
 # Only words whose own stem the prefix misses, with no punctuation (so
-# tsquery text, never syntax), from the first 64 in order: ` | word` each
+# tsquery text, never syntax), from the first 64 in order, the 16 shortest
+# (a word, not 16 model numbers `dry100`... before `dryer`; found by
+# review): ` | word` each
 # (`:q_lo`, `:q_hi`: the words starting with the prefix; empty for none).
 EXPANSION_CANDIDATES, EXPANSIONS = 64, 16
 # No ASCII punctuation (tsquery syntax) or space in an expansion: the words
@@ -124,6 +126,7 @@ def _expansions(suffix: str):
     chosen = (
         select(word)
         .where(func.strpos(func.translate(word, PUNCTUATION, SPACES), " ") == 0, missed)
+        .order_by(func.length(word), word)  # model numbers (dry100, ...) after the words
         .limit(EXPANSIONS)
         .subquery("chosen")
     )

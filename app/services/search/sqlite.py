@@ -47,9 +47,15 @@ def quote(words: tuple[str, ...] | str) -> str:
 
 def fts_expression(query: ParsedQuery) -> tuple[str, str] | None:
     """The positive terms as an FTS5 expression (every term must match), in
-    two parts: the prefix's expansions go between them (`_expanded`)."""
+    two parts: the prefix's expansions go between them (`_expanded`). A
+    phrase's words are also there one by one, OR'ed (true of every row that
+    has the phrase): the relevance tiers (bm25 per column) then see a word of
+    the phrase in the name, as PostgreSQL's do (found by review)."""
     parts = [quote(word) for word in query.words]
     parts += [quote(phrase) for phrase in query.phrases]
+    phrase_words = dict.fromkeys(word for phrase in query.phrases for word in phrase)
+    if phrase_words:
+        parts.append("(" + " OR ".join(quote(word) for word in phrase_words) + ")")
     if query.prefix:
         return " AND ".join([*parts, "(" + quote(query.prefix) + "*"]), ")"
     return (" AND ".join(parts), "") if parts else None
@@ -57,19 +63,16 @@ def fts_expression(query: ParsedQuery) -> tuple[str, str] | None:
 
 # The last word's prefix also matches the words written in products that
 # start with it (migration f26e1a4b7c90), each stemmed as the index is:
-# `"adjustab"*` misses the stem `adjust` of "Adjustable", and found nothing
-# (found by review). The vocabulary is read only when the stems hold one the
-# prefix may have outgrown - its first three letters, no longer than it, not
-# it (`adjust`; `hike` of "hiking" for `hikin`, `durabl` for `durabi`) - so
-# `lamp` costs nothing more; the first 16 words in order, ` OR "word"` each.
-# `:q_lo`, `:q_hi`: the words starting with the prefix; `:q_stem_lo`,
-# `:q_stem_hi`: the stems starting with its first three letters; `:q_len`:
-# its length (all empty, and 0, for none).
+# `"adjustab"*` misses the stem `adjust` of "Adjustable", and FTS5 stems the
+# typed prefix too (`"play"*` looks for `plai`, missing "player"), so both
+# found nothing (found by review). The words starting with it, but the
+# prefix itself (its own stem is found), shortest first (model numbers
+# after the words), at most 16: ` OR "word"` each. `:q_lo`, `:q_hi`: the
+# words starting with the prefix (both empty for none).
 _EXPANSIONS = (
-    "(SELECT CASE WHEN EXISTS (SELECT 1 FROM products_fts_vocab WHERE term >= :q_stem_lo "
-    "AND term < :q_stem_hi AND length(term) <= :q_len AND term <> :q_lo) "
-    "THEN (SELECT group_concat(' OR \"' || term || '\"', '') FROM (SELECT term "
-    "FROM products_words_vocab WHERE term >= :q_lo AND term < :q_hi LIMIT 16)) END)"
+    "(SELECT group_concat(' OR \"' || term || '\"', '') FROM (SELECT term FROM "
+    "(SELECT term FROM products_words_vocab WHERE term > :q_lo AND term < :q_hi LIMIT 256) "
+    "ORDER BY length(term), term LIMIT 16))"
 )
 
 
@@ -84,18 +87,12 @@ def _folded(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-def _expansion_values(query: ParsedQuery) -> dict[str, str | int]:
+def _expansion_values(query: ParsedQuery) -> dict[str, str]:
     prefix = _folded(query.prefix) if query.prefix else ""
-    if len(prefix) < 4:  # no stem of 3 letters or more it could have outgrown
-        return {"q_lo": "", "q_hi": "", "q_stem_lo": "", "q_stem_hi": "", "q_len": 0}
-    end = "\U0010ffff"  # after any letter: every word that starts with the text before it
-    return {
-        "q_lo": prefix,
-        "q_hi": prefix + end,
-        "q_stem_lo": prefix[:3],
-        "q_stem_hi": prefix[:3] + end,
-        "q_len": len(prefix),
-    }
+    if len(prefix) < 3:  # too short to have outgrown a stem
+        return {"q_lo": "", "q_hi": ""}
+    # U+10FFFF sorts after any letter: every word that starts with the prefix.
+    return {"q_lo": prefix, "q_hi": prefix + "\U0010ffff"}
 
 
 # Relevance puts a match in the name above one in the category, above one in
