@@ -3,10 +3,14 @@ index, and pg_trgm for spelling-tolerant matching (see the migration
 `e19a5f0c3b21`).
 
 `search_vector` weighs the name A, the category B and the description C
-(English stemming); `to_tsvector('simple', name)` has its own GIN index for
+(English stemming, ASCII punctuation read as spaces: migration
+`f27b3c5d8e12`); `products_words` lists the words written in products, for
+the last word's prefix (`f26e1a4b7c90`, `f28c4d6e9f23`);
+`to_tsvector('simple', name)` has its own GIN index for
 suggestions (no stemming: "a word starting with" is literal). Every tsquery is
 built from the parsed words with `plainto_tsquery`, `phraseto_tsquery` or
-`to_tsquery` on letters and digits only, so user text is never tsquery syntax.
+`to_tsquery` on letters and digits only (and words of `products_words` with
+no punctuation), so user text is never tsquery syntax.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 
 `products_fts` indexes name, description and category of the live products
 with the porter stemmer; `products_names` indexes names without stemming (with
-prefix indexes) for suggestions, where "a word starting with" must be exact.
-Both are external-content tables over `products`: rowid = product id.
+prefix indexes) for suggestions, where "a word starting with" must be exact;
+`products_words` (migration `f26e1a4b7c90`) the words as written (no
+stemming, terms only), whose vocabulary extends the last word's prefix.
+All are external-content tables over `products`: rowid = product id.
 """
 
 from __future__ import annotations
