@@ -338,6 +338,7 @@ def test_relevance_needs_a_search(client):
 
 
 HOSTILE = [
+    "",
     '"',
     '""',
     '"unbalanced phrase',
@@ -414,6 +415,18 @@ def test_hostile_queries_are_answered(client, make_product, q):
 
 def test_hostile_table_is_at_least_30():
     assert len(HOSTILE) >= 30
+
+
+@pytest.mark.parametrize("q", ["", " ", "!!!", '""', "-"])
+def test_a_query_with_no_words_matches_nothing(client, make_product, q):
+    """Any string up to 200 characters is a query (API.md): one with no words
+    to look for finds nothing, the empty one included, and never everything."""
+    make_product(name="Desk Lamp")
+    body = client.get("/api/products", query_string={"q": q, "sort": "relevance"}).get_json()
+    assert (body["total"], body["items"]) == (0, [])
+    facets = client.get("/api/products/facets", query_string={"q": q}).get_json()
+    assert (facets["total"], facets["categories"], facets["in_stock"]) == (0, [], 0)
+    assert client.get("/api/products").get_json()["total"] == 1
 
 
 @pytest.mark.parametrize("path", ["/api/products", "/api/products/facets"])
@@ -595,7 +608,12 @@ def test_facets_count_ratings_at_each_level(client, make_product):
 
 @pytest.mark.parametrize(
     "params",
-    [{"min_price": "x"}, {"min_price": "5", "max_price": "4"}, {"q": ""}, {"in_stock": "maybe"}],
+    [
+        {"min_price": "x"},
+        {"min_price": "5", "max_price": "4"},
+        {"q": "a" * 201},
+        {"in_stock": "maybe"},
+    ],
 )
 def test_facets_reject_malformed_filters(client, params):
     response = client.get("/api/products/facets", query_string=params)

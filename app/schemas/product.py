@@ -130,11 +130,12 @@ class ProductFilterSchema(ma.Schema):
 
     category = fields.String(validate=validate.Length(1, 80))
     q = fields.String(
-        validate=validate.Length(1, 200),
+        validate=validate.Length(max=200),
         metadata={
             "description": "Full-text search over name, description and category: every "
             'word must match (stemmed), the last also as a prefix; "a phrase" in order; '
-            "-word excludes. Any text up to 200 characters."
+            "-word excludes. Any text up to 200 characters; one with no words (empty,"
+            " blank, punctuation only) matches nothing."
         },
     )
     min_price = Money()
