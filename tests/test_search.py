@@ -130,6 +130,32 @@ def test_the_prefix_reaches_every_word_it_starts(client, make_product, descripti
 
 
 @pytest.mark.parametrize(
+    "q, expected",
+    [
+        ("creme", {"Crème Brûlée Torch"}),  # typed without the accents
+        ("CRÈME brulee", {"Crème Brûlée Torch"}),
+        ("brûlée", {"Crème Brûlée Torch"}),
+        ('"creme brulee"', {"Crème Brûlée Torch"}),  # a phrase
+        ("torch brul", {"Crème Brûlée Torch"}),  # the prefix
+        ("decorati", {"Crème Brûlée Torch"}),  # a prefix past the stem (decor)
+        ("noel naive", {"Crème Brûlée Torch"}),  # in the description
+        ("torch -creme", set()),  # an exclusion
+        ("café", {"Cafe Table"}),  # typed with an accent the name lacks
+        ("cafe", {"Cafe Table"}),
+    ],
+)
+def test_accents_are_ignored_on_either_database(client, make_product, q, expected):
+    """`cafe` finds "Café" and `café` finds "Cafe", as suggestions already
+    did: SQLite's index folded accents, PostgreSQL's did not."""
+    make_product(
+        name="Crème Brûlée Torch", description="Décorations de Noël, naïve", category="Misc"
+    )
+    make_product(name="Cafe Table", description="oak", category="Misc")
+    make_product(name="Oak Chair", description="wood", category="Misc")
+    assert names(client, q) == expected
+
+
+@pytest.mark.parametrize(
     "name, typed",
     [
         ("Game Player", "play"),  # FTS5 stems the typed prefix: play* -> plai*

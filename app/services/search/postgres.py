@@ -4,8 +4,9 @@ index, and pg_trgm for spelling-tolerant matching (see the migration
 
 `search_vector` weighs the name A, the category B and the description C
 (English stemming, ASCII punctuation read as spaces: migration
-`f27b3c5d8e12`); `products_words` lists the words written in products, for
-the last word's prefix (`f26e1a4b7c90`, `f28c4d6e9f23`);
+`f27b3c5d8e12`; accents ignored: `f29a1c3e5b70`); `products_words` lists the
+words written in products, without accents, for the last word's prefix
+(`f26e1a4b7c90`, `f28c4d6e9f23`, `f29a1c3e5b70`);
 `to_tsvector('simple', name)` has its own GIN index for
 suggestions (no stemming: "a word starting with" is literal). Every tsquery is
 built from the parsed words with `plainto_tsquery`, `phraseto_tsquery` or
@@ -49,7 +50,9 @@ from app.services.search.query import ParsedQuery, words_of
 
 # Configurations inline, as the indexes spell them: a bound parameter would
 # be text (no such function signature) and could not match an index expression.
-CONFIG = literal_column("'english'::regconfig")
+# `shop_english`: English stemming after `unaccent` (migration f29a1c3e5b70),
+# so accents are ignored as in SQLite's index.
+CONFIG = literal_column("'shop_english'::regconfig")
 SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
 # word_similarity of a misspelt word to the closest part of a name or
 # category: 'labtop' to 'Nimbus 14 Laptop' is 0.4, unrelated words stay < 0.2.
@@ -118,7 +121,9 @@ def _expansions(suffix: str):
     listed_words = WORDS.c.word
     candidates = (
         select(listed_words)
-        .where(listed_words >= _param("q_lo"), listed_words < _param("q_hi"))
+        # The words are kept without accents (`shop_words`): so is the range.
+        .where(listed_words >= func.unaccent(_param("q_lo")))
+        .where(listed_words < func.unaccent(_param("q_hi")))
         .order_by(listed_words)
         .limit(EXPANSION_CANDIDATES)
         .subquery("candidates")

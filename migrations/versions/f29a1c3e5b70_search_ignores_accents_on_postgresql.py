@@ -1,0 +1,119 @@
+"""PostgreSQL: search ignores accents, as SQLite's index does.
+
+SQLite's tokenizers remove diacritics (`remove_diacritics 2`), so `creme`
+finds "Crème" there, and suggestions fold accents on either database; on
+PostgreSQL `creme` found "Crème" only through the spelling-tolerant retry,
+and `creme brulee`, `"creme brulee"`, `-creme` or `decorati` (for
+"Décorations") not at all. Two text search configurations run every word
+with a letter outside ASCII through the `unaccent` dictionary (the contrib
+extension, trusted: a database owner may create it) before the usual one:
+`shop_english` (then English stemming) makes `search_vector` and every
+query's tsquery; `shop_words` (then `simple`) makes the vocabulary of written
+words that the last word's prefix reaches (f26e1a4b7c90), filled again.
+
+The generated column is made again with its GIN index (PostgreSQL cannot
+change the expression of one).
+
+Revision ID: f29a1c3e5b70
+Revises: f28c4d6e9f23
+Create Date: 2026-11-27 16:20:00
+"""
+
+from alembic import op
+
+
+revision = "f29a1c3e5b70"
+down_revision = "f28c4d6e9f23"
+branch_labels = None
+depends_on = None
+
+# Every ASCII punctuation character, and as many spaces (in SQL, ' doubled),
+# as f27b3c5d8e12 and f28c4d6e9f23 spell them.
+PUNCTUATION = "!\"#$%&''()*+,-./:;<=>?@[\\]^_`{|}~"
+SPACES = " " * 32
+# The parser's token types of words with a letter outside ASCII.
+NON_ASCII_WORDS = "word, hword, hword_part"
+
+
+def _split(value: str) -> str:
+    return f"translate(coalesce({value}, ''), '{PUNCTUATION}', '{SPACES}')"
+
+
+def _vector(config: str) -> str:
+    return " || ".join(
+        f"setweight(to_tsvector('{config}'::regconfig, {_split(column)}), '{weight}')"
+        for column, weight in (("name", "A"), ("category", "B"), ("description", "C"))
+    )
+
+
+def _replace_vector(config: str) -> None:
+    op.execute("DROP INDEX IF EXISTS ix_products_search_vector")
+    op.execute("ALTER TABLE products DROP COLUMN search_vector")
+    op.execute(
+        "ALTER TABLE products ADD COLUMN search_vector tsvector "
+        f"GENERATED ALWAYS AS ({_vector(config)}) STORED"
+    )
+    op.execute(
+        "CREATE INDEX ix_products_search_vector ON products USING gin (search_vector) "
+        "WHERE deleted_at IS NULL"
+    )
+
+
+def _words_of(row: str, config: str) -> str:
+    joined = " || ' ' || ".join(_split(f"{row}{c}") for c in ("name", "category", "description"))
+    return f"unnest(tsvector_to_array(to_tsvector('{config}'::regconfig, {joined})))"
+
+
+def _vocabulary(config: str) -> list[str]:
+    return [
+        f"""
+CREATE OR REPLACE FUNCTION products_words_add() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO products_words (word)
+        SELECT DISTINCT word FROM new_rows, {_words_of("new_rows.", config)} AS word
+        ORDER BY word
+        ON CONFLICT (word) DO NOTHING;
+    RETURN NULL;
+END $$
+""",
+        f"""
+CREATE OR REPLACE FUNCTION products_words_add_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO products_words (word)
+        SELECT DISTINCT word FROM {_words_of("NEW.", config)} AS word
+        ORDER BY word
+        ON CONFLICT (word) DO NOTHING;
+    RETURN NULL;
+END $$
+""",
+        "TRUNCATE products_words",
+        f"INSERT INTO products_words (word) SELECT DISTINCT word FROM products, "
+        f"{_words_of('products.', config)} AS word ORDER BY word ON CONFLICT (word) DO NOTHING",
+    ]
+
+
+def upgrade():
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
+    for config, base in (("shop_english", "english"), ("shop_words", "simple")):
+        op.execute(f"CREATE TEXT SEARCH CONFIGURATION {config} (COPY = {base})")
+        dictionary = "english_stem" if base == "english" else "simple"
+        op.execute(
+            f"ALTER TEXT SEARCH CONFIGURATION {config} "
+            f"ALTER MAPPING FOR {NON_ASCII_WORDS} WITH unaccent, {dictionary}"
+        )
+    _replace_vector("shop_english")
+    for statement in _vocabulary("shop_words"):
+        op.execute(statement)
+
+
+def downgrade():
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    _replace_vector("english")
+    for statement in _vocabulary("simple"):
+        op.execute(statement)
+    op.execute("DROP TEXT SEARCH CONFIGURATION IF EXISTS shop_words")
+    op.execute("DROP TEXT SEARCH CONFIGURATION IF EXISTS shop_english")
+    # The unaccent extension stays: other objects may use it.
