@@ -5,11 +5,20 @@ finds "Crème" there, and suggestions fold accents on either database; on
 PostgreSQL `creme` found "Crème" only through the spelling-tolerant retry,
 and `creme brulee`, `"creme brulee"`, `-creme` or `decorati` (for
 "Décorations") not at all. Two text search configurations run every word
-with a letter outside ASCII through the `unaccent` dictionary (the contrib
-extension, trusted: a database owner may create it) before the usual one:
-`shop_english` (then English stemming) makes `search_vector` and every
-query's tsquery; `shop_words` (then `simple`) makes the vocabulary of written
-words that the last word's prefix reaches (f26e1a4b7c90), filled again.
+with a letter outside ASCII (and every word with a digit) through the
+`unaccent` dictionary (the contrib extension, trusted: a database owner may
+create it) before the usual one:
+- `shop_english` makes `search_vector` and every query's tsquery: then
+  English stemming, without stop words for a word written with a letter
+  outside ASCII (`thé` is not the stop word `the`), `simple` for a word with
+  a digit (`Café2000` as `cafe2000`);
+- `shop_words` (then `simple`) makes the vocabulary of written words that
+  the last word's prefix reaches (f26e1a4b7c90), filled again, and the
+  suggestions' index on the name (`ix_products_name_words`, made again);
+- `shop_unaccent(text)`, `unaccent` as an IMMUTABLE function, folds the
+  spelling-tolerant retry's text and its index (`ix_products_fuzzy`, made
+  again), and the prefix where the vocabulary is looked up.
+Each names `unaccent` in the schema its extension is in.
 
 The generated column is made again with its GIN index (PostgreSQL cannot
 change the expression of one).
@@ -31,8 +40,17 @@ depends_on = None
 # as f27b3c5d8e12 and f28c4d6e9f23 spell them.
 PUNCTUATION = "!\"#$%&''()*+,-./:;<=>?@[\\]^_`{|}~"
 SPACES = " " * 32
-# The parser's token types of words with a letter outside ASCII.
-NON_ASCII_WORDS = "word, hword, hword_part"
+# The parser's token types of words with a letter outside ASCII, and of words
+# with a digit (ASCII or not).
+LETTER_WORDS = "word, hword, hword_part"
+DIGIT_WORDS = "numword, numhword, hword_numpart"
+LIVE = "WHERE deleted_at IS NULL"
+NAME_WORDS = (
+    "CREATE INDEX ix_products_name_words ON products USING gin (to_tsvector('{}'::regconfig, name)) "
+    + LIVE
+)
+FUZZY = "CREATE INDEX ix_products_fuzzy ON products USING gin (({}) gin_trgm_ops) " + LIVE
+HAYSTACK = "name || ' ' || coalesce(category, '')"
 
 
 def _split(value: str) -> str:
@@ -54,9 +72,15 @@ def _replace_vector(config: str) -> None:
         f"GENERATED ALWAYS AS ({_vector(config)}) STORED"
     )
     op.execute(
-        "CREATE INDEX ix_products_search_vector ON products USING gin (search_vector) "
-        "WHERE deleted_at IS NULL"
+        "CREATE INDEX ix_products_search_vector ON products USING gin (search_vector) " + LIVE
     )
+
+
+def _replace_indexes(words_config: str, haystack: str) -> None:
+    op.execute("DROP INDEX IF EXISTS ix_products_name_words")
+    op.execute(NAME_WORDS.format(words_config))
+    op.execute("DROP INDEX IF EXISTS ix_products_fuzzy")
+    op.execute(FUZZY.format(haystack))
 
 
 def _words_of(row: str, config: str) -> str:
@@ -93,19 +117,41 @@ END $$
 
 
 def upgrade():
-    if op.get_bind().dialect.name != "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
         return
     op.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
-    for config, base in (("shop_english", "english"), ("shop_words", "simple")):
-        op.execute(f"CREATE TEXT SEARCH CONFIGURATION {config} (COPY = {base})")
-        dictionary = "english_stem" if base == "english" else "simple"
-        op.execute(
-            f"ALTER TEXT SEARCH CONFIGURATION {config} "
-            f"ALTER MAPPING FOR {NON_ASCII_WORDS} WITH unaccent, {dictionary}"
-        )
+    # Where the extension is (already there, it may be in a schema of its own).
+    schema = bind.exec_driver_sql(
+        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'unaccent'"
+    ).scalar_one()
+    unaccent = f"{schema}.unaccent"
+    op.execute(
+        "CREATE FUNCTION shop_unaccent(text) RETURNS text "
+        "LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT "
+        f"AS $$ SELECT {unaccent}('{unaccent}'::regdictionary, $1) $$"
+    )
+    op.execute(
+        "CREATE TEXT SEARCH DICTIONARY shop_english_stem (TEMPLATE = snowball, Language = english)"
+    )
+    op.execute("CREATE TEXT SEARCH CONFIGURATION shop_english (COPY = english)")
+    op.execute(
+        f"ALTER TEXT SEARCH CONFIGURATION shop_english "
+        f"ALTER MAPPING FOR {LETTER_WORDS} WITH {unaccent}, shop_english_stem"
+    )
+    op.execute(
+        f"ALTER TEXT SEARCH CONFIGURATION shop_english "
+        f"ALTER MAPPING FOR {DIGIT_WORDS} WITH {unaccent}, simple"
+    )
+    op.execute("CREATE TEXT SEARCH CONFIGURATION shop_words (COPY = simple)")
+    op.execute(
+        f"ALTER TEXT SEARCH CONFIGURATION shop_words "
+        f"ALTER MAPPING FOR {LETTER_WORDS}, {DIGIT_WORDS} WITH {unaccent}, simple"
+    )
     _replace_vector("shop_english")
     for statement in _vocabulary("shop_words"):
         op.execute(statement)
+    _replace_indexes("shop_words", f"shop_unaccent({HAYSTACK})")
 
 
 def downgrade():
@@ -114,6 +160,9 @@ def downgrade():
     _replace_vector("english")
     for statement in _vocabulary("simple"):
         op.execute(statement)
+    _replace_indexes("simple", HAYSTACK)
     op.execute("DROP TEXT SEARCH CONFIGURATION IF EXISTS shop_words")
     op.execute("DROP TEXT SEARCH CONFIGURATION IF EXISTS shop_english")
+    op.execute("DROP TEXT SEARCH DICTIONARY IF EXISTS shop_english_stem")
+    op.execute("DROP FUNCTION IF EXISTS shop_unaccent(text)")
     # The unaccent extension stays: other objects may use it.

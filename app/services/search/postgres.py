@@ -7,8 +7,9 @@ index, and pg_trgm for spelling-tolerant matching (see the migration
 `f27b3c5d8e12`; accents ignored: `f29a1c3e5b70`); `products_words` lists the
 words written in products, without accents, for the last word's prefix
 (`f26e1a4b7c90`, `f28c4d6e9f23`, `f29a1c3e5b70`);
-`to_tsvector('simple', name)` has its own GIN index for
-suggestions (no stemming: "a word starting with" is literal). Every tsquery is
+`to_tsvector('shop_words', name)` has its own GIN index for
+suggestions (no stemming: "a word starting with" is literal; accents
+ignored). The trigram retry compares words and text without accents. Every tsquery is
 built from the parsed words with `plainto_tsquery`, `phraseto_tsquery` or
 `to_tsquery` on letters and digits only (and words of `products_words` with
 no punctuation), so user text is never tsquery syntax.
@@ -51,16 +52,20 @@ from app.services.search.query import ParsedQuery, words_of
 # Configurations inline, as the indexes spell them: a bound parameter would
 # be text (no such function signature) and could not match an index expression.
 # `shop_english`: English stemming after `unaccent` (migration f29a1c3e5b70),
-# so accents are ignored as in SQLite's index.
+# so accents are ignored as in SQLite's index; `shop_words` likewise without
+# stemming (the vocabulary, suggestions); `shop_unaccent(text)` is the
+# migration's IMMUTABLE `unaccent`.
 CONFIG = literal_column("'shop_english'::regconfig")
 SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
 # word_similarity of a misspelt word to the closest part of a name or
 # category: 'labtop' to 'Nimbus 14 Laptop' is 0.4, unrelated words stay < 0.2.
 # `term <% text` is word_similarity(term, text) >= this (set on every
 # connection: `prepare`), served by the trigram index on exactly this text
-# (migration e21c4a6b8d02 spells it the same).
+# (migration f29a1c3e5b70 spells it the same), both without accents.
 FUZZY_THRESHOLD = 0.3
-FUZZY_HAYSTACK = literal_column("(products.name || ' ' || coalesce(products.category, ''))", Text)
+FUZZY_HAYSTACK = literal_column(
+    "shop_unaccent(products.name || ' ' || coalesce(products.category, ''))", Text
+)
 FUZZY_MAX_TERMS = 6
 
 
@@ -122,8 +127,8 @@ def _expansions(suffix: str):
     candidates = (
         select(listed_words)
         # The words are kept without accents (`shop_words`): so is the range.
-        .where(listed_words >= func.unaccent(_param("q_lo")))
-        .where(listed_words < func.unaccent(_param("q_hi")))
+        .where(listed_words >= func.shop_unaccent(_param("q_lo")))
+        .where(listed_words < func.shop_unaccent(_param("q_hi")))
         .order_by(listed_words)
         .limit(EXPANSION_CANDIDATES)
         .subquery("candidates")
@@ -220,7 +225,7 @@ def _top(matches, score) -> tuple[Select, Select]:
 def _fuzzy(terms: int, excluded: int) -> Match:
     """Each of `terms` words close to a word of the name or category, built
     once per number of terms and exclusions."""
-    words = [_param(f"q_t{i}") for i in range(terms)]
+    words = [func.shop_unaccent(_param(f"q_t{i}")) for i in range(terms)]  # as the haystack
     negative = _excluded(excluded)
 
     def apply(stmt: Select) -> Select:
@@ -258,8 +263,8 @@ def _values(query: ParsedQuery) -> dict[str, str]:
 # tsquery is computed once (`_once`: also under a generic plan).
 _SUGGEST_FROM = (
     "FROM products WHERE deleted_at IS NULL "
-    "AND to_tsvector('simple'::regconfig, name) "
-    "@@ (SELECT to_tsquery('simple'::regconfig, :tsquery)) "
+    "AND to_tsvector('shop_words'::regconfig, name) "
+    "@@ (SELECT to_tsquery('shop_words'::regconfig, :tsquery)) "
 )
 _SUGGEST_ORDER = "ORDER BY name ILIKE :starts ESCAPE '\\' DESC, length(name), name LIMIT :n"
 SUGGEST = text("SELECT name " + _SUGGEST_FROM + _SUGGEST_ORDER)

@@ -9,6 +9,7 @@ quotes every one of them.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 # Letters and digits of any script; `_` separates words as in the engines'
@@ -41,6 +42,12 @@ class ParsedQuery:
 
 
 def words_of(text: str) -> tuple[str, ...]:
+    """The words of `text`, lower-cased. Composed first (NFC): an accent typed
+    as a combining mark (`e` + U+0300, as some keyboards and copies send it)
+    is part of its letter, not a separator (`crème` was `cre` and `me`;
+    found by review)."""
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
     return tuple(match.lower() for match in WORD.findall(text))
 
 
