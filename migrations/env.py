@@ -53,11 +53,28 @@ def run_migrations_online():
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
+    applied = []  # the steps this run took (upgrade, downgrade or stamp)
+
+    def on_version_apply(**step):
+        applied.append(step)
+
     with get_engine().connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+        context.configure(
+            connection=connection,
+            target_metadata=get_metadata(),
+            **{**conf_args, "on_version_apply": on_version_apply},
+        )
 
         with context.begin_transaction():
             context.run_migrations()
+
+    if applied:
+        # A migration writes behind the session's back: whatever the caches
+        # kept (the catalog's answers and ETags, rankings, suggestions, the
+        # accounts) may be from before it (found by review).
+        from app.services import versions
+
+        versions.bump_all()
 
 
 if context.is_offline_mode():

@@ -14,6 +14,7 @@ from webargs.flaskparser import FlaskParser
 
 from app.db import READ_METHODS, defer_write_lock, run_in_unit_of_work
 from app.errors import ApiError, ValidationFailed
+from app.utils.text import bad_text
 from app.web.caching import catalog_read
 from app.web.jwt import admin_required, auth_required
 from app.web.openapi import response_schema, standard_error_responses
@@ -31,21 +32,7 @@ CATALOG_READ_HEADERS = {
         "schema": {"type": "string"},
     },
 }
-NUL_MESSAGE = "Must not contain the NUL character."
-SURROGATE_MESSAGE = "Must be valid Unicode text (no lone surrogate escapes)."
 MAX_JSON_DEPTH = 32
-
-
-def _bad_text(value: str) -> str | None:
-    """Why a string cannot be stored or compared (PostgreSQL cannot hold a NUL;
-    no database driver or hash can encode a lone surrogate), or None."""
-    if "\x00" in value:
-        return NUL_MESSAGE
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return SURROGATE_MESSAGE
-    return None
 
 
 def _first_problem(value) -> str | None:
@@ -55,7 +42,7 @@ def _first_problem(value) -> str | None:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            problem = _bad_text(item)
+            problem = bad_text(item)
             if problem:
                 return problem
         elif isinstance(item, (dict, list)):

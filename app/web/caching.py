@@ -1,7 +1,14 @@
-"""HTTP caching of public catalog reads: an ETag per (catalog version,
-normalised request), `Cache-Control: no-cache` (revalidate every time), a 304
-for a matching `If-None-Match` before any work, and the answer's bytes served
-from the catalog cache (`app.services.catalog_cache`) until the next write."""
+"""HTTP caching of public catalog reads: the answer's bytes served from the
+catalog cache (`app.services.catalog_cache`, keyed by the catalog version and
+the normalised request) until the next write, an ETag that is a hash of
+those bytes, `Cache-Control: no-cache` (revalidate every time) and a 304 for
+a matching `If-None-Match` (from the kept answer: no work).
+
+The ETag names the bytes, not the version they were kept under: an answer
+built again at the same version with other bytes (a bump Redis never took,
+whose entry expired; rows a migration wrote; a release that shows a product
+otherwise) gets a new ETag, where one derived from the version answered the
+client's old copy with a 304 (found by review)."""
 
 from __future__ import annotations
 
@@ -12,8 +19,25 @@ from urllib.parse import urlencode
 from flask import current_app, make_response, request
 
 from app.services import catalog_cache
+from app.utils.text import any_bad_text
 
 CACHE_CONTROL = "no-cache"  # anyone may store it; everyone revalidates (never stale)
+ETAG_DIGITS = 24  # a kept entry is the ETag's hex digits, "\n", the answer
+
+
+def etag_of(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=ETAG_DIGITS // 2).hexdigest()
+
+
+def _validated(response, headers: list):
+    """`response` (a 200) with its validators, or the 304 that replaces it
+    when `If-None-Match` names its ETag or is `*` (any answer that exists)."""
+    etag = headers[0][1].strip('"')
+    condition = request.if_none_match
+    if condition.star_tag or condition.contains_weak(etag):
+        return current_app.response_class(status=304, headers=headers)
+    response.headers.extend(headers)
+    return response
 
 
 def query_names(view) -> frozenset[str]:
@@ -38,14 +62,17 @@ def normalised_request(names: frozenset[str]) -> str:
     return request.path + "?" + urlencode(sorted(args, key=lambda arg: arg[0]))
 
 
+def _headers(etag: str) -> list:
+    return [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL)]
+
+
 def uncached(view, *args, **kwargs):
-    """The view's answer with the catalog cache off or unreachable: no ETag
-    (no version to derive it from), but `If-None-Match: *` still matches any
-    answer that exists: a 304 where the view answers 200."""
+    """The view's answer with the catalog cache off or unreachable: built
+    every time, with its ETag all the same."""
     response = make_response(view(*args, **kwargs))
-    if response.status_code == 200 and request.if_none_match.star_tag:
-        return current_app.response_class(status=304, headers=[("Cache-Control", CACHE_CONTROL)])
-    return response
+    if response.status_code != 200:
+        return response
+    return _validated(response, _headers(etag_of(response.get_data())))
 
 
 def catalog_read(view):
@@ -57,29 +84,23 @@ def catalog_read(view):
         cache = catalog_cache.store()
         if cache is None:
             return uncached(view, *args, **kwargs)
+        if any_bad_text(request.args.items(multi=True)):  # the view's 422, whatever is kept
+            return view(*args, **kwargs)
         key = hashlib.blake2b(normalised_request(names).encode(), digest_size=16).hexdigest()
-        version, body = cache.lookup(key)
+        version, entry = cache.lookup(key)
         if version is None:  # the cache is unreachable: the database answers
             return uncached(view, *args, **kwargs)
-        etag = hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=12).hexdigest()
-        headers = [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL)]
-        # `If-None-Match: *` matches any answer that exists: a 304 only once
-        # the view (or the cache) has one, never for a 404 or a 422.
-        any_tag = request.if_none_match.star_tag
-        if not any_tag and request.if_none_match.contains_weak(etag):
-            return current_app.response_class(status=304, headers=headers)
-        if body is not None:
-            if any_tag:
-                return current_app.response_class(status=304, headers=headers)
-            return current_app.response_class(
-                body, headers=[("Content-Type", "application/json"), *headers]
-            )
+        if entry is not None:
+            etag, body = entry[:ETAG_DIGITS].decode(), entry[ETAG_DIGITS + 1 :]
+            response = current_app.response_class(body, content_type="application/json")
+            return _validated(response, _headers(etag))
+        # A 304 only once the view has an answer: never for a 404 or a 422.
         response = make_response(view(*args, **kwargs))
-        if response.status_code == 200:
-            cache.keep(key, version, response.get_data())
-            if any_tag:
-                return current_app.response_class(status=304, headers=headers)
-        response.headers.update(headers)
-        return response
+        if response.status_code != 200:
+            return response
+        body = response.get_data()
+        etag = etag_of(body)
+        cache.keep(key, version, etag.encode() + b"\n" + body)
+        return _validated(response, _headers(etag))
 
     return wrapper

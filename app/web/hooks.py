@@ -148,13 +148,22 @@ def _finish_request(response: Response) -> Response:
 def cors_only_with_origin(app: Flask) -> None:
     """Run flask-cors's after-request hook only for requests with an Origin
     header: without one it adds nothing (`always_send=False`), but it still
-    matched every response's path against its resources (~10 µs a request)."""
+    matched every response's path against its resources (~10 µs a request).
+    Every answer says `Vary: Origin`, as the Fetch standard asks: its CORS
+    headers depend on the Origin, and flask-cors says so only to an allowed
+    one, so a shared cache could give the answer to a request without an
+    Origin (public catalog reads are storable) to the storefront's (found
+    by review)."""
     funcs = app.after_request_funcs.setdefault(None, [])
     for index, func in enumerate(funcs):
         if getattr(func, "__name__", "") == "cors_after_request":
 
             def with_origin(response: Response, cors=func) -> Response:
-                return cors(response) if "HTTP_ORIGIN" in request.environ else response
+                if "HTTP_ORIGIN" in request.environ:
+                    response = cors(response)
+                if "Origin" not in response.headers.get("Vary", ""):
+                    response.headers.add("Vary", "Origin")
+                return response
 
             funcs[index] = with_origin
 
