@@ -24,7 +24,7 @@ from app.web.overrides import add_doc_callback, set_doc_info
 BEARER = [{"bearerAuth": []}]
 CATALOG_READ_HEADERS = {
     "ETag": {
-        "description": "The answer's version: send it back in an If-None-Match header.",
+        "description": "A hash of the answer's bytes: send it back in an If-None-Match header.",
         "schema": {"type": "string"},
     },
     "Cache-Control": {
