@@ -441,3 +441,78 @@ def test_a_catalog_answer_says_it_varies_by_origin(client, make_product):
     ):
         assert response.headers.get_all("Vary").count("Origin") <= 1
         assert "Origin" in response.headers.get("Vary", ""), dict(response.headers)
+
+
+# --- found by review: entries shared by two releases through Redis ---------------
+
+
+def _entry_keys(url: str, prefix: str = "shop:catalog") -> list[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    return [key for key in client.scan_iter(f"{prefix}:*") if key != f"{prefix}:version".encode()]
+
+
+@pytest.mark.parametrize("name", ["Old-format lamp", "Abcdefgé lamp"])  # é at byte 23
+def test_an_entry_kept_by_the_previous_release_is_a_miss(own_redis, make_app, make_product, name):
+    """The release before kept `version\\nbody` under the same key; read as
+    this release's entry, its body was cut by 25 bytes (a 500 where the cut
+    fell inside a letter) and its first bytes were the ETag."""
+    import redis
+
+    url, _process = own_redis
+    product = make_product(name=name)
+    path = f"/api/products/{product.id}"
+    fresh = make_app(overrides={"REDIS_URL": url}).test_client().get(path)
+    body = fresh.data
+    client = redis.Redis.from_url(url)
+    version = client.get("shop:catalog:version")
+    (key,) = _entry_keys(url)
+    client.set(key, version + b"\n" + body, ex=300)  # what the previous release's keep wrote
+    again = make_app(overrides={"REDIS_URL": url}).test_client().get(path)
+    assert again.status_code == 200 and again.data == body
+    assert again.headers["ETag"] == fresh.headers["ETag"]
+
+
+def test_this_releases_entry_is_not_one_the_previous_release_accepts(
+    own_redis, make_app, make_product
+):
+    """The release before served an entry that starts with `version\\n` (its
+    `RedisStore.lookup`): ours, read by it during a rolling deploy, gave the
+    JSON with this release's ETag glued to its front."""
+    import redis
+
+    url, _process = own_redis
+    product = make_product(name="Rolling lamp")
+    assert make_app(overrides={"REDIS_URL": url}).test_client().get(f"/api/products/{product.id}")
+    client = redis.Redis.from_url(url)
+    version = client.get("shop:catalog:version")
+    (key,) = _entry_keys(url)
+    assert not client.get(key).startswith(version + b"\n")
+
+
+def test_upgrade_sql_offline_on_postgresql_emits_every_migration(tmp_path):
+    """`flask db upgrade --sql` (no database): the accent migration asked the
+    database where `unaccent` is (an AttributeError offline), and every `%`
+    of a migration's SQL came out twice."""
+    import os
+
+    env = {
+        **os.environ,
+        "FLASK_APP": "app:create_app",
+        "FLASK_CONFIG": "development",
+        "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+    }
+    env.pop("REDIS_URL", None)
+    flask = Path(sys.executable).parent / "flask"
+    run = subprocess.run(
+        [str(flask), "db", "upgrade", "--sql", "f26e1a4b7c90:f29a1c3e5b70"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-800:]
+    assert "shop_unaccent" in run.stdout and "%%" not in run.stdout
+    assert "translate(coalesce(name, ''), '!\"#$%&" in run.stdout

@@ -13,11 +13,13 @@ folder (shared by the processes of one host; delete it only while no server
 runs). Redis unreachable: reads go to
 the database (a warning, never an error), a failed bump is owed and made
 before the app's next Redis command (in order: `RedisStore`), and entries
-expire (`CATALOG_CACHE_TTL`) as a last net.
+expire (`CATALOG_CACHE_TTL`) as a last net. An entry in Redis is its
+release's only (`release`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import mmap
@@ -103,6 +105,22 @@ class LocalStore:
         self.map[: self.SIZE] = secrets.token_bytes(self.SIZE)
         with self.lock:
             self.entries.clear()
+
+
+@functools.cache
+def release() -> bytes:
+    """This release of the code: a digest of the app package's Python files.
+    An answer kept in Redis is served only by the release that kept it: a
+    deploy changes code, not the version, and the next release misread the
+    entries of the one before (another format: a body cut by 25 bytes, a
+    500 where that cut a letter), as it would serve the JSON of the old
+    code's schemas until the next write (found by review)."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest().encode()
 
 
 def _new_version() -> bytes:
@@ -241,13 +259,17 @@ class RedisStore:
         if found is DOWN or found[0] is None:
             return None, None
         version = found[0].decode()
-        entry, head = found[1], version.encode() + b"\n"
+        entry, head = found[1], self._head(version)
         return version, entry[len(head) :] if entry and entry.startswith(head) else None
 
     def keep(self, key: str, version: str, value: bytes) -> None:
-        self._call(
-            self.redis.set, f"{self.prefix}:{key}", version.encode() + b"\n" + value, self.ttl
-        )
+        self._call(self.redis.set, f"{self.prefix}:{key}", self._head(version) + value, self.ttl)
+
+    @staticmethod
+    def _head(version: str) -> bytes:
+        """An entry's start: the version it was kept at and the release that
+        kept it (`release`): another release's entry is a miss, either way."""
+        return version.encode() + b"@" + release() + b"\n"
 
     def bump(self) -> None:
         """Owe a bump, then settle what is owed (this one included), in order."""
@@ -272,6 +294,7 @@ def init_catalog_cache(app: Flask) -> None:
         last=True,
     )
     app.extensions["catalog_cache"] = store if keeps else None
+    release()  # read once, at start, not by a request
     # Its answers are built from the search rankings and the names index: its
     # version moves after theirs in every commit.
     versions.watch("catalog_changed", CATALOG_TABLES, bump, CATALOG_COLUMNS, last=True)

@@ -116,38 +116,53 @@ END $$
     ]
 
 
+# The statements that name `unaccent`, run by one DO block that finds the
+# schema its extension is in (already there, it may be in one of its own) as
+# it runs: also in offline mode (`flask db upgrade --sql`), which has no
+# database to ask beforehand (found by review). `%1$s`: the schema.
+_NAMING_UNACCENT = [
+    "CREATE FUNCTION shop_unaccent(text) RETURNS text "
+    "LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT "
+    "AS $f$ SELECT %1$s.unaccent('%1$s.unaccent'::regdictionary, $1) $f$",
+    "ALTER TEXT SEARCH CONFIGURATION shop_english "
+    f"ALTER MAPPING FOR {LETTER_WORDS} WITH %1$s.unaccent, shop_english_stem",
+    "ALTER TEXT SEARCH CONFIGURATION shop_english "
+    f"ALTER MAPPING FOR {DIGIT_WORDS} WITH %1$s.unaccent, simple",
+    "ALTER TEXT SEARCH CONFIGURATION shop_words "
+    f"ALTER MAPPING FOR {LETTER_WORDS}, {DIGIT_WORDS} WITH %1$s.unaccent, simple",
+]
+
+
+def _naming_unaccent() -> str:
+    executes = "\n".join(
+        f"    EXECUTE format({_quoted(statement)}, schema);" for statement in _NAMING_UNACCENT
+    )
+    return f"""
+DO $$
+DECLARE
+    schema text := (
+        SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'unaccent'
+    );
+BEGIN
+{executes}
+END $$
+"""
+
+
+def _quoted(statement: str) -> str:
+    return "'" + statement.replace("'", "''") + "'"
+
+
 def upgrade():
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
+    if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
-    # Where the extension is (already there, it may be in a schema of its own).
-    schema = bind.exec_driver_sql(
-        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'unaccent'"
-    ).scalar_one()
-    unaccent = f"{schema}.unaccent"
-    op.execute(
-        "CREATE FUNCTION shop_unaccent(text) RETURNS text "
-        "LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT "
-        f"AS $$ SELECT {unaccent}('{unaccent}'::regdictionary, $1) $$"
-    )
     op.execute(
         "CREATE TEXT SEARCH DICTIONARY shop_english_stem (TEMPLATE = snowball, Language = english)"
     )
     op.execute("CREATE TEXT SEARCH CONFIGURATION shop_english (COPY = english)")
-    op.execute(
-        f"ALTER TEXT SEARCH CONFIGURATION shop_english "
-        f"ALTER MAPPING FOR {LETTER_WORDS} WITH {unaccent}, shop_english_stem"
-    )
-    op.execute(
-        f"ALTER TEXT SEARCH CONFIGURATION shop_english "
-        f"ALTER MAPPING FOR {DIGIT_WORDS} WITH {unaccent}, simple"
-    )
     op.execute("CREATE TEXT SEARCH CONFIGURATION shop_words (COPY = simple)")
-    op.execute(
-        f"ALTER TEXT SEARCH CONFIGURATION shop_words "
-        f"ALTER MAPPING FOR {LETTER_WORDS}, {DIGIT_WORDS} WITH {unaccent}, simple"
-    )
+    op.execute(_naming_unaccent())
     _replace_vector("shop_english")
     for statement in _vocabulary("shop_words"):
         op.execute(statement)
