@@ -272,7 +272,7 @@ def deliver(client, payload: bytes, signature: str | None):
 
 def test_a_signed_succeeded_event_pays_the_order(stripe_client, buyer, make_product):
     _, token = buyer
-    order = order_for(stripe_client, token, (make_product(), 1))
+    order = order_for(stripe_client, token, (make_product(price="19.99"), 1))
     payload = succeeded(order["id"])
 
     response = deliver(stripe_client, payload, signed(payload))
@@ -308,7 +308,7 @@ def test_unverified_events_are_400_and_change_nothing(stripe_client, buyer, make
 
 def test_a_redelivered_event_is_applied_once(stripe_client, buyer, make_product):
     _, token = buyer
-    order = order_for(stripe_client, token, (make_product(), 1))
+    order = order_for(stripe_client, token, (make_product(price="19.99"), 1))
     payload = succeeded(order["id"])
     for _ in range(3):
         assert deliver(stripe_client, payload, signed(payload)).status_code == 200
@@ -422,3 +422,84 @@ def test_money_arriving_for_a_cancelled_order_is_refunded(
     assert scalar("SELECT payment_status FROM orders") == "refunded"
     assert scalar("SELECT status FROM payments") == "refunded"
     assert stock(product) == 5
+
+
+# --- found by review: signed events the shop must not act on as they said --------
+
+
+def test_a_succeeded_event_for_another_amount_or_currency_pays_nothing(
+    stripe_client, buyer, make_product
+):
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(price="19.99", stock=5), 1))
+    for event_id, amount, currency in (("evt_cent", 1, "usd"), ("evt_eur", 1999, "eur")):
+        obj = {
+            "id": "pi_other",
+            "object": "payment_intent",
+            "status": "succeeded",
+            "amount": amount,
+            "currency": currency,
+            "metadata": {"order_id": str(order["id"])},
+        }
+        payload = event("payment_intent.succeeded", obj, event_id)
+        assert deliver(stripe_client, payload, signed(payload)).status_code == 200
+        assert scalar("SELECT payment_status FROM orders") == "unpaid"
+        assert scalar("SELECT status FROM orders") == "pending"
+    obj = {**intent("succeeded", "pi_right"), "currency": "USD"}
+    payload = event("payment_intent.succeeded", {**obj, "metadata": {"order_id": str(order["id"])}})
+    assert deliver(stripe_client, payload, signed(payload)).status_code == 200
+    assert scalar("SELECT payment_status FROM orders") == "paid"
+
+
+def test_a_refund_before_its_payment_is_delivered_again_not_lost(
+    stripe_client, buyer, make_product
+):
+    """Events come in any order: a refund acknowledged before the success was
+    lost (the order stayed paid). It is a 409, not recorded, until the
+    success is in; the provider's redelivery then refunds."""
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(price="19.99", stock=5), 1))
+    charge = {
+        "id": "ch_1",
+        "object": "charge",
+        "payment_intent": "pi_hook",
+        "refunded": True,
+        "metadata": {"order_id": str(order["id"])},
+    }
+    refund = event("charge.refunded", charge, "evt_refund")
+    assert deliver(stripe_client, refund, signed(refund)).status_code == 409
+    assert scalar("SELECT count(*) FROM payment_events") == 0
+    paid = succeeded(order["id"], "pi_hook", "evt_paid")
+    assert deliver(stripe_client, paid, signed(paid)).status_code == 200
+    assert scalar("SELECT payment_status FROM orders") == "paid"
+    assert deliver(stripe_client, refund, signed(refund)).status_code == 200
+    assert scalar("SELECT payment_status FROM orders") == "refunded"
+
+
+@pytest.mark.parametrize(
+    "metadata", [{"order_id": "\u00b2"}, {"order_id": "99999999999999999999"}, "order 1", [1]]
+)
+def test_a_signed_event_with_odd_metadata_is_no_500(stripe_client, metadata):
+    obj = {**intent("succeeded", "pi_x"), "metadata": metadata}
+    payload = event("payment_intent.succeeded", obj, "evt_odd")
+    response = deliver(stripe_client, payload, signed(payload))
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+
+
+def test_money_for_an_unpaid_order_an_admin_moved_along_is_kept(
+    stripe_client, stripe_http, buyer, make_product, make_user, login
+):
+    """API.md: payment is no precondition of processing. Money that arrives
+    for such an order pays it (it was refunded as if cancelled)."""
+    _, token = buyer
+    admin = login(make_user(admin=True))["access_token"]
+    order = order_for(stripe_client, token, (make_product(price="19.99", stock=5), 1))
+    moved = stripe_client.put(
+        f"/api/orders/{order['id']}", json={"status": "processing"}, headers=auth(admin)
+    )
+    assert moved.status_code == 200, moved.get_json()
+    payload = succeeded(order["id"], "pi_hook", "evt_paid")
+    assert deliver(stripe_client, payload, signed(payload)).status_code == 200
+    assert scalar("SELECT payment_status FROM orders") == "paid"
+    assert scalar("SELECT status FROM orders") == "processing"
+    assert not any(r["path"] == "/v1/refunds" for r in stripe_http.requests)

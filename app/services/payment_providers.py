@@ -36,6 +36,10 @@ class WebhookEvent:
     intent_id: str | None
     order_id: int | None
     fully_refunded: bool = False
+    # What the provider took (minor units, lower-case ISO code), where the
+    # event says: a payment of another amount or currency pays no order.
+    amount: int | None = None
+    currency: str | None = None
 
 
 class PaymentProvider(Protocol):

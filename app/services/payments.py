@@ -152,6 +152,12 @@ def handle_webhook(
     if event.type == "payment_intent.succeeded":
         _apply_succeeded(order, event, provider.name)
     elif event.type == "charge.refunded" and event.fully_refunded:
+        if order.payment_status == "unpaid":
+            # The refund of a payment whose success has not arrived yet
+            # (events come in any order): not recorded, so the provider
+            # delivers it again, after the success; acknowledged, it was lost
+            # and the order stayed paid (found by review).
+            raise Conflict("The order has no payment yet; deliver this refund again later")
         if _set_payment_status(order, "paid", "refunded"):
             db.session.execute(
                 update(Payment)
@@ -161,6 +167,14 @@ def handle_webhook(
     elif event.type == "payment_intent.payment_failed":
         # The synchronous pay already answered 402 and recorded the attempt.
         log.info("payment of order %s failed (event %s)", order.id, event.id)
+
+
+def _pays_in_full(order: Order, event: WebhookEvent) -> bool:
+    """Whether the event's payment is the order's amount in its currency
+    (an event that does not say is taken at the order's)."""
+    if event.currency is not None and event.currency != order.currency.lower():
+        return False
+    return event.amount is None or event.amount == _amount(order)
 
 
 def _event_order(event: WebhookEvent) -> Order | None:
@@ -175,6 +189,19 @@ def _event_order(event: WebhookEvent) -> Order | None:
 def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
     if order.payment_status != "unpaid":
         return  # the synchronous pay got there first
+    if not _pays_in_full(order, event):
+        # A payment the shop did not ask for (1 cent, another currency) pays
+        # no order; it paid it (found by review). Left to a person.
+        log.warning(
+            "payment event %s took %s %s for order %s, which costs %s %s: not applied",
+            event.id,
+            event.amount,
+            event.currency,
+            order.id,
+            order.total_amount,
+            order.currency,
+        )
+        return
     attempt = (
         db.session.scalar(select(db.func.max(Payment.attempt)).where(Payment.order_id == order.id))
         or 0
@@ -192,6 +219,12 @@ def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
     db.session.flush()
     if order.status == OrderStatus.PENDING:
         _mark_paid(order)
+        return
+    if order.status != OrderStatus.CANCELLED:
+        # An admin moved the unpaid order along (payment is no precondition
+        # of processing, API.md): it takes the money; it was refunded (found
+        # by review).
+        _set_payment_status(order, "unpaid", "paid")
         return
     # Money arrived for an order that can no longer take it (cancelled by the
     # payment timeout meanwhile): give it back. A failed refund raises, the

@@ -119,11 +119,30 @@ class StripeProvider:
             intent_id = obj.get("payment_intent")
         else:
             intent_id = obj.get("id")
-        order_id = (obj.get("metadata") or {}).get("order_id")
+        metadata = obj.get("metadata")
+        order_id = metadata.get("order_id") if isinstance(metadata, dict) else None
+        amount = obj.get("amount_received", obj.get("amount"))
+        currency = obj.get("currency")
         return WebhookEvent(
             id=event["id"],
             type=event["type"],
             intent_id=intent_id if isinstance(intent_id, str) else None,
-            order_id=int(order_id) if str(order_id or "").isdigit() else None,
+            order_id=_order_id(order_id),
             fully_refunded=bool(obj.get("refunded")),
+            amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+            currency=currency.lower() if isinstance(currency, str) else None,
         )
+
+
+MAX_ORDER_ID = 2**31 - 1  # the orders.id column's range
+
+
+def _order_id(value) -> int | None:
+    """The shop's order id a signed event's metadata names, or None: ASCII
+    digits within the column's range only (`"²".isdigit()` is true, and a
+    20-digit id overflowed the query: each was a 500; found by review)."""
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ORDER_ID else None
