@@ -104,13 +104,16 @@ def search_matches(q: str | None) -> Iterator[search.Match | None]:
         yield fuzzy
 
 
-def retry_fuzzily(match: search.Match | None, filtered: bool) -> bool:
-    """Whether a search that found nothing tries its spelling-tolerant match
-    next: only when the words themselves match no live product. When they
-    match some, only the other filters (a category, a price, in stock) left
-    nothing, and `q=lamp&category=Office` listed "Clamp" while `q=lamp`
-    listed no Office product at all (found by review)."""
-    if match is None:
+def retry_fuzzily(tries: list, attempt: int, found: bool, filtered: bool) -> bool:
+    """Whether a search whose try number `attempt` (of `search_matches`'
+    `tries`) found nothing tries the next, its spelling-tolerant match: only
+    when there is one (no check on SQLite, which has none) and the words
+    themselves match no live product. When they match some, only the other
+    filters (a category, a price, in stock) left nothing, and
+    `q=lamp&category=Office` listed "Clamp" while `q=lamp` listed no Office
+    product at all (found by review)."""
+    match = tries[attempt]
+    if found or match is None or attempt + 1 == len(tries):
         return False
     if not filtered:
         return True
@@ -358,8 +361,7 @@ def list_products(args: dict[str, Any]) -> dict[str, Any]:
         page = run_listing(
             lists, params, args["page"], args["per_page"], f"{filters}{attempt}", sort
         )
-        last = attempt + 1 == len(tries)  # SQLite: no spelling-tolerant retry to check for
-        if page["total"] or last or not retry_fuzzily(match, bool(values)):
+        if not retry_fuzzily(tries, attempt, bool(page["total"]), bool(values)):
             break
     return page
 

@@ -120,8 +120,7 @@ def _facets(args: dict[str, Any]) -> dict[str, Any]:
         summary = _summary(chosen)
         # As the list does (`retry_fuzzily`): other categories' groups mean
         # the words matched, and so do the category counts.
-        last = attempt + 1 == len(tries)
-        if groups or last or not retry_fuzzily(match, bool(names)):
+        if not retry_fuzzily(tries, attempt, bool(groups), bool(names)):
             break
     categories = [{"value": g[0], "count": g[2]} for g in groups if g[0] is not None]
     summary["categories"] = sorted(categories, key=lambda c: (-c["count"], c["value"]))

@@ -29,13 +29,16 @@ def etag_of(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=ETAG_DIGITS // 2).hexdigest()
 
 
-def _validated(response, headers: list):
-    """`response` (a 200) with its validators, or the 304 that replaces it
-    when `If-None-Match` names its ETag or is `*` (any answer that exists)."""
-    etag = headers[0][1].strip('"')
+def _validated(body: bytes | None, etag: str, response=None):
+    """The 200 (`response`, or one of `body`) with its validators, or the 304
+    that replaces it when `If-None-Match` names `etag` or is `*` (any answer
+    that exists)."""
+    headers = [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL)]
     condition = request.if_none_match
     if condition.star_tag or condition.contains_weak(etag):
         return current_app.response_class(status=304, headers=headers)
+    if response is None:
+        response = current_app.response_class(body, content_type="application/json")
     response.headers.extend(headers)
     return response
 
@@ -62,17 +65,14 @@ def normalised_request(names: frozenset[str]) -> str:
     return request.path + "?" + urlencode(sorted(args, key=lambda arg: arg[0]))
 
 
-def _headers(etag: str) -> list:
-    return [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL)]
-
-
 def uncached(view, *args, **kwargs):
     """The view's answer with the catalog cache off or unreachable: built
     every time, with its ETag all the same."""
     response = make_response(view(*args, **kwargs))
     if response.status_code != 200:
         return response
-    return _validated(response, _headers(etag_of(response.get_data())))
+    body = response.get_data()
+    return _validated(body, etag_of(body), response)
 
 
 def catalog_read(view):
@@ -91,9 +91,7 @@ def catalog_read(view):
         if version is None:  # the cache is unreachable: the database answers
             return uncached(view, *args, **kwargs)
         if entry is not None:
-            etag, body = entry[:ETAG_DIGITS].decode(), entry[ETAG_DIGITS + 1 :]
-            response = current_app.response_class(body, content_type="application/json")
-            return _validated(response, _headers(etag))
+            return _validated(entry[ETAG_DIGITS + 1 :], entry[:ETAG_DIGITS].decode())
         # A 304 only once the view has an answer: never for a 404 or a 422.
         response = make_response(view(*args, **kwargs))
         if response.status_code != 200:
@@ -101,6 +99,6 @@ def catalog_read(view):
         body = response.get_data()
         etag = etag_of(body)
         cache.keep(key, version, etag.encode() + b"\n" + body)
-        return _validated(response, _headers(etag))
+        return _validated(body, etag, response)
 
     return wrapper
