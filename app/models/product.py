@@ -7,13 +7,13 @@ from sqlalchemy import CheckConstraint, Index, Integer, Numeric, String, Text, f
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.types import MoneyColumn, UTCDateTime, utcnow
+from app.models.types import INTEGER_MAX, MoneyColumn, UTCDateTime, utcnow
 
 # What an admin may set. The column (INTEGER) holds up to 2**31 - 1; the
 # headroom lets cancelled orders put their units back without overflowing,
 # and a restore that would still pass the column's maximum is refused (409).
 MAX_STOCK = 1_000_000_000
-STOCK_COLUMN_MAX = 2_147_483_647
+STOCK_COLUMN_MAX = INTEGER_MAX
 
 WHERE_NOT_DELETED = {
     "sqlite_where": text("deleted_at IS NULL"),

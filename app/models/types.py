@@ -8,6 +8,9 @@ from decimal import Decimal
 from sqlalchemy import DateTime, Numeric, TypeDecorator
 
 CENT = Decimal("0.01")
+# INTEGER's largest value on PostgreSQL: every id column, stock and the
+# bounds a request's integers are held to.
+INTEGER_MAX = 2_147_483_647
 
 
 def utcnow() -> datetime:

@@ -8,10 +8,9 @@ from decimal import Decimal, InvalidOperation
 import marshmallow as ma
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from app.models.types import CENT
+from app.models.types import CENT, INTEGER_MAX
 
 MAX_PER_PAGE = 100
-MAX_INT = 2_147_483_647  # INTEGER on PostgreSQL
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
@@ -74,7 +73,7 @@ def StrictInt(**kwargs) -> fields.Integer:  # noqa: N802 - a field factory
 
 
 def Id(**kwargs) -> fields.Integer:  # noqa: N802
-    return fields.Integer(strict=True, validate=validate.Range(1, MAX_INT), **kwargs)
+    return fields.Integer(strict=True, validate=validate.Range(1, INTEGER_MAX), **kwargs)
 
 
 class NonBlank(validate.Validator):

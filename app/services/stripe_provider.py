@@ -9,6 +9,7 @@ import logging
 import stripe
 
 from app.errors import InvalidWebhook, PaymentProviderError, RefundFailed, ValidationFailed
+from app.models.types import INTEGER_MAX
 from app.services.payment_providers import Charge, WebhookEvent, unknown_method
 
 log = logging.getLogger("app.services.payment_providers")
@@ -134,9 +135,6 @@ class StripeProvider:
         )
 
 
-MAX_ORDER_ID = 2**31 - 1  # the orders.id column's range
-
-
 def _order_id(value) -> int | None:
     """The shop's order id a signed event's metadata names, or None: ASCII
     digits within the column's range only (`"²".isdigit()` is true, and a
@@ -145,4 +143,4 @@ def _order_id(value) -> int | None:
     if not (text.isascii() and text.isdigit()) or len(text) > 10:
         return None
     number = int(text)
-    return number if 0 < number <= MAX_ORDER_ID else None
+    return number if 0 < number <= INTEGER_MAX else None

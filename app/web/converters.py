@@ -5,7 +5,7 @@ from __future__ import annotations
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
-from app.schemas.common import MAX_INT
+from app.models.types import INTEGER_MAX
 
 
 class IdConverter(IntegerConverter):
@@ -16,7 +16,7 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, map, *args, **kwargs):
         super().__init__(map, *args, **kwargs)
-        self.min, self.max = 1, MAX_INT  # flask-smorest documents these bounds
+        self.min, self.max = 1, INTEGER_MAX  # flask-smorest documents these bounds
 
     def to_python(self, value: str) -> int:
         number = int(value)

@@ -18,6 +18,7 @@ from flask_jwt_extended.exceptions import JWTDecodeError
 from app.errors import Forbidden, error_response
 from app.extensions import db, jwt
 from app.models import User
+from app.models.types import INTEGER_MAX
 from app.services import account_cache
 from app.services.revocation import (
     VERSION_CLAIM,
@@ -27,7 +28,6 @@ from app.services.revocation import (
 from app.web.overrides import use_verified_jwt
 
 CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
-MAX_USER_ID = 2_147_483_647  # INTEGER on PostgreSQL
 CLOCK_SLACK = 30  # seconds
 # "Bearer <header>.<payload>.<signature>" and nothing else: the token the
 # library itself would take from the header (anything else goes to it).
@@ -41,7 +41,7 @@ def _user_id(payload: dict) -> int | None:
     if not isinstance(sub, str) or not CANONICAL_ID.fullmatch(sub):
         return None
     user_id = int(sub)
-    return user_id if user_id <= MAX_USER_ID else None
+    return user_id if user_id <= INTEGER_MAX else None
 
 
 def _check_claims(payload: dict) -> None:
