@@ -98,6 +98,16 @@ class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
 
 
+class TokenRevoked(Unauthorized):
+    """The caller's token was revoked while its request waited (the answer a
+    revoked token gets before its request starts, app/web/jwt.py)."""
+
+    code = "token_revoked"
+
+    def __init__(self):
+        super().__init__("Token has been revoked")
+
+
 class Forbidden(ApiError):
     status = 403
     code = "forbidden"
@@ -236,6 +246,8 @@ def _retry_after() -> int:
 
 def handle_api_error(error: ApiError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    if isinstance(error, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
     return error_response(
         error.status, error.message, error.errors, headers, code=error.code, details=error.details
     )

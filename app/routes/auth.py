@@ -25,7 +25,12 @@ from app.schemas.user import (
 )
 from app.services import account_tokens
 from app.services import auth as accounts
-from app.services.revocation import revoke_encoded, revoke_payload, revoke_user_tokens
+from app.services.revocation import (
+    VERSION_CLAIM,
+    revoke_encoded,
+    revoke_payload,
+    revoke_user_tokens,
+)
 from app.web.blueprint import BEARER, Blueprint, refuse_body
 from app.web.limits import login_account_key
 
@@ -102,7 +107,7 @@ def get_profile():
 @blp.alt_response(409, description="Username or email already taken")
 def update_profile(data):
     """Change username, email or password (the last two need current_password)."""
-    return accounts.update_profile(current_user, data)
+    return accounts.update_profile(current_user, data, get_jwt().get(VERSION_CLAIM, 0))
 
 
 @blp.route("/refresh", methods=["POST"])

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.errors import Duplicate, InvalidCredentials, ValidationFailed
+from app.errors import Duplicate, InvalidCredentials, TokenRevoked, ValidationFailed
 from app.extensions import db
 from app.models import User
 from app.services.account_tokens import send_verification, void_reset_links
@@ -33,6 +33,17 @@ def find_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email.lower()))
 
 
+def account_key(email: str | None = None, username: str | None = None) -> str | None:
+    """The account an email (else a username) names, as its id and creation
+    time (SQLite hands a deleted account's id out again), or None."""
+    if email is not None:
+        where = User.email == email.lower()
+    else:
+        where = func.lower(User.username) == (username or "").lower()
+    found = db.session.execute(select(User.id, User.created_at).where(where)).first()
+    return None if found is None else f"{found.id}@{found.created_at.isoformat()}"
+
+
 def _ensure_unique(username: str | None, email: str | None, exclude_id: int | None = None):
     if username is not None:
         other = find_by_username(username)
@@ -44,12 +55,17 @@ def _ensure_unique(username: str | None, email: str | None, exclude_id: int | No
             raise Duplicate("email", "Email already registered")
 
 
+# The index named in the driver's message (PostgreSQL quotes the duplicate
+# value as well: a username "email.fan" must not read as the email's).
+USERNAME_INDEX = "uq_users_username_lower"
+
+
 def _flush_unique() -> None:
     # The unique indexes decide races the checks above cannot see.
     try:
         db.session.flush()
     except IntegrityError as error:
-        field = "email" if "email" in str(error.orig).lower() else "username"
+        field = "username" if USERNAME_INDEX in str(error.orig) else "email"
         raise Duplicate(field, "Username or email already taken") from None
 
 
@@ -86,9 +102,17 @@ def authenticate(password: str, email: str | None = None, username: str | None =
     return user
 
 
-def update_profile(user: User, data: dict) -> User:
-    """Apply a validated profile change; email and password need the current password."""
+def update_profile(user: User, data: dict, token_version: int | None = None) -> User:
+    """Apply a validated profile change; email and password need the current
+    password. `token_version`: the caller's token's (checked again once the
+    user's row is locked)."""
     if "email" in data or "password" in data:
+        # Two changes sent at once with one token and one password: the
+        # second waits here for the first's commit, then sees the row it left
+        # (its token revoked, its password replaced) instead of both applying.
+        db.session.refresh(user, with_for_update=True)
+        if token_version is not None and token_version != user.token_version:
+            raise TokenRevoked()
         with hashing():
             correct = user.check_password(data["current_password"])
         if not correct:

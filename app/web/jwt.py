@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 
 from flask import Flask, current_app, g, request
@@ -29,6 +29,8 @@ from app.web.overrides import use_verified_jwt
 
 CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
 CLOCK_SLACK = 30  # seconds
+ACCOUNT_CLAIM = "acc"  # the account's creation, in microseconds since the epoch
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # "Bearer <header>.<payload>.<signature>" and nothing else: the token the
 # library itself would take from the header (anything else goes to it).
 BEARER_TOKEN = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)", re.ASCII)
@@ -55,12 +57,24 @@ def _check_claims(payload: dict) -> None:
         raise JWTDecodeError("token without exp, iat or a canonical sub")
 
 
+def _account_stamp(user: User) -> int:
+    """The account's creation time in whole microseconds (exact: no float)."""
+    return (user.created_at - EPOCH) // timedelta(microseconds=1)
+
+
 def _issued_to(user: User | None, payload: dict) -> User | None:
-    """The user, if the token was issued after the account was made. An id can
-    name another account later (SQLite reuses the highest id after a delete):
-    a token from before that account existed is not its token. The slack
-    covers `iat`'s whole seconds and clocks of hosts a little apart."""
-    if user is None or payload["iat"] + CLOCK_SLACK <= user.created_at.timestamp():
+    """The user, if the token was issued to this account. An id can name
+    another account later (SQLite reuses the highest id after a delete): a
+    token carries its account's creation stamp and names no other. A token
+    from before the stamp (none issued now) is held to having been issued
+    after the account was made, the slack covering `iat`'s whole seconds and
+    clocks of hosts a little apart."""
+    if user is None:
+        return None
+    stamp = payload.get(ACCOUNT_CLAIM)
+    if stamp is not None:
+        return user if stamp == _account_stamp(user) else None
+    if payload["iat"] + CLOCK_SLACK <= user.created_at.timestamp():
         return None
     return user
 
@@ -157,7 +171,10 @@ def init_jwt(app: Flask) -> None:
 
     @jwt.additional_claims_loader
     def _claims(user: User) -> dict:
-        return {VERSION_CLAIM: getattr(user, "token_version", None) or 0}
+        claims = {VERSION_CLAIM: getattr(user, "token_version", None) or 0}
+        if getattr(user, "created_at", None) is not None:
+            claims[ACCOUNT_CLAIM] = _account_stamp(user)
+        return claims
 
     # Flask-JWT-Extended asks "revoked?" and then "which user?". Each store
     # answers both at once - with revocations in the database, in one query (the

@@ -7,19 +7,33 @@ import hashlib
 from flask import current_app, request
 
 from app.schemas.user import nfkc, normalize_email
+from app.services import auth as accounts
+from app.utils.text import bad_text
+
+# Longer than any email or username the schemas let in: named by no account.
+LONGEST_NAME = 254
 
 
 def login_account_key() -> str:
-    """The account a login names (its email or username as the schemas normalise
-    them), hashed: the limiter's storage never sees an address or a name. Read
-    before the body is validated, so anything unreadable shares one key."""
+    """The account a login names, by its id: the same budget whether the
+    login names it by email or by username (each spelling the schemas
+    normalise alike). A name no account has is keyed by the name itself (as
+    the schemas normalise it). Hashed: the limiter's storage never sees an
+    address or a name. Read before the body is validated, so anything
+    unreadable shares one key."""
     try:
         data = current_app.json.loads(request.get_data(cache=True))
         if "email" in data:
-            name = "email:" + normalize_email(data["email"])
+            email = normalize_email(data["email"])
+            name, lookup = "email:" + email, {"email": email}
         else:
-            name = "username:" + nfkc(data["username"]).lower()
+            username = nfkc(data["username"]).lower()
+            name, lookup = "username:" + username, {"username": username}
     except Exception:  # noqa: BLE001 - not JSON, not an object, no such field...
-        name = "unreadable"
+        name, lookup = "unreadable", None
+    if lookup is not None and len(name) <= LONGEST_NAME + 9 and not bad_text(name):
+        found = accounts.account_key(**lookup)
+        if found is not None:
+            name = f"account:{found}"
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"login-account:{digest}"
