@@ -213,6 +213,10 @@ class ProductionConfig(Config):
                 "REDIS_URL or RATELIMIT_STORAGE_URI (memory:// counts per process; "
                 "RATELIMIT_ALLOW_MEMORY_STORAGE=1 accepts that)"
             )
+        if config.get("MAIL_BACKEND") == "console" and os.environ.get("MAIL_BACKEND") != "console":
+            # The development default sends nothing and logs every email,
+            # password-reset links included: only when asked for by name.
+            problems.append("MAIL_BACKEND (smtp; MAIL_BACKEND=console keeps emails in the log)")
         if problems:
             raise RuntimeError(
                 "production config refused: set a real "

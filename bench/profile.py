@@ -35,6 +35,7 @@ os.environ.update(
     JWT_SECRET_KEY=secrets.token_urlsafe(32),
     RATELIMIT_ENABLED="false",
     LOG_LEVEL="WARNING",
+    MAIL_BACKEND="console",
     PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",  # noqa: S106 - a method name
     FLASK_APP="app:create_app",
 )

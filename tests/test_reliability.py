@@ -337,6 +337,7 @@ def test_production_refuses_per_process_rate_limit_counters(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "sqlite:////tmp/prod-check.db")
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("RATELIMIT_STORAGE_URI", raising=False)
+    monkeypatch.setenv("MAIL_BACKEND", "console")  # named: accepted
     importlib.reload(config)
     try:
         with pytest.raises(RuntimeError, match="RATELIMIT_STORAGE_URI"):

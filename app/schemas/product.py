@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
+from flask import current_app
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.models.product import MAX_STOCK
@@ -17,6 +18,7 @@ from app.schemas.common import (
     dump_money,
     page_schema,
 )
+from app.utils.money import exponent
 
 SORTS = (
     "name",
@@ -31,6 +33,19 @@ SORTS = (
 )
 
 
+class Price(Money):
+    """A product's price: also a whole number of the shop currency's minor
+    units (no 1500.50 in JPY: such an order could never be charged)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
+        amount = super()._deserialize(value, attr, data, **kwargs)
+        currency = current_app.config["SHOP_CURRENCY"]
+        places = exponent(currency)
+        if places < 2 and amount != amount.quantize(Decimal(1).scaleb(-places)):
+            raise ValidationError(f"{currency} has no amounts finer than {places} decimal places.")
+        return amount
+
+
 class ProductSchema(ma.Schema):
     id = fields.Integer(dump_only=True, metadata={"example": 1})
     name = fields.String(
@@ -42,7 +57,7 @@ class ProductSchema(ma.Schema):
         validate=validate.Length(max=5000),
         metadata={"example": "A 6.1-inch phone with a very good camera."},
     )
-    price = Money(required=True, metadata={"example": 699.99})
+    price = Price(required=True, metadata={"example": 699.99})
     stock = StrictInt(
         required=True, validate=validate.Range(0, MAX_STOCK), metadata={"example": 25}
     )

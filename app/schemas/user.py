@@ -30,6 +30,9 @@ def nfkc(value: str) -> str:
     return unicodedata.normalize("NFKC", value)
 
 
+UNMAILABLE = frozenset({"Cc", "Zl", "Zp"})  # controls, line and paragraph separators
+
+
 def normalize_email(value: str) -> str:
     return nfkc(nfkc(value).lower())
 
@@ -43,10 +46,16 @@ class Username(fields.String):
 
 class EmailAddress(fields.Email):
     """NFKC-normalised and lower-cased (as stored) before the length and format
-    are checked: lower-casing can lengthen it ('İ' becomes two characters)."""
+    are checked: lower-casing can lengthen it ('İ' becomes two characters).
+    No control or line-separator character, not even in a quoted local part
+    (marshmallow lets them through there): no email header can carry one, so
+    every email to the account would fail."""
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
-        return normalize_email(super()._deserialize(value, attr, data, **kwargs))
+        email = normalize_email(super()._deserialize(value, attr, data, **kwargs))
+        if any(unicodedata.category(char) in UNMAILABLE for char in email):
+            raise ValidationError("Must not contain control characters.")
+        return email
 
 
 class EmailLookup(fields.String):

@@ -14,20 +14,23 @@ import smtplib
 import ssl
 from decimal import Decimal
 from email.message import EmailMessage
+from email.utils import formatdate
 from typing import Any
 
 from flask import current_app
 
-from app.models.types import CENT
+from app.utils.money import exponent
 
 log = logging.getLogger(__name__)
 
 
 def format_money(amount: Any, currency: str | None = None) -> str:
-    """`1234.5` -> `1,234.50 USD`: exact (Decimal, never a float), two decimals."""
-    value = Decimal(str(amount)).quantize(CENT)
+    """`1234.5` -> `1,234.50 USD`, `3000` -> `3,000 JPY`: exact (Decimal,
+    never a float), with the currency's decimals (ISO 4217)."""
     currency = currency or current_app.config["SHOP_CURRENCY"]
-    return f"{value:,.2f} {currency}"
+    places = exponent(currency)
+    value = Decimal(str(amount)).quantize(Decimal(1).scaleb(-places))
+    return f"{value:,.{places}f} {currency}"
 
 
 def check_template(template: str) -> None:
@@ -70,6 +73,7 @@ def build_message(to: str, content: dict[str, str], message_id: str) -> EmailMes
     message["From"] = config["MAIL_DEFAULT_SENDER"]
     message["To"] = to
     message["Message-ID"] = message_id
+    message["Date"] = formatdate(localtime=False)  # RFC 5322 3.6: required
     message.set_content(content["text"])
     message.add_alternative(content["html"], subtype="html")
     return message
@@ -115,6 +119,18 @@ class SmtpBackend:
 
 
 BACKENDS = {"console": ConsoleBackend, "smtp": SmtpBackend}
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether a failed send must not be repeated: the server refused it with
+    a 5xx reply (RFC 5321 4.2.1, "permanent negative completion": the client
+    SHOULD NOT repeat the exact request), or the message cannot be built."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    if isinstance(error, smtplib.SMTPResponseException):
+        return 500 <= error.smtp_code < 600
+    return False
 
 
 def send(to: str, content: dict[str, str], message_id: str) -> None:

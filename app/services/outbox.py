@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 
 from app.db import upsert
 from app.extensions import db
@@ -103,7 +103,31 @@ def claim_due(limit: int, message_id: int | None = None) -> list[OutboxMessage]:
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False, populate_existing=True)
     ).all()
+    # A row claimed more than MAIL_MAX_ATTEMPTS times had deliveries that
+    # never recorded an outcome (a worker killed or hung while sending it,
+    # each lease run out): it fails now, where it was claimed for ever.
+    limit_attempts = current_app.config["MAIL_MAX_ATTEMPTS"]
+    for message in claimed:
+        if message.attempts > limit_attempts:
+            mark_failed_attempt(message, LeaseExpired("no outcome recorded"), permanent=True)
+    claimed = [message for message in claimed if message.attempts <= limit_attempts]
     return sorted(claimed, key=lambda message: (message.available_at, message.id))
+
+
+class LeaseExpired(RuntimeError):
+    """The row's lease ran out before its outcome was recorded: another
+    worker has claimed it since (or will), and its outcome is that worker's."""
+
+
+def _claimed_by(*messages: OutboxMessage):
+    """The rows still held by these claims: pending, and claimed no time
+    since (each claim counts one more attempt)."""
+    return (
+        tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(
+            [(message.id, message.attempts) for message in messages]
+        ),
+        OutboxMessage.status == "pending",
+    )
 
 
 def due_ids(grace: float, limit: int = 1000) -> list[int]:
@@ -143,11 +167,32 @@ def run_task(message: OutboxMessage) -> None:
     handler(message.payload.get("args") or {})
 
 
-def mark_sent(*message_ids: int) -> None:
+def mark_sent(*messages: OutboxMessage) -> int:
+    """Record these claimed rows as sent; how many were still this claim's
+    (a row another worker claimed after the lease ran out is not)."""
+    return db.session.execute(
+        update(OutboxMessage)
+        .where(*_claimed_by(*messages))
+        .values(status="sent", sent_at=utcnow(), last_error=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def complete_task(message: OutboxMessage) -> None:
+    """Record a task row as done, in the transaction of the task's effects:
+    raises LeaseExpired (rolling the effects back) when the row is no longer
+    this claim's - another worker runs it, and its effects happen once."""
+    if not mark_sent(message):
+        raise LeaseExpired(f"outbox task {message.id} was claimed again before it finished")
+
+
+def release(*messages: OutboxMessage) -> None:
+    """Hand claimed rows this worker did not start back to the queue, due now
+    (their claim not counted as an attempt)."""
     db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == "pending")
-        .values(status="sent", sent_at=utcnow(), last_error=None)
+        .where(*_claimed_by(*messages))
+        .values(available_at=utcnow(), attempts=OutboxMessage.attempts - 1)
         .execution_options(synchronize_session=False)
     )
 
@@ -158,12 +203,15 @@ def backoff(attempts: int) -> float:
     return min(config["MAIL_RETRY_BACKOFF"] * 2 ** (attempts - 1), config["MAIL_RETRY_BACKOFF_MAX"])
 
 
-def mark_failed_attempt(message: OutboxMessage, error: BaseException) -> str:
+def mark_failed_attempt(
+    message: OutboxMessage, error: BaseException, permanent: bool = False
+) -> str:
     """Schedule the retry after a failed attempt, or give up after
-    MAIL_MAX_ATTEMPTS; returns the new status."""
+    MAIL_MAX_ATTEMPTS (or at once for a `permanent` failure, one a retry
+    would repeat); returns the new status."""
     reason = f"{type(error).__name__}: {error}"[:2000]
     values: dict[str, Any] = {"last_error": reason}
-    if message.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]:
+    if permanent or message.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]:
         values["status"] = "failed"
         log.error(
             "outbox %s %s (%s) failed after %s attempts: %s",
@@ -187,7 +235,7 @@ def mark_failed_attempt(message: OutboxMessage, error: BaseException) -> str:
         )
     db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message.id, OutboxMessage.status == "pending")
+        .where(*_claimed_by(message))
         .values(**values)
         .execution_options(synchronize_session=False)
     )

@@ -61,7 +61,9 @@ def pay_order(user: User, order_id: int, payment_method: str) -> Order:
     order = lock_order(order_id, user)
     if order is None:
         raise NotFound("Order not found")
-    if order.payment_status != "unpaid":
+    # A cancelled order is cancelled, whether its money was given back or
+    # never taken (API.md: "a cancelled one a 409 invalid_transition").
+    if order.payment_status != "unpaid" and order.status != OrderStatus.CANCELLED:
         raise AlreadyPaid()
     if order.status != OrderStatus.PENDING:
         raise InvalidTransition(order.status, OrderStatus.PROCESSING)

@@ -1,5 +1,7 @@
-"""Review of the Notifications and Operations sections of API.md and the
-non-Stripe parts of Payments: each test shows a defect of the current code."""
+"""Notifications, the outbox and payments, found by review (each failed
+before its fix): permanent SMTP refusals, rows never finished, leases that
+ran out, a slow relay, the Date header, mailable addresses, zero-decimal
+currencies, paying a cancelled order, production's mail backend."""
 
 from __future__ import annotations
 
