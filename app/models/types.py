@@ -33,8 +33,11 @@ class UTCDateTime(TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
+        if value is not None:
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            elif value.utcoffset():  # PostgreSQL answers in the session's TimeZone
+                value = value.astimezone(UTC)
         return value
 
 

@@ -6,13 +6,17 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from app.models.cart import MAX_LINE_QUANTITY
+from app.models.product import MAX_STOCK
 from app.schemas.common import Id, Money, StrictInt
 from app.schemas.dumping import integer, money, string
 
 
 def Quantity(**kwargs) -> fields.Integer:  # noqa: N802
-    return StrictInt(validate=validate.Range(1, MAX_LINE_QUANTITY), **kwargs)
+    """From 1 up to the most stock a product can have: a quantity past the
+    stock is the 409 naming the stock left (API.md), and past it but within
+    the stock the 409 `cart_limit` (a line's MAX_LINE_QUANTITY). A line of
+    MAX_LINE_QUANTITY plus this still fits the INTEGER column."""
+    return StrictInt(validate=validate.Range(1, MAX_STOCK), **kwargs)
 
 
 class CartProductSchema(ma.Schema):

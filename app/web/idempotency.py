@@ -36,6 +36,10 @@ KEY_RULE = "Must be 1 to 255 printable ASCII characters, not starting or ending 
 KEY_PATTERN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
 
 
+# The checkout never started: the body was no JSON (400) or not valid (422).
+BAD_INPUT = frozenset({400, 422})
+
+
 def _fingerprint() -> str:
     """Method, path and body, with JSON bodies compared by meaning, not bytes."""
     body = request.get_data(cache=True)
@@ -137,8 +141,9 @@ def idempotent(view):
 
     The stored answer joins the view's work in the request's unit of work, which
     commits them together: a crash can never keep one without the other.
-    Answers to bad input (422) and server errors are not stored, so they can be
-    retried with the same key; other answers, errors included, are replayed.
+    Answers to bad input (a body that is no JSON, 400, or not valid, 422) and
+    server errors are not stored, so they can be retried with the same key;
+    other answers, errors included, are replayed.
     """
 
     @wraps(view)
@@ -156,7 +161,7 @@ def idempotent(view):
         try:
             response = view(*args, **kwargs)
         except ApiError as error:
-            if error.status == 422:
+            if error.status in BAD_INPUT:
                 _release(user_id, key, token)
                 raise
             db.session.rollback()  # the work goes; the answer is stored
@@ -164,7 +169,7 @@ def idempotent(view):
         except Exception:
             _release(user_id, key, token)
             raise
-        if response.status_code == 422:
+        if response.status_code in BAD_INPUT:
             _release(user_id, key, token)
             return response
         _store(user_id, key, token, response)
