@@ -8,6 +8,8 @@ import contextlib
 import threading
 
 import pytest
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import text
 
 from app.models import User
 from app.services import auth as accounts
@@ -183,3 +185,50 @@ def test_two_racing_password_changes_with_one_token_do_not_both_succeed(
         thread.join()
 
     assert sorted(status for status, _ in results) != [200, 200], results
+
+
+# --- one mailbox, two spellings ------------------------------------------------------
+
+
+def test_an_internationalised_domain_in_its_two_spellings_is_one_email(client):
+    """API.md, Auth: "email: a valid address, stored lower-case, unique" and
+    409 "duplicate username or email". `bob@exämple.com` and
+    `bob@xn--exmple-cua.com` are one mailbox (the ASCII form is what DNS and
+    SMTP carry): both signed up, two accounts owned one address. Either
+    spelling now names the account, at signup, login and reset."""
+    created = signup(client, username="bob1", email="bob@exämple.com")
+    assert created.status_code == 201
+    assert created.get_json()["user"]["email"] == "bob@exämple.com"
+
+    response = signup(client, username="bob2", email="bob@XN--EXMPLE-CUA.com")
+    assert response.status_code == 409, response.get_json()
+    assert response.get_json()["details"] == {"field": "email"}
+    login = {"email": "bob@xn--exmple-cua.com", "password": "s3cret-pass"}
+    assert client.post("/api/auth/login", json=login).status_code == 200
+    # Not Punycode at all: kept as written.
+    kept = signup(client, username="carol", email="carol@xn--zz.example")
+    assert kept.status_code == 201
+    assert kept.get_json()["user"]["email"] == "carol@xn--zz.example"
+
+
+def test_the_migration_rewrites_stored_ascii_domains(app, db, make_user):
+    """Accounts stored before: an xn-- domain is rewritten in its letters,
+    unless another account already holds that spelling (left as it was)."""
+    stored = make_user("stored")
+    kept, holder = make_user("kept"), make_user("holder")
+    for user, email in (
+        (stored, "stored@xn--exmple-cua.com"),
+        (kept, "dup@xn--exmple-cua.com"),
+        (holder, "dup@exämple.com"),
+    ):
+        db.session.execute(
+            text("UPDATE users SET email = :e WHERE id = :i"), {"e": email, "i": user.id}
+        )
+    db.session.commit()
+    db.session.remove()
+    downgrade(revision="f29a1c3e5b70")
+    upgrade()
+    emails = dict(db.session.execute(text("SELECT username, email FROM users")).all())
+    assert emails["stored"] == "stored@exämple.com"
+    assert emails["kept"] == "dup@xn--exmple-cua.com"
+    assert emails["holder"] == "dup@exämple.com"

@@ -34,7 +34,27 @@ UNMAILABLE = frozenset({"Cc", "Zl", "Zp"})  # controls, line and paragraph separ
 
 
 def normalize_email(value: str) -> str:
-    return nfkc(nfkc(value).lower())
+    """NFKC, lower-cased, and the domain's ASCII labels (`xn--...`, what DNS
+    and SMTP carry) in the letters they stand for: `bob@xn--exmple-cua.com`
+    is `bob@exämple.com`, one mailbox, one account."""
+    email = nfkc(nfkc(value).lower())
+    local, at, domain = email.rpartition("@")
+    if at and "xn--" in domain:
+        domain = ".".join(map(_unicode_label, domain.split(".")))
+        email = nfkc(nfkc(local + at + domain).lower())
+    return email
+
+
+def _unicode_label(label: str) -> str:
+    """`xn--exmple-cua` -> `exämple` (RFC 3492 Punycode); a label that is
+    not valid Punycode stays as written."""
+    if not label.startswith("xn--") or not label.isascii():
+        return label
+    try:
+        letters = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return label
+    return letters or label
 
 
 class Username(fields.String):
