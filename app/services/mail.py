@@ -124,7 +124,7 @@ BACKENDS = {"console": ConsoleBackend, "smtp": SmtpBackend}
 def is_permanent(error: BaseException) -> bool:
     """Whether a failed send must not be repeated: the server refused it with
     a 5xx reply (RFC 5321 4.2.1, "permanent negative completion": the client
-    SHOULD NOT repeat the exact request), or the message cannot be built."""
+    SHOULD NOT repeat the exact request)."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
         return bool(codes) and all(500 <= code < 600 for code in codes)

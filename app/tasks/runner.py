@@ -47,8 +47,8 @@ def deliver_batch(limit: int, message_id: int | None = None) -> int:
         messages = outbox.claim_due(limit, message_id)
     half_lease = current_app.config["OUTBOX_LEASE"] / 2
     sent, unstarted = [], []
-    for message in messages:
-        if sent and time.monotonic() - started > half_lease:
+    for index, message in enumerate(messages):
+        if index and time.monotonic() - started > half_lease:
             unstarted.append(message)
             continue
         try:
