@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 
 import marshmallow as ma
@@ -13,6 +14,7 @@ from app.models.types import CENT, INTEGER_MAX
 MAX_PER_PAGE = 100
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+HUGE_DIGITS = 100
 
 
 def dump_money(value) -> Decimal | None:
@@ -62,8 +64,12 @@ class Integer(fields.Integer):
     int() would also read fullwidth or Arabic-Indic digits and '1_0'."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not INTEGER.fullmatch(value.strip()):
-            raise self.make_error("invalid")
+        if isinstance(value, str):
+            value = value.strip()
+            if not INTEGER.fullmatch(value):
+                raise self.make_error("invalid")
+            if len(value) > HUGE_DIGITS:  # past any bound; int() refuses 4,300 digits
+                value = ("-" if value.startswith("-") else "") + "1" + "0" * HUGE_DIGITS
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -77,10 +83,28 @@ def Id(**kwargs) -> fields.Integer:  # noqa: N802
 
 
 class NonBlank(validate.Validator):
+    """Some visible character: not only spaces, nor only invisible format
+    characters (zero-width spaces, joiners)."""
+
     error = "Must not be blank."
 
     def __call__(self, value: str) -> str:
-        if not value.strip():
+        if all(char.isspace() or unicodedata.category(char) == "Cf" for char in value):
+            raise ma.ValidationError(self.error)
+        return value
+
+
+class NoControl(validate.Validator):
+    """No control character (terminal escapes, bells, DEL...) but those in
+    `allowed` (a description's line breaks and tabs)."""
+
+    error = "Must not contain control characters."
+
+    def __init__(self, allowed: str = ""):
+        self.allowed = allowed
+
+    def __call__(self, value: str) -> str:
+        if any(unicodedata.category(c) == "Cc" and c not in self.allowed for c in value):
             raise ma.ValidationError(self.error)
         return value
 
@@ -96,7 +120,7 @@ class ChangeSchema(ma.Schema):
 
 
 class PageQuerySchema(ma.Schema):
-    page = Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    page = Integer(load_default=1, validate=validate.Range(1, INTEGER_MAX))
     per_page = Integer(
         load_default=20,
         validate=validate.Range(min=1),

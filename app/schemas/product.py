@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from app.models.product import MAX_STOCK
 from app.schemas.common import (
     ChangeSchema,
     Money,
+    NoControl,
     NonBlank,
     PageQuerySchema,
     StrictInt,
@@ -33,6 +35,20 @@ SORTS = (
 )
 
 
+class NoUnsafeUrlCharacters(validate.Validator):
+    """No character a URL may never hold (RFC 3986: space, `"`, `<`, `>`,
+    `\\`, `^`, backtick, `{`, `|`, `}`, controls): written into a page as is,
+    `...jpg"onerror="...` would leave the attribute it is put in."""
+
+    error = "Not a valid URL: percent-encode spaces, quotes and angle brackets."
+    UNSAFE = frozenset(' "<>\\^`{|}')
+
+    def __call__(self, value: str) -> str:
+        if any(char in self.UNSAFE or unicodedata.category(char) == "Cc" for char in value):
+            raise ValidationError(self.error)
+        return value
+
+
 class Price(Money):
     """A product's price: also a whole number of the shop currency's minor
     units (no 1500.50 in JPY: such an order could never be charged)."""
@@ -50,25 +66,28 @@ class ProductSchema(ma.Schema):
     id = fields.Integer(dump_only=True, metadata={"example": 1})
     name = fields.String(
         required=True,
-        validate=[validate.Length(1, 200), NonBlank()],
+        validate=[validate.Length(1, 200), NonBlank(), NoControl()],
         metadata={"example": "Phone X"},
     )
     description = fields.String(
-        validate=validate.Length(max=5000),
+        validate=[validate.Length(max=5000), NoControl(allowed="\t\n\r")],
         metadata={"example": "A 6.1-inch phone with a very good camera."},
     )
     price = Price(required=True, metadata={"example": 699.99})
     stock = StrictInt(
         required=True, validate=validate.Range(0, MAX_STOCK), metadata={"example": 25}
     )
+    # As the filter takes it (1 to 80): every stored category can be chosen.
     category = fields.String(
-        allow_none=True, validate=validate.Length(max=80), metadata={"example": "Phones"}
+        allow_none=True,
+        validate=[validate.Length(1, 80), NoControl()],
+        metadata={"example": "Phones"},
     )
     image_url = fields.URL(
         allow_none=True,
         schemes={"http", "https"},
         require_tld=False,
-        validate=validate.Length(max=500),
+        validate=[validate.Length(max=500), NoUnsafeUrlCharacters()],
         metadata={"example": "https://example.com/images/phone-x.jpg"},
     )
     low_stock_threshold = StrictInt(

@@ -19,6 +19,8 @@ class IdConverter(IntegerConverter):
         self.min, self.max = 1, INTEGER_MAX  # flask-smorest documents these bounds
 
     def to_python(self, value: str) -> int:
+        if not value.isascii():  # werkzeug's \d+ and int() read any script's digits
+            raise NotFound()
         number = int(value)
         if not self.min <= number <= self.max:
             raise NotFound()

@@ -8,6 +8,7 @@ number with a fraction into `Decimal`, so no float ever touches money."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -19,6 +20,16 @@ def _default(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# int() refuses more than 4,300 digits (CPython's guard against quadratic
+# parsing); such a literal is still JSON: a Decimal, which no integer field
+# takes and every bound refuses (a 422 naming the field, not invalid JSON).
+INT_DIGITS = 4000
+
+
+def _parse_int(literal: str) -> int | Decimal:
+    return int(literal) if len(literal) <= INT_DIGITS else Decimal(literal)
 
 
 def _reject_constant(name: str) -> Any:
@@ -52,6 +63,7 @@ class DecimalJSONProvider(JSONProvider):
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         kwargs.setdefault("use_decimal", True)
         kwargs.setdefault("parse_constant", _reject_constant)
+        kwargs.setdefault("parse_int", _parse_int)
         try:
             return simplejson.loads(s, **kwargs)
         except RecursionError as exc:  # `[[[[...` 100,000 deep
