@@ -14,6 +14,7 @@ from webargs.flaskparser import FlaskParser
 
 from app.db import READ_METHODS, defer_write_lock, run_in_unit_of_work
 from app.errors import ApiError, ValidationFailed
+from app.extensions import limiter
 from app.utils.text import bad_text
 from app.web.caching import catalog_read
 from app.web.jwt import admin_required, auth_required
@@ -209,6 +210,14 @@ class Blueprint(flask_smorest.Blueprint):
             return documented
 
         return decorate(fn) if fn is not None else decorate
+
+    @staticmethod
+    def unlimited(view):
+        """Exempt from every rate limit (health checks, a provider's
+        retries), and documented without a 429."""
+        exempt = limiter.exempt(view)
+        set_doc_info(exempt, rate_limited=False)
+        return exempt
 
     # A write view whose reads run before it takes SQLite's write lock (app.db).
     defer_write_lock = staticmethod(defer_write_lock)

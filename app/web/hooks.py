@@ -15,6 +15,7 @@ from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.errors import ApiError
+from app.web.caching import CACHE_CONTROL as CATALOG_CACHE_CONTROL
 
 log = logging.getLogger("shop.request")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -113,8 +114,11 @@ def _finish_request(response: Response) -> Response:
             "Content-Security-Policy",
             DOCS_CSP if request.path.startswith("/api/docs") else JSON_CSP,
         )
-    if "Authorization" in request.headers:
-        headers["Cache-Control"] = "no-store"  # private answers stay out of shared caches
+    if "Authorization" in request.headers and headers.get("Cache-Control") != CATALOG_CACHE_CONTROL:
+        # Private answers stay out of every cache. A catalog read is the same
+        # bytes for everyone (its cache is keyed by the request, never the
+        # user): its own no-cache stands, so a signed-in client reuses the ETag.
+        headers["Cache-Control"] = "no-store"
     elif "Cache-Control" not in headers:
         # Only what says otherwise (catalog reads, the docs' files) may be stored.
         headers.add("Cache-Control", "no-store")

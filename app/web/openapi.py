@@ -103,6 +103,7 @@ def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
     return {
         "type": "number",
         "minimum": 0,
+        "maximum": float(field.maximum) if field.maximum % 1 else int(field.maximum),
         "description": field.metadata.get(
             "description",
             "An exact amount with at most two decimals.",
@@ -110,17 +111,26 @@ def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
     }
 
 
-def standard_error_responses(doc: dict, doc_info: dict, *, api, **kwargs: Any) -> dict:
+def standard_error_responses(
+    doc: dict, doc_info: dict, *, api, method: str = "get", **kwargs: Any
+) -> dict:
     """flask-smorest doc callback: add the errors this operation can give and put
-    the error envelope on every error response documented without a body."""
+    the error envelope on every error response documented without a body.
+    Every operation: a body that is not JSON (415, even on a GET) and a
+    database or password hashing too busy to wait for (503); every one but
+    those exempt from rate limits (`Blueprint.unlimited`): 429."""
     responses = doc.setdefault("responses", {})
     present = {int(code) for code in responses if str(code).isdigit()}
     access = doc_info.get("access")  # set by Blueprint.private
     secured = bool(access) or bool(doc_info.get("manual_doc", {}).get("security"))
 
-    wanted = {429}
+    wanted = {415, 503}
+    if doc_info.get("rate_limited", True):
+        wanted.add(429)
     if "requestBody" in doc or "requestBody" in doc_info.get("manual_doc", {}):
         wanted.update(BODY_ERRORS)  # a body parsed by a schema, or documented (the webhook)
+    elif method.lower() not in ("get", "head"):
+        wanted.update(BODY_ERRORS)  # a write that takes no body refuses one (422, 400, 413)
     if secured:
         wanted.add(401)
     if access == "admin":

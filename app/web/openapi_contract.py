@@ -25,7 +25,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from app.schemas.common import ChangeSchema, ErrorSchema, Money
 from app.web.overrides import declared_fields
 
-MONEY_PATTERN = r"^[0-9]{1,7}(\.[0-9]{1,2})?$"
+# 0 to 1,000,000 with at most two decimals, as the number form's bounds.
+MONEY_PATTERN = r"^((0|[1-9][0-9]{0,5})(\.[0-9]{1,2})?|1000000(\.00?)?)$"
 
 REQUEST_ID_HEADER = {
     "description": "The request's id (the client's `X-Request-ID` if it sent a valid one); "

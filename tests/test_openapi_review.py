@@ -1,6 +1,6 @@
-"""Review of the machine-readable contract: what /api/openapi.json declares
-against what the app answers and what docs/API.md and the shared API.md say.
-Each test fails on the current code for one mismatch (named in its docstring)."""
+"""The OpenAPI document against the app, found by review (each failed
+before its fix): the errors every operation can answer, the webhook's 409,
+money bounds, rate-limit exemptions, a signed-in catalog read's caching."""
 
 from __future__ import annotations
 

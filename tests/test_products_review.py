@@ -1,6 +1,6 @@
-"""Review of the admin catalog and the public product reads against
-/work/shared/API.md (Products, General, Errors). Every test here fails on the
-code as reviewed; each docstring quotes the sentence it holds the API to."""
+"""Products, found by review (each failed before its fix): ids in other
+scripts' digits, huge integers, pages far past the end, empty categories,
+unsafe image URLs, names of control or invisible characters."""
 
 from __future__ import annotations
 
