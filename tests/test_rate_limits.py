@@ -111,10 +111,13 @@ def test_signups_are_limited(limited_server):
     assert status == 429 and body["code"] == "rate_limited"
 
 
-def test_default_limit_on_other_routes_but_not_health(limited_server):
+def test_default_limit_on_other_routes_but_not_health_or_the_webhook(limited_server):
     statuses = [limited_server.request("GET", "/api/products")[0] for _ in range(10)]
     assert statuses[:8] == [200] * 8 and statuses[8:] == [429, 429]
     assert all(limited_server.request("GET", "/api/health")[0] == 200 for _ in range(12))
+    # No provider that sends webhooks is configured here: 404, never 429.
+    webhook = [limited_server.request("POST", "/api/payments/webhook", {})[0] for _ in range(12)]
+    assert set(webhook) == {404}, webhook
 
 
 def test_limits_off_when_disabled(app):
