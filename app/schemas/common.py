@@ -68,8 +68,11 @@ class Integer(fields.Integer):
             value = value.strip()
             if not INTEGER.fullmatch(value):
                 raise self.make_error("invalid")
-            if len(value) > HUGE_DIGITS:  # past any bound; int() refuses 4,300 digits
-                value = ("-" if value.startswith("-") else "") + "1" + "0" * HUGE_DIGITS
+            sign, digits = ("-" if value.startswith("-") else ""), value.lstrip("+-").lstrip("0")
+            if len(digits) > HUGE_DIGITS:  # past any bound; int() refuses 4,300 digits
+                value = sign + "1" + "0" * HUGE_DIGITS
+            else:
+                value = sign + (digits or "0")
         return super()._deserialize(value, attr, data, **kwargs)
 
 

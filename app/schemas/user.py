@@ -33,28 +33,36 @@ def nfkc(value: str) -> str:
 UNMAILABLE = frozenset({"Cc", "Zl", "Zp"})  # controls, line and paragraph separators
 
 
+# The longest address SMTP carries (RFC 5321: 64 + 1 + 255) and the longest
+# label DNS holds: anything longer is refused by length, never decoded.
+LONGEST_EMAIL, LONGEST_LABEL = 320, 63
+
+
 def normalize_email(value: str) -> str:
-    """NFKC, lower-cased, and the domain's ASCII labels (`xn--...`, what DNS
-    and SMTP carry) in the letters they stand for: `bob@xn--exmple-cua.com`
-    is `bob@exämple.com`, one mailbox, one account."""
+    """NFKC, lower-cased, and the domain's IDNA ASCII labels (`xn--...`,
+    what DNS and SMTP carry) in the letters they stand for:
+    `bob@xn--exmple-cua.com` is `bob@exämple.com`, one mailbox, one account."""
     email = nfkc(nfkc(value).lower())
     local, at, domain = email.rpartition("@")
-    if at and "xn--" in domain:
+    if at and "xn--" in domain and len(email) <= LONGEST_EMAIL:
         domain = ".".join(map(_unicode_label, domain.split(".")))
         email = nfkc(nfkc(local + at + domain).lower())
     return email
 
 
 def _unicode_label(label: str) -> str:
-    """`xn--exmple-cua` -> `exämple` (RFC 3492 Punycode); a label that is
-    not valid Punycode stays as written."""
-    if not label.startswith("xn--") or not label.isascii():
+    """`xn--exmple-cua` -> `exämple`: IDNA's ToUnicode (the standard
+    library's `idna` codec: Punycode, then the round trip back to the same
+    ASCII label, so no surrogate, control character, full stop or other
+    letter that ToASCII would not give this label comes out). Anything else
+    stays as written."""
+    if not label.startswith("xn--") or not label.isascii() or len(label) > LONGEST_LABEL:
         return label
     try:
-        letters = label[4:].encode("ascii").decode("punycode")
+        letters = label.encode("ascii").decode("idna")
     except UnicodeError:
         return label
-    return letters or label
+    return letters if letters and letters != label else label
 
 
 class Username(fields.String):

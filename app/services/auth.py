@@ -55,9 +55,18 @@ def _ensure_unique(username: str | None, email: str | None, exclude_id: int | No
             raise Duplicate("email", "Email already registered")
 
 
-# The index named in the driver's message (PostgreSQL quotes the duplicate
-# value as well: a username "email.fan" must not read as the email's).
 USERNAME_INDEX = "uq_users_username_lower"
+
+
+def _duplicate_field(error: IntegrityError) -> str:
+    """The field whose unique index refused the row: PostgreSQL names the
+    constraint apart from its message (which quotes the duplicate value, so
+    a username "email.fan" or an email "uq_users_username_lower@..." must
+    not be read there); SQLite's message names only the index or column."""
+    constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+    if constraint is not None:
+        return "username" if constraint == USERNAME_INDEX else "email"
+    return "email" if "users.email" in str(error.orig) else "username"
 
 
 def _flush_unique() -> None:
@@ -65,8 +74,7 @@ def _flush_unique() -> None:
     try:
         db.session.flush()
     except IntegrityError as error:
-        field = "username" if USERNAME_INDEX in str(error.orig) else "email"
-        raise Duplicate(field, "Username or email already taken") from None
+        raise Duplicate(_duplicate_field(error), "Username or email already taken") from None
 
 
 def create_user(username: str, email: str, password: str, is_admin: bool = False) -> User:

@@ -71,12 +71,25 @@ def build_message(to: str, content: dict[str, str], message_id: str) -> EmailMes
     message = EmailMessage()
     message["Subject"] = content["subject"]
     message["From"] = config["MAIL_DEFAULT_SENDER"]
-    message["To"] = to
+    message["To"] = ascii_domain(to)
     message["Message-ID"] = message_id
     message["Date"] = formatdate(localtime=False)  # RFC 5322 3.6: required
     message.set_content(content["text"])
     message.add_alternative(content["html"], subtype="html")
     return message
+
+
+def ascii_domain(address: str) -> str:
+    """The address with its domain in IDNA's ASCII form (`bob@exämple.com`
+    -> `bob@xn--exmple-cua.com`), as DNS and a relay without SMTPUTF8 take
+    it; as written when it has no such form."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return local + at + domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return address
 
 
 def message_id(outbox_id: int, created_at: float) -> str:
@@ -122,13 +135,16 @@ BACKENDS = {"console": ConsoleBackend, "smtp": SmtpBackend}
 
 
 def is_permanent(error: BaseException) -> bool:
-    """Whether a failed send must not be repeated: the server refused it with
-    a 5xx reply (RFC 5321 4.2.1, "permanent negative completion": the client
-    SHOULD NOT repeat the exact request)."""
+    """Whether a failed send must not be repeated: the server refused this
+    message's recipient or content with a 5xx reply (RFC 5321 4.2.1,
+    "permanent negative completion": the client SHOULD NOT repeat the exact
+    request). A 5xx to the shop's own login or sender (a rotated password,
+    a wrong MAIL_DEFAULT_SENDER) concerns every message and passes once
+    fixed: retried as any failure."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
         return bool(codes) and all(500 <= code < 600 for code in codes)
-    if isinstance(error, smtplib.SMTPResponseException):
+    if isinstance(error, smtplib.SMTPDataError):
         return 500 <= error.smtp_code < 600
     return False
 

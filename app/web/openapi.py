@@ -100,10 +100,14 @@ def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
     """apispec attribute function: a `Money` field is a JSON number."""
     if not isinstance(field, Money):
         return {}
+    # A request's amount has the field's bounds; an answer's may be a sum
+    # of them (a cart's total): no maximum there.
+    bounds = {"minimum": 0}
+    if not getattr(field.parent, "IS_RESPONSE", False) and not field.dump_only:
+        bounds["maximum"] = float(field.maximum) if field.maximum % 1 else int(field.maximum)
     return {
         "type": "number",
-        "minimum": 0,
-        "maximum": float(field.maximum) if field.maximum % 1 else int(field.maximum),
+        **bounds,
         "description": field.metadata.get(
             "description",
             "An exact amount with at most two decimals.",

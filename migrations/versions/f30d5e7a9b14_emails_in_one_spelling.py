@@ -27,18 +27,20 @@ def _nfkc(value: str) -> str:
 
 
 def _unicode_label(label: str) -> str:
-    if not label.startswith("xn--") or not label.isascii():
+    # IDNA's ToUnicode (Punycode and the round trip back): nothing a
+    # database cannot hold, nothing ToASCII would not give this label.
+    if not label.startswith("xn--") or not label.isascii() or len(label) > 63:
         return label
     try:
-        letters = label[4:].encode("ascii").decode("punycode")
+        letters = label.encode("ascii").decode("idna")
     except UnicodeError:
         return label
-    return letters or label
+    return letters if letters and letters != label else label
 
 
 def _normalized(email: str) -> str:
     local, at, domain = email.rpartition("@")
-    if not at or "xn--" not in domain:
+    if not at or "xn--" not in domain or len(email) > 320:
         return email
     domain = ".".join(map(_unicode_label, domain.split(".")))
     return _nfkc(_nfkc(local + at + domain).lower())
