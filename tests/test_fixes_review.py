@@ -11,6 +11,11 @@ import time
 
 from tests.helpers import PASSWORD
 
+LOW_STOCK = {
+    "user": {"username": "admin"},
+    "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
+}
+
 
 def _label(unicode_label: str) -> str:
     return "xn--" + unicode_label.encode("punycode").decode("ascii")
@@ -86,10 +91,7 @@ def test_an_email_sent_early_in_a_batch_is_not_sent_again_while_a_later_row_is_s
     monkeypatch.setattr(mail, "send", fake_send)
     saved = {k: app.config[k] for k in ("MAIL_TIMEOUT", "OUTBOX_LEASE")}
     app.config.update(MAIL_TIMEOUT=1, OUTBOX_LEASE=4.0)
-    low_stock = {
-        "user": {"username": "admin"},
-        "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
-    }
+    low_stock = LOW_STOCK
     try:
         with unit_of_work():
             for n in range(2):
@@ -135,10 +137,7 @@ def test_a_failed_smtp_login_is_retried_not_failed_at_once(app, db, monkeypatch)
         outbox.queue_email(
             "someone@example.com",
             "low_stock",
-            {
-                "user": {"username": "admin"},
-                "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
-            },
+            LOW_STOCK,
         )
     assert runner.deliver_batch(1) == 1
     db.session.remove()
@@ -335,10 +334,7 @@ def test_a_worker_whose_lease_ran_out_never_hands_back_another_workers_claim(app
             outbox.queue_email(
                 "someone@example.com",
                 "low_stock",
-                {
-                    "user": {"username": "admin"},
-                    "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
-                },
+                LOW_STOCK,
             )
         db.session.remove()
 
