@@ -252,6 +252,13 @@ def login(client):
 
 
 @pytest.fixture
+def buyer(make_user, login):
+    """A user and their access token."""
+    user = make_user()
+    return user, login(user)["access_token"]
+
+
+@pytest.fixture
 def user_token(make_user, login):
     return login(make_user())["access_token"]
 

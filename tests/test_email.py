@@ -17,12 +17,6 @@ from tests.smtp import parts
 ADDRESS = {"shipping_address": "221B Baker Street, London"}
 
 
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
-
-
 def checkout(client, token, *lines):
     for product, quantity in lines:
         response = client.post(

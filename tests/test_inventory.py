@@ -12,12 +12,6 @@ from tests.helpers import auth, scalar, stock
 ADDRESS = {"shipping_address": "1 Ledger Lane"}
 
 
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
-
-
 def movements(product) -> list[dict]:
     """The product's ledger straight from the database, oldest first."""
     from app.extensions import db

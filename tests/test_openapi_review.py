@@ -10,15 +10,6 @@ import jsonschema_rs
 import pytest
 
 from tests.helpers import auth, order_for
-from tests.test_payments_stripe import (  # noqa: F401 - fixtures
-    buyer,
-    deliver,
-    event,
-    signed,
-    stripe_app,
-    stripe_client,
-    stripe_http,
-)
 
 
 @pytest.fixture(scope="module")

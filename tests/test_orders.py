@@ -12,13 +12,6 @@ from app.models import IdempotencyKey, Order
 from app.services import orders as orders_service
 from tests.helpers import SHIPPING, auth, fill_cart, place_order, scalar, stock
 
-
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
-
-
 # --- placing --------------------------------------------------------------------
 
 

@@ -20,12 +20,6 @@ from tests.helpers import (
 )
 
 
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
-
-
 def _is_utc(stamp: str) -> bool:
     parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     return parsed.utcoffset() is not None and parsed.utcoffset().total_seconds() == 0

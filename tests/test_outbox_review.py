@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 
-import pytest
 from aiosmtpd.controller import Controller
 
 from app.db import unit_of_work
@@ -27,12 +26,6 @@ LOW_STOCK = {
     "user": {"username": "admin"},
     "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
 }
-
-
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
 
 
 def _rows(db) -> list[OutboxMessage]:

@@ -26,12 +26,6 @@ from tests.helpers import (
 from tests.live import celery_worker, eventually, gunicorn
 
 
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
-
-
 def age(db, order_id: int, seconds: int) -> None:
     """Make an order look `seconds` old."""
     db.session.execute(

@@ -16,12 +16,6 @@ from tests.live import gunicorn
 DECLINED = {"payment_method": "pm_card_chargeDeclined"}
 
 
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
-
-
 def test_pay_moves_the_order_to_paid_and_processing(client, buyer, make_product):
     _, token = buyer
     product = make_product(price="19.99", stock=5)

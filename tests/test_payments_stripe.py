@@ -88,12 +88,6 @@ def stripe_client(stripe_app):
     return stripe_app.test_client()
 
 
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
-
-
 # --- PaymentIntents and refunds, as the library sends them -------------------------
 
 

@@ -15,12 +15,6 @@ from tests.helpers import PASSWORD, SHIPPING, auth, fill_cart, place_order, scal
 # --- cancel never overflows stock -------------------------------------------------
 
 
-@pytest.fixture
-def buyer(make_user, login):
-    user = make_user()
-    return user, login(user)["access_token"]
-
-
 def test_stock_above_the_cap_is_422(client, admin_token, make_product):
     product = make_product(stock=1)
     for body, status in (({"stock": MAX_STOCK}, 200), ({"stock": MAX_STOCK + 1}, 422)):

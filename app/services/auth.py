@@ -25,21 +25,25 @@ def _dummy_hash(method: str) -> str:
     return generate_password_hash("not-a-real-password", method=method)
 
 
+def _named(email: str | None = None, username: str | None = None):
+    """The condition for the account an email (else a username) names."""
+    if email is not None:
+        return User.email == email.lower()
+    return func.lower(User.username) == (username or "").lower()
+
+
 def find_by_username(username: str) -> User | None:
-    return db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    return db.session.scalar(select(User).where(_named(username=username)))
 
 
 def find_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == email.lower()))
+    return db.session.scalar(select(User).where(_named(email=email)))
 
 
 def account_key(email: str | None = None, username: str | None = None) -> str | None:
     """The account an email (else a username) names, as its id and creation
     time (SQLite hands a deleted account's id out again), or None."""
-    if email is not None:
-        where = User.email == email.lower()
-    else:
-        where = func.lower(User.username) == (username or "").lower()
+    where = _named(email, username)
     found = db.session.execute(select(User.id, User.created_at).where(where)).first()
     return None if found is None else f"{found.id}@{found.created_at.isoformat()}"
 
