@@ -3,7 +3,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from app.schemas.common import ChangeSchema, PageQuerySchema, StrictInt, page_schema
+from app.schemas.common import (
+    ChangeSchema,
+    NoControl,
+    PageQuerySchema,
+    StrictInt,
+    page_schema,
+)
 
 SORTS = ("-created_at", "created_at", "-rating", "rating")
 
@@ -24,8 +30,10 @@ class ReviewSchema(ma.Schema):
         validate=validate.Range(1, 5),
         metadata={"description": "Stars, an integer from 1 to 5."},
     )
-    title = fields.String(validate=validate.Length(max=120))
-    body = fields.String(validate=validate.Length(max=5000))
+    # Public text, held to the catalog's rule: no control characters (a
+    # body keeps its line breaks and tabs), as a product's name and description.
+    title = fields.String(validate=[validate.Length(max=120), NoControl()])
+    body = fields.String(validate=[validate.Length(max=5000), NoControl(allowed="\t\n\r")])
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 

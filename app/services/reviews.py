@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import and_, case, exists, literal, select, update
 from sqlalchemy.orm import contains_eager
 
-from app.db import paginate, upsert
+from app.db import upsert
 from app.errors import AlreadyReviewed, NotABuyer, NotFound
 from app.extensions import db
 from app.models import Order, OrderItem, OrderStatus, Product, Review, User
@@ -72,11 +73,30 @@ def _reviews():
 
 
 def list_reviews(product_id: int, args: dict[str, Any]) -> dict[str, Any]:
-    """A page of a live product's reviews. The product row carries the count
-    (rating_count), so the page costs two queries: the product and the page."""
+    """A page of a live product's reviews, in two queries: the product (a 404
+    for no live one) and the page. The product row carries the count
+    (rating_count), read again in the page's own statement: a read runs
+    each statement in its own snapshot, and a review written between two
+    statements was listed beside a total that did not count it (found by
+    review). A page past the end takes the total of the first read."""
     product = get_product(product_id)
-    stmt = _reviews().where(Review.product_id == product_id).order_by(*SORTS[args["sort"]])
-    return paginate(stmt, args["page"], args["per_page"], total=product.rating_count)
+    page, per_page = args["page"], args["per_page"]
+    rows = db.session.execute(
+        _reviews()
+        .add_columns(Product.rating_count)
+        .where(Review.product_id == product_id)
+        .order_by(*SORTS[args["sort"]])
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    total = rows[0][1] if rows else product.rating_count
+    return {
+        "items": [row[0] for row in rows],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": math.ceil(total / per_page),
+    }
 
 
 def create_review(user: User, product_id: int, data: dict[str, Any]) -> Review:
@@ -88,9 +108,16 @@ def create_review(user: User, product_id: int, data: dict[str, Any]) -> Review:
         raise NotABuyer()
     # ON CONFLICT DO NOTHING: a concurrent duplicate waits for the first and
     # then inserts nothing, instead of an IntegrityError that ends the transaction.
+    now = utcnow()  # one instant: a review nobody edited shows updated_at == created_at
     review_id = db.session.scalar(
         upsert(Review)
-        .values(product_id=product_id, user_id=user.id, **_defaults(data))
+        .values(
+            product_id=product_id,
+            user_id=user.id,
+            created_at=now,
+            updated_at=now,
+            **_defaults(data),
+        )
         .on_conflict_do_nothing(index_elements=["user_id", "product_id"])
         .returning(Review.id)
     )
