@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import current_app
 
 from app.errors import NotFound, ValidationFailed
+from app.utils.money import to_minor_units
 
 if TYPE_CHECKING:
     import stripe
@@ -45,6 +47,10 @@ class WebhookEvent:
 class PaymentProvider(Protocol):
     name: str
 
+    def minor_units(self, amount: Decimal, currency: str) -> int:
+        """`amount` in the provider's units of `currency` (a ValueError for
+        an amount finer than them)."""
+
     def charge(
         self,
         *,
@@ -75,6 +81,9 @@ class TestProvider:
     __test__ = False  # not a pytest class
     name = "test"
     OUTCOMES = {"pm_card_visa": True, "pm_card_chargeDeclined": False}
+
+    def minor_units(self, amount: Decimal, currency: str) -> int:
+        return to_minor_units(amount, currency)
 
     def charge(self, *, order_id, amount, currency, payment_method, intent_id, attempt) -> Charge:
         if payment_method not in self.OUTCOMES:

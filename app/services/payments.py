@@ -14,6 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.db import unit_of_work, upsert
 from app.errors import (
     AlreadyPaid,
+    ApiError,
     Conflict,
     InvalidTransition,
     NotFound,
@@ -25,14 +26,14 @@ from app.models import Order, OrderStatus, Payment, PaymentEvent, User
 from app.services import orders
 from app.services.orders import lock_order
 from app.services.payment_providers import WebhookEvent, get_provider
-from app.utils.money import to_minor_units
 
 log = logging.getLogger(__name__)
 
 
 def _amount(order: Order) -> int:
+    """The order's total in the provider's units (Stripe's ISK is not ISO's)."""
     try:
-        return to_minor_units(order.total_amount, order.currency)
+        return get_provider().minor_units(order.total_amount, order.currency)
     except ValueError:
         raise Conflict(f"{order.total_amount} cannot be charged in {order.currency}")
 
@@ -73,14 +74,36 @@ def pay_order(user: User, order_id: int, payment_method: str) -> Order:
         select(Payment).where(Payment.order_id == order.id).order_by(Payment.attempt)
     ).all()
     attempt = len(attempts) + 1
-    charge = provider.charge(
-        order_id=order.id,
-        amount=amount,
-        currency=order.currency,
-        payment_method=payment_method,
-        intent_id=next((p.intent_id for p in reversed(attempts) if p.intent_id), None),
-        attempt=attempt,
-    )
+    intent_id = next((p.intent_id for p in reversed(attempts) if p.intent_id), None)
+    try:
+        charge = provider.charge(
+            order_id=order.id,
+            amount=amount,
+            currency=order.currency,
+            payment_method=payment_method,
+            intent_id=intent_id,
+            attempt=attempt,
+        )
+    except ApiError as error:
+        # A call that reached the provider under this attempt's keys: the
+        # provider keeps its answer for them (Stripe: a day, 5xx included),
+        # so the attempt is recorded and the next one sends new keys. Left
+        # unrecorded, every retry replayed this error (found by review).
+        if getattr(error, "provider_attempt", False):
+            with unit_of_work():
+                db.session.add(
+                    Payment(
+                        order_id=order.id,
+                        provider=provider.name,
+                        intent_id=getattr(error, "intent_id", None) or intent_id,
+                        amount=amount,
+                        currency=order.currency,
+                        status="failed",
+                        attempt=attempt,
+                        failure_message=error.message[:500],
+                    )
+                )
+        raise
     payment = Payment(
         order_id=order.id,
         provider=provider.name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-# ISO 4217 exponents that are not 2 (Stripe's zero- and three-decimal lists).
+# ISO 4217 exponents that are not 2.
 _ZERO_DECIMAL = "BIF CLP DJF GNF ISK JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF"
 _THREE_DECIMAL = "BHD IQD JOD KWD LYD OMR TND"
 _EXPONENTS = {
@@ -19,12 +19,14 @@ def exponent(currency: str) -> int:
     return _EXPONENTS.get(currency.upper(), 2)
 
 
-def to_minor_units(amount: Decimal, currency: str) -> int:
+def to_minor_units(amount: Decimal, currency: str, digits: int | None = None) -> int:
     """12.34 USD -> 1234; 500 JPY -> 500. An amount finer than the currency's
-    minor unit (0.50 JPY) is a ValueError, never rounded away silently."""
+    minor unit (0.50 JPY) is a ValueError, never rounded away silently.
+    `digits`: a provider's own exponent for the currency, where it differs
+    from ISO 4217's (Stripe's ISK)."""
     if not isinstance(amount, Decimal):
         raise TypeError(f"money must be a Decimal, not {type(amount).__name__}")
-    scaled = amount.scaleb(exponent(currency))
+    scaled = amount.scaleb(exponent(currency) if digits is None else digits)
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{amount} {currency} is not a whole number of minor units")
     return int(scaled)
