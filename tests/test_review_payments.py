@@ -221,3 +221,50 @@ def test_a_refund_stripe_already_made_completes_the_cancel(make_app, buyer, make
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["payment_status"] == "refunded"
     assert stock(product) == 5
+
+
+UNEXPECTED_STATE = {
+    "error": {
+        "type": "invalid_request_error",
+        "code": "payment_intent_unexpected_state",
+        "message": "This PaymentIntent's status is succeeded.",
+    }
+}
+
+
+def _intent_then_pay_lost(make_app, buyer, make_product):
+    """An order whose first confirm met a Stripe 5xx (recorded, with its
+    intent): the next pay confirms that intent again, which Stripe had in
+    fact charged (its answer was lost)."""
+    http = IdempotentStripe()
+    client = stripe_app_with(make_app, http).test_client()
+    _, token = buyer
+    order = order_for(client, token, (make_product(price="19.99"), 1))
+    http.answers = [(200, intent("requires_payment_method")), (500, SERVER_ERROR)]
+    assert pay(client, token, order["id"]).status_code == 502
+    return http, client, token, order
+
+
+def test_a_confirm_of_an_intent_charged_before_pays_the_order(make_app, buyer, make_product):
+    http, client, token, order = _intent_then_pay_lost(make_app, buyer, make_product)
+    http.answers = [(400, UNEXPECTED_STATE), (200, intent("succeeded"))]
+
+    response = pay(client, token, order["id"])
+
+    assert response.status_code == 200, response.get_json()
+    assert http.requests[-1]["method"] == "GET"  # the intent looked up, not charged again
+    assert scalar("SELECT payment_status FROM orders") == "paid"
+
+
+def test_a_failed_lookup_of_an_intent_charged_before_is_a_502(make_app, buyer, make_product):
+    """The lookup after `payment_intent_unexpected_state` ran inside an except
+    clause, so a Stripe error from it escaped every handler: a 500."""
+    http, client, token, order = _intent_then_pay_lost(make_app, buyer, make_product)
+    http.answers = [(400, UNEXPECTED_STATE), (500, SERVER_ERROR), (500, SERVER_ERROR)]
+    http.answers += [(500, SERVER_ERROR)]
+
+    response = pay(client, token, order["id"])
+
+    assert response.status_code == 502, response.get_json()
+    assert response.get_json()["code"] == "payment_provider_error"
+    assert scalar("SELECT payment_status FROM orders") == "unpaid"

@@ -105,7 +105,18 @@ class StripeProvider:
         except stripe.InvalidRequestError as error:
             if error.code == "payment_intent_unexpected_state" and intent_id:
                 # Charged before, but our answer was lost (a crash before commit).
-                intent = intents.retrieve(intent_id)
+                try:
+                    intent = intents.retrieve(intent_id)
+                except stripe.StripeError as lookup:
+                    # Raised in this handler, the except clauses below never
+                    # saw it: a 500 (found by review of the fixes).
+                    log.warning("stripe failed for order %s: %s", order_id, lookup)
+                    raise _with_intent(
+                        PaymentProviderError(
+                            "The payment provider could not be reached; try again"
+                        ),
+                        intent_id,
+                    ) from None
                 if intent.status == "succeeded":
                     return Charge(True, intent.id)
             if error.param == "payment_method" or error.code == "resource_missing":
