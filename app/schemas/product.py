@@ -10,6 +10,7 @@ from flask import current_app
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.models.product import MAX_STOCK
+from app.models.types import INTEGER_MAX
 from app.schemas.common import (
     ChangeSchema,
     Money,
@@ -74,8 +75,12 @@ class ProductSchema(ma.Schema):
         metadata={"example": "A 6.1-inch phone with a very good camera."},
     )
     price = Price(required=True, metadata={"example": 699.99})
+    # An admin sets at most MAX_STOCK, but a cancel still puts its units back
+    # (up to the column's INTEGER_MAX): an answer's maximum is that one.
     stock = StrictInt(
-        required=True, validate=validate.Range(0, MAX_STOCK), metadata={"example": 25}
+        required=True,
+        validate=validate.Range(0, MAX_STOCK),
+        metadata={"example": 25, "response_maximum": INTEGER_MAX},
     )
     # As the filter takes it (1 to 80): every stored category can be chosen.
     category = fields.String(
@@ -223,7 +228,10 @@ class FacetsSchema(ma.Schema):
         fields.Nested(CountSchema),
         metadata={"description": "Ignoring the category filter; by count, then value"},
     )
-    price = fields.Nested(PriceRangeSchema, metadata={"description": "null when none match"})
+    price = fields.Nested(
+        PriceRangeSchema,
+        metadata={"description": "Never null: `min` and `max` are both null when nothing matches"},
+    )
     in_stock = fields.Integer(metadata={"description": "Matching products with stock"})
     ratings = fields.List(
         fields.Nested(RatingCountSchema),

@@ -11,7 +11,7 @@ import copy
 from http import HTTPStatus
 from typing import Any
 
-from marshmallow import fields, missing
+from marshmallow import fields, missing, validate
 
 from app.schemas.common import Money, NonBlank
 from app.web.overrides import declared_fields
@@ -115,6 +115,16 @@ def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
     }
 
 
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The ETag of a copy the client holds: a 304 with no body if it is "
+    "still the current answer",
+}
+
+
 def standard_error_responses(
     doc: dict, doc_info: dict, *, api, method: str = "get", **kwargs: Any
 ) -> dict:
@@ -143,6 +153,10 @@ def standard_error_responses(
         wanted.add(404)
     for code in wanted - present:
         responses[code] = HTTPStatus(code).name  # a lazy component, see extensions.Api
+    if 304 in present:
+        # The header that asks for the 304: without it a generated client had
+        # no typed way to send it, nor Swagger UI (found by review).
+        doc.setdefault("parameters", []).append(IF_NONE_MATCH)
 
     for code, response in responses.items():
         if (
@@ -180,6 +194,15 @@ def response_schema(schema):
 def _required_copy(field):
     field = copy.copy(field)
     field.required, field.load_default = True, missing
+    if "response_maximum" in field.metadata:
+        # What an answer may hold past what a request may set (a product's
+        # stock after a cancel: a document whose maximum was the request's
+        # declared real answers impossible; found by review).
+        top = field.metadata["response_maximum"]
+        field.validators = [
+            validate.Range(v.min, top) if isinstance(v, validate.Range) else v
+            for v in field.validators
+        ]
     if isinstance(field, fields.Nested) and isinstance(field.nested, type):
         field.nested = response_schema(field.nested)
     if isinstance(field, fields.List):

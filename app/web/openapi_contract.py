@@ -25,8 +25,11 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from app.schemas.common import ChangeSchema, ErrorSchema, Money
 from app.web.overrides import declared_fields
 
-# 0 to 1,000,000 with at most two decimals, as the number form's bounds.
-MONEY_PATTERN = r"^((0|[1-9][0-9]{0,5})(\.[0-9]{1,2})?|1000000(\.00?)?)$"
+# 0 to 1,000,000 with at most two decimals, as the number form's bounds; a
+# zero may carry a minus sign (`"-0"` is 0.00). The strings `Money` reads
+# (schemas.common.MONEY_STRING) within those bounds, no more: the server
+# took exponents, signs, leading zeros and spaces the pattern refused.
+MONEY_PATTERN = r"^(-?0(\.0{1,2})?|(0|[1-9][0-9]{0,5})(\.[0-9]{1,2})?|1000000(\.00?)?)$"
 
 REQUEST_ID_HEADER = {
     "description": "The request's id (the client's `X-Request-ID` if it sent a valid one); "
@@ -60,6 +63,11 @@ def error_codes() -> dict[int, set[str]]:
             found.setdefault(cls.status, set()).add(cls.code)
     found[401].add("token_missing")  # from the JWT loaders, which raise no ApiError
     found[401].update({"token_expired", "token_revoked"})
+    # gunicorn's own refusals, answered in the envelope by gunicorn.conf.py
+    # (`_json_error`), before the app sees the request (found by review).
+    found.setdefault(400, set()).add("invalid_request")
+    found.setdefault(414, set()).add("uri_too_long")
+    found.setdefault(431, set()).add("headers_too_large")
     return found
 
 
