@@ -317,3 +317,18 @@ def test_docs_api_md_product_list_parameters_are_the_ones_the_list_takes(spec):
         word for word in names | set(sorts) if not re.search(rf"`{re.escape(word)}[`=]", text)
     )
     assert missing == [], f"docs/API.md's product list parameters lack {missing}"
+
+
+def test_an_amount_string_with_three_decimals_is_refused_as_the_pattern_says(
+    client, spec, admin_token
+):
+    """The pattern allows at most two decimals; `"5.000"` (exactly 5.00) was
+    taken, so the document and the server still disagreed on it."""
+    assert not jsonschema_rs.validator_for(_price_string_schema(spec)).is_valid("5.000")
+    answer = client.post(
+        "/api/products",
+        json={"name": "Three places", "price": "5.000", "stock": 1},
+        headers=auth(admin_token),
+    )
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.get_json()["errors"]["price"] == ["At most two decimal places are allowed."]

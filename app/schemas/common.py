@@ -44,8 +44,11 @@ class Money(fields.Field):
         # Decimal() also reads fullwidth or Arabic-Indic digits, '1_0', '1e2',
         # ' 05', '+5' and '.5': a string is plain decimal notation only, the
         # document's pattern (openapi_contract.MONEY_PATTERN; found by review).
-        if isinstance(value, str) and not MONEY_STRING.fullmatch(value):
-            raise self.make_error("invalid")
+        if isinstance(value, str):
+            if not MONEY_STRING.fullmatch(value):
+                raise self.make_error("invalid")
+            if len(value.partition(".")[2]) > 2:  # "5.000", as the pattern says
+                raise self.make_error("places")
         try:
             amount = Decimal(value if isinstance(value, str) else str(value))
         except (InvalidOperation, ValueError):
