@@ -332,3 +332,32 @@ def test_an_amount_string_with_three_decimals_is_refused_as_the_pattern_says(
     )
     assert answer.status_code == 422, answer.get_json()
     assert answer.get_json()["errors"]["price"] == ["At most two decimal places are allowed."]
+
+
+def test_a_category_stored_empty_before_the_rule_is_none_after_the_upgrade(app, make_product):
+    """A category of "" (stored before categories were 1 to 80 characters)
+    answered `category: ""` against the document's `minLength: 1`; migration
+    f32c5e7a9d03 makes it NULL."""
+    import importlib.util
+
+    from app.extensions import db as _db
+    from tests.helpers import scalar
+
+    product = make_product()
+    _db.session.execute(
+        _db.text("UPDATE products SET category = '' WHERE id = :id"), {"id": product.id}
+    )
+    _db.session.commit()
+    path = ROOT / "migrations" / "versions" / "f32c5e7a9d03_empty_categories_are_none.py"
+    spec_ = importlib.util.spec_from_file_location("f32", path)
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    with (
+        _db.engine.begin() as connection,
+        Operations.context(MigrationContext.configure(connection)),
+    ):
+        module.upgrade()
+    assert scalar("SELECT category FROM products WHERE id = :id", id=product.id) is None
