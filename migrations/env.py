@@ -66,14 +66,31 @@ def run_migrations_online():
         applied.append(step)
 
     with get_engine().connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=get_metadata(),
-            **{**conf_args, "on_version_apply": on_version_apply},
-        )
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table (copy, DROP, rename): with foreign
+            # keys on, the DROP deleted every row that pointed at it (an
+            # upgrade emptied order_items; found by review). Off for the run
+            # (a no-op inside a transaction, so on the driver's connection,
+            # before one begins), and checked before the commit instead.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                **{**conf_args, "on_version_apply": on_version_apply},
+            )
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"rows left without their parent: {broken[:10]}")
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
     if applied:
         # A migration writes behind the session's back: whatever the caches

@@ -177,6 +177,6 @@ def downgrade():
         batch_op.drop_index('ix_products_name_id')
         batch_op.drop_index('ix_products_created_at_id')
 
-    op.drop_index('ix_products_category_lower', table_name='products')
+    op.execute('DROP INDEX IF EXISTS ix_products_category_lower')
     op.drop_table('products')
     # ### end Alembic commands ###

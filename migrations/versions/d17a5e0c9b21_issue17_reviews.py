@@ -77,7 +77,10 @@ def downgrade():
         op.execute('DROP INDEX IF EXISTS ix_products_rating_desc_id')
         op.drop_constraint('ck_products_rating_totals', 'products', type_='check')
     op.drop_index('ix_products_rating_average_id', table_name='products')
-    with op.batch_alter_table('products', schema=None) as batch_op:
-        batch_op.drop_column('rating_average')
-        batch_op.drop_column('rating_sum')
-        batch_op.drop_column('rating_count')
+    # Plain DROP COLUMN (SQLite 3.35+; the CHECK naming them is PostgreSQL's
+    # only, dropped above): a batch rebuild of products lost the lower(category)
+    # index and the search triggers on SQLite, and took every cart line with
+    # it (found by review).
+    op.drop_column('products', 'rating_average')
+    op.drop_column('products', 'rating_sum')
+    op.drop_column('products', 'rating_count')

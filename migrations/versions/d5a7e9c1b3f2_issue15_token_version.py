@@ -25,6 +25,12 @@ def upgrade():
     op.add_column(
         'users', sa.Column('token_version', sa.Integer(), server_default='0', nullable=False)
     )
+    # A user with a cutoff (a password reset or change, a logout-all) had
+    # tokens refused that carry no `ver` claim, and a token without one counts
+    # as version 0: starting them at 1 keeps those tokens refused (at 0 they
+    # worked again; found by review). Their tokens issued since are refused
+    # too: they sign in once more.
+    op.execute('UPDATE users SET token_version = 1 WHERE tokens_valid_after IS NOT NULL')
     op.execute('ALTER TABLE users DROP COLUMN tokens_valid_after')
 
 
