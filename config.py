@@ -23,8 +23,29 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+    """The integer in `name`, or `default` when it is unset or empty; a
+    malformed one stops start-up naming the variable (a bare ValueError did
+    not say which of ~30 settings was wrong; found by review)."""
+    return _env_number(name, default, int)
+
+
+def env_float(name: str, default: float) -> float:
+    """As `env_int`, for seconds and other fractional settings (an empty one
+    crashed start-up instead of taking its default)."""
+    return _env_number(name, default, float)
+
+
+def _env_number(name, default, kind):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise SystemExit(
+            f"configuration refused: {name}={value!r} is not a number"
+            + (" (a whole number)" if kind is int else "")
+        ) from None
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -56,7 +77,7 @@ class Config:
     JWT_TOKEN_LOCATION = ["headers"]
     PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD", "scrypt")
     PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 2)
-    PASSWORD_HASH_WAIT = float(os.environ.get("PASSWORD_HASH_WAIT", "5"))
+    PASSWORD_HASH_WAIT = env_float("PASSWORD_HASH_WAIT", 5)
 
     REDIS_URL = os.environ.get("REDIS_URL") or None
     CORS_ORIGINS = env_list("CORS_ORIGINS")  # production: only what is configured
@@ -144,18 +165,18 @@ class Config:
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "Shop <no-reply@localhost>")
     MAIL_MAX_ATTEMPTS = env_int("MAIL_MAX_ATTEMPTS", 5)
     # Seconds before the first retry; each further retry waits twice as long.
-    MAIL_RETRY_BACKOFF = float(os.environ.get("MAIL_RETRY_BACKOFF", "30"))
-    MAIL_RETRY_BACKOFF_MAX = float(os.environ.get("MAIL_RETRY_BACKOFF_MAX", "3600"))
+    MAIL_RETRY_BACKOFF = env_float("MAIL_RETRY_BACKOFF", 30)
+    MAIL_RETRY_BACKOFF_MAX = env_float("MAIL_RETRY_BACKOFF_MAX", 3600)
     # `auto`: Celery workers when REDIS_URL is set, else a thread in each app
     # process; `celery`; `thread`; `off` (only record: workers elsewhere, or tests).
     BACKGROUND_MODE = os.environ.get("BACKGROUND_MODE", "auto")
     # A claimed message is another worker's to retry after this long (a worker
     # killed mid-delivery); keep it above MAIL_TIMEOUT.
-    OUTBOX_LEASE = float(os.environ.get("OUTBOX_LEASE", "120"))
+    OUTBOX_LEASE = env_float("OUTBOX_LEASE", 120)
     # How often workers look for messages whose enqueue was lost, and retries due.
-    OUTBOX_SWEEP_INTERVAL = float(os.environ.get("OUTBOX_SWEEP_INTERVAL", "15"))
+    OUTBOX_SWEEP_INTERVAL = env_float("OUTBOX_SWEEP_INTERVAL", 15)
     # A message younger than this is left to the enqueue made at its commit.
-    OUTBOX_SWEEP_GRACE = float(os.environ.get("OUTBOX_SWEEP_GRACE", "10"))
+    OUTBOX_SWEEP_GRACE = env_float("OUTBOX_SWEEP_GRACE", 10)
     # A new product's low_stock_threshold when its creator gives none.
     LOW_STOCK_THRESHOLD = env_int("LOW_STOCK_THRESHOLD", 5)
 
@@ -186,7 +207,15 @@ class TestingConfig(Config):
     BACKGROUND_MODE = os.environ.get("BACKGROUND_MODE", "off")
 
 
+# The secrets .env.example ships: published, so never real ones.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", DEV_SECRET, DEV_JWT_SECRET, "change-me", "change-me-to-32-or-more-random-bytes"}
+)
+MIN_SECRET_BYTES = 32  # an HS256 key of 256 bits (RFC 7518 3.2)
+
+
 class ProductionConfig(Config):
+    DEBUG = False  # pinned: FLASK_DEBUG is refused below, never obeyed
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
     SQLALCHEMY_ENGINE_OPTIONS = {
         "hide_parameters": True,
@@ -198,10 +227,12 @@ class ProductionConfig(Config):
     def check(cls, config: dict) -> None:
         """Refuse to start with development secrets or without a database."""
         problems = []
-        if config.get("SECRET_KEY") in (None, "", DEV_SECRET):
-            problems.append("SECRET_KEY")
-        if config.get("JWT_SECRET_KEY") in (None, "", DEV_JWT_SECRET):
-            problems.append("JWT_SECRET_KEY")
+        # Missing, a published placeholder (.env.example's: anyone could sign
+        # an admin's token), or shorter than 32 bytes (found by review).
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+            secret = config.get(name) or ""
+            if secret in PLACEHOLDER_SECRETS or len(secret.encode()) < MIN_SECRET_BYTES:
+                problems.append(f"{name} (32 or more random bytes)")
         if not os.environ.get("DATABASE_URL"):
             problems.append("DATABASE_URL")
         if (
@@ -217,6 +248,20 @@ class ProductionConfig(Config):
             # The development default sends nothing and logs every email,
             # password-reset links included: only when asked for by name.
             problems.append("MAIL_BACKEND (smtp; MAIL_BACKEND=console keeps emails in the log)")
+        if os.environ.get("FLASK_DEBUG", "").lower() in ("1", "true", "yes", "on"):
+            # `flask run` would start Werkzeug's debugger: code execution for
+            # whoever reaches an error.
+            problems.append("FLASK_DEBUG (unset it: never debug in production)")
+        provider = config.get("PAYMENT_PROVIDER", "test")
+        named = os.environ.get("PAYMENT_PROVIDER", "").strip().lower()
+        if provider == "test" and named != "test":
+            # The default takes no money: a shop started without naming a
+            # provider marked orders paid for a test card (found by review).
+            problems.append("PAYMENT_PROVIDER (stripe; PAYMENT_PROVIDER=test takes no money)")
+        if provider == "stripe" and not (
+            config.get("STRIPE_SECRET_KEY") and config.get("STRIPE_WEBHOOK_SECRET")
+        ):
+            problems.append("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET")
         if problems:
             raise RuntimeError(
                 "production config refused: set a real "

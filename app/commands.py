@@ -120,6 +120,19 @@ def register_commands(app: Flask) -> None:
     @unit_of_work()
     def create_admin(username: str, email: str, password: str) -> None:
         """Create an admin, or promote the user with this username or email."""
+        for name, value in (("username", username), ("email", email), ("password", password)):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a byte the terminal's encoding did not decode
+                raise click.ClickException(f"--{name} is not valid UTF-8") from None
+        # Looked up as signup stores them (NFKC, an email's xn-- labels read
+        # as letters): the raw spelling missed the account (found by review).
+        fields = SignupSchema().fields
+        try:
+            username = fields["username"].deserialize(username)
+            email = fields["email"].deserialize(email)
+        except ValidationError as err:
+            raise click.ClickException(f"invalid input: {err.messages}") from None
         existing = accounts.find_by_username(username) or accounts.find_by_email(email)
         if existing is not None:
             existing.is_admin = True
@@ -138,9 +151,9 @@ def register_commands(app: Flask) -> None:
     @click.option(
         "--products",
         "count",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=1_000_000),
         default=None,
-        help="Add this many generated products instead of the demo catalog.",
+        help="Add this many generated products (at most 1,000,000) instead of the demo catalog.",
     )
     def seed(count: int | None) -> None:
         """Load the demo catalog when the catalog is empty, or add N generated products."""

@@ -313,6 +313,15 @@ def postgres_engine_options(config) -> dict[str, Any]:
     options = dict(config["SQLALCHEMY_ENGINE_OPTIONS"])
     connect_args = dict(options.get("connect_args", {}))
     connect_args.setdefault("connect_timeout", config["DB_CONNECT_TIMEOUT"])
+    # A server that vanishes (a partition, a frozen host) behind a pooled
+    # connection: TCP keepalives notice an idle one, and tcp_user_timeout
+    # ends a wait on data the server never acknowledged, in seconds instead
+    # of the kernel's ~15 minutes of retransmissions (found by review).
+    connect_args.setdefault("keepalives", 1)
+    connect_args.setdefault("keepalives_idle", 30)
+    connect_args.setdefault("keepalives_interval", 10)
+    connect_args.setdefault("keepalives_count", 3)
+    connect_args.setdefault("tcp_user_timeout", 30_000)
     if config["DB_STATEMENT_TIMEOUT_MS"]:
         timeout = int(config["DB_STATEMENT_TIMEOUT_MS"])
         connect_args.setdefault("options", f"-c statement_timeout={timeout}")

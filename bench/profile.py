@@ -36,6 +36,7 @@ os.environ.update(
     RATELIMIT_ENABLED="false",
     LOG_LEVEL="WARNING",
     MAIL_BACKEND="console",
+    PAYMENT_PROVIDER="test",
     PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",  # noqa: S106 - a method name
     FLASK_APP="app:create_app",
 )

@@ -218,6 +218,7 @@ def app_env(database_url: str) -> dict:
         "RATELIMIT_ENABLED": "false",  # measure the API, not the limiter
         "LOG_LEVEL": "WARNING",  # no per-request log line: hello-world has none either
         "MAIL_BACKEND": "console",  # below the log level: the emails' work, no SMTP server
+        "PAYMENT_PROVIDER": "test",  # named: production refuses the default
         "GUNICORN_ACCESSLOG": "",
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # fast fixture users
         "PYTHONPATH": str(ROOT),

@@ -332,6 +332,7 @@ def test_production_refuses_per_process_rate_limit_counters(monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("RATELIMIT_STORAGE_URI", raising=False)
     monkeypatch.setenv("MAIL_BACKEND", "console")  # named: accepted
+    monkeypatch.setenv("PAYMENT_PROVIDER", "test")  # named: accepted
     importlib.reload(config)
     try:
         with pytest.raises(RuntimeError, match="RATELIMIT_STORAGE_URI"):
