@@ -255,6 +255,13 @@ def handle_api_error(error: ApiError) -> Response:
 
 def handle_unexpected(error: Exception) -> Response:
     original = getattr(error, "original_exception", None) or error
+    if type(original).__module__.startswith("gunicorn.http"):
+        # gunicorn reads a body as the app asks for it: a chunked body with
+        # broken framing (a bad chunk size, a missing CRLF) raises there, in
+        # whatever view read it. The client's mistake, a 400 in the envelope
+        # gunicorn.conf.py gives the requests gunicorn refuses itself (it was a
+        # 500 with a logged traceback; found by review).
+        return error_response(400, "Malformed HTTP request body", code="invalid_request")
     fields = {"method": request.method, "path": request.path, "request_id": g.get("request_id")}
     log.error(
         "unhandled error on %s %s (request %s)",

@@ -272,12 +272,46 @@ class RedisStore:
         return version.encode() + b"@" + release() + b"\n"
 
     def bump(self) -> None:
-        """Owe a bump, then settle what is owed (this one included), in order."""
+        """Owe a bump, then settle what is owed (this one included), in order.
+        What Redis did not take is tried again in the background until it
+        does: owed only until this process's next command, a logout made
+        while Redis was unreachable was accepted again by other instances
+        once Redis came back, as long as this process stayed idle (found by
+        review)."""
         with self._owed_lock:
             if self not in self.owed:
                 self.owed.append(self)
                 self.owed.sort(key=lambda store: store.last)  # stable
         self._call(lambda: None)
+        if self.owed:
+            self._retry_owed()
+
+    RETRY_OWED_EVERY = 0.25  # seconds between the background tries
+
+    def _retry_owed(self) -> None:
+        with self._owed_lock:
+            retrying = _RETRYING.get(id(self.owed))
+            if retrying is not None and retrying.is_alive():
+                return
+            thread = threading.Thread(
+                target=self._settle_later, name="shop-owed-bumps", daemon=True
+            )
+            _RETRYING[id(self.owed)] = thread
+        thread.start()
+
+    def _settle_later(self) -> None:
+        # Straight to Redis, not through `_call`: requests keep skipping it
+        # for `retry_after` after a failure, and only this thread waits on it.
+        while self.owed:
+            time.sleep(self.RETRY_OWED_EVERY)
+            try:
+                self._settle()
+            except self.errors:
+                continue
+
+
+# The background settler of each list of owed bumps (`RedisStore._retry_owed`).
+_RETRYING: dict[int, threading.Thread] = {}
 
 
 def init_catalog_cache(app: Flask) -> None:

@@ -46,7 +46,10 @@ def celery_init_app(app: Flask) -> Celery:
             # A web request never waits for a broker that is down: the row is
             # committed, and the sweep enqueues it later.
             "task_publish_retry": False,
-            "broker_transport_options": {"socket_connect_timeout": 2},
+            # And a read timeout: a Redis that accepts but never answers (a
+            # stopped server, a partition) held the request in kombu's PING
+            # after the commit, for ever (found by review).
+            "broker_transport_options": {"socket_connect_timeout": 2, "socket_timeout": 3},
             "broker_connection_timeout": 2,
             # One message at a time per worker process: the others stay in
             # Redis for whichever worker is free.
