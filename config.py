@@ -248,7 +248,9 @@ class ProductionConfig(Config):
             # The development default sends nothing and logs every email,
             # password-reset links included: only when asked for by name.
             problems.append("MAIL_BACKEND (smtp; MAIL_BACKEND=console keeps emails in the log)")
-        if os.environ.get("FLASK_DEBUG", "").lower() in ("1", "true", "yes", "on"):
+        from flask.helpers import get_debug_flag  # Flask's own reading: all but 0/false/no
+
+        if get_debug_flag():
             # `flask run` would start Werkzeug's debugger: code execution for
             # whoever reaches an error.
             problems.append("FLASK_DEBUG (unset it: never debug in production)")

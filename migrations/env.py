@@ -78,6 +78,12 @@ def run_migrations_online():
             context.configure(
                 connection=connection,
                 target_metadata=get_metadata(),
+                # SQLite's DDL is transactional, though Alembic's dialect says
+                # not: one transaction for the run, so the foreign key check
+                # below comes before its commit (each revision committed on
+                # its own, and a check that failed left its rows behind;
+                # found by review).
+                **({"transactional_ddl": True} if sqlite else {}),
                 **{**conf_args, "on_version_apply": on_version_apply},
             )
 

@@ -206,12 +206,20 @@ class RedisStore:
 
     def _settle(self) -> None:
         """Make the bumps owed to this Redis, in order (an error leaves the
-        rest owed)."""
-        with self._owed_lock:
-            while self.owed:
+        rest owed). The lock guards the list, never a wait on Redis: held
+        across the SET, a background retry during a partition made every
+        write's bump wait for its timeout (found by review). Two settlers may
+        both set the head's version: one bump more, never one less, and in
+        order (a store owed anew goes back into its place)."""
+        while True:
+            with self._owed_lock:
+                if not self.owed:
+                    return
                 store = self.owed[0]
-                store.redis.set(store.version_key, store._tagged())
-                self.owed.pop(0)
+            store.redis.set(store.version_key, store._tagged())
+            with self._owed_lock:
+                if self.owed and self.owed[0] is store:
+                    self.owed.pop(0)
 
     def _call(self, fn, *args):
         """Run one Redis command, after the bumps owed to it; DOWN while
@@ -302,12 +310,16 @@ class RedisStore:
     def _settle_later(self) -> None:
         # Straight to Redis, not through `_call`: requests keep skipping it
         # for `retry_after` after a failure, and only this thread waits on it.
-        while self.owed:
+        while True:
             time.sleep(self.RETRY_OWED_EVERY)
             try:
                 self._settle()
             except self.errors:
                 continue
+            with self._owed_lock:  # decided under the lock `_retry_owed` takes
+                if not self.owed:
+                    _RETRYING.pop(id(self.owed), None)
+                    return
 
 
 # The background settler of each list of owed bumps (`RedisStore._retry_owed`).
