@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import jsonschema_rs
@@ -16,6 +15,7 @@ import pytest
 from app.models.product import MAX_STOCK
 from tests.helpers import DATABASE_URL, auth, order_for
 from tests.live import gunicorn
+from tests.test_faults import raw_request
 
 ROOT = Path(__file__).resolve().parent.parent
 API_MD = (ROOT / "docs" / "API.md").read_text()
@@ -218,16 +218,6 @@ def test_catalog_reads_that_answer_304_document_the_if_none_match_header_that_as
     assert missing == [], f"declare a 304 but no If-None-Match parameter: {missing}"
 
 
-def _raw(url: str, data: bytes) -> dict:
-    port = int(url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return json.loads(received.partition(b"\r\n\r\n")[2])
-
-
 @pytest.mark.server
 def test_every_code_the_production_server_answers_is_documented(app, spec):
     """docs/API.md: "Every error ... is one JSON shape ... `code`: stable and
@@ -247,7 +237,7 @@ def test_every_code_the_production_server_answers_is_documented(app, spec):
         b"GET /api/products?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
     ]
     with gunicorn(DATABASE_URL, workers=1, threads=2) as server:
-        codes = {_raw(server.url, data)["code"] for data in requests}
+        codes = {raw_request(server, data)[2]["code"] for data in requests}
     described = spec["components"]["schemas"]["Error"]["properties"]["code"]["description"]
     undocumented = sorted(
         code for code in codes if f"`{code}`" not in API_MD or f"`{code}`" not in described

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.helpers import DATABASE_URL, PASSWORD, SHIPPING, auth, fill_cart, scalar
 from tests.live import gunicorn
+from tests.test_faults import raw_request
 
 
 def _login(client, user) -> str:
@@ -115,17 +115,6 @@ def server(app):
         yield live
 
 
-def _raw(server, data: bytes) -> tuple[int, bytes]:
-    port = int(server.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
-
-
 CHUNKED = (
     b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%s"
@@ -149,5 +138,6 @@ def test_a_malformed_chunked_body_is_a_400_not_a_500(server, path, chunks):
     ChunkMissingTerminator inside `request.get_data()` (app/web/blueprint.py
     `JSONBodyParser.load_json`, the webhook view): the app answers 500
     `internal_error` and logs it as an unhandled error with a traceback."""
-    status, body = _raw(server, CHUNKED % (path, chunks))
+    status, _, body = raw_request(server, CHUNKED % (path, chunks))
     assert status == 400, (status, body)
+    assert body["code"] == "invalid_request"

@@ -56,6 +56,24 @@ def _sqlite_schema(other_app) -> set[tuple[str, str]]:
     return {(kind, name) for kind, name in rows if not name.startswith("sqlite_")}
 
 
+def _user_and_product(other_app, name: str, category: str) -> None:
+    """User 1 and product 1 (9.99, stock 5), written as a migration's data."""
+    _run(
+        other_app,
+        "INSERT INTO users (id, username, email, password_hash, is_admin, created_at, "
+        "updated_at) VALUES (1, 'zoe', 'zoe@example.com', 'x', false, :t, :t)",
+        t=STAMP,
+    )
+    _run(
+        other_app,
+        "INSERT INTO products (id, name, description, price, stock, category, created_at, "
+        "updated_at) VALUES (1, :name, 'd', 9.99, 5, :category, :t, :t)",
+        t=STAMP,
+        name=name,
+        category=category,
+    )
+
+
 # -- (1) Migrations ----------------------------------------------------------
 
 
@@ -71,18 +89,7 @@ def test_sqlite_upgrade_through_the_payments_migration_keeps_every_order_line(sq
     line and both history rows; instead both tables are empty afterwards
     (PostgreSQL keeps them)."""
     _migrate(sqlite_app, upgrade, "e19a5f0c3b21")
-    _run(
-        sqlite_app,
-        "INSERT INTO users (id, username, email, password_hash, is_admin, created_at, "
-        "updated_at) VALUES (1, 'zoe', 'zoe@example.com', 'x', false, :t, :t)",
-        t=STAMP,
-    )
-    _run(
-        sqlite_app,
-        "INSERT INTO products (id, name, description, price, stock, category, created_at, "
-        "updated_at) VALUES (1, 'Café', 'd', 9.99, 5, 'Audio', :t, :t)",
-        t=STAMP,
-    )
+    _user_and_product(sqlite_app, "Café", "Audio")
     _run(
         sqlite_app,
         "INSERT INTO orders (id, user_id, status, total_amount, shipping_address, created_at, "
@@ -153,18 +160,7 @@ def test_sqlite_downgrade_of_the_reviews_migration_keeps_cart_lines(sqlite_app):
     product_id). Expected: the buyer's cart line is still there at
     f19c6d2a8e40; instead the cart is empty (PostgreSQL keeps it)."""
     _migrate(sqlite_app, upgrade)
-    _run(
-        sqlite_app,
-        "INSERT INTO users (id, username, email, password_hash, is_admin, created_at, "
-        "updated_at) VALUES (1, 'zoe', 'zoe@example.com', 'x', false, :t, :t)",
-        t=STAMP,
-    )
-    _run(
-        sqlite_app,
-        "INSERT INTO products (id, name, description, price, stock, category, created_at, "
-        "updated_at) VALUES (1, 'Lamp', 'd', 9.99, 5, 'Home', :t, :t)",
-        t=STAMP,
-    )
+    _user_and_product(sqlite_app, "Lamp", "Home")
     _run(
         sqlite_app,
         "INSERT INTO carts (id, user_id, created_at, updated_at) VALUES (1, 1, :t, :t)",

@@ -50,6 +50,21 @@ def stripe_app_with(make_app, http, **config):
     return app
 
 
+def _paid_order(make_app, buyer, make_product):
+    """An order of 2 units paid through Stripe (behind `IdempotentStripe`)."""
+    http = IdempotentStripe()
+    client = stripe_app_with(make_app, http).test_client()
+    _, token = buyer
+    product = make_product(price="19.99", stock=5)
+    order = order_for(client, token, (product, 2))
+    http.answers = [
+        (200, intent("requires_payment_method", amount=3998)),
+        (200, intent("succeeded", amount=3998)),
+    ]
+    assert pay(client, token, order["id"]).status_code == 200
+    return http, client, token, product, order
+
+
 # --- money: ISK in Stripe's units ---------------------------------------------------
 
 
@@ -137,16 +152,7 @@ def test_a_cancel_whose_refund_met_a_stripe_server_error_can_be_tried_again(
     one key `order-<id>-refund`, so Stripe replays the saved 500 to each
     retry (24 hours): the paid order cannot be cancelled and its stock stays
     held, though Stripe works again."""
-    http = IdempotentStripe()
-    client = stripe_app_with(make_app, http).test_client()
-    _, token = buyer
-    product = make_product(price="19.99", stock=5)
-    order = order_for(client, token, (product, 2))
-    http.answers = [
-        (200, intent("requires_payment_method", amount=3998)),
-        (200, intent("succeeded", amount=3998)),
-    ]
-    assert pay(client, token, order["id"]).status_code == 200
+    http, client, token, product, order = _paid_order(make_app, buyer, make_product)
     http.answers = [(500, SERVER_ERROR)]
     first = client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
     assert first.status_code == 502
@@ -197,16 +203,7 @@ def test_a_refund_stripe_already_made_completes_the_cancel(make_app, buyer, make
     have been made at Stripe after all (its answer lost), Stripe refuses the
     second full refund as `charge_already_refunded`: that is the refund done,
     and the cancel goes through (refunded, stock back)."""
-    http = IdempotentStripe()
-    client = stripe_app_with(make_app, http).test_client()
-    _, token = buyer
-    product = make_product(price="19.99", stock=5)
-    order = order_for(client, token, (product, 2))
-    http.answers = [
-        (200, intent("requires_payment_method", amount=3998)),
-        (200, intent("succeeded", amount=3998)),
-    ]
-    assert pay(client, token, order["id"]).status_code == 200
+    http, client, token, product, order = _paid_order(make_app, buyer, make_product)
     refunded = {
         "error": {
             "type": "invalid_request_error",
