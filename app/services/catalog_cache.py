@@ -171,8 +171,10 @@ class RedisStore:
         self.version_key, self.prefix, self.ttl = f"{prefix}:version", prefix, ttl
         self.retry_after, self.last = retry_after, last
         self.down_until = 0.0
-        # The bumps owed, shared by the stores of one app (`version_store`).
+        # The bumps owed, shared by the stores of one app (`version_store`),
+        # and how many bumps were asked of this store (`_settle`).
         self.owed: list[RedisStore] = [] if owed is None else owed
+        self.bumps = 0
 
     @property
     def must_bump(self) -> bool:
@@ -216,9 +218,13 @@ class RedisStore:
                 if not self.owed:
                     return
                 store = self.owed[0]
+                asked = store.bumps
             store.redis.set(store.version_key, store._tagged())
             with self._owed_lock:
-                if self.owed and self.owed[0] is store:
+                # Settled only if no bump was asked of it meanwhile: one asked
+                # while the SET was on its way (its commit maybe after the
+                # SET) was dropped with it (found by review); it is set again.
+                if self.owed and self.owed[0] is store and store.bumps == asked:
                     self.owed.pop(0)
 
     def _call(self, fn, *args):
@@ -287,6 +293,7 @@ class RedisStore:
         once Redis came back, as long as this process stayed idle (found by
         review)."""
         with self._owed_lock:
+            self.bumps += 1  # `_settle` settles only the bumps asked before its SET
             if self not in self.owed:
                 self.owed.append(self)
                 self.owed.sort(key=lambda store: store.last)  # stable
