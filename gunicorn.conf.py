@@ -52,9 +52,14 @@ def _json_error(sock, status_int, reason, mesg):
     }
     code, message = messages.get(status_int, (code, reason))
     body = json.dumps({"code": code, "message": message}).encode()
+    # Every answer carries an X-Request-ID (docs/API.md): gunicorn's own too,
+    # a new one, since the request's could not be read (found by review).
+    import secrets
+
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"X-Request-ID: {secrets.token_hex(16)}\r\n\r\n"
     ).encode("latin-1")
     util.write_nonblock(sock, head + body)
 

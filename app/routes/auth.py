@@ -74,6 +74,10 @@ def _failed(response) -> bool:
 
 
 @blp.route("/login", methods=["POST"])
+# Reads only (the account, its password's hash): on SQLite no write lock is
+# taken, where BEGIN IMMEDIATE held it through the password hashing and every
+# other writer waited on each login (found by review).
+@blp.defer_write_lock
 # A breach of any of these answers 429 before the password is checked.
 @limiter.limit(_limit("RATELIMIT_LOGIN_ATTEMPTS"), scope="login-attempts")
 @limiter.limit(_limit("RATELIMIT_LOGIN"), deduct_when=_failed)

@@ -8,14 +8,17 @@ stored answer share the request's unit of work."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+import threading
+import time
 from functools import wraps
 
 from flask import Response, current_app, request
 from flask_jwt_extended import current_user
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.db import unit_of_work
 from app.errors import (
@@ -29,6 +32,7 @@ from app.extensions import db
 from app.models import IdempotencyKey
 from app.models.types import utcnow
 
+log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 KEY_RULE = "Must be 1 to 255 printable ASCII characters, not starting or ending with a space."
 # Printable ASCII, not starting or ending with a space: an HTTP server trims a
@@ -75,6 +79,7 @@ def _expire(user_id: int, key: str) -> None:
 def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | None:
     """Record the key as in flight under `token` (committed at once), or answer
     from the record."""
+    _settle_pending(user_id, key)
     try:
         with unit_of_work():
             _expire(user_id, key)
@@ -113,10 +118,61 @@ def _ours(user_id: int, key: str, token: str):
 
 
 def _release(user_id: int, key: str, token: str) -> None:
-    """Drop the view's work and, in a unit of work of its own, this request's claim."""
+    """Drop the view's work and, in a unit of work of its own, this request's
+    claim. A release the database refuses (SQLite's write lock held past the
+    busy timeout: the very 503 being answered) is left pending: made by the
+    next claim of the key in this process, and by a background thread until
+    it lands. Lost, the claim answered every retry 409 "in progress" for
+    IDEMPOTENCY_ABANDONED_AFTER though nothing ran (found by review)."""
     db.session.rollback()
+    try:
+        _delete_claim(user_id, key, token)
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("idempotency claim %r of user %s left pending its release", key, user_id)
+        with _pending_lock:
+            _pending[(user_id, key)] = token
+        app = current_app._get_current_object()
+        threading.Thread(
+            target=_release_later, args=(app, user_id, key, token), daemon=True
+        ).start()
+
+
+def _delete_claim(user_id: int, key: str, token: str) -> None:
     with unit_of_work():
         db.session.execute(delete(IdempotencyKey).where(*_ours(user_id, key, token)))
+
+
+# Claims whose release failed, by (user id, key): their token.
+_pending: dict[tuple[int, str], str] = {}
+_pending_lock = threading.Lock()
+
+
+def _settle_pending(user_id: int, key: str) -> None:
+    """Make this key's pending release, if this process owes one."""
+    with _pending_lock:
+        token = _pending.get((user_id, key))
+    if token is None:
+        return
+    _delete_claim(user_id, key, token)
+    with _pending_lock:
+        if _pending.get((user_id, key)) == token:
+            del _pending[(user_id, key)]
+
+
+def _release_later(app, user_id: int, key: str, token: str, tries: int = 600) -> None:
+    pause = 0.02
+    for _ in range(tries):
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+        with app.app_context():
+            try:
+                _settle_pending(user_id, key)
+                return
+            except SQLAlchemyError:
+                db.session.rollback()
+            finally:
+                db.session.remove()
 
 
 def _store(user_id: int, key: str, token: str, response: Response) -> None:
