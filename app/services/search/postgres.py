@@ -261,10 +261,15 @@ def _values(query: ParsedQuery) -> dict[str, str]:
 # Typed on every keystroke: plain SQL, no statement to build per request. The
 # WHERE spells the partial GIN index's expression and predicate exactly; the
 # tsquery is computed once (`_once`: also under a generic plan).
+# The name's words split at ASCII punctuation, as the search vector and the
+# in-memory index split them (migration f34e7a9c1f25's index expression).
 _SUGGEST_FROM = (
     "FROM products WHERE deleted_at IS NULL "
-    "AND to_tsvector('shop_words'::regconfig, name) "
-    "@@ (SELECT to_tsquery('shop_words'::regconfig, :tsquery)) "
+    "AND to_tsvector('shop_words'::regconfig, translate(name, '"
+    + PUNCTUATION.replace("'", "''")
+    + "', '"
+    + SPACES
+    + "')) @@ (SELECT to_tsquery('shop_words'::regconfig, :tsquery)) "
 )
 _SUGGEST_ORDER = "ORDER BY name ILIKE :starts ESCAPE '\\' DESC, length(name), name LIMIT :n"
 SUGGEST = text("SELECT name " + _SUGGEST_FROM + _SUGGEST_ORDER)
