@@ -56,10 +56,15 @@ def _json_error(sock, status_int, reason, mesg):
     # a new one, since the request's could not be read (found by review).
     import secrets
 
+    # And the security headers every answer carries (app/web/hooks.py's).
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        f"X-Request-ID: {secrets.token_hex(16)}\r\n\r\n"
+        f"X-Request-ID: {secrets.token_hex(16)}\r\n"
+        "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+        "Referrer-Policy: no-referrer\r\n"
+        "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'; "
+        "base-uri 'none'\r\n\r\n"
     ).encode("latin-1")
     util.write_nonblock(sock, head + body)
 

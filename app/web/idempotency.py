@@ -15,7 +15,7 @@ import threading
 import time
 from functools import wraps
 
-from flask import Response, current_app, request
+from flask import Response, after_this_request, current_app, request
 from flask_jwt_extended import current_user
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -229,6 +229,18 @@ def idempotent(view):
             _release(user_id, key, token)
             return response
         _store(user_id, key, token, response)
+
+        @after_this_request
+        def release_if_not_committed(final: Response) -> Response:
+            # The answer is stored in the request's transaction; a commit
+            # that fails (a connection lost at COMMIT: a 503) stored nothing,
+            # and the claim blocked the key for IDEMPOTENCY_ABANDONED_AFTER
+            # (found by review). `_ours` matches only a claim with no answer,
+            # so a commit that did land keeps its record.
+            if final.status_code >= 500:
+                _release(user_id, key, token)
+            return final
+
         return response
 
     return wrapper
