@@ -225,7 +225,9 @@ class ProductionConfig(Config):
 
     @classmethod
     def check(cls, config: dict) -> None:
-        """Refuse to start with development secrets or without a database."""
+        """Refuse to start unsafely: weak or published secrets, no database, no
+        shared rate-limit storage, a mail backend or payment provider nobody
+        chose, the debugger on."""
         problems = []
         # Missing, a published placeholder (.env.example's: anyone could sign
         # an admin's token), or shorter than 32 bytes (found by review).
