@@ -57,14 +57,15 @@ def _json_error(sock, status_int, reason, mesg):
     import secrets
 
     # And the security headers every answer carries (app/web/hooks.py's).
+    from app.web.hooks import JSON_CSP
+
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         f"X-Request-ID: {secrets.token_hex(16)}\r\n"
         "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
         "Referrer-Policy: no-referrer\r\n"
-        "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'; "
-        "base-uri 'none'\r\n\r\n"
+        f"Content-Security-Policy: {JSON_CSP}\r\n\r\n"
     ).encode("latin-1")
     util.write_nonblock(sock, head + body)
 
