@@ -176,6 +176,75 @@ def test_a_prefix_finds_what_its_whole_word_finds(client, make_product, name, ty
     assert names(client, typed) == {name}
 
 
+@pytest.mark.parametrize(
+    "q, expected",
+    [
+        ("cards", {"Gift Cards", "Card Holder", "Cardsharp Deck"}),  # not "Cardigan"
+        ("tables", {"Oak Table"}),  # not "Tablet"
+        ("gift cards", {"Gift Cards"}),
+        ("cardi", {"Wool Cardigan"}),
+        ("card", {"Gift Cards", "Card Holder", "Cardsharp Deck", "Wool Cardigan"}),
+        ("tabl", {"Oak Table", "Android Tablet"}),
+        ("ca", {"Gift Cards", "Card Holder", "Cardsharp Deck", "Wool Cardigan"}),
+    ],
+)
+def test_the_prefix_is_the_word_typed_not_its_stem(client, make_product, q, expected):
+    """The last word matches the words that start with it as typed, and
+    itself as a whole word: `cards` was the prefix of its stem (`card*`) and
+    listed "Wool Cardigan", `tables` (`tabl*`) "Android Tablet", on both
+    databases (found by review)."""
+    for name in (
+        "Gift Cards",
+        "Card Holder",
+        "Cardsharp Deck",
+        "Wool Cardigan",
+        "Oak Table",
+        "Android Tablet",
+    ):
+        make_product(name=name, description="boxed", category="Misc")
+    found = search(client, q, per_page=100)
+    assert {p["name"] for p in found["items"]} == expected
+    assert found["total"] == len(expected)
+    facets_total = client.get("/api/products/facets", query_string={"q": q}).get_json()["total"]
+    assert facets_total == len(expected)
+
+
+def test_a_prefix_with_many_words_still_reaches_them_all(client, make_product):
+    """Past the 16 words a prefix can list, it matches as a prefix (of its
+    stem) again: every word it starts is still found."""
+    for n in range(20):
+        make_product(name=f"Cardholder{n:02d}", description="boxed", category="Misc")
+    make_product(name="Gift Cards", description="boxed", category="Misc")
+    assert search(client, "card", per_page=100)["total"] == 21
+    assert search(client, "cardh", per_page=100)["total"] == 20
+
+
+@pytest.mark.parametrize(
+    "q, expected",
+    [
+        ('"lamp home"', {"Lamp Home Kit"}),  # not the name's end and the category
+        ('"home lamps"', {"Lamp Home Kit"}),  # not the category and the description
+        ('"lamp the home"', {"Lamp Home Kit"}),  # stop words are positions on PostgreSQL
+        ('"desk lamp"', {"Desk Lamp"}),  # within the name
+        ('"lamps for reading"', {"Desk Lamp"}),  # within the description
+        ("lamp home", {"Desk Lamp", "Lamp Home Kit"}),  # as words, anywhere
+    ],
+)
+def test_a_phrase_stays_within_one_field(client, make_product, q, expected):
+    """A phrase matches within the name, the category or the description:
+    on PostgreSQL `"lamp home"` also found "Desk Lamp" filed under "Home",
+    the vector's fields being numbered on from one another (found by review;
+    FTS5 matches a phrase within one column). (A phrase found nowhere is
+    retried spelling-tolerantly on PostgreSQL, word by word: "Lamp Home Kit"
+    keeps the phrase found.)"""
+    make_product(name="Desk Lamp", description="Lamps for reading", category="Home")
+    make_product(
+        name="Lamp Home Kit", description="Home lamps: the lamp the home needs", category="Misc"
+    )
+    make_product(name="Oak Chair", description="wood", category="Misc")
+    assert names(client, q) == expected
+
+
 def test_the_prefix_reaches_a_word_past_many_model_numbers(client, make_product):
     """At most 16 words are added, the shortest first: 16 model numbers
     (dry100, ...) crowded out "dryer" (found by review)."""

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Engine,
     Select,
     Text,
+    and_,
     bindparam,
     case,
     column,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     func,
     literal_column,
     not_,
+    or_,
     select,
     table,
     text,
@@ -121,25 +123,45 @@ SPACES = " " * len(PUNCTUATION)
 WORDS = table("products_words", column("word", Text))
 
 
-def _expansions(suffix: str):
-    """`' | word<suffix>'` for each word the prefix should also match, or ''."""
+def _words_starting(limit: int):
+    """The first `limit` listed words starting with the prefix (`:q_lo`,
+    `:q_hi`), in order."""
     listed_words = WORDS.c.word
-    candidates = (
+    return (
         select(listed_words)
         # The words are kept without accents (`shop_words`): so is the range.
         .where(listed_words >= func.shop_unaccent(_param("q_lo")))
         .where(listed_words < func.shop_unaccent(_param("q_hi")))
         .order_by(listed_words)
-        .limit(EXPANSION_CANDIDATES)
-        .subquery("candidates")
+        .limit(limit)
     )
+
+
+def _listed():
+    """Whether the words starting with the prefix are few enough to be
+    listed (at most EXPANSIONS; none for a prefix too short to look up).
+    Then the prefix matches as a whole word (its stem) and those words are
+    its expansions, instead of `prefix:*`, which the stemmer made `card:*`
+    for `cards` and so listed "Wool Cardigan" (and `tables` "Android
+    Tablet"; found by review)."""
+    few = _words_starting(EXPANSIONS + 1).subquery("few")
+    counted = select(func.count()).select_from(few).scalar_subquery()
+    return and_(_param("q_lo") != "", counted <= EXPANSIONS)
+
+
+def _expansions(suffix: str):
+    """`' | word<suffix>'` for each word the prefix should also match, or ''."""
+    candidates = _words_starting(EXPANSION_CANDIDATES).subquery("candidates")
     word = candidates.c.word
     missed = ~func.to_tsvector(CONFIG, word).op("@@", is_comparison=True)(
         func.to_tsquery(CONFIG, _param("q_prefix"))
     )
     chosen = (
         select(word)
-        .where(func.strpos(func.translate(word, PUNCTUATION, SPACES), " ") == 0, missed)
+        .where(
+            func.strpos(func.translate(word, PUNCTUATION, SPACES), " ") == 0,
+            or_(_listed(), missed),
+        )
         .order_by(func.length(word), word)  # model numbers (dry100, ...) after the words
         .limit(EXPANSIONS)
         .subquery("chosen")
@@ -149,8 +171,11 @@ def _expansions(suffix: str):
 
 
 def _tsquery_with_expansions(name: str, suffix: str):
-    """`to_tsquery` of the text `:name` with the prefix's expansions added."""
-    return func.to_tsquery(CONFIG, _param(name) + _expansions(suffix))
+    """`to_tsquery` of the text `:name` with the prefix's expansions added;
+    the prefix as a whole word where its words are listed (`_listed`: its
+    `:*` made `:`; no word has a `:` or `*`)."""
+    text_ = case((_listed(), func.replace(_param(name), ":*", ":")), else_=_param(name))
+    return func.to_tsquery(CONFIG, text_ + _expansions(suffix))
 
 
 def _any_in(weight: str):

@@ -58,8 +58,8 @@ def fts_expression(query: ParsedQuery) -> tuple[str, str] | None:
     phrase_words = dict.fromkeys(word for phrase in query.phrases for word in phrase)
     if phrase_words:
         parts.append("(" + " OR ".join(quote(word) for word in phrase_words) + ")")
-    if query.prefix:
-        return " AND ".join([*parts, "(" + quote(query.prefix) + "*"]), ")"
+    if query.prefix:  # its `*`, when it needs one, is `_expanded`'s (`_STAR`)
+        return " AND ".join([*parts, "(" + quote(query.prefix)]), ")"
     return (" AND ".join(parts), "") if parts else None
 
 
@@ -71,16 +71,32 @@ def fts_expression(query: ParsedQuery) -> tuple[str, str] | None:
 # prefix itself (its own stem is found), shortest first (model numbers
 # after the words), at most 16: ` OR "word"` each. `:q_lo`, `:q_hi`: the
 # words starting with the prefix (both empty for none).
+EXPANSIONS = 16
 _EXPANSIONS = (
     "(SELECT group_concat(' OR \"' || term || '\"', '') FROM (SELECT term FROM "
     "(SELECT term FROM products_words_vocab WHERE term > :q_lo AND term < :q_hi LIMIT 256) "
-    "ORDER BY length(term), term LIMIT 16))"
+    f"ORDER BY length(term), term LIMIT {EXPANSIONS}))"
+)
+
+
+# The prefix's own `*`: FTS5 stems the typed prefix before it matches it as a
+# prefix, so `"cards"*` was `card*` and listed "Wool Cardigan" (and `tables`
+# "Android Tablet"; found by review). When the words written in products
+# that start with the prefix are few enough to be listed (`:q_star` NULL:
+# long enough to have a stem of its own), the prefix matches as a whole word
+# (its own stem: `cards` finds "Card") and those words are its expansions;
+# only past that many does it keep the `*` (`:q_star`: `*` for a prefix too
+# short to look up, '' for no prefix).
+_STAR = (
+    "coalesce(:q_star, CASE WHEN (SELECT count(*) FROM (SELECT 1 FROM products_words_vocab "
+    f"WHERE term > :q_lo AND term < :q_hi LIMIT {EXPANSIONS + 1})) > {EXPANSIONS} "
+    "THEN '*' ELSE '' END)"
 )
 
 
 def _expanded(name: str) -> str:
-    """The expression `:name` . expansions . `:name_end`, as SQL."""
-    return "(:" + name + " || coalesce(" + _EXPANSIONS + ", '') || :" + name + "_end)"
+    """The expression `:name` . the prefix's `*` . expansions . `:name_end`, as SQL."""
+    return f"(:{name} || {_STAR} || coalesce({_EXPANSIONS}, '') || :{name}_end)"
 
 
 def _latin(letter: str) -> bool:
@@ -106,12 +122,12 @@ def _folded(word: str) -> str:
     return unicodedata.normalize("NFC", "".join(kept))
 
 
-def _expansion_values(query: ParsedQuery) -> dict[str, str]:
+def _expansion_values(query: ParsedQuery) -> dict[str, str | None]:
     prefix = _folded(query.prefix) if query.prefix else ""
     if len(prefix) < 3:  # too short to have outgrown a stem
-        return {"q_lo": "", "q_hi": ""}
+        return {"q_lo": "", "q_hi": "", "q_star": "*" if prefix else ""}
     # U+10FFFF sorts after any letter: every word that starts with the prefix.
-    return {"q_lo": prefix, "q_hi": prefix + "\U0010ffff"}
+    return {"q_lo": prefix, "q_hi": prefix + "\U0010ffff", "q_star": None}
 
 
 # Relevance puts a match in the name above one in the category, above one in
