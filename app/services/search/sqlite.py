@@ -71,25 +71,25 @@ def fts_expression(query: ParsedQuery) -> tuple[str, str] | None:
 # prefix itself (its own stem is found), shortest first (model numbers
 # after the words), at most 16: ` OR "word"` each. `:q_lo`, `:q_hi`: the
 # words starting with the prefix (both empty for none).
-EXPANSIONS = 16
 _EXPANSIONS = (
     "(SELECT group_concat(' OR \"' || term || '\"', '') FROM (SELECT term FROM "
     "(SELECT term FROM products_words_vocab WHERE term > :q_lo AND term < :q_hi LIMIT 256) "
-    f"ORDER BY length(term), term LIMIT {EXPANSIONS}))"
+    "ORDER BY length(term), term LIMIT 16))"
 )
 
 
 # The prefix's own `*`: FTS5 stems the typed prefix before it matches it as a
 # prefix, so `"cards"*` was `card*` and listed "Wool Cardigan" (and `tables`
 # "Android Tablet"; found by review). When the words written in products
-# that start with the prefix are few enough to be listed (`:q_star` NULL:
+# that start with the prefix are few enough to be listed, all 16 or fewer
+# of them as `_EXPANSIONS` lists at most (`:q_star` NULL:
 # long enough to have a stem of its own), the prefix matches as a whole word
 # (its own stem: `cards` finds "Card") and those words are its expansions;
 # only past that many does it keep the `*` (`:q_star`: `*` for a prefix too
 # short to look up, '' for no prefix).
 _STAR = (
     "coalesce(:q_star, CASE WHEN (SELECT count(*) FROM (SELECT 1 FROM products_words_vocab "
-    f"WHERE term > :q_lo AND term < :q_hi LIMIT {EXPANSIONS + 1})) > {EXPANSIONS} "
+    "WHERE term > :q_lo AND term < :q_hi LIMIT 17)) > 16 "
     "THEN '*' ELSE '' END)"
 )
 
