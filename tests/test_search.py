@@ -245,6 +245,68 @@ def test_a_phrase_stays_within_one_field(client, make_product, q, expected):
     assert names(client, q) == expected
 
 
+def test_the_prefix_reaches_only_words_live_products_hold(client, make_product, admin_token):
+    """A word of a renamed or deleted product is no longer the prefix's to
+    reach: on PostgreSQL the vocabulary kept every word ever written, so
+    `generato` still reached "generators" and, through its stem, found
+    "generate" in a live product (found by review)."""
+    renamed = make_product(name="Generators", description="diesel", category="Misc")
+    gone = make_product(name="Operators", description="manual", category="Misc")
+    make_product(name="Power Unit", description="made to generate power", category="Misc")
+    make_product(name="Control Panel", description="easy to operate", category="Misc")
+    assert names(client, "generato") == {"Generators", "Power Unit"}
+    assert names(client, "operato") == {"Operators", "Control Panel"}
+    headers = auth(admin_token)
+    response = client.put(f"/api/products/{renamed.id}", json={"name": "Engine"}, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    response = client.put(
+        f"/api/products/{renamed.id}", json={"description": "petrol"}, headers=headers
+    )
+    assert response.status_code == 200, response.get_json()
+    assert client.delete(f"/api/products/{gone.id}", headers=headers).status_code == 204
+    assert names(client, "generato") == set()
+    assert names(client, "operato") == set()
+    assert names(client, "generat") == {"Power Unit"}
+    assert names(client, "operat") == {"Control Panel"}
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="SQLite's vocabulary is FTS5's own")
+def test_the_vocabulary_counts_the_live_products_of_each_word(
+    db, make_product, admin_token, client
+):
+    """After inserts, edits, soft and hard deletes (one statement of many
+    rows too), each word counts the live products that hold it, against a
+    count made here from the products themselves."""
+    from sqlalchemy import text
+
+    headers = auth(admin_token)
+    made = [
+        make_product(name=f"Lamp {n}", description=f"desk lamp{n % 3}", category=f"C{n % 2}")
+        for n in range(6)
+    ]
+    client.put(f"/api/products/{made[0].id}", json={"name": "Chair 0"}, headers=headers)
+    client.put(f"/api/products/{made[1].id}", json={"category": None}, headers=headers)
+    client.delete(f"/api/products/{made[2].id}", headers=headers)
+    db.session.execute(text("DELETE FROM products WHERE id = :id"), {"id": made[3].id})
+    db.session.execute(
+        text("UPDATE products SET description = 'oak desk' WHERE id > :id"), {"id": made[3].id}
+    )
+    db.session.commit()
+    kept = dict(db.session.execute(text("SELECT word, products FROM products_words")).all())
+    counted = dict(
+        db.session.execute(
+            text(
+                "SELECT word, count(*) FROM products, unnest(tsvector_to_array(to_tsvector("
+                "'shop_words', translate(name || ' ' || coalesce(category, '') || ' ' || "
+                "coalesce(description, ''), '-', ' ')))) AS word "
+                "WHERE deleted_at IS NULL GROUP BY word"
+            )
+        ).all()
+    )
+    assert kept == counted
+    assert "chair" in kept and "lamp2" not in kept
+
+
 def test_the_prefix_reaches_a_word_past_many_model_numbers(client, make_product):
     """At most 16 words are added, the shortest first: 16 model numbers
     (dry100, ...) crowded out "dryer" (found by review)."""
