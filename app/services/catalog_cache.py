@@ -385,9 +385,10 @@ class KeptUnderVersion:
         columns: dict[str, tuple[str, ...]],
         config: str,
         version_file: str,
+        removals: frozenset[str] = frozenset(),
     ):
         self.extension, self.mark, self.columns = extension, mark, columns
-        self.config, self.version_file = config, version_file
+        self.config, self.version_file, self.removals = config, version_file, removals
 
     def init_app(self, app: Flask) -> None:
         max_entries = app.config[f"{self.config}_MAX_ENTRIES"]
@@ -401,7 +402,7 @@ class KeptUnderVersion:
             max_entries=max_entries,
         )
         app.extensions[self.extension] = kept_in if keeps else None
-        versions.watch(self.mark, frozenset(), self.bump, self.columns)
+        versions.watch(self.mark, frozenset(), self.bump, self.columns, removals=self.removals)
 
     def store(self) -> LocalStore | RedisStore | None:
         return current_app.extensions.get(self.extension)

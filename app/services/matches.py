@@ -53,8 +53,15 @@ COLUMNS = {
     "products": (
         *("name", "description", "category", "deleted_at"),
         *("price", "rating_average", "stock", "created_at"),
-    )
+    ),
+    # A review's rating, or a review removed: the products' ratings follow
+    # (the API sets `rating_average` itself; a trigger recounts it after a
+    # delete the database makes, migration f31b2d4c6e81).
+    "reviews": ("rating",),
 }
+# An account removed takes its reviews with it (ON DELETE CASCADE), and the
+# trigger recounts their products' ratings (found by review).
+REMOVALS = frozenset({"users"})
 # The execution option of a stock UPDATE whose caller decides (`stock_crossed_zero`).
 STOCK_LEFT_TO_CALLER = {"unwatched_by": (MARK,)}
 
@@ -63,7 +70,7 @@ Rows = Sequence[Mapping[str, Any]]
 
 
 KEPT = KeptUnderVersion(
-    "catalog_matches", MARK, COLUMNS, "CATALOG_MATCHES", version_file="catalog-matches"
+    "catalog_matches", MARK, COLUMNS, "CATALOG_MATCHES", "catalog-matches", REMOVALS
 )
 init_matches, store, bump = KEPT.init_app, KEPT.store, KEPT.bump
 

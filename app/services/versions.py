@@ -4,12 +4,13 @@ the accounts cache).
 
 Each data set is a `Watch`: its tables (any write to them counts), columns
 of other tables it shows (a row added or removed counts, and an update that
-sets one of them), and the `bump` to call. SQLAlchemy session events
-mark a session whose transaction writes one of them (an ORM flush, a Core
-statement or a text() one) and its commit calls that `bump`; a rollback
-forgets the mark. A reader takes the version BEFORE it queries, so what it
-builds while a write commits is kept under the old version and never served
-after it.
+sets one of them), tables whose rows' removal changes it (what the database
+deletes or recounts with them: an account's reviews), and the `bump` to
+call. SQLAlchemy session events mark a session whose transaction writes
+one of them (an ORM flush, a Core statement or a text() one) and its commit
+calls that `bump`; a rollback forgets the mark. A reader takes the version
+BEFORE it queries, so what it builds while a write commits is kept under
+the old version and never served after it.
 
 A statement may leave a set to its caller: run with the execution option
 `unwatched_by` (a tuple of marks), its write does not mark those sets, and
@@ -27,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
-from sqlalchemy import TextClause, Update, event, inspect
+from sqlalchemy import Delete, TextClause, TextualSelect, Update, event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session
 
 
@@ -35,12 +36,23 @@ class Watch(NamedTuple):
     mark: str  # the session.info key of a transaction that changed the set
     tables: frozenset[str]  # every write to these changes the set
     columns: dict[str, tuple[str, ...]]  # columns of other tables the set shows (and their rows)
-    raw_write: re.Pattern  # a text() statement that writes one of `tables`
+    removals: frozenset[str]  # a row removed from these changes the set
+    mentions: re.Pattern  # a text() write naming one of the tables above
     bump: Callable[[], None]  # a new version (an error is logged, never raised)
     last: bool  # bumped after every other set's version (see `watch`)
 
 
 log = logging.getLogger("shop.cache")
+# A text() statement that may write: any of these words anywhere in it (a
+# CTE's, `UPDATE OR ABORT`, `UPDATE ONLY`, `REPLACE INTO`, `MERGE`, ...).
+# With a watched table named anywhere in it (schema-qualified, quoted, in a
+# subquery), its commit bumps: an operator's statement may over-bump, never
+# under-bump (the pattern wanted the bare name right after the keyword, and
+# `UPDATE public.products` or `UPDATE OR ABORT products` bumped nothing;
+# found by review).
+RAW_WRITE = re.compile(
+    r"\b(?:insert|update|delete|merge|truncate|replace|copy|alter|drop)\b", re.IGNORECASE
+)
 _watches: list[Watch] = []
 _lock = threading.Lock()
 
@@ -51,11 +63,13 @@ def watch(
     bump: Callable[[], None],
     columns: dict[str, tuple[str, ...]] | None = None,
     *,
+    removals: frozenset[str] = frozenset(),
     last: bool = False,
 ) -> Watch:
     """Call `bump` after every commit that wrote `tables`, or added or removed
-    a row of a table in `columns` or set one of its columns there. Once per
-    `mark` per process: the events are the Session class's.
+    a row of a table in `columns` or set one of its columns there, or removed
+    a row of a table in `removals`. Once per `mark` per process: the events
+    are the Session class's.
 
     `last`: a cache of answers built from what other sets' versions guard
     (the catalog cache's answers use the search rankings and the names
@@ -64,12 +78,8 @@ def watch(
     its answer from the old ranking and kept it under the new version."""
     global _watches
     columns = columns or {}
-    raw = re.compile(
-        r"\b(?:update|insert\s+into|delete\s+from)\s+\"?("
-        + "|".join(sorted(tables | columns.keys()))
-        + r")\b",
-        re.IGNORECASE,
-    )
+    named = sorted(tables | columns.keys() | removals)
+    mentions = re.compile(r"\b(?:" + "|".join(named) + r")\b", re.IGNORECASE)
     with _lock:
         if not _watches:
             event.listen(Session, "before_flush", _before_flush)
@@ -79,7 +89,7 @@ def watch(
         for existing in _watches:
             if existing.mark == mark:
                 return existing
-        made = Watch(mark, tables, columns, raw, bump, last)
+        made = Watch(mark, tables, columns, removals, mentions, bump, last)
         # A new list (a commit in another thread may be walking the old one),
         # sorted stably: the `last` ones at the end.
         _watches = sorted([*_watches, made], key=lambda watched: watched.last)
@@ -89,6 +99,8 @@ def watch(
 def _shows(watched: Watch, session: Session, obj) -> bool:
     """Whether flushing `obj` changes what the watched set shows."""
     table = getattr(obj, "__tablename__", None)
+    if table in watched.removals and obj in session.deleted:
+        return True
     if table in watched.tables:
         return obj not in session.dirty or session.is_modified(obj)
     if table in watched.columns:
@@ -127,10 +139,22 @@ def mark(session: Session, name: str) -> None:
     session.info[name] = True
 
 
+def _raw_write(statement) -> str | None:
+    """The SQL of a text() statement that may write, else None. Also one
+    given result columns (`.columns()`: a TextualSelect, which SQLAlchemy
+    counts as a SELECT), as an `UPDATE ... RETURNING` is."""
+    if isinstance(statement, TextualSelect):
+        statement = statement.element
+    if isinstance(statement, TextClause) and RAW_WRITE.search(statement.text):
+        return statement.text
+    return None
+
+
 def _on_execute(state: ORMExecuteState) -> None:
-    if state.is_select:
-        return
     statement = state.statement
+    raw = _raw_write(statement)
+    if raw is None and state.is_select:
+        return
     name = getattr(getattr(statement, "table", None), "name", None)
     left_to_caller = state.execution_options.get("unwatched_by", ())
     for watched in _watches:
@@ -139,7 +163,8 @@ def _on_execute(state: ORMExecuteState) -> None:
         if (
             name in watched.tables
             or (name in watched.columns and _sets(statement, watched.columns[name]))
-            or (isinstance(statement, TextClause) and watched.raw_write.search(statement.text))
+            or (name in watched.removals and isinstance(statement, Delete))
+            or (raw is not None and watched.mentions.search(raw))
         ):
             state.session.info[watched.mark] = True
 
