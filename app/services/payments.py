@@ -23,6 +23,7 @@ from app.errors import (
 )
 from app.extensions import db
 from app.models import Order, OrderStatus, Payment, PaymentEvent, User
+from app.models.types import utcnow
 from app.services import orders
 from app.services.orders import lock_order
 from app.services.payment_providers import WebhookEvent, get_provider
@@ -39,14 +40,20 @@ def _amount(order: Order) -> int:
 
 
 def _set_payment_status(order: Order, old: str, new: str) -> bool:
+    """Compare-and-set of the payment status; the loaded order shows what was
+    written, `updated_at` included (the column's onupdate had stamped the row
+    after the cancel's own stamp, so a refunded cancel answered an
+    `updated_at` the order did not have; found by review)."""
+    values = {"payment_status": new, "updated_at": utcnow()}
     changed = db.session.execute(
         update(Order)
         .where(Order.id == order.id, Order.payment_status == old)
-        .values(payment_status=new)
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
     if changed == 1:
-        set_committed_value(order, "payment_status", new)
+        for name, value in values.items():
+            set_committed_value(order, name, value)
     return changed == 1
 
 
