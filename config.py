@@ -106,6 +106,8 @@ class Config:
     RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
     RATELIMIT_PASSWORD_RESET = os.environ.get("RATELIMIT_PASSWORD_RESET", "10 per hour")
+    # Verification emails sent again, per client and per account (as resets).
+    RATELIMIT_VERIFY_RESEND = os.environ.get("RATELIMIT_VERIFY_RESEND") or RATELIMIT_PASSWORD_RESET
     TRUST_PROXY = env_int("TRUST_PROXY", 0)
 
     IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import idna
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
@@ -49,31 +50,43 @@ UNMAILABLE = frozenset({"Cc", "Zl", "Zp"})  # controls, line and paragraph separ
 LONGEST_EMAIL, LONGEST_LABEL = 320, 63
 
 
+# RFC 5322's dot-atom: a quoted local part holding one is the same mailbox
+# without its quotes (`"bob"@example.com` is bob@example.com).
+DOT_ATOM = re.compile(r'[^\s"(),:;<>@\[\\\].]+(?:\.[^\s"(),:;<>@\[\\\].]+)*')
+QUOTED_PAIR = re.compile(r"\\(.)")
+
+
 def normalize_email(value: str) -> str:
-    """NFKC, lower-cased, and the domain's IDNA ASCII labels (`xn--...`,
-    what DNS and SMTP carry) in the letters they stand for:
-    `bob@xn--exmple-cua.com` is `bob@exämple.com`, one mailbox, one account."""
+    """NFKC, lower-cased, a quoted local part that needs no quotes without
+    them, and an internationalised domain (non-ASCII, or `xn--` labels) as
+    UTS 46 maps it and IDNA 2008 reads it, in letters (`domain_letters`):
+    `bob@xn--exmple-cua.com` is `bob@exämple.com`, and a soft hyphen or
+    other invisible character in the domain, which IDNA drops on the way to
+    DNS, is dropped here too: one mailbox, one account (found by review)."""
     email = nfkc(nfkc(value).lower())
     local, at, domain = email.rpartition("@")
-    if at and "xn--" in domain and len(email) <= LONGEST_EMAIL:
-        domain = ".".join(map(_unicode_label, domain.split(".")))
-        email = nfkc(nfkc(local + at + domain).lower())
-    return email
+    if not at or len(email) > LONGEST_EMAIL:
+        return email
+    if len(local) > 2 and local[0] == local[-1] == '"':
+        unquoted = QUOTED_PAIR.sub(r"\1", local[1:-1])
+        if DOT_ATOM.fullmatch(unquoted):
+            local = unquoted
+    if not domain.isascii() or "xn--" in domain:
+        domain = domain_letters(domain) or domain
+    return nfkc(nfkc(local + at + domain).lower())
 
 
-def _unicode_label(label: str) -> str:
-    """`xn--exmple-cua` -> `exämple`: IDNA's ToUnicode (the standard
-    library's `idna` codec: Punycode, then the round trip back to the same
-    ASCII label, so no surrogate, control character, full stop or other
-    letter that ToASCII would not give this label comes out). Anything else
-    stays as written."""
-    if not label.startswith("xn--") or not label.isascii() or len(label) > LONGEST_LABEL:
-        return label
+def domain_letters(domain: str) -> str | None:
+    """The domain in letters, as UTS 46 maps it (case, invisible characters)
+    and IDNA 2008 decodes it (`xn--strae-oqa.de` is `straße.de`, a domain
+    of its own, not `strasse.de`, as IDNA 2003 made it); None when IDNA
+    2008 takes no such domain (no mail reaches it)."""
+    if any(len(label) > LONGEST_LABEL for label in domain.split(".")):
+        return None
     try:
-        letters = label.encode("ascii").decode("idna")
-    except UnicodeError:
-        return label
-    return letters if letters and letters != label else label
+        return idna.decode(domain, uts46=True)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
 
 
 class Username(fields.String):
@@ -94,6 +107,12 @@ class EmailAddress(fields.Email):
         email = normalize_email(super()._deserialize(value, attr, data, **kwargs))
         if any(unicodedata.category(char) in UNMAILABLE for char in email):
             raise ValidationError("Must not contain control characters.")
+        # Letters IDNA 2008 takes no domain of (a zero width joiner, ...): no
+        # mail reaches it. (An ASCII `xn--` label that is no Punycode stays
+        # as written, as DNS would carry it.)
+        domain = email.rpartition("@")[2]
+        if not domain.isascii() and domain_letters(domain) is None:
+            raise ValidationError("Not a valid email address.")
         return email
 
 

@@ -20,6 +20,11 @@ from app.services.revocation import revoke_user_tokens
 BAD_CREDENTIALS = "Invalid credentials"
 
 
+class WrongPassword(ValidationFailed):
+    """A profile change's `current_password` is not the account's (a 422 like
+    any invalid field; the route counts it as a failed login)."""
+
+
 @cache
 def _dummy_hash(method: str) -> str:
     return generate_password_hash("not-a-real-password", method=method)
@@ -40,10 +45,12 @@ def find_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(_named(email=email)))
 
 
-def account_key(email: str | None = None, username: str | None = None) -> str | None:
-    """The account an email (else a username) names, as its id and creation
-    time (SQLite hands a deleted account's id out again), or None."""
-    where = _named(email, username)
+def account_key(
+    email: str | None = None, username: str | None = None, user_id: int | None = None
+) -> str | None:
+    """The account an email (else a username, else an id) names, as its id
+    and creation time (SQLite hands a deleted account's id out again), or None."""
+    where = User.id == user_id if user_id is not None else _named(email, username)
     found = db.session.execute(select(User.id, User.created_at).where(where)).first()
     return None if found is None else f"{found.id}@{found.created_at.isoformat()}"
 
@@ -128,7 +135,7 @@ def update_profile(user: User, data: dict, token_version: int | None = None) -> 
         with hashing():
             correct = user.check_password(data["current_password"])
         if not correct:
-            raise ValidationFailed(errors={"current_password": ["Incorrect password."]})
+            raise WrongPassword(errors={"current_password": ["Incorrect password."]})
     _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
     if "username" in data:
         user.username = data["username"]

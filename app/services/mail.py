@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+import idna
 from flask import current_app
 
 from app.utils.money import exponent
@@ -80,15 +81,18 @@ def build_message(to: str, content: dict[str, str], message_id: str) -> EmailMes
 
 
 def ascii_domain(address: str) -> str:
-    """The address with its domain in IDNA's ASCII form (`bob@exämple.com`
+    """The address with its domain in IDNA 2008's ASCII form (`bob@exämple.com`
     -> `bob@xn--exmple-cua.com`), as DNS and a relay without SMTPUTF8 take
-    it; as written when it has no such form."""
+    it; as written when it has no such form. IDNA 2008 with UTS 46 (the
+    `idna` package), as browsers and registries read domains: the standard
+    library's codec is IDNA 2003, which sent mail for `straße.de` to
+    `strasse.de`, someone else's domain (found by review)."""
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address
     try:
-        return local + at + domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return local + at + idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
         return address
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from flask import current_app, request
+from flask_jwt_extended import decode_token
 
 from app.schemas.user import nfkc, normalize_email
 from app.services import auth as accounts
@@ -35,5 +36,29 @@ def login_account_key() -> str:
         found = accounts.account_key(**lookup)
         if found is not None:
             name = f"account:{found}"
+    return _hashed("login-account", name)
+
+
+def token_account_key() -> str:
+    """The account the request's bearer token names, as `login_account_key`
+    keys it (`login-account:...`): a guess at `current_password` spends the
+    budget of that account's failed logins. Read before the token is
+    verified: its signature is checked here, not its revocation (a key
+    only; the view verifies the token, and only its answer is counted)."""
+    name = "unreadable"
+    try:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            user_id = int(decode_token(token.strip(), allow_expired=True)["sub"])
+            found = accounts.account_key(user_id=user_id)
+            if found is not None:
+                name = f"account:{found}"
+    except Exception:  # noqa: BLE001 - any token that is not one of ours
+        name = "unreadable"
+    return _hashed("login-account", name)
+
+
+def _hashed(prefix: str, name: str) -> str:
+    """Hashed: the limiter's storage never sees an address or a name."""
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"login-account:{digest}"
+    return f"{prefix}:{digest}"
