@@ -193,3 +193,35 @@ def test_a_signup_hashing_its_password_holds_no_write_lock(client, monkeypatch):
         other_writer.close()
     assert response.status_code == 201, response.get_json()
     assert took_the_lock == [True]
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(client, make_user, login, scheme):
+    """RFC 9110 (11.1): an authentication scheme's name is case-insensitive;
+    `Authorization: bearer <token>` was a 401 "Malformed Authorization
+    header" (found by review)."""
+    token = login(make_user())["access_token"]
+    response = client.get("/api/auth/profile", headers={"Authorization": f"{scheme} {token}"})
+    assert response.status_code == 200, response.get_json()
+
+
+def test_a_huge_email_is_refused_without_normalising_it(client, monkeypatch):
+    """A login or signup whose email is a megabyte of characters NFKC expands
+    (U+FDFA: 18 characters each) was normalised whole, twice per login
+    (0.6 s each; found by review): it is refused by its length, and nothing
+    normalises it."""
+    from app.schemas import user as user_schemas
+
+    normalised = []
+    real_nfkc = user_schemas.nfkc
+    monkeypatch.setattr(user_schemas, "nfkc", lambda v: normalised.append(len(v)) or real_nfkc(v))
+    email = "\ufdfa" * 60_000 + "@example.com"
+    for path, body in (
+        ("/api/auth/login", {"email": email, "password": "whatever1"}),
+        ("/api/auth/signup", {"username": "huge", "email": email, "password": "whatever1"}),
+        ("/api/auth/login", {"username": email, "password": "whatever1"}),
+        ("/api/auth/signup", {"username": email, "email": "a@b.co", "password": "whatever1"}),
+    ):
+        response = client.post(path, json=body)
+        assert response.status_code == 422, response.get_json()
+    assert all(length < 10_000 for length in normalised), max(normalised)

@@ -83,6 +83,12 @@ def _start_request() -> None:
     # An id to correlate log lines, not a secret: no os.urandom call per request.
     g.request_id = incoming if REQUEST_ID.match(incoming) else f"{random.getrandbits(128):032x}"
     g.request_started = time.perf_counter()
+    # The scheme's name is case-insensitive (RFC 9110, 11.1): `bearer <token>`
+    # is `Bearer <token>`, which Flask-JWT-Extended matches exactly (found by
+    # review: a 401 "Malformed").
+    authorization = request.environ.get("HTTP_AUTHORIZATION")
+    if authorization and authorization[:7].lower() == "bearer " and authorization[:7] != "Bearer ":
+        request.environ["HTTP_AUTHORIZATION"] = "Bearer " + authorization[7:]
 
 
 def is_json_mimetype(mimetype: str) -> bool:

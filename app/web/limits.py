@@ -7,7 +7,7 @@ import hashlib
 from flask import current_app, request
 from flask_jwt_extended import decode_token
 
-from app.schemas.user import nfkc, normalize_email
+from app.schemas.user import LONGEST_INPUT, nfkc, normalize_email
 from app.services import auth as accounts
 from app.utils.text import bad_text
 
@@ -28,7 +28,8 @@ def login_account_key() -> str:
             email = normalize_email(data["email"])
             name, lookup = "email:" + email, {"email": email}
         else:
-            username = nfkc(data["username"]).lower()
+            username = data["username"]
+            username = (username if len(username) > LONGEST_INPUT else nfkc(username)).lower()
             name, lookup = "username:" + username, {"username": username}
     except Exception:  # noqa: BLE001 - not JSON, not an object, no such field...
         name, lookup = "unreadable", None
