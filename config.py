@@ -22,11 +22,15 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
     """The integer in `name`, or `default` when it is unset or empty; a
-    malformed one stops start-up naming the variable (a bare ValueError did
-    not say which of ~30 settings was wrong; found by review)."""
-    return _env_number(name, default, int)
+    malformed one, or one below `minimum`, stops start-up naming the
+    variable (a bare ValueError did not say which of ~30 settings was
+    wrong; found by review)."""
+    value = _env_number(name, default, int)
+    if minimum is not None and value < minimum:
+        raise SystemExit(f"{name} must be at least {minimum}, not {value}")
+    return value
 
 
 def env_float(name: str, default: float) -> float:
@@ -118,7 +122,9 @@ class Config:
     # Public catalog reads cached until the next catalog write (app/services/catalog_cache.py):
     # in Redis when REDIS_URL is set, else in each process (version shared through a file).
     CATALOG_CACHE = env_bool("CATALOG_CACHE", True)
-    CATALOG_CACHE_TTL = env_int("CATALOG_CACHE_TTL", 300)  # seconds; a net, not the invalidation
+    # Seconds; a net, not the invalidation. Redis takes no expiry of 0 (every
+    # entry was refused and the cache reported unreachable; found by review).
+    CATALOG_CACHE_TTL = env_int("CATALOG_CACHE_TTL", 300, minimum=1)
     CATALOG_CACHE_MAX_ENTRIES = env_int("CATALOG_CACHE_MAX_ENTRIES", 2048)  # per process
     CATALOG_CACHE_PREFIX = os.environ.get("CATALOG_CACHE_PREFIX", "shop:catalog")
     # A search's relevance page kept until a product's text changes, not only

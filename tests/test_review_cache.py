@@ -139,3 +139,19 @@ def test_an_admin_demoted_by_a_schema_qualified_update_loses_admin_reads(
     db.session.execute(demote, {"u": admin.id})
     db.session.commit()
     assert client.get("/api/inventory/low-stock", headers=auth(token)).status_code == 403
+
+
+def test_a_catalog_cache_ttl_below_one_second_stops_start_up():
+    """Redis takes no expiry of 0 (or below): with CATALOG_CACHE_TTL=0 every
+    entry was refused, the cache logged itself unreachable and never served
+    (found by review). Start-up now says which setting is wrong."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CATALOG_CACHE_TTL": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import config"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "CATALOG_CACHE_TTL must be at least 1" in result.stderr
