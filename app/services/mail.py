@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
+import threading
+import time
+from contextlib import suppress
 from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -109,15 +113,36 @@ class ConsoleBackend:
     email's delivery cost in the embedded worker, for a log line that is
     usually below the log level."""
 
-    def send(self, to: str, content: dict[str, str], message_id: str) -> None:
+    def send(
+        self, to: str, content: dict[str, str], message_id: str, deadline: float | None = None
+    ) -> None:
         log.info("email to %s: %s\n%s", to, content["subject"], content["text"])
 
 
+class DeadlinePassed(OSError):
+    """The send outlived the time its worker's lease left it."""
+
+
 class SmtpBackend:
-    def send(self, to: str, content: dict[str, str], message_id: str) -> None:
+    def send(
+        self, to: str, content: dict[str, str], message_id: str, deadline: float | None = None
+    ) -> None:
+        """Send through the configured relay. `deadline` (time.monotonic()):
+        the whole delivery ends by then, or fails. MAIL_TIMEOUT bounds each
+        socket read, not a delivery: a relay slow on every command outlived
+        the worker's lease, and another worker sent the row again (found by
+        review); at the deadline the socket is shut and the send fails (a
+        retry later, never two workers at once). Once the relay accepted the
+        message, a failed goodbye (QUIT answered 421, a dropped connection)
+        changes nothing: it was retried, and the email sent again."""
         message = build_message(to, content, message_id)
         config = current_app.config
         timeout = config["MAIL_TIMEOUT"]
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlinePassed("no time left in the lease to send")
+            timeout = min(timeout, left)
         if config["MAIL_USE_SSL"]:
             smtp = smtplib.SMTP_SSL(
                 config["MAIL_SERVER"],
@@ -127,12 +152,37 @@ class SmtpBackend:
             )
         else:
             smtp = smtplib.SMTP(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=timeout)
-        with smtp:
+        watchdog = None
+        if deadline is not None:
+            watchdog = threading.Timer(max(deadline - time.monotonic(), 0), _cut, (smtp,))
+            watchdog.daemon = True
+            watchdog.start()
+        try:
             if config["MAIL_USE_TLS"]:
                 smtp.starttls(context=ssl.create_default_context())
             if config["MAIL_USERNAME"]:
                 smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
             smtp.send_message(message)
+        except BaseException as error:
+            smtp.close()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlinePassed(f"the lease ran out while sending: {error}") from error
+            raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):  # accepted already
+            smtp.close()
+
+
+def _cut(smtp: smtplib.SMTP) -> None:
+    """Shut the connection a send is blocked on (its deadline has come)."""
+    sock = smtp.sock
+    if sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 BACKENDS = {"console": ConsoleBackend, "smtp": SmtpBackend}
@@ -153,9 +203,10 @@ def is_permanent(error: BaseException) -> bool:
     return False
 
 
-def send(to: str, content: dict[str, str], message_id: str) -> None:
-    """Send one rendered email now; raises when the backend fails."""
+def send(to: str, content: dict[str, str], message_id: str, deadline: float | None = None) -> None:
+    """Send one rendered email now, by `deadline` (time.monotonic()) if given;
+    raises when the backend fails."""
     name = current_app.config["MAIL_BACKEND"]
     if name not in BACKENDS:
         raise RuntimeError(f"unknown MAIL_BACKEND {name!r}: use one of {', '.join(BACKENDS)}")
-    BACKENDS[name]().send(to, content, message_id)
+    BACKENDS[name]().send(to, content, message_id, deadline)

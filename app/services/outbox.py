@@ -144,10 +144,11 @@ def due_ids(grace: float, limit: int = 1000) -> list[int]:
     )
 
 
-def send_email(message: OutboxMessage) -> None:
+def send_email(message: OutboxMessage, deadline: float | None = None) -> None:
     """Deliver a claimed email row through the configured backend (no database
     work), rendering it first (a row queued before rendering moved to the
-    worker holds the rendered subject, text and HTML)."""
+    worker holds the rendered subject, text and HTML); by `deadline`
+    (time.monotonic(): before the claim's lease ends) if given."""
     payload = message.payload
     if "template" in payload:
         payload = mail.render(payload["template"], payload["context"])
@@ -155,6 +156,7 @@ def send_email(message: OutboxMessage) -> None:
         message.recipient or "",
         payload,
         mail.message_id(message.id, message.created_at.timestamp()),
+        deadline,
     )
 
 

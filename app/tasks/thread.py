@@ -3,6 +3,7 @@ rows and runs the periodic jobs in one background thread."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -24,6 +25,7 @@ class EmbeddedWorker:
         self.pid: int | None = None
         self.stopping = False
         self.next_try: dict[str, float] = {}  # periodic jobs: `runner.run_due_jobs`
+        self.at_exit = False
 
     def ensure_started(self) -> None:
         # Started on first use in each process (gunicorn forks after import).
@@ -36,6 +38,14 @@ class EmbeddedWorker:
             self.pid = os.getpid()
             self.thread = threading.Thread(target=self._run, name="shop-background", daemon=True)
             self.thread.start()
+            if not self.at_exit:
+                # Any process that leaves normally (a CLI command whose commit
+                # woke the thread, not only a gunicorn worker: `worker_exit`)
+                # first lets the thread record the email it is sending; cut
+                # off, it left a row sent but unmarked, claimed by a process
+                # that was gone (found by review).
+                atexit.register(self.stop, float(self.app.config["MAIL_TIMEOUT"]) + 5)
+                self.at_exit = True
 
     def notify(self, ids: list[int]) -> None:
         self.ensure_started()
