@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from sqlalchemy import update
 
 from app.db import unit_of_work
 from app.models import OutboxMessage
@@ -240,3 +241,29 @@ def test_a_cli_command_in_embedded_mode_leaves_no_email_half_delivered(
     marked = sum(r.status == "sent" for r in rows)
     abandoned = [(r.id, r.attempts) for r in rows if r.status == "pending" and r.attempts]
     assert (received, abandoned) == (marked, []), (received, marked, abandoned)
+
+
+def test_a_failure_recorded_after_another_claim_logs_no_failed_email(app, db, caplog):
+    """`mark_failed_attempt` logged "failed after N attempts" at ERROR (the
+    README's alert line) even when its UPDATE matched nothing, the row being
+    another worker's claim by then: a failure that never happened (found by
+    review). Now it says the attempt's outcome came after its lease, and
+    the other worker's claim stands."""
+    with unit_of_work():
+        outbox.queue_email("late@example.com", "low_stock", LOW_STOCK)
+    with unit_of_work():
+        [mine] = outbox.claim_due(1)
+        db.session.expunge(mine)
+    with unit_of_work():  # its lease ran out; another worker took it
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == mine.id)
+            .values(attempts=OutboxMessage.attempts + 1)
+        )
+    caplog.set_level("WARNING")
+    with unit_of_work():
+        status = outbox.mark_failed_attempt(mine, RuntimeError("boom"), permanent=True)
+    assert status == "pending"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    [row] = _rows(db)
+    assert (row.status, row.attempts, row.last_error) == ("pending", 2, None)

@@ -213,34 +213,28 @@ def mark_failed_attempt(
     would repeat); returns the new status."""
     reason = f"{type(error).__name__}: {error}"[:2000]
     values: dict[str, Any] = {"last_error": reason}
-    if permanent or message.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]:
+    failed = permanent or message.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]
+    if failed:
         values["status"] = "failed"
-        log.error(
-            "outbox %s %s (%s) failed after %s attempts: %s",
-            message.kind,
-            message.id,
-            message.topic,
-            message.attempts,
-            reason,
-        )
     else:
         delay = backoff(message.attempts)
         values["available_at"] = utcnow() + timedelta(seconds=delay)
-        log.warning(
-            "outbox %s %s (%s) attempt %s failed, retry in %.1f s: %s",
-            message.kind,
-            message.id,
-            message.topic,
-            message.attempts,
-            delay,
-            reason,
-        )
-    db.session.execute(
+    recorded = db.session.execute(
         update(OutboxMessage)
         .where(*_claimed_by(message))
         .values(**values)
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount
+    what = (message.kind, message.id, message.topic, message.attempts)
+    if not recorded:  # another worker's claim now: its outcome, not this one's
+        log.warning("outbox %s %s (%s) attempt %s failed after its lease: %s", *what, reason)
+        return "pending"
+    if failed:
+        log.error("outbox %s %s (%s) failed after %s attempts: %s", *what, reason)
+    else:
+        log.warning(
+            "outbox %s %s (%s) attempt %s failed, retry in %.1f s: %s", *what, delay, reason
+        )
     return values.get("status", "pending")
 
 
