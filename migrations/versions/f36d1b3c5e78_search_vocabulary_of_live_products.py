@@ -12,7 +12,7 @@ deleted row's away and drop a word no product holds any more, in word order
 products empties it. Existing rows are counted again.
 
 Revision ID: f36d1b3c5e78
-Revises: f35b8d0e2a47
+Revises: f34e7a9c1f25
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "f36d1b3c5e78"
-down_revision = "f35b8d0e2a47"
+down_revision = "f34e7a9c1f25"
 branch_labels = None
 depends_on = None
 

@@ -10,9 +10,10 @@ words written in products, without accents, for the last word's prefix
 `to_tsvector('shop_words', name)` has its own GIN index for
 suggestions (no stemming: "a word starting with" is literal; accents
 ignored). The trigram retry compares words and text without accents. Every tsquery is
-built from the parsed words with `plainto_tsquery`, `phraseto_tsquery` or
-`to_tsquery` on letters and digits only (and words of `products_words` with
-no punctuation), so user text is never tsquery syntax.
+built from the parsed words with `plainto_tsquery` or `to_tsquery` on
+letters and digits only (and words of `products_words` with no
+punctuation), so user text is never tsquery syntax. A phrase matches within
+one field: its words in order, all of one weight (`_in_one_field`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from app.services.search.query import ParsedQuery, words_of
 # stemming (the vocabulary, suggestions); `shop_unaccent(text)` is the
 # migration's IMMUTABLE `unaccent`.
 CONFIG = literal_column("'shop_english'::regconfig")
+WORDS_CONFIG = literal_column("'shop_words'::regconfig")
 SEARCH_VECTOR = literal_column("products.search_vector", TSVECTOR)
 # word_similarity of a misspelt word to the closest part of a name or
 # category: 'labtop' to 'Nimbus 14 Laptop' is 0.4, unrelated words stay < 0.2.
@@ -97,8 +99,22 @@ def _excluded(excluded: int):
     `@@` matches with nothing, so `-the` listed nothing (found by review)."""
     if not excluded:
         return None
-    phrases = [func.phraseto_tsquery(CONFIG, _param(f"q_e{i}")) for i in range(excluded)]
+    phrases = [func.to_tsquery(CONFIG, _param(f"q_e{i}")) for i in range(excluded)]
     return reduce(func.tsquery_or, phrases)
+
+
+def _in_one_field(words: tuple[str, ...]) -> str:
+    """tsquery text for `words` in order within one field (name A, category
+    B or description C): the vector numbers each field's words on from the
+    last one's, so a phrase as `phraseto_tsquery` makes it ran from the
+    end of the name into the category (`"lamp home"` found "Desk Lamp"
+    filed under Home; found by review; FTS5 matches a phrase within one
+    column). Each alternative's words all carry one weight. Letters and
+    digits only (the parser's words): never syntax; stop words count as
+    positions, as in `phraseto_tsquery`."""
+    return " | ".join(
+        "(" + " <-> ".join(f"{word}:{weight}" for word in words) + ")" for weight in "ABC"
+    )
 
 
 def _none_of(excluded):
@@ -123,45 +139,50 @@ SPACES = " " * len(PUNCTUATION)
 WORDS = table("products_words", column("word", Text))
 
 
-def _words_starting(limit: int):
+def _words_starting(limit: int, after_prefix: bool = False):
     """The first `limit` listed words starting with the prefix (`:q_lo`,
-    `:q_hi`), in order."""
+    `:q_hi`; `after_prefix`: the prefix itself not among them), in order."""
     listed_words = WORDS.c.word
+    low = func.shop_unaccent(_param("q_lo"))  # the words are kept without accents
     return (
         select(listed_words)
-        # The words are kept without accents (`shop_words`): so is the range.
-        .where(listed_words >= func.shop_unaccent(_param("q_lo")))
+        .where(listed_words > low if after_prefix else listed_words >= low)
         .where(listed_words < func.shop_unaccent(_param("q_hi")))
         .order_by(listed_words)
         .limit(limit)
     )
 
 
+def _punctuated(word):
+    return func.strpos(func.translate(word, PUNCTUATION, SPACES), " ") != 0
+
+
 def _listed():
     """Whether the words starting with the prefix are few enough to be
-    listed (at most EXPANSIONS; none for a prefix too short to look up).
-    Then the prefix matches as a whole word (its stem) and those words are
-    its expansions, instead of `prefix:*`, which the stemmer made `card:*`
-    for `cards` and so listed "Wool Cardigan" (and `tables` "Android
-    Tablet"; found by review)."""
-    few = _words_starting(EXPANSIONS + 1).subquery("few")
+    listed: at most EXPANSIONS besides the prefix itself (none for a prefix
+    too short to look up), none of them with punctuation (`unaccent` makes
+    the letter U+02BB an ASCII `'`: "hawai'i" is no tsquery word, and
+    listed without it `haw` lost "Hawai\u02bbi"; found by review). Then the prefix
+    matches as a whole word (its stem) and those words are its expansions,
+    instead of `prefix:*`, which the stemmer made `card:*` for `cards` and so
+    listed "Wool Cardigan" (and `tables` "Android Tablet"; found by review)."""
+    few = _words_starting(EXPANSIONS + 1, after_prefix=True).subquery("few")
     counted = select(func.count()).select_from(few).scalar_subquery()
-    return and_(_param("q_lo") != "", counted <= EXPANSIONS)
+    starting = _words_starting(EXPANSIONS + 2).subquery("starting")
+    odd = select(starting.c.word).where(_punctuated(starting.c.word)).exists()
+    return and_(_param("q_lo") != "", counted <= EXPANSIONS, ~odd)
 
 
 def _expansions(suffix: str):
     """`' | word<suffix>'` for each word the prefix should also match, or ''."""
-    candidates = _words_starting(EXPANSION_CANDIDATES).subquery("candidates")
+    candidates = _words_starting(EXPANSION_CANDIDATES, after_prefix=True).subquery("candidates")
     word = candidates.c.word
     missed = ~func.to_tsvector(CONFIG, word).op("@@", is_comparison=True)(
         func.to_tsquery(CONFIG, _param("q_prefix"))
     )
     chosen = (
         select(word)
-        .where(
-            func.strpos(func.translate(word, PUNCTUATION, SPACES), " ") == 0,
-            or_(_listed(), missed),
-        )
+        .where(~_punctuated(word), or_(_listed(), missed))
         .order_by(func.length(word), word)  # model numbers (dry100, ...) after the words
         .limit(EXPANSIONS)
         .subquery("chosen")
@@ -176,6 +197,16 @@ def _tsquery_with_expansions(name: str, suffix: str):
     `:*` made `:`; no word has a `:` or `*`)."""
     text_ = case((_listed(), func.replace(_param(name), ":*", ":")), else_=_param(name))
     return func.to_tsquery(CONFIG, text_ + _expansions(suffix))
+
+
+def _prefix_tsquery():
+    """The last word's tsquery (`_tsquery_with_expansions`); when it matches
+    as a prefix, also as the prefix typed, unstemmed and never a stop word
+    (`shop_words`): `off:*` is an empty tsquery in English, so `off` found
+    only its 16 listed words and missed "Offshore" (found by review)."""
+    stemmed = _tsquery_with_expansions("q_prefix", "")
+    typed = func.to_tsquery(WORDS_CONFIG, _param("q_prefix"))
+    return case((_listed(), stemmed), else_=func.tsquery_or(stemmed, typed))
 
 
 def _any_in(weight: str):
@@ -207,9 +238,9 @@ def _match(words: int, phrases: int, excluded: int, prefix: bool) -> Match:
     """The match of every query with this many words, phrases and exclusions
     (and a prefix or not), built once; `_values` gives its parameters."""
     parts = [func.plainto_tsquery(CONFIG, _param(f"q_w{i}")) for i in range(words)]
-    parts += [func.phraseto_tsquery(CONFIG, _param(f"q_p{i}")) for i in range(phrases)]
+    parts += [func.to_tsquery(CONFIG, _param(f"q_p{i}")) for i in range(phrases)]
     if prefix:
-        parts.append(_tsquery_with_expansions("q_prefix", ""))
+        parts.append(_prefix_tsquery())
     positive, negative = _all(parts), _excluded(excluded)
     shape = ("tsvector", words, phrases, excluded, prefix)
     if positive is None and negative is None:
@@ -268,8 +299,8 @@ def _values(query: ParsedQuery) -> dict[str, str]:
     """The parameters of the query's `_match`: each word, phrase and exclusion
     (letters and digits only, the parser's words) and the prefix with its mark."""
     values = {f"q_w{i}": word for i, word in enumerate(query.words)}
-    values |= {f"q_p{i}": " ".join(phrase) for i, phrase in enumerate(query.phrases)}
-    values |= {f"q_e{i}": " ".join(term) for i, term in enumerate(query.excluded)}
+    values |= {f"q_p{i}": _in_one_field(phrase) for i, phrase in enumerate(query.phrases)}
+    values |= {f"q_e{i}": _in_one_field(term) for i, term in enumerate(query.excluded)}
     # No prefix, or one too short to outgrow a stem: no expansion (`_TIER`
     # names the expansions' parameters in every ranked query).
     values |= {"q_prefix": "", "q_lo": "", "q_hi": ""}
@@ -327,7 +358,7 @@ class PostgresSearch:
         if not terms:
             return None
         values = {f"q_t{i}": term for i, term in enumerate(terms)}
-        values |= {f"q_e{i}": " ".join(term) for i, term in enumerate(query.excluded)}
+        values |= {f"q_e{i}": _in_one_field(term) for i, term in enumerate(query.excluded)}
         return _fuzzy(len(terms), len(query.excluded)).given(**values)
 
     def prepare(self, engine: Engine) -> None:
