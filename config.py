@@ -15,11 +15,21 @@ DEV_SECRET = "dev-secret-change-me"  # noqa: S105 - a known placeholder, refused
 DEV_JWT_SECRET = "dev-jwt-secret-change-me-at-least-32-bytes"  # noqa: S105
 
 
+TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
 def env_bool(name: str, default: bool) -> bool:
+    """The switch in `name`, or `default` when it is unset or empty; any word
+    but true/false, yes/no, on/off, 1/0 stops start-up naming the variable
+    (`RATELIMIT_ENABLED=enabled` read as off and started production without
+    rate limits; found by review)."""
     value = os.environ.get(name)
-    if value is None or value == "":
+    if value is None or value.strip() == "":
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    word = value.strip().lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise SystemExit(f"{name} must be true or false (yes/no, on/off, 1/0), not {value!r}")
+    return word in TRUE_WORDS
 
 
 def env_int(name: str, default: int, minimum: int | None = None) -> int:
@@ -222,6 +232,12 @@ PLACEHOLDER_SECRETS = frozenset(
 MIN_SECRET_BYTES = 32  # an HS256 key of 256 bits (RFC 7518 3.2)
 
 
+# What PAYMENT_PROVIDER and MAIL_BACKEND may name (app.services.payment_providers,
+# app.services.mail): production refuses anything else at start-up.
+PAYMENT_PROVIDERS = ("test", "stripe")
+MAIL_BACKENDS = ("smtp", "console")
+
+
 class ProductionConfig(Config):
     DEBUG = False  # pinned: FLASK_DEBUG is refused below, never obeyed
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
@@ -270,6 +286,11 @@ class ProductionConfig(Config):
             # The default takes no money: a shop started without naming a
             # provider marked orders paid for a test card (found by review).
             problems.append("PAYMENT_PROVIDER (stripe; PAYMENT_PROVIDER=test takes no money)")
+        if provider not in PAYMENT_PROVIDERS:
+            # A misspelt one passed, and every payment was a 500 (found by review).
+            problems.append(f"PAYMENT_PROVIDER (one of {', '.join(PAYMENT_PROVIDERS)})")
+        if config.get("MAIL_BACKEND") not in MAIL_BACKENDS:
+            problems.append(f"MAIL_BACKEND (one of {', '.join(MAIL_BACKENDS)})")
         if provider == "stripe" and not (
             config.get("STRIPE_SECRET_KEY") and config.get("STRIPE_WEBHOOK_SECRET")
         ):
