@@ -119,7 +119,8 @@ def register_commands(app: Flask) -> None:
     @click.option("--password", required=True)
     @unit_of_work()
     def create_admin(username: str, email: str, password: str) -> None:
-        """Create an admin, or promote the user with this username or email."""
+        """Create an admin, or promote the user with this username or email
+        (given that account's own password)."""
         for name, value in (("username", username), ("email", email), ("password", password)):
             try:
                 value.encode("utf-8")
@@ -133,8 +134,24 @@ def register_commands(app: Flask) -> None:
             email = fields["email"].deserialize(email)
         except ValidationError as err:
             raise click.ClickException(f"invalid input: {err.messages}") from None
-        existing = accounts.find_by_username(username) or accounts.find_by_email(email)
+        by_name, by_email = accounts.find_by_username(username), accounts.find_by_email(email)
+        if by_name is not None and by_email is not None and by_name.id != by_email.id:
+            raise click.ClickException(
+                f"the username names account {by_name.id} and the email account {by_email.id}: "
+                "nothing changed"
+            )
+        existing = by_name or by_email
         if existing is not None:
+            # Promoting whichever account the name or email named made an
+            # admin of anyone who signed up first with the name (or the
+            # unverified email) the operator meant to use; --password was
+            # ignored (found by review). The account's own password proves
+            # it is the operator's.
+            if not existing.check_password(password):
+                raise click.ClickException(
+                    f"account {existing.username!r} (id {existing.id}) exists and --password is "
+                    "not its password: nothing changed (promote an account with its own password)"
+                )
             existing.is_admin = True
             click.echo(f"Promoted {existing.username} (id {existing.id}) to admin.")
             return

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from tests.helpers import IS_POSTGRES
+from tests.helpers import IS_POSTGRES, PASSWORD
 
 
 def test_health_ok(client):
@@ -162,19 +162,29 @@ def test_cli_create_admin_creates_then_promotes(app, db, make_user):
     assert boss.is_admin and boss.email == "boss@example.com"
 
     plain = make_user("plain")
+    args = ["create-admin", "--username", "plain", "--email", "x@example.com", "--password"]
+    # Not its password: someone else's account, maybe a squatter's (nothing changes).
+    result = runner.invoke(args=[*args, "whatever1"])
+    assert result.exit_code != 0 and "nothing changed" in result.output, result.output
+    assert not db.session.get(User, plain.id).is_admin
+    result = runner.invoke(args=[*args, PASSWORD])
+    assert result.exit_code == 0, result.output
+    assert db.session.get(User, plain.id).is_admin
+    # A username and an email that name two accounts: refused.
+    other = make_user("other")
     result = runner.invoke(
         args=[
             "create-admin",
             "--username",
-            "plain",
+            "other",
             "--email",
-            "x@example.com",
+            "plain@example.com",
             "--password",
-            "whatever1",
+            PASSWORD,
         ]
     )
-    assert result.exit_code == 0, result.output
-    assert db.session.get(User, plain.id).is_admin
+    assert result.exit_code != 0 and "nothing changed" in result.output, result.output
+    assert not db.session.get(User, other.id).is_admin
 
 
 def test_cli_create_admin_rejects_bad_input(app):

@@ -375,7 +375,7 @@ def test_create_admin_promotes_the_account_its_email_names_in_either_spelling(ap
             "--email",
             "bob@xn--exmple-cua.com",
             "--password",
-            "change-me-please",
+            "correct-horse-9",  # the account's own (a promotion needs it)
         ]
     )
     assert result.exit_code == 0, result.output
