@@ -155,3 +155,31 @@ def test_a_catalog_cache_ttl_below_one_second_stops_start_up():
     )
     assert result.returncode != 0
     assert "CATALOG_CACHE_TTL must be at least 1" in result.stderr
+
+
+def test_a_signup_keeps_the_catalog_cache_and_a_username_change_or_deletion_moves_it(
+    client, db, make_user
+):
+    """A catalog read shows an account only as a review's author: a new
+    account shows nowhere, so a signup must not bump the catalog version
+    (each did: every signup emptied the catalog cache everywhere; found by
+    review), while a new username, or the account removed (its reviews go
+    with it), must."""
+    from app.services import catalog_cache
+
+    version = catalog_cache.store().version()
+    response = client.post(
+        "/api/auth/signup",
+        json={"username": "newbie", "email": "newbie@example.com", "password": "long-enough-1"},
+    )
+    assert response.status_code == 201, response.get_json()
+    assert catalog_cache.store().version() == version
+    user = make_user()
+    assert catalog_cache.store().version() == version
+    db.session.execute(text("UPDATE users SET username = 'renamed' WHERE id = :u"), {"u": user.id})
+    db.session.commit()
+    renamed = catalog_cache.store().version()
+    assert renamed != version
+    db.session.delete(db.session.get(User, user.id))
+    db.session.commit()
+    assert catalog_cache.store().version() != renamed

@@ -39,7 +39,10 @@ log = logging.getLogger("shop.cache")
 # Tables whose rows a catalog read shows (products, their reviews and stock).
 CATALOG_TABLES = frozenset({"products", "reviews", "stock_movements"})
 # Columns of other tables that a catalog read shows (a review names its author).
-CATALOG_COLUMNS = {"users": ("username",)}
+# Set, or the row removed (its reviews go with it); not a new account: each
+# signup had bumped the whole catalog cache (found by review).
+CATALOG_UPDATES = {"users": ("username",)}
+CATALOG_REMOVALS = frozenset({"users"})
 DOWN = object()  # what a Redis command gives while Redis is unreachable
 
 
@@ -350,7 +353,14 @@ def init_catalog_cache(app: Flask) -> None:
     release()  # read once, at start, not by a request
     # Its answers are built from the search rankings and the names index: its
     # version moves after theirs in every commit.
-    versions.watch("catalog_changed", CATALOG_TABLES, bump, CATALOG_COLUMNS, last=True)
+    versions.watch(
+        "catalog_changed",
+        CATALOG_TABLES,
+        bump,
+        removals=CATALOG_REMOVALS,
+        updates=CATALOG_UPDATES,
+        last=True,
+    )
 
 
 def version_store(

@@ -37,6 +37,7 @@ class Watch(NamedTuple):
     tables: frozenset[str]  # every write to these changes the set
     columns: dict[str, tuple[str, ...]]  # columns of other tables the set shows (and their rows)
     removals: frozenset[str]  # a row removed from these changes the set
+    updates: dict[str, tuple[str, ...]]  # these columns set (no row added) change it
     mentions: re.Pattern  # a text() write naming one of the tables above
     bump: Callable[[], None]  # a new version (an error is logged, never raised)
     last: bool  # bumped after every other set's version (see `watch`)
@@ -64,12 +65,14 @@ def watch(
     columns: dict[str, tuple[str, ...]] | None = None,
     *,
     removals: frozenset[str] = frozenset(),
+    updates: dict[str, tuple[str, ...]] | None = None,
     last: bool = False,
 ) -> Watch:
     """Call `bump` after every commit that wrote `tables`, or added or removed
     a row of a table in `columns` or set one of its columns there, or removed
-    a row of a table in `removals`. Once per `mark` per process: the events
-    are the Session class's.
+    a row of a table in `removals`, or set a column of `updates` (a row added
+    there does not count: a new account shows in no catalog read). Once per
+    `mark` per process: the events are the Session class's.
 
     `last`: a cache of answers built from what other sets' versions guard
     (the catalog cache's answers use the search rankings and the names
@@ -78,7 +81,8 @@ def watch(
     its answer from the old ranking and kept it under the new version."""
     global _watches
     columns = columns or {}
-    named = sorted(tables | columns.keys() | removals)
+    updates = updates or {}
+    named = sorted(tables | columns.keys() | removals | updates.keys())
     mentions = re.compile(r"\b(?:" + "|".join(named) + r")\b", re.IGNORECASE)
     with _lock:
         if not _watches:
@@ -89,7 +93,7 @@ def watch(
         for existing in _watches:
             if existing.mark == mark:
                 return existing
-        made = Watch(mark, tables, columns, removals, mentions, bump, last)
+        made = Watch(mark, tables, columns, removals, updates, mentions, bump, last)
         # A new list (a commit in another thread may be walking the old one),
         # sorted stably: the `last` ones at the end.
         _watches = sorted([*_watches, made], key=lambda watched: watched.last)
@@ -101,6 +105,10 @@ def _shows(watched: Watch, session: Session, obj) -> bool:
     table = getattr(obj, "__tablename__", None)
     if table in watched.removals and obj in session.deleted:
         return True
+    if table in watched.updates and obj in session.dirty:
+        state = inspect(obj)
+        if any(state.attrs[name].history.has_changes() for name in watched.updates[table]):
+            return True
     if table in watched.tables:
         return obj not in session.dirty or session.is_modified(obj)
     if table in watched.columns:
@@ -164,6 +172,11 @@ def _on_execute(state: ORMExecuteState) -> None:
             name in watched.tables
             or (name in watched.columns and _sets(statement, watched.columns[name]))
             or (name in watched.removals and isinstance(statement, Delete))
+            or (
+                name in watched.updates
+                and isinstance(statement, Update)
+                and _sets(statement, watched.updates[name])
+            )
             or (raw is not None and watched.mentions.search(raw))
         ):
             state.session.info[watched.mark] = True
