@@ -84,7 +84,7 @@ def test_an_email_sent_early_in_a_batch_is_not_sent_again_while_a_later_row_is_s
     sends: list[str] = []
     durations = {"slow0@example.com": 1.9, "slow1@example.com": 2.5}
 
-    def fake_send(to, content, message_id):
+    def fake_send(to, content, message_id, deadline=None):
         time.sleep(durations.get(to, 0) if threading.current_thread() is worker else 0)
         sends.append(to)
 
@@ -129,7 +129,7 @@ def test_a_failed_smtp_login_is_retried_not_failed_at_once(app, db, monkeypatch)
     from app.services import mail, outbox
     from app.tasks import runner
 
-    def refused_login(to, content, message_id):
+    def refused_login(to, content, message_id, deadline=None):
         raise smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid")
 
     monkeypatch.setattr(mail, "send", refused_login)
