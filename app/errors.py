@@ -231,9 +231,24 @@ def http_error_response(error: HTTPException) -> Response:
     if status == 405 and getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
     if status == 429:
-        message = f"Too many requests: limit of {error.description}" if error.description else None
+        message = _limit_message()
         headers["Retry-After"] = str(_retry_after())
     return error_response(status, message, errors, headers)
+
+
+def _limit_message() -> str | None:
+    """The 429 message in the project's words ("Too many requests: at most 10 per 15 minutes")
+    (the limits library's own read "limit of 10 per 15 minute"; found by
+    review); None (the status's message) when no limit is at hand."""
+    current = limiter.current_limit
+    item = getattr(current, "limit", None)
+    try:
+        amount, multiples = int(item.amount), int(item.multiples)
+        unit = str(item.GRANULARITY.name)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    per = unit if multiples == 1 else f"{multiples} {unit}s"
+    return f"Too many requests: at most {amount} per {per}"
 
 
 def _retry_after() -> int:

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import DATABASE_URL, PASSWORD, VISA, order_for, pay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,3 +156,29 @@ def test_production_knows_the_same_providers_and_backends_as_the_code(app):
     )
     assert result.returncode != 0
     assert "RATELIMIT_ENABLED must be true or false" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "limit, expected",
+    [
+        ("2 per 15 minutes", "Too many requests: at most 2 per 15 minutes"),
+        ("2 per minute", "Too many requests: at most 2 per minute"),
+        ("2/hour", "Too many requests: at most 2 per hour"),
+    ],
+)
+def test_a_rate_limited_answer_is_in_the_projects_words(make_app, limit, expected):
+    """API.md: "Messages are the project's own words: no library wording".
+    A 429 said "Too many requests: limit of 2 per 15 minute", the limits
+    library's own rendering (found by review)."""
+    app = make_app(
+        overrides={
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "RATELIMIT_LOGIN": limit,
+        }
+    )
+    client = app.test_client()
+    body = {"username": "nobody-here", "password": "wrong-password-1"}
+    answers = [client.post("/api/auth/login", json=body) for _ in range(3)]
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    assert answers[-1].get_json()["message"] == expected
