@@ -158,23 +158,30 @@ class SmtpBackend:
             watchdog.daemon = True
             watchdog.start()
         try:
-            if config["MAIL_USE_TLS"]:
-                smtp.starttls(context=ssl.create_default_context())
-            if config["MAIL_USERNAME"]:
-                smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
-            smtp.send_message(message)
-        except BaseException as error:
-            smtp.close()
-            if deadline is not None and time.monotonic() >= deadline:
-                raise DeadlinePassed(f"the lease ran out while sending: {error}") from error
-            raise
+            try:
+                if config["MAIL_USE_TLS"]:
+                    smtp.starttls(context=ssl.create_default_context())
+                if config["MAIL_USERNAME"]:
+                    smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
+                smtp.send_message(message)
+            except BaseException as error:
+                smtp.close()
+                # Cut by the watchdog (a broken connection): the lease's end.
+                # A reply the relay gave (a 5xx refusal) stays what it is.
+                cut = isinstance(error, (OSError, smtplib.SMTPServerDisconnected))
+                if cut and deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlinePassed(f"the lease ran out while sending: {error}") from error
+                raise
+            # The goodbye too ends by the deadline (the watchdog is still on):
+            # a relay that never answered QUIT held the send past its lease,
+            # and a second worker sent it again (found by review).
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):  # accepted already
+                smtp.close()
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):  # accepted already
-            smtp.close()
 
 
 def _cut(smtp: smtplib.SMTP) -> None:

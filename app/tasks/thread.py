@@ -44,7 +44,10 @@ class EmbeddedWorker:
                 # first lets the thread record the email it is sending; cut
                 # off, it left a row sent but unmarked, claimed by a process
                 # that was gone (found by review).
-                atexit.register(self.stop, float(self.app.config["MAIL_TIMEOUT"]) + 5)
+                # A send ends by its lease's end (runner.deliver_batch), so
+                # that is the longest the process waits (MAIL_TIMEOUT + 5 s
+                # was shorter than a slow send, found by review).
+                atexit.register(self.stop, float(self.app.config["OUTBOX_LEASE"]))
                 self.at_exit = True
 
     def notify(self, ids: list[int]) -> None:
@@ -60,6 +63,11 @@ class EmbeddedWorker:
         self.wake.set()
         if self.thread is not None and self.thread.is_alive():
             self.thread.join(timeout)
+        if self.thread is not None and self.thread.is_alive():
+            # Still sending: kept, so a later notify() does not start a second
+            # thread beside it (it ends after its batch: `stopping`).
+            log.warning("background thread still busy after %.0f s", timeout)
+            return
         self.thread = None
 
     def _run(self) -> None:

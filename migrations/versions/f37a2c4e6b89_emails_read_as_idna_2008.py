@@ -1,0 +1,91 @@
+"""Stored emails rewritten as the app now reads every email it is given
+(app/schemas/user.py `normalize_email`): a quoted local part that needs no
+quotes without them (`"bob"@example.com` is `bob@example.com`), and a
+non-ASCII or `xn--` domain as IDNA 2008 with UTS 46 reads it (the `idna`
+package: `bob@xn--strae-oqa.de` is `bob@straße.de`, a soft hyphen or other
+invisible character dropped). Without it such an account no longer found
+its own address at login, and a second account could sign up for the same
+mailbox (found by review). A row whose rewritten address another account
+already holds is left as it is (two accounts cannot be merged here; each
+still logs in with the spelling it was stored under), as f30d5e7a9b14 did.
+
+Revision ID: f37a2c4e6b89
+Revises: f36d1b3c5e78
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import idna
+import sqlalchemy as sa
+from alembic import op
+
+revision = "f37a2c4e6b89"
+down_revision = "f36d1b3c5e78"
+branch_labels = None
+depends_on = None
+
+# As app/schemas/user.py spells them at this revision (a migration is a
+# frozen snapshot: it never imports the app).
+DOT_ATOM = re.compile(r'[^\s"(),:;<>@\[\\\].]+(?:\.[^\s"(),:;<>@\[\\\].]+)*')
+QUOTED_PAIR = re.compile(r"\\(.)")
+LONGEST_EMAIL, LONGEST_LABEL = 320, 63
+
+
+def _nfkc(value: str) -> str:
+    return unicodedata.normalize("NFKC", value)
+
+
+def _normalized(email: str) -> str:
+    email = _nfkc(_nfkc(email).lower())
+    local, at, domain = email.rpartition("@")
+    if not at or len(email) > LONGEST_EMAIL:
+        return email
+    if len(local) > 2 and local[0] == local[-1] == '"':
+        unquoted = QUOTED_PAIR.sub(r"\1", local[1:-1])
+        if DOT_ATOM.fullmatch(unquoted):
+            local = unquoted
+    if (not domain.isascii() or "xn--" in domain) and all(
+        len(label) <= LONGEST_LABEL for label in domain.split(".")
+    ):
+        try:
+            domain = idna.decode(domain, uts46=True) or domain
+        except (idna.IDNAError, UnicodeError, ValueError):
+            pass
+    return _nfkc(_nfkc(local + at + domain).lower())
+
+
+def upgrade() -> None:
+    if op.get_context().as_sql:
+        # Offline SQL cannot read the rows: the rewrite is Python's.
+        op.execute("-- f37a2c4e6b89: stored emails are rewritten online only")
+        return
+    connection = op.get_bind()
+    users = sa.table("users", sa.column("id", sa.Integer), sa.column("email", sa.String))
+    # Only what the reading can change: a quoted local part, an xn-- domain,
+    # any letter outside ASCII (more bytes than characters).
+    if connection.dialect.name == "postgresql":
+        wide = sa.func.octet_length(users.c.email) != sa.func.length(users.c.email)
+    else:
+        wide = sa.func.length(sa.cast(users.c.email, sa.LargeBinary)) != sa.func.length(
+            users.c.email
+        )
+    rows = connection.execute(
+        sa.select(users.c.id, users.c.email).where(
+            sa.or_(users.c.email.like('"%'), users.c.email.like("%xn--%"), wide)
+        )
+    ).all()
+    for user_id, email in rows:
+        rewritten = _normalized(email)
+        if rewritten == email:
+            continue
+        holder = sa.select(users.c.id).where(users.c.email == rewritten)
+        if connection.execute(holder).first() is None:
+            connection.execute(users.update().where(users.c.id == user_id).values(email=rewritten))
+
+
+def downgrade() -> None:
+    # Both spellings name one mailbox: nothing to put back.
+    pass
