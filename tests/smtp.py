@@ -40,6 +40,61 @@ class Sink:
         return "250 Message accepted"
 
 
+class SlowSink(Sink):
+    """A busy or tarpitting relay: each command in `steps` (EHLO, MAIL, RCPT,
+    DATA) answered after `delay` seconds, every step succeeding; with
+    `received_first` the message is kept before DATA's wait (the relay has it
+    before its reply); QUIT answered after `quit_delay`."""
+
+    ALL = frozenset({"EHLO", "MAIL", "RCPT", "DATA"})
+
+    def __init__(
+        self,
+        delay: float,
+        steps: frozenset[str] = ALL,
+        *,
+        received_first: bool = False,
+        quit_delay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.delay, self.steps = delay, steps
+        self.received_first, self.quit_delay = received_first, quit_delay
+
+    async def _wait(self, step: str) -> None:
+        if step in self.steps:
+            await asyncio.sleep(self.delay)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        await self._wait("EHLO")
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        await self._wait("MAIL")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        await self._wait("RCPT")
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if self.received_first:
+            reply = await super().handle_DATA(server, session, envelope)
+            await self._wait("DATA")
+            return reply
+        await self._wait("DATA")
+        return await super().handle_DATA(server, session, envelope)
+
+    async def handle_QUIT(self, server, session, envelope):  # noqa: N802
+        if self.quit_delay:
+            await asyncio.sleep(self.quit_delay)
+        return "221 Bye"
+
+
 class SmtpServer:
     def __init__(self) -> None:
         self.sink = Sink()

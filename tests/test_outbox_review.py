@@ -5,7 +5,6 @@ currencies, paying a cancelled order, production's mail backend."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -19,7 +18,7 @@ from app.services.background import task_handler
 from app.tasks import runner
 from tests.helpers import DATABASE_URL, auth, order_for, pay, scalar
 from tests.live import free_port
-from tests.smtp import Sink
+from tests.smtp import SlowSink
 
 ADDRESS = {"shipping_address": "221B Baker Street, London"}
 LOW_STOCK = {
@@ -266,29 +265,6 @@ def test_every_email_carries_a_date_header(
     assert message["Date"] is not None, dict(message.items())
 
 
-class _SlowSink(Sink):
-    """An SMTP server that answers each command a little under the client's
-    timeout (a busy or tarpitting relay): every step succeeds."""
-
-    delay = 0.8
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
-
-
 def test_a_batch_is_not_taken_over_while_its_worker_still_sends_it(app, db):
     """API.md, Notifications: "several workers ... share the work and never
     send one email twice in normal operation". `runner.batch_size` claims
@@ -299,7 +275,7 @@ def test_a_batch_is_not_taken_over_while_its_worker_still_sends_it(app, db):
     the batch outlives its lease; the rows are marked sent only after the
     whole batch, so another worker claims and sends them again while (or
     after) the first one sent them. Here 2 emails reach the server 3+ times."""
-    sink = _SlowSink()
+    sink = SlowSink(0.8, frozenset({"MAIL", "RCPT", "DATA"}))
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()

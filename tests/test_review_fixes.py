@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -15,7 +14,7 @@ from app.models.types import utcnow
 from app.services import outbox
 from app.tasks import runner
 from tests.live import free_port
-from tests.smtp import Sink
+from tests.smtp import SlowSink
 
 LOW_STOCK = {
     "user": {"username": "admin"},
@@ -32,29 +31,6 @@ def _rows(db) -> list[OutboxMessage]:
     return rows
 
 
-class _SlowGoodbyeSink(Sink):
-    """A busy relay: EHLO and MAIL each answered in 1 s (under the client's
-    1.5 s MAIL_TIMEOUT), the message accepted at once, and QUIT never
-    answered (the client's read times out: a failed goodbye after the 250)."""
-
-    delay = 1.0
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        session.host_name = hostname
-        return responses
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_QUIT(self, server, session, envelope):  # noqa: N802
-        await asyncio.sleep(5)
-        return "221 Bye"
-
-
 def test_a_slow_goodbye_after_the_deadline_lets_a_second_worker_send_the_email_again(app, db):
     """README/mail.SmtpBackend: "An email's send ends before the lease does
     (LEASE_MARGIN), or fails ... past it another worker may claim the row";
@@ -66,7 +42,7 @@ def test_a_slow_goodbye_after_the_deadline_lets_a_second_worker_send_the_email_a
     never answers QUIT: the first worker is still in QUIT (until ~3.5 s)
     when a second worker claims the expired row at ~3.1 s, and the
     recipient gets the email twice."""
-    sink = _SlowGoodbyeSink()
+    sink = SlowSink(1.0, frozenset({"EHLO", "MAIL"}), quit_delay=5)
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
@@ -156,36 +132,6 @@ def test_accounts_stored_under_the_old_email_spelling_still_own_their_mailbox(
     assert signups == {"bob@example.com": 409, "bob@straße.de": 409}
 
 
-class _BusyRelay(Sink):
-    """A relay answering each of EHLO, MAIL, RCPT and DATA's end in 2.5 s
-    (under the client's 3 s MAIL_TIMEOUT): the message is received before
-    the last reply."""
-
-    delay = 2.5
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        session.host_name = hostname
-        return responses
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        await super().handle_DATA(server, session, envelope)  # kept
-        await asyncio.sleep(self.delay)
-        return "250 Message accepted"
-
-
 def test_a_cli_process_leaving_waits_for_the_email_its_thread_is_sending(
     app, db, client, buyer, make_product
 ):
@@ -222,7 +168,7 @@ def test_a_cli_process_leaving_waits_for_the_email_its_thread_is_sending(
     db.session.commit()
     db.session.remove()
 
-    sink = _BusyRelay()
+    sink = SlowSink(2.5, received_first=True)  # each step in 2.5 s, the message kept first
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from app.services import outbox
 from app.tasks import runner
 from tests.helpers import DATABASE_URL, auth
 from tests.live import free_port
-from tests.smtp import Sink
+from tests.smtp import Sink, SlowSink
 
 LOW_STOCK = {
     "user": {"username": "admin"},
@@ -36,34 +35,6 @@ def _rows(db) -> list[OutboxMessage]:
     db.session.expunge_all()
     db.session.rollback()
     return rows
-
-
-class _TarpitSink(Sink):
-    """A relay that answers every command a little under the client's
-    timeout (a busy or tarpitting relay): every step succeeds."""
-
-    delay = 0.9
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        session.host_name = hostname
-        return responses
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
 
 
 def _smtp(app, sink, **config):
@@ -86,7 +57,7 @@ def test_one_email_that_outlives_its_lease_is_never_sent_twice(app, db):
     review). Now a send ends before its lease does: the first worker gives
     up, records the failed attempt (a retry later), and no second worker
     ever sends while it still is."""
-    sink = _TarpitSink()
+    sink = SlowSink(0.9)  # EHLO, MAIL, RCPT and DATA each in 0.9 s
     controller, saved = _smtp(app, sink, MAIL_TIMEOUT=1, OUTBOX_LEASE=2.0)
     try:
         with unit_of_work():
