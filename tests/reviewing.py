@@ -29,3 +29,37 @@ def give_order(user, product, status: str = "delivered") -> None:
     db.session.add(order)
     db.session.commit()
     db.session.expunge_all()
+
+
+def cancel_expired_in_a_cli_process(**settings: str) -> str:
+    """`flask cancel-expired-orders` in a process of its own, on the suite's
+    database, with the embedded background thread (no Redis) and these
+    settings; its output (it must succeed)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import DATABASE_URL
+
+    env = {
+        **os.environ,
+        "FLASK_APP": "app:create_app",
+        "FLASK_CONFIG": "testing",
+        "TEST_DATABASE_URL": DATABASE_URL,
+        "DATABASE_URL": DATABASE_URL,
+        "BACKGROUND_MODE": "thread",
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("flask")), "cancel-expired-orders"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -14,6 +14,7 @@ from app.models.types import utcnow
 from app.services import outbox
 from app.tasks import runner
 from tests.live import free_port
+from tests.reviewing import cancel_expired_in_a_cli_process
 from tests.smtp import SlowSink
 
 LOW_STOCK = {
@@ -145,16 +146,12 @@ def test_a_cli_process_leaving_waits_for_the_email_its_thread_is_sending(
     thread after the relay received the message and before it was marked:
     the row stays `pending`, claimed by a process that is gone, and is sent
     again once the lease ends."""
-    import os
-    import subprocess
-    import sys
     from datetime import timedelta
-    from pathlib import Path
 
     from sqlalchemy import update
 
     from app.models import Order
-    from tests.helpers import DATABASE_URL, auth
+    from tests.helpers import auth
 
     _user, token = buyer
     product = make_product(stock=100)
@@ -173,32 +170,14 @@ def test_a_cli_process_leaving_waits_for_the_email_its_thread_is_sending(
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        env = {
-            **os.environ,
-            "FLASK_APP": "app:create_app",
-            "FLASK_CONFIG": "testing",
-            "TEST_DATABASE_URL": DATABASE_URL,
-            "DATABASE_URL": DATABASE_URL,
-            "BACKGROUND_MODE": "thread",
-            "LOG_LEVEL": "WARNING",
-            "MAIL_BACKEND": "smtp",
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": str(port),
-            "MAIL_TIMEOUT": "3",
-            "OUTBOX_LEASE": "60",
-        }
-        env.pop("REDIS_URL", None)
-        flask = Path(sys.executable).with_name("flask")
-        done = subprocess.run(
-            [str(flask), "cancel-expired-orders"],
-            cwd=Path(__file__).resolve().parents[1],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        out = cancel_expired_in_a_cli_process(
+            MAIL_BACKEND="smtp",
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=str(port),
+            MAIL_TIMEOUT="3",
+            OUTBOX_LEASE="60",
         )
-        assert done.returncode == 0, done.stderr
-        assert "Cancelled 1 unpaid order(s)." in done.stdout
+        assert "Cancelled 1 unpaid order(s)." in out
         time.sleep(3)
         [row] = [r for r in _rows(db) if r.topic == "order_cancelled"]
         received = len(sink.messages)

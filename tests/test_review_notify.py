@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from sqlalchemy import update
@@ -17,8 +13,9 @@ from app.models import OutboxMessage
 from app.models.types import utcnow
 from app.services import outbox
 from app.tasks import runner
-from tests.helpers import DATABASE_URL, auth
+from tests.helpers import auth
 from tests.live import free_port
+from tests.reviewing import cancel_expired_in_a_cli_process
 from tests.smtp import Sink, SlowSink
 
 LOW_STOCK = {
@@ -183,28 +180,8 @@ def test_a_cli_command_in_embedded_mode_leaves_no_email_half_delivered(
     db.session.remove()
     smtp_server.sink.stall = 0.5  # a relay that scans a message for half a second
 
-    env = {
-        **os.environ,
-        "FLASK_APP": "app:create_app",
-        "FLASK_CONFIG": "testing",
-        "TEST_DATABASE_URL": DATABASE_URL,
-        "DATABASE_URL": DATABASE_URL,
-        "BACKGROUND_MODE": "thread",
-        "LOG_LEVEL": "WARNING",
-        **smtp_server.env(),
-    }
-    env.pop("REDIS_URL", None)
-    flask = Path(sys.executable).with_name("flask")
-    done = subprocess.run(
-        [str(flask), "cancel-expired-orders"],
-        cwd=Path(__file__).resolve().parents[1],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Cancelled 12 unpaid order(s)." in done.stdout
+    out = cancel_expired_in_a_cli_process(**smtp_server.env())
+    assert "Cancelled 12 unpaid order(s)." in out
     time.sleep(3)  # whatever the relay was given has arrived
     rows = [r for r in _rows(db) if r.topic == "order_cancelled"]
     assert len(rows) == 12
