@@ -168,7 +168,9 @@ class SmtpBackend:
                 smtp.close()
                 # Cut by the watchdog (a broken connection): the lease's end.
                 # A reply the relay gave (a 5xx refusal) stays what it is.
-                cut = isinstance(error, (OSError, smtplib.SMTPServerDisconnected))
+                # (smtplib's errors are OSErrors too: a reply is not a cut.)
+                replied = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
+                cut = isinstance(error, OSError) and not isinstance(error, replied)
                 if cut and deadline is not None and time.monotonic() >= deadline:
                     raise DeadlinePassed(f"the lease ran out while sending: {error}") from error
                 raise

@@ -6,8 +6,9 @@ package: `bob@xn--strae-oqa.de` is `bob@straße.de`, a soft hyphen or other
 invisible character dropped). Without it such an account no longer found
 its own address at login, and a second account could sign up for the same
 mailbox (found by review). A row whose rewritten address another account
-already holds is left as it is (two accounts cannot be merged here; each
-still logs in with the spelling it was stored under), as f30d5e7a9b14 did.
+already holds is left as it is (two accounts for one mailbox cannot be
+merged here); its email now reads as the other account's, so it signs in by
+its username (a review found the earlier wording promised otherwise).
 
 Revision ID: f37a2c4e6b89
 Revises: f36d1b3c5e78

@@ -236,6 +236,24 @@ def _any_in(weight: str):
 _TIER = case((_any_in("A"), 0), (_any_in("B"), 1), else_=2)
 
 
+def _typed_prefix_in(weight: str):
+    """Whether the prefix as typed, unstemmed (`_prefix_tsquery`'s other
+    half), matches in the part weighted `weight` (`:q_typed_A`, `:q_typed_B`:
+    `prefix:*A`): a name found only that way ("Ponytail" for `pony`, whose
+    stem is `poni`) ranked in the description tier, below a category match
+    (found by review). Only where the prefix is not listed."""
+    typed = func.to_tsquery(WORDS_CONFIG, _param(f"q_typed_{weight}"))
+    return and_(~_listed(), SEARCH_VECTOR.op("@@", is_comparison=True)(_once(typed)))
+
+
+# With a prefix: `_TIER`, where the typed prefix counts as well.
+_TIER_WITH_PREFIX = case(
+    (or_(_any_in("A"), _typed_prefix_in("A")), 0),
+    (or_(_any_in("B"), _typed_prefix_in("B")), 1),
+    else_=2,
+)
+
+
 def _weighted(query: ParsedQuery, weight: str) -> str:
     """`_any_in`'s tsquery text: letters and digits only, never syntax."""
     terms = [*query.words, *(word for phrase in query.phrases for word in phrase)]
@@ -264,7 +282,8 @@ def _match(words: int, phrases: int, excluded: int, prefix: bool) -> Match:
         positive if negative is None else func.tsquery_and(positive, func.tsquery_not(negative))
     )
     matches = SEARCH_VECTOR.op("@@")(_once(tsquery))
-    score = _TIER * TIER_STEP - func.ts_rank(SEARCH_VECTOR, _once(positive))
+    tier = _TIER_WITH_PREFIX if prefix else _TIER
+    score = tier * TIER_STEP - func.ts_rank(SEARCH_VECTOR, _once(positive))
     top, count = _top(matches, score)
     return Match(shape, lambda stmt: stmt.where(matches), (score.asc(),), top=top, count=count)
 
@@ -318,6 +337,7 @@ def _values(query: ParsedQuery) -> dict[str, str]:
     values |= {"q_prefix": "", "q_lo": "", "q_hi": ""}
     if query.prefix:
         values["q_prefix"] = query.prefix + ":*"
+        values |= {f"q_typed_{w}": f"{query.prefix}:*{w}" for w in "AB"}
         if len(query.prefix) >= 3:  # shorter is all but never longer than a stem
             # In the column's "C" order, every word starting with the prefix.
             values["q_lo"], values["q_hi"] = query.prefix, query.prefix + "\U0010ffff"

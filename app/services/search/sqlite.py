@@ -103,7 +103,9 @@ def _latin(letter: str) -> bool:
     return letter < "\u0250" or "\u1e00" <= letter <= "\u1eff"
 
 
-LONG_S = str.maketrans({"\u017f": "s", "\u1e9b": "s"})
+# Letters FTS5 folds to another letter: the long s (U+017F, with a dot
+# U+1E9B) to `s`, the micro sign (U+00B5) to Greek mu (U+03BC).
+AS_FTS5_FOLDS = str.maketrans({"\u017f": "s", "\u1e9b": "s", "\u00b5": "\u03bc"})
 
 
 def _folded(word: str) -> str:
@@ -119,8 +121,7 @@ def _folded(word: str) -> str:
     # Python lower-cases a final sigma (U+03A3) as U+03C2, which FTS5 folds
     # as U+03C3 (`ΠΑΣ` found no word starting with it, and lost its `*`;
     # found by review).
-    # Likewise the long s (U+017F, and with a dot U+1E9B) as `s`.
-    lowered = word.lower().replace("\u03c2", "\u03c3").translate(LONG_S)
+    lowered = word.lower().replace("\u03c2", "\u03c3").translate(AS_FTS5_FOLDS)
     for letter in unicodedata.normalize("NFD", lowered):
         if unicodedata.combining(letter):
             if _latin(base):
