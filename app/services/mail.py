@@ -134,7 +134,8 @@ class SmtpBackend:
         review); at the deadline the socket is shut and the send fails (a
         retry later, never two workers at once). Once the relay accepted the
         message, a failed goodbye (QUIT answered 421, a dropped connection)
-        changes nothing: it was retried, and the email sent again."""
+        changes nothing (it had counted as a failure: the email was sent
+        again at every retry)."""
         message = build_message(to, content, message_id)
         config = current_app.config
         timeout = config["MAIL_TIMEOUT"]

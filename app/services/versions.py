@@ -5,8 +5,9 @@ the accounts cache).
 Each data set is a `Watch`: its tables (any write to them counts), columns
 of other tables it shows (a row added or removed counts, and an update that
 sets one of them), tables whose rows' removal changes it (what the database
-deletes or recounts with them: an account's reviews), and the `bump` to
-call. SQLAlchemy session events mark a session whose transaction writes
+deletes or recounts with them: an account's reviews), columns whose setting
+changes it when a new row there does not (an author's username), and the
+`bump` to call. SQLAlchemy session events mark a session whose transaction writes
 one of them (an ORM flush, a Core statement or a text() one) and its commit
 calls that `bump`; a rollback forgets the mark. A reader takes the version
 BEFORE it queries, so what it builds while a write commits is kept under
