@@ -14,6 +14,25 @@ from aiosmtpd.controller import Controller
 
 from tests.live import free_port
 
+# An email context the low-stock template renders, for tests that queue one.
+LOW_STOCK = {
+    "user": {"username": "admin"},
+    "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
+}
+# The settings a test pointing the app at its own relay changes (and restores).
+MAIL_KEYS = ("MAIL_BACKEND", "MAIL_SERVER", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_LEASE")
+
+
+def outbox_rows(db) -> list:
+    """Every outbox row as committed now, oldest first, detached."""
+    from app.models import OutboxMessage
+
+    db.session.remove()
+    rows = db.session.query(OutboxMessage).order_by(OutboxMessage.id).all()
+    db.session.expunge_all()
+    db.session.rollback()
+    return rows
+
 
 class Sink:
     """aiosmtpd handler: each accepted message, parsed; `refuse` answers a

@@ -10,11 +10,7 @@ import threading
 import time
 
 from tests.helpers import PASSWORD
-
-LOW_STOCK = {
-    "user": {"username": "admin"},
-    "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
-}
+from tests.smtp import LOW_STOCK
 
 
 def _label(unicode_label: str) -> str:

@@ -12,27 +12,14 @@ import time
 from aiosmtpd.controller import Controller
 
 from app.db import unit_of_work
-from app.models import OutboxMessage
 from app.services import outbox
 from app.services.background import task_handler
 from app.tasks import runner
 from tests.helpers import DATABASE_URL, auth, order_for, pay, scalar
 from tests.live import free_port
-from tests.smtp import SlowSink
+from tests.smtp import LOW_STOCK, SlowSink, outbox_rows
 
 ADDRESS = {"shipping_address": "221B Baker Street, London"}
-LOW_STOCK = {
-    "user": {"username": "admin"},
-    "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
-}
-
-
-def _rows(db) -> list[OutboxMessage]:
-    db.session.remove()
-    rows = db.session.query(OutboxMessage).order_by(OutboxMessage.id).all()
-    db.session.expunge_all()
-    db.session.rollback()
-    return rows
 
 
 def test_paying_a_cancelled_refunded_order_is_invalid_transition(client, buyer, make_product):
@@ -79,7 +66,7 @@ def test_a_permanent_smtp_refusal_is_not_retried(
         assert deliver_outbox() == 1
         time.sleep(0.2)
         deliver_outbox()  # a retry would happen here
-        [row] = _rows(db)
+        [row] = outbox_rows(db)
         assert smtp_server.sink.attempts == 1, "the permanently refused email was sent again"
         assert row.status == "failed", (row.status, row.attempts, row.last_error)
     finally:
@@ -106,7 +93,7 @@ def test_a_message_whose_deliveries_never_finish_stops_after_max_attempts(app, d
             claims += len(claimed)
             time.sleep(0.1)  # the worker died: its lease ends
         db.session.remove()
-        [row] = _rows(db)
+        [row] = outbox_rows(db)
         assert claims <= 2, f"claimed {claims} times, attempts={row.attempts}, MAIL_MAX_ATTEMPTS=2"
     finally:
         app.config.update(MAIL_MAX_ATTEMPTS=5, OUTBOX_LEASE=120.0)
@@ -159,7 +146,7 @@ def test_an_accepted_email_address_can_be_mailed(
     assert client.post("/api/orders", json=ADDRESS, headers=auth(token)).status_code == 201
 
     assert deliver_outbox() == 2
-    rows = _rows(db)
+    rows = outbox_rows(db)
     assert [r.status for r in rows] == ["sent", "sent"], [(r.topic, r.last_error) for r in rows]
 
 

@@ -15,21 +15,7 @@ from app.services import outbox
 from app.tasks import runner
 from tests.live import free_port
 from tests.reviewing import cancel_expired_in_a_cli_process
-from tests.smtp import SlowSink
-
-LOW_STOCK = {
-    "user": {"username": "admin"},
-    "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
-}
-MAIL_KEYS = ("MAIL_BACKEND", "MAIL_SERVER", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_LEASE")
-
-
-def _rows(db) -> list[OutboxMessage]:
-    db.session.remove()
-    rows = db.session.query(OutboxMessage).order_by(OutboxMessage.id).all()
-    db.session.expunge_all()
-    db.session.rollback()
-    return rows
+from tests.smtp import LOW_STOCK, MAIL_KEYS, SlowSink, outbox_rows
 
 
 def test_a_slow_goodbye_after_the_deadline_lets_a_second_worker_send_the_email_again(app, db):
@@ -65,7 +51,7 @@ def test_a_slow_goodbye_after_the_deadline_lets_a_second_worker_send_the_email_a
         thread.start()
         deadline = time.monotonic() + 10
         while True:  # the first worker's claim
-            [row] = _rows(db)
+            [row] = outbox_rows(db)
             if row.attempts == 1 or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
@@ -179,7 +165,7 @@ def test_a_cli_process_leaving_waits_for_the_email_its_thread_is_sending(
         )
         assert "Cancelled 1 unpaid order(s)." in out
         time.sleep(3)
-        [row] = [r for r in _rows(db) if r.topic == "order_cancelled"]
+        [row] = [r for r in outbox_rows(db) if r.topic == "order_cancelled"]
         received = len(sink.messages)
         assert (received, row.status) == (1, "sent"), (received, row.status, row.attempts)
     finally:

@@ -7,25 +7,10 @@ import asyncio
 from aiosmtpd.controller import Controller
 
 from app.db import unit_of_work
-from app.models import OutboxMessage
 from app.services import outbox
 from app.tasks import runner
 from tests.live import free_port
-from tests.smtp import Sink
-
-LOW_STOCK = {
-    "user": {"username": "admin"},
-    "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
-}
-MAIL_KEYS = ("MAIL_BACKEND", "MAIL_SERVER", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_LEASE")
-
-
-def _rows(db) -> list[OutboxMessage]:
-    db.session.remove()
-    rows = db.session.query(OutboxMessage).order_by(OutboxMessage.id).all()
-    db.session.expunge_all()
-    db.session.rollback()
-    return rows
+from tests.smtp import LOW_STOCK, MAIL_KEYS, Sink, outbox_rows
 
 
 class _RefusingSlowRset(Sink):
@@ -66,7 +51,7 @@ def test_a_recipient_refused_with_550_stays_a_permanent_failure_when_the_rset_af
         db.session.remove()
         runner.drain()
         db.session.remove()
-        [row] = _rows(db)
+        [row] = outbox_rows(db)
         assert (row.status, row.attempts) == ("failed", 1), (row.status, row.last_error)
         assert row.last_error.startswith("SMTPRecipientsRefused"), row.last_error
     finally:

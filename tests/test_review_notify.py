@@ -16,22 +16,9 @@ from app.tasks import runner
 from tests.helpers import auth
 from tests.live import free_port
 from tests.reviewing import cancel_expired_in_a_cli_process
-from tests.smtp import Sink, SlowSink
+from tests.smtp import LOW_STOCK, MAIL_KEYS, Sink, SlowSink, outbox_rows
 
-LOW_STOCK = {
-    "user": {"username": "admin"},
-    "product": {"id": 1, "name": "Phone", "stock": 1, "low_stock_threshold": 5},
-}
 ADDRESS = {"shipping_address": "221B Baker Street, London"}
-MAIL_KEYS = ("MAIL_BACKEND", "MAIL_SERVER", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_LEASE")
-
-
-def _rows(db) -> list[OutboxMessage]:
-    db.session.remove()
-    rows = db.session.query(OutboxMessage).order_by(OutboxMessage.id).all()
-    db.session.expunge_all()
-    db.session.rollback()
-    return rows
 
 
 def _smtp(app, sink, **config):
@@ -69,7 +56,7 @@ def test_one_email_that_outlives_its_lease_is_never_sent_twice(app, db):
         thread.start()
         deadline = time.monotonic() + 10
         while True:  # wait for the first worker's claim, then for its lease to end
-            [row] = _rows(db)
+            [row] = outbox_rows(db)
             if row.attempts == 1 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -80,7 +67,7 @@ def test_one_email_that_outlives_its_lease_is_never_sent_twice(app, db):
         db.session.remove()
         thread.join(30)
         assert sink.messages == []
-        [row] = _rows(db)
+        [row] = outbox_rows(db)
         assert (row.status, row.attempts) == ("pending", 1), row
         assert "lease" in row.last_error, row.last_error
     finally:
@@ -111,7 +98,7 @@ def test_an_accepted_email_is_not_retried_for_a_bad_quit_reply(app, db):
             outbox.queue_email("quit@example.com", "low_stock", LOW_STOCK)
         assert runner.drain() == 1
         assert [m["To"] for m in sink.messages] == ["quit@example.com"]  # accepted
-        [row] = _rows(db)
+        [row] = outbox_rows(db)
         assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
     finally:
         app.config.update(saved)
@@ -183,7 +170,7 @@ def test_a_cli_command_in_embedded_mode_leaves_no_email_half_delivered(
     out = cancel_expired_in_a_cli_process(**smtp_server.env())
     assert "Cancelled 12 unpaid order(s)." in out
     time.sleep(3)  # whatever the relay was given has arrived
-    rows = [r for r in _rows(db) if r.topic == "order_cancelled"]
+    rows = [r for r in outbox_rows(db) if r.topic == "order_cancelled"]
     assert len(rows) == 12
     received = len(smtp_server.messages)
     marked = sum(r.status == "sent" for r in rows)
@@ -213,5 +200,5 @@ def test_a_failure_recorded_after_another_claim_logs_no_failed_email(app, db, ca
         status = outbox.mark_failed_attempt(mine, RuntimeError("boom"), permanent=True)
     assert status == "pending"
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
-    [row] = _rows(db)
+    [row] = outbox_rows(db)
     assert (row.status, row.attempts, row.last_error) == ("pending", 2, None)
