@@ -52,10 +52,14 @@ class Order(db.Model):
     items: Mapped[list[OrderItem]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="OrderItem.id"
     )
+    # In the order the changes were made: each is a compare-and-set on the
+    # order's row, so a later change's event gets a later id. Not by `at`,
+    # the clock of the host that made the change: one host ahead of another
+    # put "processing" after "shipped" (found by review).
     status_history: Mapped[list[OrderStatusEvent]] = relationship(
         cascade="all, delete-orphan",
         passive_deletes=True,
-        order_by="(OrderStatusEvent.at, OrderStatusEvent.id)",
+        order_by="OrderStatusEvent.id",
     )
 
     __table_args__ = (

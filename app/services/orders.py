@@ -211,9 +211,10 @@ def _order_rows(owned: bool) -> CompoundSelect:
         .select_from(events)
         .join(orders, orders.c.id == events.c.order_id)
     )
-    # By position (1-based): kind, then the line's id, then the event's time and id.
+    # By position (1-based): kind, then the line's id, then the event's id
+    # (the order of the changes, as `Order.status_history`).
     return union_all(line_rows, event_rows).order_by(
-        *(literal_column(str(position)) for position in (1, 11, 19, 17))
+        *(literal_column(str(position)) for position in (1, 11, 17))
     )
 
 
