@@ -327,10 +327,6 @@ def register_error_handlers(app: Flask) -> None:
 # Reliability (issue 13)
 
 
-class CartChanged(Conflict):
-    code = "cart_changed"
-
-
 class StockLimit(Conflict):
     code = "stock_limit"
 

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import jsonschema_rs
 import pytest
+from sqlalchemy import event
 
+from app.extensions import db as _db
 from app.models.product import MAX_STOCK
-from tests.helpers import DATABASE_URL, auth, order_for
+from tests.helpers import DATABASE_URL, SHIPPING, auth, fill_cart, order_for
 from tests.live import gunicorn
 from tests.test_faults import raw_request
 
@@ -351,3 +355,176 @@ def test_a_category_stored_empty_before_the_rule_is_none_after_the_upgrade(app, 
     ):
         module.upgrade()
     assert scalar("SELECT category FROM products WHERE id = :id", id=product.id) is None
+
+
+# ---------------------------------------------------------------------------
+# Second contract pass (reviewer: contract, 2026-11-28; `-k c2_`). Each test
+# failed before its fix on both databases.
+# ---------------------------------------------------------------------------
+
+
+def _run_between_count_and_page(app, table: str, write):
+    """While the current thread's next paged read of `table` runs, commit
+    `write` (a callable taking a test client, run in another thread) just
+    before the statement that reads the page's items (after the page's COUNT,
+    when that is a statement of its own, as it was): a GET's
+    statements each run on their own (`app.db.begin_only_where_writes_may_happen`),
+    so this is any concurrent write's timing. A context manager; yields the
+    status codes the write answered."""
+
+    @contextmanager
+    def running():
+        answers: list[int] = []
+        main = threading.current_thread()
+
+        def between(conn, cursor, statement, parameters, context, executemany):
+            if answers or threading.current_thread() is not main:
+                return
+            text = " ".join(statement.split()).lower()
+            if f"from {table}" not in text or "limit" not in text:
+                return
+
+            def other():
+                with app.test_client() as client:
+                    answers.append(write(client))
+
+            worker = threading.Thread(target=other)
+            worker.start()
+            worker.join()
+
+        event.listen(_db.engine, "before_cursor_execute", between)
+        try:
+            yield answers
+        finally:
+            event.remove(_db.engine, "before_cursor_execute", between)
+
+    return running()
+
+
+def test_c2_order_list_filtered_by_status_never_answers_a_total_its_items_contradict(
+    app, client, buyer, make_product
+):
+    """API.md, "Every list endpoint answers with the same page envelope
+    {items, page, per_page, total, pages}"; the recent change 78e0a35 says an
+    order list never answers an order torn by a status change.
+
+    `app.db.paginate` reads `total` with one COUNT and the items with another
+    statement, each on its own in a read request: a cancel committed between
+    them makes GET /api/orders?status=pending answer `"total": 1, "pages": 1`
+    with `"items": []` on page 1 (a page that contradicts itself; the same
+    for a checkout between them: more items than `total`). The review list
+    already reads its total in the statement that reads its items (README,
+    Reviews); orders (and the other pages built by `paginate`) do not.
+    Expected: total and items from one snapshot (count in the page
+    statement, e.g. `count(*) OVER ()`), so either total 0 and no item, or
+    total 1 and the order."""
+    _, token = buyer
+    order = order_for(client, token, (make_product(stock=5), 1))
+
+    def cancel(other):
+        return other.post(f"/api/orders/{order['id']}/cancel", headers=auth(token)).status_code
+
+    with _run_between_count_and_page(app, "orders", cancel) as answers:
+        page = client.get("/api/orders?status=pending", headers=auth(token)).get_json()
+    assert answers == [200]
+    assert len(page["items"]) == page["total"], page
+
+
+def test_c2_low_stock_page_never_answers_a_total_its_items_contradict(
+    app, client, admin_token, make_product
+):
+    """API.md, Inventory: GET /inventory/low-stock is a page (the envelope
+    of every list). `services.inventory.low_stock` pages through
+    `app.db.paginate` (COUNT, then the items, two statements on their own):
+    an adjustment that lifts the only low product above its threshold,
+    committed in between, makes the answer `"total": 1` with no item.
+    Expected: total and items of one snapshot."""
+    product = make_product(stock=3, low_stock_threshold=5)
+
+    def restock(other):
+        answer = other.post(
+            f"/api/products/{product.id}/stock", json={"delta": 10}, headers=auth(admin_token)
+        )
+        return answer.status_code
+
+    with _run_between_count_and_page(app, "products", restock) as answers:
+        page = client.get("/api/inventory/low-stock", headers=auth(admin_token)).get_json()
+    assert answers == [200]
+    assert len(page["items"]) == page["total"], page
+
+
+def test_c2_stock_movement_page_never_holds_more_items_than_its_total(
+    app, client, admin_token, buyer, make_product
+):
+    """API.md, Inventory: GET /products/<id>/stock-movements is a page,
+    newest first. `services.inventory.stock_movements` counts, then reads the
+    items (`app.db.paginate`): a checkout committed in between adds a
+    movement, and the answer holds 2 items with `"total": 1, "pages": 1`.
+    Expected: total and items of one snapshot."""
+    _, token = buyer
+    product = make_product(stock=5)
+    fill_cart(client, token, (product, 1))
+
+    def checkout(other):
+        return other.post("/api/orders", json=SHIPPING, headers=auth(token)).status_code
+
+    with _run_between_count_and_page(app, "stock_movements", checkout) as answers:
+        page = client.get(
+            f"/api/products/{product.id}/stock-movements", headers=auth(admin_token)
+        ).get_json()
+    assert answers == [201]
+    assert len(page["items"]) == page["total"], page
+
+
+def test_c2_review_page_never_answers_a_total_its_items_contradict(
+    app, client, make_user, login, make_product
+):
+    """API.md, Reviews: GET /products/<id>/reviews is a page of reviews (the
+    envelope of every list); README: "a review page reads its `total` in the
+    statement that reads its items".
+
+    Not when the page comes back empty: `services.reviews.list_reviews`
+    then answers the `rating_count` of its first statement (the product's
+    read), so a review deleted between that read and the page statement
+    gives page 1 with `"items": []` and `"total": 1, "pages": 1`. Expected:
+    total and items of one snapshot (total 0 and no item here)."""
+    from tests.reviewing import give_order
+
+    author = make_user()
+    token = login(author)["access_token"]
+    product = make_product(stock=5)
+    give_order(author, product, "delivered")
+    review = client.post(
+        f"/api/products/{product.id}/reviews", json={"rating": 4}, headers=auth(token)
+    )
+    assert review.status_code == 201, review.get_json()
+
+    def delete(other):
+        return other.delete(
+            f"/api/reviews/{review.get_json()['id']}", headers=auth(token)
+        ).status_code
+
+    with _run_between_count_and_page(app, "reviews", delete) as answers:
+        page = client.get(f"/api/products/{product.id}/reviews").get_json()
+    assert answers == [204]
+    assert len(page["items"]) == page["total"], page
+
+
+def test_c2_docs_api_md_lists_no_409_cart_changed_that_nothing_raises():
+    """docs/API.md's error table (the README's "API reference: every
+    endpoint, field, error code and rule") lists `409 cart_changed`, "the
+    cart changed while checkout read it; retry", and a client is told to
+    branch on `code` (API.md, Errors). Nothing raises it:
+    `app.errors.CartChanged` is defined and never used (checkout reads the
+    cart by deleting its lines, README Orders, so a changed cart is no
+    longer an error). Expected: the table lists only codes the API answers
+    (drop the row, and the dead class), or the code is raised where the
+    table says."""
+    documented = set(re.findall(r"^\| 409 \| `([a-z_]+)` \|", API_MD, re.MULTILINE))
+    sources = "\n".join(
+        path.read_text() for path in (ROOT / "app").rglob("*.py") if path.name != "errors.py"
+    )
+    answered = "cart_changed" if re.search(r"\bCartChanged\(", sources) else None
+    assert "cart_changed" not in documented or answered, (
+        "docs/API.md lists 409 cart_changed, which no code path answers"
+    )
