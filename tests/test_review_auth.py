@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json as _json
+import urllib.error as _urlerror
+import urllib.request as _urlrequest
+from concurrent.futures import ThreadPoolExecutor as _Pool
+
 import pytest
 from sqlalchemy import text
 
@@ -225,3 +230,208 @@ def test_a_huge_email_is_refused_without_normalising_it(client, monkeypatch):
         response = client.post(path, json=body)
         assert response.status_code == 422, response.get_json()
     assert all(length < 10_000 for length in normalised), max(normalised)
+
+
+# =====================================================================================
+# Review of a660cd4, d091d0f, beb3b70, e2dc61b, 7e47cf7, 8dc1a7f (accounts and auth).
+# Every test below fails on the current code (the database(s) named in each).
+# =====================================================================================
+
+ACCOUNT_BUDGET = 3  # RATELIMIT_LOGIN_ACCOUNT of the server below
+MAILS_ALLOWED = 3  # RATELIMIT_VERIFY_RESEND of the server below
+
+
+@pytest.fixture(scope="module")
+def account_limited_server(app):
+    """One gunicorn worker with 8 threads; the per-account budget is the only
+    login limit that can be reached (the per-client ones are generous)."""
+    env = {
+        "RATELIMIT_ENABLED": "true",
+        "RATELIMIT_STORAGE_URI": "memory://",  # one worker: one set of counters
+        "TRUST_PROXY": "1",
+        "RATELIMIT_LOGIN": "1000 per minute",
+        "RATELIMIT_LOGIN_ATTEMPTS": "1000 per minute",
+        "RATELIMIT_LOGIN_ACCOUNT": f"{ACCOUNT_BUDGET} per 15 minutes",
+        "RATELIMIT_DEFAULT": "100000 per minute",
+        "RATELIMIT_VERIFY_RESEND": f"{MAILS_ALLOWED} per hour",
+        "RATELIMIT_PASSWORD_RESET": f"{MAILS_ALLOWED} per hour",
+    }
+    with gunicorn(DATABASE_URL, workers=1, threads=8, extra_env=env) as live:
+        yield live
+
+
+def _call(server, method, path, body=None, token=None, address="203.0.113.1"):
+    """(status, headers, JSON body) of one request from `address`."""
+    data = _json.dumps(body).encode() if body is not None else None
+    req = _urlrequest.Request(server.url + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("X-Forwarded-For", address)
+    try:
+        with _urlrequest.urlopen(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers), _json.loads(resp.read() or b"{}")
+    except _urlerror.HTTPError as err:
+        with err:
+            return err.code, dict(err.headers), _json.loads(err.read() or b"{}")
+
+
+@pytest.mark.server
+def test_concurrent_failed_logins_do_not_exceed_the_accounts_budget(
+    account_limited_server, make_user, db
+):
+    """README (RATELIMIT_LOGIN_ACCOUNT): "failed logins per account, from any
+    client" - at most that many password guesses per window. The login
+    (app/routes/auth.py `login`, `limiter.shared_limit(..., deduct_when=
+    _failed)`) only *tests* the budget before the password is checked and
+    spends it after the 401: every guess sent while others are still being
+    hashed passes the test. Eight guesses sent at once from eight addresses
+    against a budget of 3 are all checked (8 x 401, no 429): an attacker
+    gets as many guesses per window as it keeps requests in flight.
+    Expected: at most ACCOUNT_BUDGET of them are checked (401), the rest 429.
+    (A costlier hash, as scrypt in production, only widens the window; here
+    the stored hash is made slow so the window is ~0.2 s, not microseconds.)"""
+    from werkzeug.security import generate_password_hash
+
+    victim = make_user()
+    slow = generate_password_hash(PASSWORD, method="pbkdf2:sha256:400000")
+    db.session.execute(
+        text("UPDATE users SET password_hash = :h WHERE id = :i"), {"h": slow, "i": victim.id}
+    )
+    db.session.commit()
+
+    def guess(n: int) -> int:
+        body = {"email": victim.email, "password": f"guess-number-{n}"}
+        return _call(
+            account_limited_server, "POST", "/api/auth/login", body, None, f"198.18.0.{n}"
+        )[0]
+
+    with _Pool(8) as pool:
+        statuses = list(pool.map(guess, range(1, 9)))
+    assert statuses.count(401) <= ACCOUNT_BUDGET, statuses
+
+
+@pytest.mark.server
+def test_a_username_change_is_not_refused_for_other_clients_failed_logins(
+    account_limited_server, make_user
+):
+    """README: RATELIMIT_LOGIN_ACCOUNT counts failed logins per account and "a
+    wrong `current_password` in PUT /api/auth/profile spends the same
+    budget". A username-only change checks no password (API.md: current_password
+    is needed only for email or password), yet once anyone, unauthenticated,
+    from anywhere, has spent the account's budget with wrong logins (just
+    knowing the username), the signed-in owner's `PUT /profile {"username"}`
+    is a 429 for the whole window (15 minutes by default), again and again.
+    The shared limit on update_profile (app/routes/auth.py) is checked for
+    every PUT, whatever it changes. Expected: 200 (a change that needs no
+    password is not a guess and is not held back by guesses)."""
+    owner = make_user()
+    status, _h, tokens = _call(
+        account_limited_server,
+        "POST",
+        "/api/auth/login",
+        {"email": owner.email, "password": PASSWORD},
+        address="192.0.2.10",
+    )
+    assert status == 200
+    for n in range(ACCOUNT_BUDGET + 1):  # a stranger, elsewhere, guessing
+        _call(
+            account_limited_server,
+            "POST",
+            "/api/auth/login",
+            {"username": owner.username, "password": "not-the-password"},
+            address=f"198.51.100.{n + 1}",
+        )
+    status, _h, body = _call(
+        account_limited_server,
+        "PUT",
+        "/api/auth/profile",
+        {"username": f"{owner.username}_renamed"},
+        token=tokens["access_token"],
+        address="192.0.2.10",
+    )
+    assert status == 200, (status, body)
+    assert body["username"] == f"{owner.username}_renamed"
+
+
+@pytest.mark.server
+def test_email_changes_do_not_mail_a_stranger_past_the_verification_limit(
+    account_limited_server, make_user, db
+):
+    """a660cd4 limited POST /verify-email/resend (RATELIMIT_VERIFY_RESEND, per
+    client and per account; README) because "it mails whatever address the
+    profile holds": an account pointed at a stranger's address mailed them a
+    verification email per request. PUT /api/auth/profile mails that same
+    verification email to the new address on every email change
+    (services/auth.py update_profile -> send_verification), with no limit but
+    the default (300 per minute): an account switching its email between a
+    stranger's address and another one (its own password is all it needs)
+    mails the stranger a verification email every other request.
+    Expected: no more verification emails to one address from one account
+    and client than RATELIMIT_VERIFY_RESEND allows (a 429 past it)."""
+    user = make_user()
+    address = "192.0.2.44"
+    status, _h, tokens = _call(
+        account_limited_server,
+        "POST",
+        "/api/auth/login",
+        {"email": user.email, "password": PASSWORD},
+        address=address,
+    )
+    assert status == 200
+    statuses = []
+    for n in range(MAILS_ALLOWED * 4):
+        target = "stranger@example.org" if n % 2 == 0 else f"elsewhere{n}@example.net"
+        statuses.append(
+            _call(
+                account_limited_server,
+                "PUT",
+                "/api/auth/profile",
+                {"email": target, "current_password": PASSWORD},
+                token=tokens["access_token"],
+                address=address,
+            )[0]
+        )
+    db.session.remove()
+    mailed = db.session.execute(
+        text(
+            "SELECT count(*) FROM outbox WHERE recipient = 'stranger@example.org'"
+            " AND topic = 'verify_email'"
+        )
+    ).scalar()
+    db.session.remove()
+    assert mailed <= MAILS_ALLOWED, (mailed, statuses)
+
+
+@pytest.mark.server
+def test_password_reset_emails_to_one_account_are_limited_whatever_the_client(
+    account_limited_server, make_user, db
+):
+    """app/routes/auth.py says the verification resend is "limited as the
+    reset request is, per client and per account", but POST
+    /api/auth/password-reset has only the per-client limit
+    (RATELIMIT_PASSWORD_RESET, keyed by address): requests naming one
+    account from many addresses each mail that account a reset link (the
+    worker's task, then the email), with no bound: anyone can flood a user's
+    mailbox with the shop's reset emails (and spend the relay's reputation).
+    Expected: at most RATELIMIT_PASSWORD_RESET reset emails per account per
+    window, whichever clients ask (the answer stays a 202, as API.md asks)."""
+    victim = make_user()
+    statuses = [
+        _call(
+            account_limited_server,
+            "POST",
+            "/api/auth/password-reset",
+            {"email": victim.email},
+            address=f"198.18.1.{n}",
+        )[0]
+        for n in range(1, MAILS_ALLOWED * 3 + 1)
+    ]
+    assert set(statuses) <= {202, 429}, statuses
+    db.session.remove()
+    requested = db.session.execute(
+        text("SELECT count(*) FROM outbox WHERE topic = 'auth.password_reset'")
+    ).scalar()
+    db.session.remove()
+    assert requested <= MAILS_ALLOWED, (requested, statuses)

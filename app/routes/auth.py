@@ -9,6 +9,7 @@ from flask_jwt_extended import (
     jwt_required,
 )
 
+from app.errors import InvalidCredentials
 from app.extensions import limiter
 from app.schemas.common import MessageSchema
 from app.schemas.user import (
@@ -32,7 +33,13 @@ from app.services.revocation import (
     revoke_user_tokens,
 )
 from app.web.blueprint import BEARER, Blueprint, refuse_body
-from app.web.limits import login_account_key, token_account_key
+from app.web.limits import (
+    exempt_unless_body_names,
+    give_back,
+    login_account_key,
+    reset_address_key,
+    token_account_key,
+)
 
 blp = Blueprint("auth", __name__, description="Accounts and JWT tokens")
 
@@ -74,8 +81,20 @@ def signup(data):
     return _tokens(user)
 
 
-def _failed(response) -> bool:
-    return response.status_code == 401
+# The budgets of password guesses (RATELIMIT_LOGIN per client, RATELIMIT_LOGIN_ACCOUNT
+# per account) are spent when a request arrives and given back by every answer
+# but a wrong password (`_give_back_unless_guessed_wrong`): only failed guesses
+# count, and no more guesses are checked at once than a budget has left.
+GUESSES = ("login-failures", "login-account")
+# The verification emails' budgets, shared by a resend and an email change.
+VERIFY_MAILS = ("verify-mail", "verify-mail-account")
+
+
+@blp.after_request
+def _give_back_unless_guessed_wrong(response):
+    if not g.get("guessed_wrong"):
+        give_back(*GUESSES)
+    return response
 
 
 @blp.route("/login", methods=["POST"])
@@ -85,19 +104,22 @@ def _failed(response) -> bool:
 @blp.defer_write_lock
 # A breach of any of these answers 429 before the password is checked.
 @limiter.limit(_limit("RATELIMIT_LOGIN_ATTEMPTS"), scope="login-attempts")
-@limiter.limit(_limit("RATELIMIT_LOGIN"), deduct_when=_failed)
+@limiter.limit(_limit("RATELIMIT_LOGIN"), scope="login-failures")
 @limiter.shared_limit(
     _limit("RATELIMIT_LOGIN_ACCOUNT"),
     "login-account",  # shared with PUT /profile's wrong current_password
     key_func=login_account_key,
-    deduct_when=_failed,
 )
 @blp.arguments(LoginSchema)
 @blp.response(200, TokensSchema)
 @blp.alt_response(401, description="Invalid credentials")
 def login(data):
     """Sign in with email or username and password."""
-    user = accounts.authenticate(data["password"], data.get("email"), data.get("username"))
+    try:
+        user = accounts.authenticate(data["password"], data.get("email"), data.get("username"))
+    except InvalidCredentials:
+        g.guessed_wrong = True
+        raise
     return _tokens(user)
 
 
@@ -109,8 +131,10 @@ def get_profile():
     return current_user
 
 
-def _guessed_wrong(_response) -> bool:
-    return g.get("wrong_password", False)
+# Only a change that checks `current_password` (of the email or the
+# password) counts: a username change was refused once strangers had spent
+# the account's budget with wrong logins (found by review).
+_CHECKS_PASSWORD = exempt_unless_body_names("email", "password")
 
 
 @blp.route("/profile", methods=["PUT"])
@@ -120,25 +144,46 @@ def _guessed_wrong(_response) -> bool:
 # latter shared with the login's), and past them the change is a 429 before
 # the password is checked; an access token alone allowed 300 guesses a
 # minute (found by review).
-@limiter.limit(_limit("RATELIMIT_LOGIN"), deduct_when=_guessed_wrong)
+@limiter.limit(_limit("RATELIMIT_LOGIN"), scope="login-failures", exempt_when=_CHECKS_PASSWORD)
 # (A shared limit: Flask-Limiter keeps a plain one per endpoint, so the two
 # routes had each a budget of their own; found by review.)
 @limiter.shared_limit(
     _limit("RATELIMIT_LOGIN_ACCOUNT"),
     "login-account",
     key_func=token_account_key,
-    deduct_when=_guessed_wrong,
+    exempt_when=_CHECKS_PASSWORD,
+)
+# An email change mails the new address a verification link: the resend's
+# budgets, per client and per account (a change back and forth mailed a
+# stranger at every other request; found by review), spent only by a change
+# that mails.
+@limiter.shared_limit(
+    _limit("RATELIMIT_VERIFY_RESEND"),
+    "verify-mail",
+    exempt_when=exempt_unless_body_names("email"),
+)
+@limiter.shared_limit(
+    _limit("RATELIMIT_VERIFY_RESEND"),
+    "verify-mail-account",
+    key_func=token_account_key,
+    exempt_when=exempt_unless_body_names("email"),
 )
 @blp.arguments(ProfileUpdateSchema)
 @blp.response(200, UserSchema)
 @blp.alt_response(409, description="Username or email already taken")
 def update_profile(data):
     """Change username, email or password (the last two need current_password)."""
+    email, mailed = current_user.email, False
     try:
-        return accounts.update_profile(current_user, data, get_jwt().get(VERSION_CLAIM, 0))
+        user = accounts.update_profile(current_user, data, get_jwt().get(VERSION_CLAIM, 0))
+        mailed = user.email != email
+        return user
     except accounts.WrongPassword:
-        g.wrong_password = True
+        g.guessed_wrong = True
         raise
+    finally:
+        if not mailed:
+            give_back(*VERIFY_MAILS)
 
 
 @blp.route("/refresh", methods=["POST"])
@@ -176,7 +221,11 @@ def logout(data):
 
 
 @blp.route("/password-reset", methods=["POST"])
+# Per client, and per address whichever clients ask (found by review).
 @limiter.limit(_limit("RATELIMIT_PASSWORD_RESET"))
+@limiter.limit(
+    _limit("RATELIMIT_PASSWORD_RESET"), key_func=reset_address_key, scope="reset-address"
+)
 @blp.arguments(PasswordResetRequestSchema)
 @blp.response(202, MessageSchema)
 def request_password_reset(data):
@@ -208,9 +257,12 @@ def verify_email(data):
 @blp.route("/verify-email/resend", methods=["POST"])
 @blp.private
 # It mails whatever address the profile holds: limited as the reset request
-# is, per client and per account (found by review).
-@limiter.limit(_limit("RATELIMIT_VERIFY_RESEND"))
-@limiter.limit(_limit("RATELIMIT_VERIFY_RESEND"), key_func=token_account_key, scope="verify-resend")
+# is, per client and per account (found by review), with the budgets an
+# email change spends.
+@limiter.shared_limit(_limit("RATELIMIT_VERIFY_RESEND"), "verify-mail")
+@limiter.shared_limit(
+    _limit("RATELIMIT_VERIFY_RESEND"), "verify-mail-account", key_func=token_account_key
+)
 @blp.response(202, MessageSchema)
 def resend_verification():
     """Email a new verification link (nothing when the address is verified)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from flask import current_app, request
 from flask_jwt_extended import decode_token
 
+from app.extensions import limiter
 from app.schemas.user import LONGEST_INPUT, nfkc, normalize_email
 from app.services import auth as accounts
 from app.utils.text import bad_text
@@ -57,6 +59,53 @@ def token_account_key() -> str:
     except Exception:  # noqa: BLE001 - any token that is not one of ours
         name = "unreadable"
     return _hashed("login-account", name)
+
+
+def reset_address_key() -> str:
+    """The address a password reset request names, as the schemas normalise
+    it (hashed): a budget per mailbox whatever the client, so requests from
+    many addresses cannot flood one account with reset emails (found by
+    review). Every address has one, an account's or not: a 429 tells nothing
+    about which have accounts."""
+    try:
+        name = "email:" + normalize_email(
+            current_app.json.loads(request.get_data(cache=True))["email"]
+        )
+    except Exception:  # noqa: BLE001 - not JSON, not an object, no such field...
+        name = "unreadable"
+    return _hashed("reset-address", name)
+
+
+def exempt_unless_body_names(*fields: str) -> Callable[[], bool]:
+    """An `exempt_when` for a limit that only counts requests whose JSON body
+    names one of `fields` (anything unreadable counts)."""
+
+    def exempt() -> bool:
+        try:
+            body = current_app.json.loads(request.get_data(cache=True))
+        except Exception:  # noqa: BLE001 - not JSON: counted
+            return False
+        return isinstance(body, dict) and not any(field in body for field in fields)
+
+    return exempt
+
+
+def give_back(*scopes: str) -> None:
+    """Take back this request's spend on its limits of `scopes` (a limit's
+    scope, or the part after its endpoint). For budgets that count only some
+    answers, spent when the request arrives by one atomic increment and
+    given back by an answer that turned out not to count: a budget only
+    tested on arrival and spent after the answer let every request sent
+    while others were still running through (eight password guesses at once
+    against a budget of 3 were all checked; found by review)."""
+    for spent in limiter.current_limits:
+        scope = spent.request_args[-1]
+        if spent.breached or not any(scope == s or scope.endswith(":" + s) for s in scopes):
+            continue
+        try:
+            limiter.limiter.hit(spent.limit, *spent.request_args, cost=-1)
+        except Exception:  # the storage is down: its fallback counts anew
+            current_app.logger.warning("could not give back a rate limit's spend", exc_info=True)
 
 
 def _hashed(prefix: str, name: str) -> str:
