@@ -46,3 +46,33 @@ def test_an_order_history_follows_the_workflow_when_app_clocks_disagree(
     assert [e["status"] for e in listed["status_history"]] == expected
     (as_admin_lists,) = client.get(f"/api/orders/user/{user.id}", headers=admin).get_json()["items"]
     assert [e["status"] for e in as_admin_lists["status_history"]] == expected
+
+
+def test_orders_the_timeout_cannot_cancel_do_not_keep_it_from_later_ones(
+    app, db, client, buyer, make_product, monkeypatch
+):
+    """API.md, Payments: a pending, unpaid order older than the timeout "is
+    cancelled by the worker and its stock restored". The sweep took the
+    first BATCH (500) expired orders by id each time: as many that it could
+    not cancel (a restock past the column's maximum, 409 stock_limit) kept
+    every later order from ever being cancelled (the contract review's
+    unconfirmed finding). Here with a batch of 2."""
+    from app.services import payment_timeouts
+
+    monkeypatch.setattr(payment_timeouts, "BATCH", 2)
+    _, token = buyer
+    stuck = make_product(stock=10)
+    stuck_orders = [order_for(client, token, (stuck, 1))["id"] for _ in range(2)]
+    later = order_for(client, token, (make_product(stock=5), 1))["id"]
+    old = utcnow() - timedelta(seconds=app.config["ORDER_PAYMENT_TIMEOUT"] + 60)
+    db.session.execute(text("UPDATE orders SET created_at = :at"), {"at": old})
+    # A stock at the column's maximum: putting a unit back is a stock_limit.
+    db.session.execute(
+        text("UPDATE products SET stock = 2147483647 WHERE id = :id"), {"id": stuck.id}
+    )
+    db.session.commit()
+    cancelled = payment_timeouts.cancel_expired_orders()
+    db.session.commit()
+    assert [order.id for order in cancelled] == [later]
+    statuses = dict(db.session.execute(text("SELECT id, status FROM orders")).all())
+    assert statuses == {stuck_orders[0]: "pending", stuck_orders[1]: "pending", later: "cancelled"}
