@@ -76,3 +76,16 @@ def test_orders_the_timeout_cannot_cancel_do_not_keep_it_from_later_ones(
     assert [order.id for order in cancelled] == [later]
     statuses = dict(db.session.execute(text("SELECT id, status FROM orders")).all())
     assert statuses == {stuck_orders[0]: "pending", stuck_orders[1]: "pending", later: "cancelled"}
+
+
+def test_a_new_product_was_created_and_updated_at_one_instant(client, admin_token):
+    """A product nobody has changed shows `updated_at` equal to `created_at`
+    (as a review does): two calls of the clock made them microseconds apart
+    (the contract review's unconfirmed finding)."""
+    body = {"name": "Instant Lamp", "price": "9.99", "stock": 3, "category": "Home"}
+    answer = client.post("/api/products", json=body, headers=auth(admin_token))
+    assert answer.status_code == 201, answer.get_json()
+    created = answer.get_json()
+    assert created["updated_at"] == created["created_at"]
+    stored = client.get(f"/api/products/{created['id']}").get_json()
+    assert stored["updated_at"] == stored["created_at"] == created["created_at"]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.payment import PAYMENT_STATUSES
-from app.models.types import MoneyColumn, UTCDateTime, utcnow
+from app.models.types import MoneyColumn, UTCDateTime, as_created, utcnow
 
 
 class OrderStatus(StrEnum):
@@ -47,7 +47,7 @@ class Order(db.Model):
         String(20), default="unpaid", server_default="unpaid"
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=as_created, onupdate=utcnow)
 
     items: Mapped[list[OrderItem]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="OrderItem.id"

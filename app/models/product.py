@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, Index, Integer, Numeric, String, Text, f
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.types import INTEGER_MAX, MoneyColumn, UTCDateTime, utcnow
+from app.models.types import INTEGER_MAX, MoneyColumn, UTCDateTime, as_created, utcnow
 
 # What an admin may set. The column (INTEGER) holds up to 2**31 - 1; the
 # headroom lets cancelled orders put their units back without overflowing,
@@ -39,7 +39,7 @@ class Product(db.Model):
     category: Mapped[str | None] = mapped_column(String(80))
     image_url: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=as_created, onupdate=utcnow)
     # Soft delete: orders keep pointing at the row; the catalog hides it.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The reviews' aggregate, kept on the row so the catalog sorts and filters

@@ -17,6 +17,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_created(context) -> datetime:
+    """A new row's `updated_at`: its `created_at` (computed first, in column
+    order), so a row nobody changed shows one instant; two calls of
+    `utcnow` were microseconds apart (found by review)."""
+    created = context.get_current_parameters().get("created_at")
+    return created if created is not None else utcnow()
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every database (SQLite keeps no zone)."""
 

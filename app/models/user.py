@@ -8,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
-from app.models.types import UTCDateTime, utcnow
+from app.models.types import UTCDateTime, as_created, utcnow
 
 
 class User(db.Model):
@@ -24,7 +24,7 @@ class User(db.Model):
     # all of the user's tokens at once (password change, logout everywhere).
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=as_created, onupdate=utcnow)
 
     __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
 
