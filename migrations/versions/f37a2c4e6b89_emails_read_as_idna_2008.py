@@ -8,7 +8,14 @@ its own address at login, and a second account could sign up for the same
 mailbox (found by review). A row whose rewritten address another account
 already holds is left as it is (two accounts for one mailbox cannot be
 merged here); its email now reads as the other account's, so it signs in by
-its username (a review found the earlier wording promised otherwise).
+its username (a review found the earlier wording promised otherwise). So is
+a row whose rewritten address is longer than the column (254): UTS 46 can
+lengthen a domain (U+1FB3 is two letters, `αι`), and a longer address
+failed the upgrade on PostgreSQL and was stored on SQLite where no lookup
+takes it (found by review); that account signs in by its username too.
+The links mailed to a rewritten address (`account_tokens.email`, which
+verification and reset compare with the account's) are rewritten with it:
+they were mailed to that very mailbox and still work (found by review).
 
 Revision ID: f37a2c4e6b89
 Revises: f36d1b3c5e78
@@ -33,6 +40,8 @@ depends_on = None
 DOT_ATOM = re.compile(r'[^\s"(),:;<>@\[\\\].]+(?:\.[^\s"(),:;<>@\[\\\].]+)*')
 QUOTED_PAIR = re.compile(r"\\(.)")
 LONGEST_EMAIL, LONGEST_LABEL = 320, 63
+# users.email and account_tokens.email at this revision (String(254)).
+LONGEST_STORED = 254
 
 
 def _nfkc(value: str) -> str:
@@ -65,6 +74,9 @@ def upgrade() -> None:
         return
     connection = op.get_bind()
     users = sa.table("users", sa.column("id", sa.Integer), sa.column("email", sa.String))
+    tokens = sa.table(
+        "account_tokens", sa.column("user_id", sa.Integer), sa.column("email", sa.String)
+    )
     # Only what the reading can change: a quoted local part, an xn-- domain,
     # any letter outside ASCII (more bytes than characters).
     if connection.dialect.name == "postgresql":
@@ -80,11 +92,16 @@ def upgrade() -> None:
     ).all()
     for user_id, email in rows:
         rewritten = _normalized(email)
-        if rewritten == email:
+        if rewritten == email or len(rewritten) > LONGEST_STORED:
             continue
         holder = sa.select(users.c.id).where(users.c.email == rewritten)
         if connection.execute(holder).first() is None:
             connection.execute(users.update().where(users.c.id == user_id).values(email=rewritten))
+            connection.execute(
+                tokens.update()
+                .where(tokens.c.user_id == user_id, tokens.c.email == email)
+                .values(email=rewritten)
+            )
 
 
 def downgrade() -> None:
