@@ -39,6 +39,8 @@ depends_on = None
 # frozen snapshot: it never imports the app).
 DOT_ATOM = re.compile(r'[^\s"(),:;<>@\[\\\].]+(?:\.[^\s"(),:;<>@\[\\\].]+)*')
 QUOTED_PAIR = re.compile(r"\\(.)")
+AT_SIGN = re.compile("[@\ufe6b\uff20]")
+DOTS = re.compile("[.\u3002\uff0e\uff61]")
 LONGEST_EMAIL, LONGEST_LABEL = 320, 63
 # users.email and account_tokens.email at this revision (String(254)).
 LONGEST_STORED = 254
@@ -48,8 +50,17 @@ def _nfkc(value: str) -> str:
     return unicodedata.normalize("NFKC", value)
 
 
-def _normalized(email: str) -> str:
-    email = _nfkc(_nfkc(email).lower())
+def _letters(domain: str) -> str | None:
+    if any(len(label) > LONGEST_LABEL for label in DOTS.split(domain)):
+        return None
+    try:
+        return idna.decode(domain, uts46=True)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def _normalized(value: str) -> str:
+    email = _nfkc(_nfkc(value).lower())
     local, at, domain = email.rpartition("@")
     if not at or len(email) > LONGEST_EMAIL:
         return email
@@ -57,13 +68,10 @@ def _normalized(email: str) -> str:
         unquoted = QUOTED_PAIR.sub(r"\1", local[1:-1])
         if DOT_ATOM.fullmatch(unquoted):
             local = unquoted
-    if (not domain.isascii() or "xn--" in domain) and all(
-        len(label) <= LONGEST_LABEL for label in domain.split(".")
-    ):
-        try:
-            domain = idna.decode(domain, uts46=True) or domain
-        except (idna.IDNAError, UnicodeError, ValueError):
-            pass
+    if not domain.isascii() or "xn--" in domain:
+        # UTS 46 maps the domain as given (str.lower and NFKC read Greek
+        # sigma otherwise), then as NFKC reads it if UTS 46 refuses that.
+        domain = _letters(AT_SIGN.split(value)[-1]) or _letters(domain) or domain
     return _nfkc(_nfkc(local + at + domain).lower())
 
 
