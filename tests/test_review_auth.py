@@ -1,5 +1,7 @@
 """Adversarial review: accounts and auth (tests that fail on the current code)."""
 
+# ruff: noqa: RUF001, RUF002 - Greek letters are the point of some tests
+
 from __future__ import annotations
 
 import json as _json
@@ -355,6 +357,106 @@ def test_a_username_change_is_not_refused_for_other_clients_failed_logins(
     assert body["username"] == f"{owner.username}_renamed"
 
 
+# --- migration f37a2c4e6b89 on rows stored before it ----------------------------------
+
+
+def _migrate_f37_again(db):
+    """Run f37a2c4e6b89 once more over the rows now stored; the schema is back
+    at head afterwards whatever happens. Returns the upgrade's exception."""
+    from flask_migrate import downgrade, upgrade
+
+    db.session.commit()
+    db.session.remove()
+    downgrade(revision="f36d1b3c5e78")
+    try:
+        upgrade()
+    except Exception as error:  # noqa: BLE001
+        failure = error
+    else:
+        failure = None
+    db.session.remove()
+    if failure is not None:
+        # The failed upgrade rolled back: empty the tables (as the suite's
+        # teardown does) so that it runs to head for the next tests.
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if IS_POSTGRES:
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            else:
+                for table in tables:
+                    conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 - our own names
+        upgrade()
+    return failure
+
+
+def test_the_email_migration_never_writes_an_address_longer_than_its_column(db, make_user):
+    """Before a660cd4 a non-ASCII domain was stored as NFKC lower-cased only:
+    `...@ᾳᾳᾳᾳᾳ.ᾳᾳᾳᾳᾳ...gr` (U+1FB3, valid letters then), 251 characters,
+    fit `users.email` (String(254)) and the 254 the schemas allow. UTS 46
+    maps each U+1FB3 to two letters (`αι`), so f37a2c4e6b89 rewrites that row
+    to 291 characters without checking the length:
+    - PostgreSQL: `value too long for type character varying(254)`:
+      `flask db upgrade` fails and the release cannot be deployed;
+    - SQLite: the 291-character address is stored, and no login or reset can
+      name it again (every email lookup is refused past 254: a 422).
+    Expected: the upgrade completes and every stored email fits the column
+    (a rewrite past 254 is left as stored, like a collision)."""
+    user = make_user("greek")
+    email = "a" * 200 + "@" + "\u1fb3" * 5 + ("." + "\u1fb3" * 5) * 7 + ".gr"
+    assert len(email) <= 254
+    db.session.execute(
+        text("UPDATE users SET email = :e WHERE id = :i"), {"e": email, "i": user.id}
+    )
+    failure = _migrate_f37_again(db)
+    assert failure is None, f"flask db upgrade failed: {failure!r}"
+    longest = db.session.execute(text("SELECT max(length(email)) FROM users")).scalar()
+    db.session.remove()
+    assert longest <= 254, longest
+
+
+def test_a_verification_link_mailed_before_the_email_migration_still_verifies(
+    db, make_user, client
+):
+    """f37a2c4e6b89 rewrites `users.email` (`"bob"@example.com` becomes
+    bob@example.com, "the same mailbox") but not `account_tokens.email`,
+    the address each unused link was mailed to. verify_email
+    (app/services/account_tokens.py) refuses a link whose address is not the
+    account's current one, so a verification link mailed before the upgrade
+    (valid 48 hours, API.md) to that very mailbox is a 400 `token_invalid`
+    afterwards (a reset link likewise). Expected: the link still verifies
+    the address (200, email_verified true): the mailbox did not change."""
+    from datetime import timedelta
+
+    from app.models import AccountToken
+    from app.models.types import utcnow
+    from app.services.account_tokens import VERIFY, _hash
+
+    user = make_user("quoted")
+    quoted = '"quoted"@example.com'
+    db.session.execute(
+        text("UPDATE users SET email = :e WHERE id = :i"), {"e": quoted, "i": user.id}
+    )
+    db.session.add(
+        AccountToken(
+            user_id=user.id,
+            purpose=VERIFY,
+            token_hash=_hash("link-mailed-before-the-upgrade"),
+            email=quoted,
+            expires_at=utcnow() + timedelta(hours=47),
+        )
+    )
+    failure = _migrate_f37_again(db)
+    assert failure is None, repr(failure)
+    stored = db.session.execute(text("SELECT email FROM users WHERE id = :i"), {"i": user.id})
+    assert stored.scalar_one() == "quoted@example.com"  # the row was rewritten
+    db.session.remove()
+    response = client.post(
+        "/api/auth/verify-email", json={"token": "link-mailed-before-the-upgrade"}
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["email_verified"] is True
+
+
 @pytest.mark.server
 def test_email_changes_do_not_mail_a_stranger_past_the_verification_limit(
     account_limited_server, make_user, db
@@ -435,3 +537,36 @@ def test_password_reset_emails_to_one_account_are_limited_whatever_the_client(
     ).scalar()
     db.session.remove()
     assert requested <= MAILS_ALLOWED, (requested, statuses)
+
+
+@pytest.mark.parametrize(
+    ("domain", "letters"),
+    [
+        ("ΑΣ1.gr", "ασ1.gr"),  # capital sigma before a digit
+        ("ΑΣ-ΒΑ.gr", "ασ-βα.gr"),  # capital sigma before a hyphen
+        ("α\u03f2.gr", "ασ.gr"),  # GREEK LUNATE SIGMA SYMBOL
+    ],
+)
+def test_a_greek_domain_is_read_as_uts46_reads_it(client, domain, letters):
+    """README: "An email domain is read as IDNA 2008 with UTS 46 reads it".
+    UTS 46 maps capital sigma, and the lunate sigma symbol, to σ wherever
+    they stand (`ΑΣ1.gr` is `ασ1.gr`, xn--1-ylb8c.gr, as DNS and browsers
+    read it). normalize_email (app/schemas/user.py) first lower-cases the
+    whole address with Python's str.lower, which applies the Final_Sigma
+    rule (Σ after a letter and before a digit, a hyphen or the end of the
+    domain becomes ς), and NFKC, which makes ϲ a ς; IDNA 2008 keeps ς (a
+    letter of its own), so `bob@ΑΣ1.gr` is stored as bob@ας1.gr, another
+    domain (xn--1-ylb5c.gr). The mailbox bob@ασ1.gr then gets a second
+    account, and the first account's mail (verification, password reset
+    links) goes to whoever holds the other domain: the straße/strasse defect
+    a660cd4 mended, by another letter (migration f37a2c4e6b89 reads it the
+    same way). Expected: the domain stored as UTS 46 reads it, and one
+    mailbox, one account (409 duplicate email)."""
+    import idna
+
+    assert idna.encode(domain, uts46=True) == idna.encode(letters)  # one domain
+    first = _signup(client, "sigma1", f"bob@{domain}")
+    assert first.status_code == 201, first.get_json()
+    assert first.get_json()["user"]["email"] == f"bob@{letters}"
+    second = _signup(client, "sigma2", f"bob@{letters}")
+    assert second.status_code == 409, second.get_json()

@@ -59,6 +59,11 @@ LONGEST_INPUT = 8 * LONGEST_EMAIL
 # without its quotes (`"bob"@example.com` is bob@example.com).
 DOT_ATOM = re.compile(r'[^\s"(),:;<>@\[\\\].]+(?:\.[^\s"(),:;<>@\[\\\].]+)*')
 QUOTED_PAIR = re.compile(r"\\(.)")
+# The characters NFKC makes an `@` (it, the fullwidth and the small one): the
+# address splits at its last one whether or not it is normalised yet.
+AT_SIGN = re.compile("[@\ufe6b\uff20]")
+# The dots IDNA splits a domain at (full stop, ideographic, fullwidth, halfwidth).
+DOTS = re.compile("[.\u3002\uff0e\uff61]")
 
 
 def normalize_email(value: str) -> str:
@@ -67,7 +72,12 @@ def normalize_email(value: str) -> str:
     UTS 46 maps it and IDNA 2008 reads it, in letters (`domain_letters`):
     `bob@xn--exmple-cua.com` is `bob@exämple.com`, and a soft hyphen or
     other invisible character in the domain, which IDNA drops on the way to
-    DNS, is dropped here too: one mailbox, one account (found by review)."""
+    DNS, is dropped here too: one mailbox, one account (found by review).
+    UTS 46 maps the domain as given, not as NFKC and `str.lower` left it:
+    they read Greek sigma otherwise (`str.lower` makes a capital sigma
+    before a digit, a hyphen or the end the final sigma U+03C2, NFKC makes
+    the lunate sigma U+03F2 one; UTS 46 makes both the sigma U+03C3), so a
+    domain typed in capitals was stored as another domain (found by review)."""
     if len(value) > LONGEST_INPUT:  # too long however it normalises: refused by length
         return value
     email = nfkc(nfkc(value).lower())
@@ -79,7 +89,9 @@ def normalize_email(value: str) -> str:
         if DOT_ATOM.fullmatch(unquoted):
             local = unquoted
     if not domain.isascii() or "xn--" in domain:
-        domain = domain_letters(domain) or domain
+        # As given; then as NFKC reads it, as before, for a domain UTS 46
+        # refuses as given but not once NFKC has spelt it out (`⒈` is `1.`).
+        domain = domain_letters(AT_SIGN.split(value)[-1]) or domain_letters(domain) or domain
     return nfkc(nfkc(local + at + domain).lower())
 
 
@@ -88,7 +100,7 @@ def domain_letters(domain: str) -> str | None:
     and IDNA 2008 decodes it (`xn--strae-oqa.de` is `straße.de`, a domain
     of its own, not `strasse.de`, as IDNA 2003 made it); None when IDNA
     2008 takes no such domain (no mail reaches it)."""
-    if any(len(label) > LONGEST_LABEL for label in domain.split(".")):
+    if any(len(label) > LONGEST_LABEL for label in DOTS.split(domain)):
         return None
     try:
         return idna.decode(domain, uts46=True)

@@ -8,7 +8,14 @@ its own address at login, and a second account could sign up for the same
 mailbox (found by review). A row whose rewritten address another account
 already holds is left as it is (two accounts for one mailbox cannot be
 merged here); its email now reads as the other account's, so it signs in by
-its username (a review found the earlier wording promised otherwise).
+its username (a review found the earlier wording promised otherwise). So is
+a row whose rewritten address is longer than the column (254): UTS 46 can
+lengthen a domain (U+1FB3 is two letters, `αι`), and a longer address
+failed the upgrade on PostgreSQL and was stored on SQLite where no lookup
+takes it (found by review); that account signs in by its username too.
+The links mailed to a rewritten address (`account_tokens.email`, which
+verification and reset compare with the account's) are rewritten with it:
+they were mailed to that very mailbox and still work (found by review).
 
 Revision ID: f37a2c4e6b89
 Revises: f36d1b3c5e78
@@ -32,15 +39,28 @@ depends_on = None
 # frozen snapshot: it never imports the app).
 DOT_ATOM = re.compile(r'[^\s"(),:;<>@\[\\\].]+(?:\.[^\s"(),:;<>@\[\\\].]+)*')
 QUOTED_PAIR = re.compile(r"\\(.)")
+AT_SIGN = re.compile("[@\ufe6b\uff20]")
+DOTS = re.compile("[.\u3002\uff0e\uff61]")
 LONGEST_EMAIL, LONGEST_LABEL = 320, 63
+# users.email and account_tokens.email at this revision (String(254)).
+LONGEST_STORED = 254
 
 
 def _nfkc(value: str) -> str:
     return unicodedata.normalize("NFKC", value)
 
 
-def _normalized(email: str) -> str:
-    email = _nfkc(_nfkc(email).lower())
+def _letters(domain: str) -> str | None:
+    if any(len(label) > LONGEST_LABEL for label in DOTS.split(domain)):
+        return None
+    try:
+        return idna.decode(domain, uts46=True)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def _normalized(value: str) -> str:
+    email = _nfkc(_nfkc(value).lower())
     local, at, domain = email.rpartition("@")
     if not at or len(email) > LONGEST_EMAIL:
         return email
@@ -48,13 +68,10 @@ def _normalized(email: str) -> str:
         unquoted = QUOTED_PAIR.sub(r"\1", local[1:-1])
         if DOT_ATOM.fullmatch(unquoted):
             local = unquoted
-    if (not domain.isascii() or "xn--" in domain) and all(
-        len(label) <= LONGEST_LABEL for label in domain.split(".")
-    ):
-        try:
-            domain = idna.decode(domain, uts46=True) or domain
-        except (idna.IDNAError, UnicodeError, ValueError):
-            pass
+    if not domain.isascii() or "xn--" in domain:
+        # UTS 46 maps the domain as given (str.lower and NFKC read Greek
+        # sigma otherwise), then as NFKC reads it if UTS 46 refuses that.
+        domain = _letters(AT_SIGN.split(value)[-1]) or _letters(domain) or domain
     return _nfkc(_nfkc(local + at + domain).lower())
 
 
@@ -65,6 +82,9 @@ def upgrade() -> None:
         return
     connection = op.get_bind()
     users = sa.table("users", sa.column("id", sa.Integer), sa.column("email", sa.String))
+    tokens = sa.table(
+        "account_tokens", sa.column("user_id", sa.Integer), sa.column("email", sa.String)
+    )
     # Only what the reading can change: a quoted local part, an xn-- domain,
     # any letter outside ASCII (more bytes than characters).
     if connection.dialect.name == "postgresql":
@@ -80,11 +100,16 @@ def upgrade() -> None:
     ).all()
     for user_id, email in rows:
         rewritten = _normalized(email)
-        if rewritten == email:
+        if rewritten == email or len(rewritten) > LONGEST_STORED:
             continue
         holder = sa.select(users.c.id).where(users.c.email == rewritten)
         if connection.execute(holder).first() is None:
             connection.execute(users.update().where(users.c.id == user_id).values(email=rewritten))
+            connection.execute(
+                tokens.update()
+                .where(tokens.c.user_id == user_id, tokens.c.email == email)
+                .values(email=rewritten)
+            )
 
 
 def downgrade() -> None:
