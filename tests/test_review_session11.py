@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from app.extensions import db
 from app.models.types import utcnow
-from tests.helpers import auth, order_for
+from tests.helpers import PASSWORD, auth, order_for
 
 
 def test_an_order_history_follows_the_workflow_when_app_clocks_disagree(
@@ -89,3 +89,31 @@ def test_a_new_product_was_created_and_updated_at_one_instant(client, admin_toke
     assert created["updated_at"] == created["created_at"]
     stored = client.get(f"/api/products/{created['id']}").get_json()
     assert stored["updated_at"] == stored["created_at"] == created["created_at"]
+
+
+def test_a_login_hashes_a_password_of_an_earlier_method_anew(app, client, make_user):
+    """PASSWORD_HASH_METHOD raised (a costlier hash) reached only passwords
+    set after it: an account's hash stayed the old one for ever, and its
+    faster check told a known account from an unknown one (the auth review's
+    note). A successful login hashes it anew with the current method; a
+    wrong password changes nothing."""
+    user = make_user()
+    old = db.session.scalar(text("SELECT password_hash FROM users WHERE id = :i"), {"i": user.id})
+    method = app.config["PASSWORD_HASH_METHOD"]
+    app.config["PASSWORD_HASH_METHOD"] = "pbkdf2:sha256:1001"
+    try:
+        wrong = client.post("/api/auth/login", json={"email": user.email, "password": "x" * 9})
+        assert wrong.status_code == 401
+        stored = text("SELECT password_hash FROM users WHERE id = :i")
+        assert db.session.scalar(stored, {"i": user.id}) == old
+        db.session.remove()
+        right = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+        assert right.status_code == 200, right.get_json()
+        anew = db.session.scalar(stored, {"i": user.id})
+        assert anew.startswith("pbkdf2:sha256:1001$") and anew != old
+        db.session.remove()
+        again = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+        assert again.status_code == 200
+        assert db.session.scalar(stored, {"i": user.id}) == anew  # not hashed at every login
+    finally:
+        app.config["PASSWORD_HASH_METHOD"] = method

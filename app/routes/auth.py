@@ -98,9 +98,10 @@ def _give_back_unless_guessed_wrong(response):
 
 
 @blp.route("/login", methods=["POST"])
-# Reads only (the account, its password's hash): on SQLite no write lock is
-# taken, where BEGIN IMMEDIATE held it through the password hashing and every
-# other writer waited on each login (found by review).
+# Reads (the account, its password's hash) and at most one write, a hash of
+# an earlier method made anew, after the hashing: on SQLite the write lock is
+# taken only there, where BEGIN IMMEDIATE held it through the password
+# hashing and every other writer waited on each login (found by review).
 @blp.defer_write_lock
 # A breach of any of these answers 429 before the password is checked.
 @limiter.limit(_limit("RATELIMIT_LOGIN_ATTEMPTS"), scope="login-attempts")

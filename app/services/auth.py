@@ -118,7 +118,19 @@ def authenticate(password: str, email: str | None = None, username: str | None =
             raise InvalidCredentials(BAD_CREDENTIALS)
         if not user.check_password(password):
             raise InvalidCredentials(BAD_CREDENTIALS)
+        # A hash of an earlier PASSWORD_HASH_METHOD is made anew with the
+        # current one at the account's next login: raising the method's cost
+        # reached only new passwords, and an old account's faster check told
+        # it apart from an unknown one (found by review).
+        current = _dummy_hash(current_app.config["PASSWORD_HASH_METHOD"])
+        if _method_of(user.password_hash) != _method_of(current):
+            user.set_password(password)
     return user
+
+
+def _method_of(password_hash: str) -> str:
+    """A Werkzeug hash's method and parameters (`scrypt:32768:8:1`)."""
+    return password_hash.partition("$")[0]
 
 
 def update_profile(user: User, data: dict, token_version: int | None = None) -> User:
