@@ -83,7 +83,7 @@ def signup(data):
 
 # The budgets of password guesses (RATELIMIT_LOGIN per client, RATELIMIT_LOGIN_ACCOUNT
 # per account) are spent when a request arrives and given back by every answer
-# but a wrong password (`_give_back_unless_guessed_wrong`): only failed guesses
+# but a wrong password (`_give_back_what_did_not_count`): only failed guesses
 # count, and no more guesses are checked at once than a budget has left.
 GUESSES = ("login-failures", "login-account")
 # The verification emails' budgets, shared by a resend and an email change.
@@ -91,9 +91,13 @@ VERIFY_MAILS = ("verify-mail", "verify-mail-account")
 
 
 @blp.after_request
-def _give_back_unless_guessed_wrong(response):
+def _give_back_what_did_not_count(response):
+    """Budgets spent on arrival that this answer did not use (an answer
+    before the view, a 422 or a 429, included)."""
     if not g.get("guessed_wrong"):
         give_back(*GUESSES)
+    if not g.get("mailed_verification"):
+        give_back(*VERIFY_MAILS)
     return response
 
 
@@ -174,17 +178,14 @@ _CHECKS_PASSWORD = exempt_unless_body_names("email", "password")
 @blp.alt_response(409, description="Username or email already taken")
 def update_profile(data):
     """Change username, email or password (the last two need current_password)."""
-    email, mailed = current_user.email, False
+    email = current_user.email
     try:
         user = accounts.update_profile(current_user, data, get_jwt().get(VERSION_CLAIM, 0))
-        mailed = user.email != email
-        return user
     except accounts.WrongPassword:
         g.guessed_wrong = True
         raise
-    finally:
-        if not mailed:
-            give_back(*VERIFY_MAILS)
+    g.mailed_verification = user.email != email
+    return user
 
 
 @blp.route("/refresh", methods=["POST"])
@@ -267,5 +268,6 @@ def verify_email(data):
 @blp.response(202, MessageSchema)
 def resend_verification():
     """Email a new verification link (nothing when the address is verified)."""
+    g.mailed_verification = True  # counted either way, as the answer is one
     account_tokens.resend_verification(current_user)
     return {"message": "If your email is not verified yet, a new link is on its way"}
