@@ -128,6 +128,10 @@ class NameIndex:
         if len(chosen) < limit:
             for rank in self._candidates(last, whole):
                 if rank not in seen and matches(rank):
+                    # A candidate may come again (`_candidates`): "Big Lamp
+                    # Lampshade" was suggested twice for `lam`, in the place
+                    # of another name (found by review).
+                    seen.add(rank)
                     chosen.append(rank)
                     if len(chosen) == limit:
                         break
@@ -145,7 +149,8 @@ class NameIndex:
         """In rank order, a superset of the names that match: with whole
         words, the names having all of them and a word starting as `last`
         does (set intersections); else the names of the words starting with
-        `last` (or with its first characters, when those words are many)."""
+        `last` (or with its first characters, when those words are many),
+        merged: a name with two such words (`lamp`, `lampshade`) comes twice."""
         prefixed = self.short.get(last[: self.SHORT], [])
         if whole:
             lists = [self._postings(word) for word in whole]
