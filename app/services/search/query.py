@@ -93,5 +93,8 @@ def parse(text: str) -> ParsedQuery:
             words.extend(term)
             prefix_allowed = not quoted
     prefix = words.pop() if words and prefix_allowed else None
-    words = [w for w in dict.fromkeys(words) if w != prefix]
+    # An earlier word equal to the prefix stays: it must match as a whole
+    # word, which the prefix alone does not ask (`lamp desk lamp` listed "Desk
+    # Lampshade"; found by review).
+    words = list(dict.fromkeys(words))
     return ParsedQuery(tuple(words), tuple(phrases), tuple(excluded), prefix)
