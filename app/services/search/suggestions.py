@@ -47,7 +47,7 @@ from app.db import read_connection
 from app.models import Product
 from app.services import versions
 from app.services.catalog_cache import LocalStore, RedisStore, bump_shared, shared_version
-from app.services.search.query import words_of
+from app.services.search.query import FINAL_SIGMA, SIGMA, words_of
 
 # What a suggestion shows: a product appearing, going, or renamed. Inserts and
 # deletes of the table count too (`versions.watch`'s `columns`).
@@ -57,11 +57,14 @@ _AFTER_EVERY_CHARACTER = "\U0010ffff"
 
 def fold(text: str) -> str:
     """Lower-cased, diacritics removed (compatibility decomposition, combining
-    marks dropped): how the index compares words and names."""
+    marks dropped), the final sigma (U+03C2) as a sigma (U+03C3), as
+    `words_of` has it (`ΣΥΣ` was `συς`, which no name started with): how the
+    index compares words and names."""
     if text.isascii():
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return folded.replace(FINAL_SIGMA, SIGMA)
 
 
 def folded_words(text: str) -> tuple[str, ...]:
