@@ -109,6 +109,33 @@ def test_letters_beyond_latin_diacritics_fold_on_postgresql_only(client, make_pr
     assert names(client, as_written) == {name}
 
 
+@pytest.mark.parametrize("q", ["ΦΑΚΟΣ", "φακος", "φακοσ", "φακ", "ΦΑΚΟ"])
+def test_the_final_sigma_is_a_sigma(client, make_product, q):
+    """A word-final sigma (U+03C2) is a sigma (U+03C3) in the query and in the
+    index on both databases: Python lower-cases `ΦΑΚΟΣ` with the final one,
+    PostgreSQL's lower() without, and kept a written one as it was
+    (migration f38b4e6a8c12; found by review)."""
+    make_product(name="ΦΑΚΟΣ Lens", description="x", category="Optics")
+    make_product(name="Φακος Case", description="x", category="Optics")
+    make_product(name="Oak Chair", description="wood", category="Misc")
+    assert names(client, q) == {"ΦΑΚΟΣ Lens", "Φακος Case"}
+
+
+def test_a_prefix_typed_in_capitals_ending_in_sigma(make_app, make_product):
+    """`ΣΥΣ` is `συς` to Python's lower(): the in-memory suggestions found no
+    word starting with it (and no name starting with it). Found by review.
+    The database's suggestions (the index off) put the name starting with it
+    first as well."""
+    make_product(name="Big ΣΥΣΤΗΜΑ", description="x", category="Audio")
+    make_product(name="Συστημα Ηχου", description="x", category="Audio")
+    client = make_app().test_client()
+    assert names(client, "ΣΥΣ") == {"Big ΣΥΣΤΗΜΑ", "Συστημα Ηχου"}
+    for overrides in ({}, {"SUGGEST_INDEX_MAX_NAMES": 0}):
+        client = make_app(overrides=overrides).test_client()
+        response = client.get("/api/products/suggest", query_string={"q": "ΣΥΣ"})
+        assert response.get_json()["suggestions"] == ["Συστημα Ηχου", "Big ΣΥΣΤΗΜΑ"], overrides
+
+
 @pytest.mark.parametrize("typed", ["ﬁlmmaki", "filmmaki"])
 def test_a_prefix_past_its_stem_with_a_ligature(client, make_product, typed):
     """SQLite: the prefix is folded as the tokenizer folds it (NFKD made the

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 # Letters and digits of any script; `_` separates words as in the engines'
 # own tokenizers (FTS5 unicode61, PostgreSQL's parser).
 WORD = re.compile(r"[^\W_]+")
+# The word-final sigma and the sigma: one letter in every word (`words_of`).
+FINAL_SIGMA, SIGMA = "\u03c2", "\u03c3"
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,14 @@ def words_of(text: str) -> tuple[str, ...]:
     """The words of `text`, lower-cased. Composed first (NFC): an accent typed
     as a combining mark (`e` + U+0300, as some keyboards and copies send it)
     is part of its letter, not a separator (`crème` was `cre` and `me`;
-    found by review)."""
+    found by review). The word-final sigma (U+03C2) is a sigma (U+03C3), as
+    both engines index it: Python lower-cases `ΦΑΚΟΣ` as `φακος`,
+    PostgreSQL's lower() as `φακοσ` (its index makes a written U+03C2 U+03C3
+    too, migration f38b4e6a8c12; FTS5 folds it so), so PostgreSQL found no
+    word typed in capitals with a final sigma (found by review)."""
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    return tuple(match.lower() for match in WORD.findall(text))
+    return tuple(match.lower().replace(FINAL_SIGMA, SIGMA) for match in WORD.findall(text))
 
 
 def _terms(text: str):
@@ -93,5 +99,8 @@ def parse(text: str) -> ParsedQuery:
             words.extend(term)
             prefix_allowed = not quoted
     prefix = words.pop() if words and prefix_allowed else None
-    words = [w for w in dict.fromkeys(words) if w != prefix]
+    # An earlier word equal to the prefix stays: it must match as a whole
+    # word, which the prefix alone does not ask (`lamp desk lamp` listed "Desk
+    # Lampshade"; found by review).
+    words = list(dict.fromkeys(words))
     return ParsedQuery(tuple(words), tuple(phrases), tuple(excluded), prefix)

@@ -47,7 +47,7 @@ from app.db import read_connection
 from app.models import Product
 from app.services import versions
 from app.services.catalog_cache import LocalStore, RedisStore, bump_shared, shared_version
-from app.services.search.query import words_of
+from app.services.search.query import FINAL_SIGMA, SIGMA, words_of
 
 # What a suggestion shows: a product appearing, going, or renamed. Inserts and
 # deletes of the table count too (`versions.watch`'s `columns`).
@@ -57,11 +57,14 @@ _AFTER_EVERY_CHARACTER = "\U0010ffff"
 
 def fold(text: str) -> str:
     """Lower-cased, diacritics removed (compatibility decomposition, combining
-    marks dropped): how the index compares words and names."""
+    marks dropped), the final sigma (U+03C2) as a sigma (U+03C3), as
+    `words_of` has it (`ΣΥΣ` was `συς`, which no name started with): how the
+    index compares words and names."""
     if text.isascii():
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return folded.replace(FINAL_SIGMA, SIGMA)
 
 
 def folded_words(text: str) -> tuple[str, ...]:
@@ -128,6 +131,10 @@ class NameIndex:
         if len(chosen) < limit:
             for rank in self._candidates(last, whole):
                 if rank not in seen and matches(rank):
+                    # A candidate may come again (`_candidates`): "Big Lamp
+                    # Lampshade" was suggested twice for `lam`, in the place
+                    # of another name (found by review).
+                    seen.add(rank)
                     chosen.append(rank)
                     if len(chosen) == limit:
                         break
@@ -145,7 +152,8 @@ class NameIndex:
         """In rank order, a superset of the names that match: with whole
         words, the names having all of them and a word starting as `last`
         does (set intersections); else the names of the words starting with
-        `last` (or with its first characters, when those words are many)."""
+        `last` (or with its first characters, when those words are many),
+        merged: a name with two such words (`lamp`, `lampshade`) comes twice."""
         prefixed = self.short.get(last[: self.SHORT], [])
         if whole:
             lists = [self._postings(word) for word in whole]
