@@ -53,6 +53,8 @@ def test_signup_returns_tokens_and_user(client, db):
         ("email", "a@"),
         ("email", ""),
         ("email", None),
+        ("email", "=?utf-8?q?bob?=@example.com"),  # read as bob@example.com
+        ("email", '"=?utf-8?q?a=40b.c?="@example.com'),
         ("password", "short"),
         ("password", "x" * 129),
         ("password", 12345678),

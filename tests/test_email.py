@@ -293,3 +293,36 @@ def test_a_claim_takes_exactly_its_limit(app, db, limit):
     assert scalar("SELECT count(*) FROM outbox WHERE attempts = 1") == limit
     oldest = scalar("SELECT min(id) FROM outbox")
     assert sorted(m.id for m in claimed) == list(range(oldest, oldest + limit))
+
+
+def test_the_envelope_names_the_stored_address_not_the_parsed_to_header(
+    app, db, smtp_server, deliver_outbox, monkeypatch
+):
+    """smtplib took the recipients from the parsed To header, which decodes an
+    RFC 2047 encoded word (an account stored before signup refused them had
+    its emails sent to two other mailboxes) and drops a quoted local part's
+    quotes (`".a"@example.com` became `.a@example.com`, another mailbox)."""
+    import smtplib
+
+    from app.db import unit_of_work
+    from app.services import outbox
+    from tests.smtp import LOW_STOCK
+
+    envelopes = []
+    sendmail = smtplib.SMTP.sendmail
+
+    def recording(self, from_addr, to_addrs, *args, **kwargs):
+        envelopes.append(list(to_addrs))
+        return sendmail(self, from_addr, to_addrs, *args, **kwargs)
+
+    monkeypatch.setattr(smtplib.SMTP, "sendmail", recording)
+    encoded, quoted = "=?utf-8?q?victim=40gmail.com=2c?=x@example.com", '".a"@example.com'
+    for address in (encoded, quoted):
+        with unit_of_work():
+            outbox.queue_email(address, "low_stock", LOW_STOCK)
+        deliver_outbox()
+    # aiosmtpd refuses the encoded word's RCPT (501); a relay taking it
+    # literally delivers to that mailbox, never to victim@gmail.com.
+    # (aiosmtpd reports the quoted one's RCPT without its quotes.)
+    assert envelopes == [[encoded], [quoted]]
+    assert len(smtp_server.wait_for(1)) == 1

@@ -43,6 +43,11 @@ def nfkc(value: str) -> str:
 
 
 UNMAILABLE = frozenset({"Cc", "Zl", "Zp"})  # controls, line and paragraph separators
+# An RFC 2047 encoded word (`=?utf-8?q?...?=`): `=` and `?` are atext, but an
+# email header parser decodes one, so `=?utf-8?q?victim=40gmail.com=2c?=x@...`
+# was delivered to two other mailboxes, and `=?utf-8?q?bob?=@example.com` to
+# bob@example.com's (found by review). No real mailbox is spelt so.
+ENCODED_WORD = re.compile(r"=\?.*\?=", re.DOTALL)
 
 
 # The longest address SMTP carries (RFC 5321: 64 + 1 + 255) and the longest
@@ -121,12 +126,15 @@ class EmailAddress(fields.Email):
     are checked: lower-casing can lengthen it ('İ' becomes two characters).
     No control or line-separator character, not even in a quoted local part
     (marshmallow lets them through there): no email header can carry one, so
-    every email to the account would fail."""
+    every email to the account would fail. No RFC 2047 encoded word: a mail
+    reader decodes it into another address."""
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         email = normalize_email(super()._deserialize(value, attr, data, **kwargs))
         if any(unicodedata.category(char) in UNMAILABLE for char in email):
             raise ValidationError("Must not contain control characters.")
+        if ENCODED_WORD.search(email):
+            raise ValidationError("Must not contain an encoded word (=?...?=).")
         # Letters IDNA 2008 takes no domain of (a zero width joiner, ...): no
         # mail reaches it. (An ASCII `xn--` label that is no Punycode stays
         # as written, as DNS would carry it.)

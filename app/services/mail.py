@@ -164,7 +164,11 @@ class SmtpBackend:
                     smtp.starttls(context=ssl.create_default_context())
                 if config["MAIL_USERNAME"]:
                     smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
-                smtp.send_message(message)
+                # The envelope names the stored address itself: smtplib read
+                # it from the parsed To header, which decodes an encoded word
+                # (`=?utf-8?q?victim=40gmail.com=2c?=x@...` went to two other
+                # mailboxes) and drops a local part's quotes (found by review).
+                smtp.send_message(message, to_addrs=[ascii_domain(to)])
             except BaseException as error:
                 smtp.close()
                 # Cut by the watchdog (a broken connection): the lease's end.
