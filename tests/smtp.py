@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import socket
 import threading
 import time
 from email.message import EmailMessage
@@ -112,6 +113,39 @@ class SlowSink(Sink):
         if self.quit_delay:
             await asyncio.sleep(self.quit_delay)
         return "221 Bye"
+
+
+class DrippingGreeter:
+    """A relay (or tarpit) that accepts the connection and then greets one
+    continuation line ("220-...") every `every` seconds for `seconds`, each
+    line well inside the socket timeout, then closes."""
+
+    def __init__(self, every: float, seconds: float) -> None:
+        self.every, self.seconds = every, seconds
+        self.port = free_port()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(5)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            ends = time.monotonic() + self.seconds
+            try:
+                while time.monotonic() < ends:
+                    conn.sendall(b"220-slowly greeting\r\n")
+                    time.sleep(self.every)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 class SmtpServer:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
@@ -13,40 +11,7 @@ from app.db import unit_of_work
 from app.services import outbox
 from app.tasks import runner
 from tests.live import free_port
-from tests.smtp import LOW_STOCK, MAIL_KEYS, Sink, outbox_rows
-
-
-class _DrippingGreeter:
-    """A relay (or tarpit) that accepts the connection and then greets one
-    continuation line ("220-...") every `every` seconds for `seconds`, each
-    line well inside the socket timeout, then closes."""
-
-    def __init__(self, every: float, seconds: float) -> None:
-        self.every, self.seconds = every, seconds
-        self.port = free_port()
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", self.port))
-        self.listener.listen(5)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-        except OSError:
-            return
-        with conn:
-            ends = time.monotonic() + self.seconds
-            try:
-                while time.monotonic() < ends:
-                    conn.sendall(b"220-slowly greeting\r\n")
-                    time.sleep(self.every)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.listener.close()
+from tests.smtp import LOW_STOCK, MAIL_KEYS, DrippingGreeter, Sink, outbox_rows
 
 
 def test_a_relay_that_drips_its_greeting_holds_the_send_past_its_lease(app, db):
@@ -63,7 +28,7 @@ def test_a_relay_that_drips_its_greeting_holds_the_send_past_its_lease(app, db):
     claim the row meanwhile) and the send does not end by its deadline.
     Expected: the greeting is also cut at the deadline (start the watchdog
     before connecting, or bound the connect+greeting by the time left)."""
-    relay = _DrippingGreeter(every=0.3, seconds=12.0)
+    relay = DrippingGreeter(every=0.3, seconds=12.0)
     saved = {key: app.config[key] for key in MAIL_KEYS}
     app.config.update(
         MAIL_BACKEND="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=relay.port, MAIL_TIMEOUT=1,

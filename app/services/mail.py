@@ -144,22 +144,27 @@ class SmtpBackend:
             if left <= 0:
                 raise DeadlinePassed("no time left in the lease to send")
             timeout = min(timeout, left)
-        if config["MAIL_USE_SSL"]:
-            smtp = smtplib.SMTP_SSL(
-                config["MAIL_SERVER"],
-                config["MAIL_PORT"],
-                timeout=timeout,
-                context=ssl.create_default_context(),
-            )
-        else:
-            smtp = smtplib.SMTP(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=timeout)
-        watchdog = None
-        if deadline is not None:
-            watchdog = threading.Timer(max(deadline - time.monotonic(), 0), _cut, (smtp,))
-            watchdog.daemon = True
-            watchdog.start()
+        # The watchdog runs before the connection is made: it was started
+        # once `smtplib.SMTP(host)` returned, after the whole greeting, and a
+        # relay greeting a line now and then held the send past its lease
+        # (found by review). The object is made without a host (no
+        # connection yet) so that the watchdog knows it.
+        watchdog = _Watchdog(deadline) if deadline is not None else None
         try:
+            if config["MAIL_USE_SSL"]:
+                smtp = smtplib.SMTP_SSL(timeout=timeout, context=ssl.create_default_context())
+            else:
+                smtp = smtplib.SMTP(timeout=timeout)
+            if watchdog is not None:
+                watchdog.smtp = smtp
             try:
+                # TLS (SMTP_SSL, starttls) checks the certificate against the
+                # host the object was made with (`_host`), which connect()
+                # does not set: without it, no TLS connection was made.
+                smtp._host = config["MAIL_SERVER"]
+                code, reply = smtp.connect(config["MAIL_SERVER"], config["MAIL_PORT"])
+                if code != 220:  # as smtplib.SMTP(host) does
+                    raise smtplib.SMTPConnectError(code, reply)
                 if config["MAIL_USE_TLS"]:
                     smtp.starttls(context=ssl.create_default_context())
                 if config["MAIL_USERNAME"]:
@@ -188,15 +193,37 @@ class SmtpBackend:
                 smtp.close()
         finally:
             if watchdog is not None:
-                watchdog.cancel()
+                watchdog.stop()
 
 
-def _cut(smtp: smtplib.SMTP) -> None:
-    """Shut the connection a send is blocked on (its deadline has come)."""
-    sock = smtp.sock
-    if sock is not None:
-        with suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+class _Watchdog:
+    """At `deadline`, shuts the connection a send is blocked on: the one open
+    then, or one still being opened (a slow DNS lookup, TCP connect or TLS
+    handshake, which holds no socket `smtp.sock` names yet) as soon as it
+    exists, so its greeting is never read."""
+
+    POLL = 0.05  # seconds between two looks for a connection being opened
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.smtp: smtplib.SMTP | None = None
+        self.ended = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        if self.ended.wait(max(self.deadline - time.monotonic(), 0)):
+            return
+        while True:
+            sock = self.smtp.sock if self.smtp is not None else None
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return
+            if self.ended.wait(self.POLL):
+                return
+
+    def stop(self) -> None:
+        self.ended.set()
 
 
 BACKENDS = {"console": ConsoleBackend, "smtp": SmtpBackend}
