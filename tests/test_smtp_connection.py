@@ -104,3 +104,32 @@ def test_a_deadline_passed_while_connecting_cuts_the_greeting_as_soon_as_the_soc
     finally:
         app.config.update(saved)
         relay.close()
+
+
+def test_a_non_ascii_local_part_goes_to_a_relay_with_smtputf8_and_only_it_is_permanent(app):
+    """`josé@example.com` has no ASCII form: a relay offering SMTPUTF8 takes
+    it; one without refuses it at every attempt (mail.NeedsSmtpUtf8, a
+    permanent failure). A relay lacking STARTTLS or AUTH (smtplib's
+    SMTPNotSupportedError too) concerns every message: retried."""
+    import smtplib
+
+    sink, port = Sink(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
+    controller.start()
+    saved = {key: app.config[key] for key in MAIL_KEYS}
+    app.config.update(MAIL_BACKEND="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=port)
+    try:
+        with app.app_context():
+            mail.send("josé@exämple.com", CONTENT, "<utf8@example.com>", time.monotonic() + 10)
+            for _ in range(100):
+                if sink.messages:
+                    break
+                time.sleep(0.05)
+            assert [message["X-Rcpt-To"] for message in sink.messages] == [
+                "josé@xn--exmple-cua.com"
+            ]
+    finally:
+        app.config.update(saved)
+        controller.stop()
+    assert mail.is_permanent(mail.NeedsSmtpUtf8("josé@example.com needs SMTPUTF8"))
+    assert not mail.is_permanent(smtplib.SMTPNotSupportedError("STARTTLS extension not supported"))

@@ -123,6 +123,12 @@ class DeadlinePassed(OSError):
     """The send outlived the time its worker's lease left it."""
 
 
+class NeedsSmtpUtf8(smtplib.SMTPNotSupportedError):
+    """The recipient's address is not ASCII (`josé@example.com`: a local part
+    has no ASCII form) and the relay does not offer SMTPUTF8 (RFC 6531):
+    refused before MAIL, and again at every retry to that relay."""
+
+
 class SmtpBackend:
     def send(
         self, to: str, content: dict[str, str], message_id: str, deadline: float | None = None
@@ -169,11 +175,16 @@ class SmtpBackend:
                     smtp.starttls(context=ssl.create_default_context())
                 if config["MAIL_USERNAME"]:
                     smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
+                recipient = ascii_domain(to)
+                if not recipient.isascii():  # a non-ASCII local part has no ASCII form
+                    smtp.ehlo_or_helo_if_needed()
+                    if not smtp.has_extn("smtputf8"):
+                        raise NeedsSmtpUtf8(f"{recipient!r} needs SMTPUTF8: the relay lacks it")
                 # The envelope names the stored address itself: smtplib read
                 # it from the parsed To header, which decodes an encoded word
                 # (`=?utf-8?q?victim=40gmail.com=2c?=x@...` went to two other
                 # mailboxes) and drops a local part's quotes (found by review).
-                smtp.send_message(message, to_addrs=[ascii_domain(to)])
+                smtp.send_message(message, to_addrs=[recipient])
             except BaseException as error:
                 smtp.close()
                 # Cut by the watchdog (a broken connection): the lease's end.
@@ -235,7 +246,13 @@ def is_permanent(error: BaseException) -> bool:
     "permanent negative completion": the client SHOULD NOT repeat the exact
     request). A 5xx to the shop's own login or sender (a rotated password,
     a wrong MAIL_DEFAULT_SENDER) concerns every message and passes once
-    fixed: retried as any failure."""
+    fixed: retried as any failure. A recipient the relay cannot carry
+    (`NeedsSmtpUtf8`) is permanent too: it was tried MAIL_MAX_ATTEMPTS
+    times, refused the same way each time (found by review); a relay
+    lacking STARTTLS or AUTH (SMTPNotSupportedError as well) concerns every
+    message: retried."""
+    if isinstance(error, NeedsSmtpUtf8):
+        return True
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
         return bool(codes) and all(500 <= code < 600 for code in codes)
