@@ -43,10 +43,18 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     return value
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(
+    name: str, default: float, minimum: float | None = None, above: float | None = None
+) -> float:
     """As `env_int`, for seconds and other fractional settings (an empty one
-    crashed start-up instead of taking its default)."""
-    return _env_number(name, default, float)
+    crashed start-up instead of taking its default); `above`: a bound the
+    value must exceed (an interval of 0 s is no interval)."""
+    value = _env_number(name, default, float)
+    if minimum is not None and value < minimum:
+        raise SystemExit(f"{name} must be at least {minimum:g}, not {value:g}")
+    if above is not None and value <= above:
+        raise SystemExit(f"{name} must be more than {above:g}, not {value:g}")
+    return value
 
 
 def _env_number(name, default, kind):
@@ -135,26 +143,30 @@ class Config:
     # Seconds; a net, not the invalidation. Redis takes no expiry of 0 (every
     # entry was refused and the cache reported unreachable; found by review).
     CATALOG_CACHE_TTL = env_int("CATALOG_CACHE_TTL", 300, minimum=1)
-    CATALOG_CACHE_MAX_ENTRIES = env_int("CATALOG_CACHE_MAX_ENTRIES", 2048)  # per process
+    # Per process. The *_MAX_ENTRIES and SUGGEST_INDEX_MAX_NAMES are at least
+    # 0 (off): -1 ("no limit" in many tools) emptied a cache while it was
+    # over its size, and every catalog read that kept an answer was a 500;
+    # -2 names made the index's count `LIMIT -1` (found by review).
+    CATALOG_CACHE_MAX_ENTRIES = env_int("CATALOG_CACHE_MAX_ENTRIES", 2048, minimum=0)
     CATALOG_CACHE_PREFIX = os.environ.get("CATALOG_CACHE_PREFIX", "shop:catalog")
     # A search's relevance page kept until a product's text changes, not only
     # until the catalog does (app/services/search/rankings.py); 0 turns it off.
-    SEARCH_RANKINGS_MAX_ENTRIES = env_int("SEARCH_RANKINGS_MAX_ENTRIES", 2048)  # per process
+    SEARCH_RANKINGS_MAX_ENTRIES = env_int("SEARCH_RANKINGS_MAX_ENTRIES", 2048, minimum=0)
     SEARCH_RANKINGS_PREFIX = os.environ.get("SEARCH_RANKINGS_PREFIX", "shop:rankings")
     # A list's total and the facets kept until which products match a filter
     # changes (app/services/matches.py), not each checkout; 0 turns it off.
-    CATALOG_MATCHES_MAX_ENTRIES = env_int("CATALOG_MATCHES_MAX_ENTRIES", 2048)  # per process
+    CATALOG_MATCHES_MAX_ENTRIES = env_int("CATALOG_MATCHES_MAX_ENTRIES", 2048, minimum=0)
     CATALOG_MATCHES_PREFIX = os.environ.get("CATALOG_MATCHES_PREFIX", "shop:matches")
 
     # A read request's token user kept per token until an account changes
     # (app/services/account_cache.py); 0 turns it off.
-    ACCOUNT_CACHE_MAX_ENTRIES = env_int("ACCOUNT_CACHE_MAX_ENTRIES", 1024)  # per process
+    ACCOUNT_CACHE_MAX_ENTRIES = env_int("ACCOUNT_CACHE_MAX_ENTRIES", 1024, minimum=0)
     ACCOUNT_CACHE_PREFIX = os.environ.get("ACCOUNT_CACHE_PREFIX", "shop:accounts")
 
     # Suggestions answered from an in-memory index of the live names, rebuilt
     # after a name changes (app/services/search/suggestions.py); 0 turns it
     # off, and a catalog with more distinct names than this asks the database.
-    SUGGEST_INDEX_MAX_NAMES = env_int("SUGGEST_INDEX_MAX_NAMES", 50_000)
+    SUGGEST_INDEX_MAX_NAMES = env_int("SUGGEST_INDEX_MAX_NAMES", 50_000, minimum=0)
     SUGGEST_INDEX_PREFIX = os.environ.get("SUGGEST_INDEX_PREFIX", "shop:names")
 
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
@@ -179,7 +191,10 @@ class Config:
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
     MAIL_USE_TLS = env_bool("MAIL_USE_TLS", False)
     MAIL_USE_SSL = env_bool("MAIL_USE_SSL", False)
-    MAIL_TIMEOUT = env_int("MAIL_TIMEOUT", 10)
+    # At least 1 s: smtplib refuses 0 ("no timeout" in many tools) and every
+    # email failed after its retries, nothing at start-up saying why (found
+    # by review).
+    MAIL_TIMEOUT = env_int("MAIL_TIMEOUT", 10, minimum=1)
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "Shop <no-reply@localhost>")
     MAIL_MAX_ATTEMPTS = env_int("MAIL_MAX_ATTEMPTS", 5)
     # Seconds before the first retry; each further retry waits twice as long.
@@ -189,12 +204,18 @@ class Config:
     # process; `celery`; `thread`; `off` (only record: workers elsewhere, or tests).
     BACKGROUND_MODE = os.environ.get("BACKGROUND_MODE", "auto")
     # A claimed message is another worker's to retry after this long (a worker
-    # killed mid-delivery); keep it above MAIL_TIMEOUT.
+    # killed mid-delivery); more than MAIL_TIMEOUT, or a send has no time for
+    # one read (0 made every send's deadline its claim: DeadlinePassed until
+    # failed; found by review).
     OUTBOX_LEASE = env_float("OUTBOX_LEASE", 120)
+    if OUTBOX_LEASE <= MAIL_TIMEOUT:
+        raise SystemExit(
+            f"OUTBOX_LEASE must be more than MAIL_TIMEOUT ({MAIL_TIMEOUT}), not {OUTBOX_LEASE:g}"
+        )
     # How often workers look for messages whose enqueue was lost, and retries due.
-    OUTBOX_SWEEP_INTERVAL = env_float("OUTBOX_SWEEP_INTERVAL", 15)
+    OUTBOX_SWEEP_INTERVAL = env_float("OUTBOX_SWEEP_INTERVAL", 15, above=0)
     # A message younger than this is left to the enqueue made at its commit.
-    OUTBOX_SWEEP_GRACE = env_float("OUTBOX_SWEEP_GRACE", 10)
+    OUTBOX_SWEEP_GRACE = env_float("OUTBOX_SWEEP_GRACE", 10, minimum=0)
     # A new product's low_stock_threshold when its creator gives none.
     LOW_STOCK_THRESHOLD = env_int("LOW_STOCK_THRESHOLD", 5)
 

@@ -351,6 +351,34 @@ def test_an_empty_float_setting_takes_its_default_like_the_integer_ones():
     assert result.returncode == 0, result.stderr[-300:]
 
 
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        ({"MAIL_TIMEOUT": "0"}, "MAIL_TIMEOUT must be at least 1, not 0"),
+        (
+            {"MAIL_TIMEOUT": "10", "OUTBOX_LEASE": "0"},
+            "OUTBOX_LEASE must be more than MAIL_TIMEOUT (10), not 0",
+        ),
+        ({"MAIL_TIMEOUT": "30", "OUTBOX_LEASE": "30"}, "OUTBOX_LEASE must be more than"),
+        ({"OUTBOX_SWEEP_INTERVAL": "0"}, "OUTBOX_SWEEP_INTERVAL must be more than 0, not 0"),
+        ({"OUTBOX_SWEEP_GRACE": "-1"}, "OUTBOX_SWEEP_GRACE must be at least 0, not -1"),
+        ({"ACCOUNT_CACHE_MAX_ENTRIES": "-1"}, "ACCOUNT_CACHE_MAX_ENTRIES must be at least 0"),
+        ({"SUGGEST_INDEX_MAX_NAMES": "-2"}, "SUGGEST_INDEX_MAX_NAMES must be at least 0"),
+        ({"MAIL_TIMEOUT": "2", "OUTBOX_LEASE": "2.5", "OUTBOX_SWEEP_GRACE": "0"}, None),
+        ({"CATALOG_CACHE_MAX_ENTRIES": "0", "SUGGEST_INDEX_MAX_NAMES": "0"}, None),
+    ],
+)
+def test_a_setting_out_of_its_range_stops_start_up_naming_it(env, refusal):
+    """0 or -1 ("no timeout", "no limit" in many tools) made no email leave
+    (MAIL_TIMEOUT, OUTBOX_LEASE), a busy loop (OUTBOX_SWEEP_INTERVAL), or a
+    500 for reads (a negative cache size; found by review)."""
+    result = _import_config(**env)
+    if refusal is None:
+        assert result.returncode == 0, result.stderr[-300:]
+    else:
+        assert result.returncode != 0 and refusal in result.stderr, result.stderr[-300:]
+
+
 # -- (3) The CLI -------------------------------------------------------------
 
 
