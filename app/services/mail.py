@@ -153,24 +153,24 @@ class SmtpBackend:
         # The watchdog runs before the connection is made: it was started
         # once `smtplib.SMTP(host)` returned, after the whole greeting, and a
         # relay greeting a line now and then held the send past its lease
-        # (found by review). The object is made without a host (no
-        # connection yet) so that the watchdog knows it.
+        # (found by review). The object is handed to it before its
+        # constructor connects (`_Watched`).
         watchdog = _Watchdog(deadline) if deadline is not None else None
+        smtp = None
         try:
-            if config["MAIL_USE_SSL"]:
-                smtp = smtplib.SMTP_SSL(timeout=timeout, context=ssl.create_default_context())
-            else:
-                smtp = smtplib.SMTP(timeout=timeout)
-            if watchdog is not None:
-                watchdog.smtp = smtp
             try:
-                # TLS (SMTP_SSL, starttls) checks the certificate against the
-                # host the object was made with (`_host`), which connect()
-                # does not set: without it, no TLS connection was made.
-                smtp._host = config["MAIL_SERVER"]
-                code, reply = smtp.connect(config["MAIL_SERVER"], config["MAIL_PORT"])
-                if code != 220:  # as smtplib.SMTP(host) does
-                    raise smtplib.SMTPConnectError(code, reply)
+                if config["MAIL_USE_SSL"]:
+                    smtp = _WatchedSSL(
+                        watchdog,
+                        config["MAIL_SERVER"],
+                        config["MAIL_PORT"],
+                        timeout=timeout,
+                        context=ssl.create_default_context(),
+                    )
+                else:
+                    smtp = _WatchedSMTP(
+                        watchdog, config["MAIL_SERVER"], config["MAIL_PORT"], timeout=timeout
+                    )
                 if config["MAIL_USE_TLS"]:
                     smtp.starttls(context=ssl.create_default_context())
                 if config["MAIL_USERNAME"]:
@@ -186,7 +186,10 @@ class SmtpBackend:
                 # mailboxes) and drops a local part's quotes (found by review).
                 smtp.send_message(message, to_addrs=[recipient])
             except BaseException as error:
-                smtp.close()
+                # (A constructor that failed is the watchdog's object.)
+                opened = smtp or (watchdog.smtp if watchdog is not None else None)
+                if opened is not None:
+                    opened.close()
                 # Cut by the watchdog (a broken connection): the lease's end.
                 # A reply the relay gave (a 5xx refusal) stays what it is.
                 # (smtplib's errors are OSErrors too: a reply is not a cut.)
@@ -205,6 +208,26 @@ class SmtpBackend:
         finally:
             if watchdog is not None:
                 watchdog.stop()
+
+
+class _Watched:
+    """An SMTP connection its watchdog knows from the start: handed to it
+    before the constructor connects and reads the greeting (a subclass, as
+    the constructor is what connects with the host TLS checks the
+    certificate against)."""
+
+    def __init__(self, watchdog: _Watchdog | None, *args: Any, **kwargs: Any) -> None:
+        if watchdog is not None:
+            watchdog.smtp = self
+        super().__init__(*args, **kwargs)
+
+
+class _WatchedSMTP(_Watched, smtplib.SMTP):
+    pass
+
+
+class _WatchedSSL(_Watched, smtplib.SMTP_SSL):
+    pass
 
 
 class _Watchdog:
