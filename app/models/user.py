@@ -29,9 +29,12 @@ class User(db.Model):
     __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(
-            password, method=current_app.config["PASSWORD_HASH_METHOD"]
-        )
+        self.password_hash = self.hash_of(password)
+
+    @staticmethod
+    def hash_of(password: str) -> str:
+        """`password` hashed by the configured PASSWORD_HASH_METHOD."""
+        return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

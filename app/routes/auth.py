@@ -37,6 +37,7 @@ from app.web.limits import (
     exempt_unless_body_names,
     give_back,
     login_account_key,
+    noting_windows,
     reset_address_key,
     token_account_key,
 )
@@ -115,6 +116,7 @@ def _give_back_what_did_not_count(response):
     "login-account",  # shared with PUT /profile's wrong current_password
     key_func=login_account_key,
 )
+@noting_windows(*GUESSES)
 @blp.arguments(LoginSchema)
 @blp.response(200, TokensSchema)
 @blp.alt_response(401, description="Invalid credentials")
@@ -173,6 +175,7 @@ _CHECKS_PASSWORD = exempt_unless_body_names("email", "password")
     key_func=token_account_key,
     exempt_when=exempt_unless_body_names("email"),
 )
+@noting_windows(*GUESSES, *VERIFY_MAILS)
 @blp.arguments(ProfileUpdateSchema)
 @blp.response(200, UserSchema)
 @blp.alt_response(409, description="Username or email already taken")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cache
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import Duplicate, InvalidCredentials, TokenRevoked, ValidationFailed
@@ -122,9 +123,21 @@ def authenticate(password: str, email: str | None = None, username: str | None =
         # current one at the account's next login: raising the method's cost
         # reached only new passwords, and an old account's faster check told
         # it apart from an unknown one (found by review).
+        # Only over the hash it checked: a password change or reset committed
+        # while it hashed would have had the old password written back over
+        # it (found by review).
         current = _dummy_hash(current_app.config["PASSWORD_HASH_METHOD"])
-        if _method_of(user.password_hash) != _method_of(current):
-            user.set_password(password)
+        checked = user.password_hash
+        if _method_of(checked) != _method_of(current):
+            anew = User.hash_of(password)  # not set on `user`: its flush would write it anyway
+            written = db.session.execute(
+                update(User)
+                .where(User.id == user.id, User.password_hash == checked)
+                .values(password_hash=anew)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if written:
+                set_committed_value(user, "password_hash", anew)
     return user
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_jwt_extended import decode_token
 
 from app.extensions import limiter
@@ -90,20 +92,63 @@ def exempt_unless_body_names(*fields: str) -> Callable[[], bool]:
     return exempt
 
 
-def give_back(*scopes: str) -> None:
-    """Take back this request's spend on its limits of `scopes` (a limit's
-    scope, or the part after its endpoint). For budgets that count only some
-    answers, spent when the request arrives by one atomic increment and
-    given back by an answer that turned out not to count: a budget only
-    tested on arrival and spent after the answer let every request sent
-    while others were still running through (eight password guesses at once
-    against a budget of 3 were all checked; found by review)."""
+def _spent(scopes: tuple[str, ...]):
+    """This request's counted limits of `scopes` (a limit's scope, or the
+    part after its endpoint)."""
     for spent in limiter.current_limits:
         scope = spent.request_args[-1]
-        if spent.breached or not any(scope == s or scope.endswith(":" + s) for s in scopes):
+        if not spent.breached and any(scope == s or scope.endswith(":" + s) for s in scopes):
+            yield spent
+
+
+def noting_windows(*scopes: str) -> Callable:
+    """A view decorator, below the limits' own: remembers which window each
+    of the request's limits of `scopes` was counted in (its counter's
+    expiry), for `give_back`. (The limiter checks a view's limits when the
+    view is called, after the blueprint's before-request hooks.)"""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def noting(*args: Any, **kwargs: Any) -> Any:
+            try:
+                storage = limiter.limiter.storage
+                g.limit_windows = {s.key: storage.get_expiry(s.key) for s in _spent(scopes)}
+            except Exception:  # the storage is down: nothing will be given back
+                current_app.logger.warning("could not read a rate limit's window", exc_info=True)
+            return view(*args, **kwargs)
+
+        return noting
+
+    return decorate
+
+
+def give_back(*scopes: str) -> None:
+    """Take back this request's spend on its limits of `scopes`. For budgets
+    that count only some answers, spent when the request arrives by one
+    atomic increment and given back by an answer that turned out not to
+    count: a budget only tested on arrival and spent after the answer let
+    every request sent while others were still running through (eight
+    password guesses at once against a budget of 3 were all checked; found
+    by review).
+
+    Only into the window it was spent in (`noting_windows`; a fixed window is a
+    counter and its expiry): after that window ended, a -1 started the next
+    window's counter below 0, a guess more for each request in flight at the
+    reset (found by review). Redis tells an expiry in whole seconds: two
+    readings of one window are less than a second apart, the next window's
+    expiry a whole window later."""
+    windows = g.get("limit_windows", {})
+    for spent in _spent(scopes):
+        counted_in = windows.get(spent.key)
+        if counted_in is None:
             continue
         try:
-            limiter.limiter.hit(spent.limit, *spent.request_args, cost=-1)
+            storage = limiter.limiter.storage
+            if abs(storage.get_expiry(spent.key) - counted_in) >= 1:
+                continue  # another window by now
+            window = spent.limit.get_expiry()
+            if storage.incr(spent.key, window, amount=-1) < 0:  # it ended meanwhile
+                storage.incr(spent.key, window, amount=1)
         except Exception:  # the storage is down: its fallback counts anew
             current_app.logger.warning("could not give back a rate limit's spend", exc_info=True)
 
