@@ -52,9 +52,35 @@ def words_of(text: str) -> tuple[str, ...]:
     PostgreSQL's lower() as `φακοσ` (its index makes a written U+03C2 U+03C3
     too, migration f38b4e6a8c12; FTS5 folds it so), so PostgreSQL found no
     word typed in capitals with a final sigma (found by review)."""
-    if not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
+    if not text.isascii():
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+        text = _without_latin_marks(text)
     return tuple(match.lower().replace(FINAL_SIGMA, SIGMA) for match in WORD.findall(text))
+
+
+def is_latin(letter: str) -> bool:
+    """A Latin letter (Basic Latin to IPA Extensions, Latin Extended Additional)."""
+    return letter < "\u0250" or "\u1e00" <= letter <= "\u1eff"
+
+
+def _without_latin_marks(text: str) -> str:
+    """`text` without the combining marks left on a Latin letter once
+    composed: those with no composed form, as `i` + U+0307 (what Python's
+    and JavaScript's lower() make of the Turkish `İ`), split the word at the
+    mark (`İstanbul` lower-cased was `i` and `stanbul`; found by review).
+    Both engines index Latin letters without accents; other scripts' marks
+    (Indic vowel signs) stay."""
+    if not any(unicodedata.combining(char) for char in text):
+        return text
+    kept, base = [], ""
+    for char in text:
+        if not unicodedata.combining(char):
+            base = char
+        elif is_latin(base):
+            continue
+        kept.append(char)
+    return "".join(kept)
 
 
 def _terms(text: str):

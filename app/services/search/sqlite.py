@@ -35,7 +35,7 @@ from app.services.search import (
     distinct_names,
     starts_pattern,
 )
-from app.services.search.query import ParsedQuery, words_of
+from app.services.search.query import ParsedQuery, is_latin, words_of
 from app.services.search.suggestions import fold
 
 # bm25 weights per column (name, description, category), within a tier.
@@ -101,10 +101,6 @@ def _expanded(name: str) -> str:
     return f"(:{name} || {_STAR} || coalesce({_EXPANSIONS}, '') || :{name}_end)"
 
 
-def _latin(letter: str) -> bool:
-    return letter < "\u0250" or "\u1e00" <= letter <= "\u1eff"
-
-
 # Letters FTS5 folds to another letter: the long s (U+017F, with a dot
 # U+1E9B) to `s`, the micro sign (U+00B5) to Greek mu (U+03BC).
 AS_FTS5_FOLDS = str.maketrans({"\u017f": "s", "\u1e9b": "s", "\u00b5": "\u03bc"})
@@ -126,7 +122,7 @@ def _folded(word: str) -> str:
     lowered = word.lower().replace("\u03c2", "\u03c3").translate(AS_FTS5_FOLDS)
     for letter in unicodedata.normalize("NFD", lowered):
         if unicodedata.combining(letter):
-            if _latin(base):
+            if is_latin(base):
                 continue
         else:
             base = letter
