@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -50,6 +51,8 @@ def env_float(
     crashed start-up instead of taking its default); `above`: a bound the
     value must exceed (an interval of 0 s is no interval)."""
     value = _env_number(name, default, float)
+    if not math.isfinite(value):  # `nan` passed every bound; `inf` overflowed (found by review)
+        raise SystemExit(f"{name} must be a finite number, not {value:g}")
     if minimum is not None and value < minimum:
         raise SystemExit(f"{name} must be at least {minimum:g}, not {value:g}")
     if above is not None and value <= above:

@@ -20,8 +20,17 @@ def utcnow() -> datetime:
 def as_created(context) -> datetime:
     """A new row's `updated_at`: its `created_at` (computed first, in column
     order), so a row nobody changed shows one instant; two calls of
-    `utcnow` were microseconds apart (found by review)."""
-    created = context.get_current_parameters().get("created_at")
+    `utcnow` were microseconds apart (found by review). In a multi-row
+    INSERT ... VALUES the rows' parameters are named `created_at_m1`, ...
+    (the first row's `created_at_m0` when given, else `created_at`), as this
+    column's own (`updated_at_m1`): `get_current_parameters()` raised a
+    KeyError on ORM rows there (found by review)."""
+    params = context.get_current_parameters(isolate_multiinsert_groups=False)
+    suffix = context.current_column.key.removeprefix("updated_at")  # "" or "_m<row>"
+    if suffix:
+        created = params.get("created_at" + suffix)
+    else:
+        created = params.get("created_at_m0", params.get("created_at"))
     return created if created is not None else utcnow()
 
 

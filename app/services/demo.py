@@ -75,6 +75,8 @@ def _delivered_order(user_id: int, products: list[Product]) -> None:
         shipping_address="1 Demo Street, Sampletown",
         total_amount=sum((p.price for p in products), Decimal("0.00")),
         created_at=start,
+        # Changed last when it was delivered, its history's last event.
+        updated_at=start + timedelta(days=2 * (len(WORKFLOW) - 1)),
     )
     for product in products:
         order.items.append(
