@@ -84,8 +84,9 @@ def signup(data):
 
 # The budgets of password guesses (RATELIMIT_LOGIN per client, RATELIMIT_LOGIN_ACCOUNT
 # per account) are spent when a request arrives and given back by every answer
-# but a wrong password (`_give_back_what_did_not_count`): only failed guesses
-# count, and no more guesses are checked at once than a budget has left.
+# but a wrong password or a 429 (`_give_back_what_did_not_count`; a 429 never
+# reaches `noting_windows`): only failed guesses count, and no more guesses are
+# checked at once than a budget has left.
 GUESSES = ("login-failures", "login-account")
 # The verification emails' budgets, shared by a resend and an email change.
 VERIFY_MAILS = ("verify-mail", "verify-mail-account")
@@ -93,8 +94,8 @@ VERIFY_MAILS = ("verify-mail", "verify-mail-account")
 
 @blp.after_request
 def _give_back_what_did_not_count(response):
-    """Budgets spent on arrival that this answer did not use (an answer
-    before the view, a 422 or a 429, included)."""
+    """Budgets spent on arrival that this answer did not use (a 422
+    included; a 429 keeps what it spent)."""
     if not g.get("guessed_wrong"):
         give_back(*GUESSES)
     if not g.get("mailed_verification"):
