@@ -33,19 +33,31 @@ def env_bool(name: str, default: bool) -> bool:
     return word in TRUE_WORDS
 
 
-def env_int(name: str, default: int, minimum: int | None = None) -> int:
+# The longest duration a setting in seconds may name: ten years. A time it
+# is added to must stay a date (a lease of 1e12 s overflowed every claim,
+# a retry backoff of 1e12 s every failed send; found by review).
+A_DECADE = 10 * 365 * 86400
+
+
+def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
     """The integer in `name`, or `default` when it is unset or empty; a
-    malformed one, or one below `minimum`, stops start-up naming the
-    variable (a bare ValueError did not say which of ~30 settings was
-    wrong; found by review)."""
+    malformed one, or one below `minimum` or above `maximum`, stops start-up
+    naming the variable (a bare ValueError did not say which of ~30
+    settings was wrong; found by review)."""
     value = _env_number(name, default, int)
     if minimum is not None and value < minimum:
         raise SystemExit(f"{name} must be at least {minimum}, not {value}")
+    if maximum is not None and value > maximum:
+        raise SystemExit(f"{name} must be at most {maximum}, not {value}")
     return value
 
 
 def env_float(
-    name: str, default: float, minimum: float | None = None, above: float | None = None
+    name: str,
+    default: float,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = A_DECADE,
 ) -> float:
     """As `env_int`, for seconds and other fractional settings (an empty one
     crashed start-up instead of taking its default); `above`: a bound the
@@ -57,6 +69,8 @@ def env_float(
         raise SystemExit(f"{name} must be at least {minimum:g}, not {value:g}")
     if above is not None and value <= above:
         raise SystemExit(f"{name} must be more than {above:g}, not {value:g}")
+    if maximum is not None and value > maximum:
+        raise SystemExit(f"{name} must be at most {maximum:g}, not {value:g}")
     return value
 
 
@@ -92,11 +106,15 @@ class Config:
     DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10)
     # PostgreSQL: a read request pings a pooled connection only after it sat
     # unused this long (seconds); writes ping every time (app.db).
-    DB_PING_IDLE_SECONDS = env_int("DB_PING_IDLE_SECONDS", 10)
+    DB_PING_IDLE_SECONDS = env_int("DB_PING_IDLE_SECONDS", 10, maximum=A_DECADE)
     SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000)
 
-    JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600))
-    JWT_REFRESH_TOKEN_EXPIRES = timedelta(seconds=env_int("JWT_REFRESH_TOKEN_EXPIRES", 30 * 86400))
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(
+        seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600, maximum=A_DECADE)
+    )
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(
+        seconds=env_int("JWT_REFRESH_TOKEN_EXPIRES", 30 * 86400, maximum=A_DECADE)
+    )
     JWT_ALGORITHM = "HS256"
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
@@ -136,7 +154,9 @@ class Config:
     TRUST_PROXY = env_int("TRUST_PROXY", 0)
 
     IDEMPOTENCY_TTL = timedelta(hours=24)
-    IDEMPOTENCY_ABANDONED_AFTER = timedelta(seconds=env_int("IDEMPOTENCY_ABANDONED_AFTER", 60))
+    IDEMPOTENCY_ABANDONED_AFTER = timedelta(
+        seconds=env_int("IDEMPOTENCY_ABANDONED_AFTER", 60, maximum=A_DECADE)
+    )
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
@@ -145,7 +165,7 @@ class Config:
     CATALOG_CACHE = env_bool("CATALOG_CACHE", True)
     # Seconds; a net, not the invalidation. Redis takes no expiry of 0 (every
     # entry was refused and the cache reported unreachable; found by review).
-    CATALOG_CACHE_TTL = env_int("CATALOG_CACHE_TTL", 300, minimum=1)
+    CATALOG_CACHE_TTL = env_int("CATALOG_CACHE_TTL", 300, minimum=1, maximum=A_DECADE)
     # Per process. The *_MAX_ENTRIES and SUGGEST_INDEX_MAX_NAMES are at least
     # 0 (off): -1 ("no limit" in many tools) emptied a cache while it was
     # over its size, and every catalog read that kept an answer was a 500;
@@ -177,16 +197,16 @@ class Config:
     PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "test").strip().lower()
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
-    STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
+    STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300, maximum=A_DECADE)
     # Seconds a pending, unpaid order keeps its stock; 0 turns the sweep off.
-    ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800)
+    ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800, maximum=A_DECADE)
     # How often the worker looks for them; 0 turns the job off (the CLI still works).
-    ORDER_PAYMENT_SWEEP_INTERVAL = env_int("ORDER_PAYMENT_SWEEP_INTERVAL", 60)
+    ORDER_PAYMENT_SWEEP_INTERVAL = env_int("ORDER_PAYMENT_SWEEP_INTERVAL", 60, maximum=A_DECADE)
     # Email and background work (app/tasks, app/services/outbox.py).
     SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
     FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://localhost:3000").rstrip("/")
-    PASSWORD_RESET_EXPIRES = env_int("PASSWORD_RESET_EXPIRES", 3600)
-    EMAIL_VERIFICATION_EXPIRES = env_int("EMAIL_VERIFICATION_EXPIRES", 48 * 3600)
+    PASSWORD_RESET_EXPIRES = env_int("PASSWORD_RESET_EXPIRES", 3600, maximum=A_DECADE)
+    EMAIL_VERIFICATION_EXPIRES = env_int("EMAIL_VERIFICATION_EXPIRES", 48 * 3600, maximum=A_DECADE)
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "console")
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
     MAIL_PORT = env_int("MAIL_PORT", 25)
@@ -197,9 +217,11 @@ class Config:
     # At least 1 s: smtplib refuses 0 ("no timeout" in many tools) and every
     # email failed after its retries, nothing at start-up saying why (found
     # by review).
-    MAIL_TIMEOUT = env_int("MAIL_TIMEOUT", 10, minimum=1)
+    MAIL_TIMEOUT = env_int("MAIL_TIMEOUT", 10, minimum=1, maximum=A_DECADE)
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "Shop <no-reply@localhost>")
-    MAIL_MAX_ATTEMPTS = env_int("MAIL_MAX_ATTEMPTS", 5)
+    MAIL_MAX_ATTEMPTS = env_int(
+        "MAIL_MAX_ATTEMPTS", 5, minimum=1, maximum=100
+    )  # 2**1024 s: no float
     # Seconds before the first retry; each further retry waits twice as long.
     MAIL_RETRY_BACKOFF = env_float("MAIL_RETRY_BACKOFF", 30)
     MAIL_RETRY_BACKOFF_MAX = env_float("MAIL_RETRY_BACKOFF_MAX", 3600)
