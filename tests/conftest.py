@@ -69,6 +69,17 @@ def make_app():
 
 
 @pytest.fixture(autouse=True)
+def _limits_as_the_app_has_them(app) -> Iterator[None]:
+    """Flask-Limiter's `limiter` is one object: an app made with its limits on
+    (`make_app(overrides={"RATELIMIT_ENABLED": True})`) turns them on for every
+    app after it; each test ends with them as the suite's app has them."""
+    yield
+    from app.extensions import limiter
+
+    limiter.enabled = app.config["RATELIMIT_ENABLED"]
+
+
+@pytest.fixture(autouse=True)
 def _app_context(app) -> Iterator[None]:
     with app.app_context():
         yield

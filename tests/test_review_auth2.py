@@ -106,12 +106,18 @@ def test_a_give_back_after_the_window_rolled_over_is_not_extra_budget(
     (401), where BUDGET=3 allows 3. Expected: a give-back never takes a
     window below zero (or below what this request spent in it)."""
     owner = make_user()
-    _slow_hash(db, owner.id, PASSWORD, _iterations_taking(WINDOW + 1.2))
     body = {"email": owner.email, "password": PASSWORD}
-    started = time.monotonic()
-    status, _, answer = _call(short_window_server, "POST", "/api/auth/login", body)
-    assert status == 200, answer
-    assert time.monotonic() - started > WINDOW + 0.3, "the login must outlast the window"
+    seconds = WINDOW + 1.2
+    for _attempt in range(4):  # the hash's calibration ran on a busier (or idler) CPU
+        _slow_hash(db, owner.id, PASSWORD, _iterations_taking(seconds))
+        started = time.monotonic()
+        status, _, answer = _call(short_window_server, "POST", "/api/auth/login", body)
+        assert status == 200, answer
+        if time.monotonic() - started > WINDOW + 0.3:
+            break
+        seconds *= 1.5
+    else:
+        pytest.fail("the login never outlasted the window")
     statuses = []
     for n in range(BUDGET + 2):
         guess = {"email": owner.email, "password": f"wrong-guess-{n}"}

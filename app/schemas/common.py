@@ -117,11 +117,15 @@ class NoControl(validate.Validator):
 
 class ChangeSchema(ma.Schema):
     """A change (PUT body): at least one field. An empty body or `{}` would
-    change nothing and answer 200, hiding a client's mistake: a 422 instead."""
+    change nothing and answer 200, hiding a client's mistake: a 422 instead.
+    `NOT_CHANGES`: fields that change nothing by themselves (a body of only
+    `current_password` was a 200 that changed nothing; found by review)."""
+
+    NOT_CHANGES: tuple[str, ...] = ()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
-        if not data:
+        if all(name in self.NOT_CHANGES for name in data):
             raise ValidationError("Give at least one field to change.", "_schema")
 
 

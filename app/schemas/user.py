@@ -215,6 +215,7 @@ class ProfileUpdateSchema(ChangeSchema):
     """Any of username, email, password; current_password to change the last two."""
 
     OPENAPI_EXAMPLE = {"username": "alice_w"}
+    NOT_CHANGES = ("current_password",)
 
     username = Username(validate=USERNAME_RULE, metadata={"description": USERNAME_DESCRIPTION})
     email = EmailAddress(validate=validate.Length(max=254))
