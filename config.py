@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,78 +89,123 @@ def _env_number(name, default, kind):
         ) from None
 
 
+def env_str(name: str, default: str) -> str:
+    """The text in `name`, or `default` when it is unset or empty: an empty
+    line (`NAME=` in an .env or systemd EnvironmentFile) is how a setting is
+    left unset there (read as "", it made every login a 500 with an empty
+    SECRET_KEY, and left production without failed-login limits with an
+    empty RATELIMIT_LOGIN; found by review)."""
+    value = os.environ.get(name, "")
+    return value if value.strip() else default
+
+
+def env_hash_method(name: str, default: str) -> str:
+    """A Werkzeug password hash method (`env_str`); one Werkzeug cannot hash
+    with (a typo such as `scrpyt`) stops start-up naming the variable: it
+    started, and every signup, login and password change was a 500 (found by
+    review). Tried once, on a one-character password, only when set."""
+    value = env_str(name, default)
+    if value != default:
+        from werkzeug.security import generate_password_hash
+
+        try:
+            generate_password_hash("x", method=value)
+        except (ValueError, TypeError) as error:
+            raise SystemExit(f"{name} is not a Werkzeug hash method: {value!r}") from error
+    return value
+
+
+def env_choice(name: str, default: str, choices) -> str:
+    """`env_str`, upper-cased, one of `choices` or start-up stops naming the
+    variable (LOG_LEVEL=bogus stopped it with "Unknown level" alone)."""
+    value = env_str(name, default).strip().upper()
+    if value not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def env_currency(name: str, default: str) -> str:
+    """An ISO 4217 code's shape, three letters (upper-cased): any string was
+    taken, and orders were placed and paid in "BOGUS" or "" (found by
+    review)."""
+    value = env_str(name, default).strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise SystemExit(f"{name} must be a three-letter ISO 4217 currency code, not {value!r}")
+    return value
+
+
 def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
 class Config:
-    SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET)
-    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", DEV_JWT_SECRET)
-    SQLALCHEMY_DATABASE_URI = os.environ.get(
+    SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET)
+    JWT_SECRET_KEY = env_str("JWT_SECRET_KEY", DEV_JWT_SECRET)
+    SQLALCHEMY_DATABASE_URI = env_str(
         "DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'shop.db'}"
     )
     # Statements are logged without their parameters (password hashes, emails).
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"hide_parameters": True}
     # PostgreSQL: a server that accepts but never answers must not hold a
     # worker thread for minutes (seconds; statement timeout in ms, 0 = none).
-    DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5)
-    DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 30_000)
-    DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10)
+    DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=A_DECADE)
+    DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=0)
+    DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10, minimum=0, maximum=A_DECADE)
     # PostgreSQL: a read request pings a pooled connection only after it sat
     # unused this long (seconds); writes ping every time (app.db).
-    DB_PING_IDLE_SECONDS = env_int("DB_PING_IDLE_SECONDS", 10, maximum=A_DECADE)
-    SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000)
+    DB_PING_IDLE_SECONDS = env_int("DB_PING_IDLE_SECONDS", 10, minimum=0, maximum=A_DECADE)
+    SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000, minimum=0)
 
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(
-        seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600, maximum=A_DECADE)
+        seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600, minimum=1, maximum=A_DECADE)
     )
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(
-        seconds=env_int("JWT_REFRESH_TOKEN_EXPIRES", 30 * 86400, maximum=A_DECADE)
+        seconds=env_int("JWT_REFRESH_TOKEN_EXPIRES", 30 * 86400, minimum=1, maximum=A_DECADE)
     )
     JWT_ALGORITHM = "HS256"
     JWT_DECODE_ALGORITHMS = ["HS256"]
     JWT_TOKEN_LOCATION = ["headers"]
-    PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD", "scrypt")
-    PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 2)
-    PASSWORD_HASH_WAIT = env_float("PASSWORD_HASH_WAIT", 5)
+    PASSWORD_HASH_METHOD = env_hash_method("PASSWORD_HASH_METHOD", "scrypt")
+    PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 2, minimum=1)
+    PASSWORD_HASH_WAIT = env_float("PASSWORD_HASH_WAIT", 5, minimum=0)
 
     REDIS_URL = os.environ.get("REDIS_URL") or None
     CORS_ORIGINS = env_list("CORS_ORIGINS")  # production: only what is configured
-    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1024)
 
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     # Counters must be shared by every process: Redis when REDIS_URL is set.
     RATELIMIT_STORAGE_URI = (
         os.environ.get("RATELIMIT_STORAGE_URI") or os.environ.get("REDIS_URL") or "memory://"
     )
-    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "shop")
-    RATELIMIT_DEFAULT = os.environ.get("RATELIMIT_DEFAULT", "300 per minute")
-    RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute")
+    RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "shop")
+    RATELIMIT_DEFAULT = env_str("RATELIMIT_DEFAULT", "300 per minute")
+    RATELIMIT_LOGIN = env_str("RATELIMIT_LOGIN", "10 per minute")
     # Every login attempt per client, and failed logins per account from any
     # client (an attacker rotating addresses still meets the second).
-    RATELIMIT_LOGIN_ATTEMPTS = os.environ.get("RATELIMIT_LOGIN_ATTEMPTS", "30 per minute")
-    RATELIMIT_LOGIN_ACCOUNT = os.environ.get("RATELIMIT_LOGIN_ACCOUNT", "10 per 15 minutes")
+    RATELIMIT_LOGIN_ATTEMPTS = env_str("RATELIMIT_LOGIN_ATTEMPTS", "30 per minute")
+    RATELIMIT_LOGIN_ACCOUNT = env_str("RATELIMIT_LOGIN_ACCOUNT", "10 per 15 minutes")
     # Production refuses per-process counters (memory://) unless this is set:
     # with several workers each would allow the whole limit.
     RATELIMIT_ALLOW_MEMORY_STORAGE = env_bool("RATELIMIT_ALLOW_MEMORY_STORAGE", False)
-    RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "20 per hour")
+    RATELIMIT_SIGNUP = env_str("RATELIMIT_SIGNUP", "20 per hour")
     # Redis down: limits fall back to per-process counters (a warning is
     # logged) and come back to Redis when it answers again; never a 500.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-    RATELIMIT_IN_MEMORY_FALLBACK = os.environ.get("RATELIMIT_IN_MEMORY_FALLBACK", "300 per minute")
+    RATELIMIT_IN_MEMORY_FALLBACK = env_str("RATELIMIT_IN_MEMORY_FALLBACK", "300 per minute")
     RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
-    RATELIMIT_PASSWORD_RESET = os.environ.get("RATELIMIT_PASSWORD_RESET", "10 per hour")
+    RATELIMIT_PASSWORD_RESET = env_str("RATELIMIT_PASSWORD_RESET", "10 per hour")
     # Verification emails sent again, per client and per account (as resets).
     RATELIMIT_VERIFY_RESEND = os.environ.get("RATELIMIT_VERIFY_RESEND") or RATELIMIT_PASSWORD_RESET
-    TRUST_PROXY = env_int("TRUST_PROXY", 0)
+    TRUST_PROXY = env_int("TRUST_PROXY", 0, minimum=0)
 
     IDEMPOTENCY_TTL = timedelta(hours=24)
     IDEMPOTENCY_ABANDONED_AFTER = timedelta(
-        seconds=env_int("IDEMPOTENCY_ABANDONED_AFTER", 60, maximum=A_DECADE)
+        seconds=env_int("IDEMPOTENCY_ABANDONED_AFTER", 60, minimum=1, maximum=A_DECADE)
     )
 
-    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", logging.getLevelNamesMapping())
 
     # Public catalog reads cached until the next catalog write (app/services/catalog_cache.py):
     # in Redis when REDIS_URL is set, else in each process (version shared through a file).
@@ -171,45 +218,49 @@ class Config:
     # over its size, and every catalog read that kept an answer was a 500;
     # -2 names made the index's count `LIMIT -1` (found by review).
     CATALOG_CACHE_MAX_ENTRIES = env_int("CATALOG_CACHE_MAX_ENTRIES", 2048, minimum=0)
-    CATALOG_CACHE_PREFIX = os.environ.get("CATALOG_CACHE_PREFIX", "shop:catalog")
+    CATALOG_CACHE_PREFIX = env_str("CATALOG_CACHE_PREFIX", "shop:catalog")
     # A search's relevance page kept until a product's text changes, not only
     # until the catalog does (app/services/search/rankings.py); 0 turns it off.
     SEARCH_RANKINGS_MAX_ENTRIES = env_int("SEARCH_RANKINGS_MAX_ENTRIES", 2048, minimum=0)
-    SEARCH_RANKINGS_PREFIX = os.environ.get("SEARCH_RANKINGS_PREFIX", "shop:rankings")
+    SEARCH_RANKINGS_PREFIX = env_str("SEARCH_RANKINGS_PREFIX", "shop:rankings")
     # A list's total and the facets kept until which products match a filter
     # changes (app/services/matches.py), not each checkout; 0 turns it off.
     CATALOG_MATCHES_MAX_ENTRIES = env_int("CATALOG_MATCHES_MAX_ENTRIES", 2048, minimum=0)
-    CATALOG_MATCHES_PREFIX = os.environ.get("CATALOG_MATCHES_PREFIX", "shop:matches")
+    CATALOG_MATCHES_PREFIX = env_str("CATALOG_MATCHES_PREFIX", "shop:matches")
 
     # A read request's token user kept per token until an account changes
     # (app/services/account_cache.py); 0 turns it off.
     ACCOUNT_CACHE_MAX_ENTRIES = env_int("ACCOUNT_CACHE_MAX_ENTRIES", 1024, minimum=0)
-    ACCOUNT_CACHE_PREFIX = os.environ.get("ACCOUNT_CACHE_PREFIX", "shop:accounts")
+    ACCOUNT_CACHE_PREFIX = env_str("ACCOUNT_CACHE_PREFIX", "shop:accounts")
 
     # Suggestions answered from an in-memory index of the live names, rebuilt
     # after a name changes (app/services/search/suggestions.py); 0 turns it
     # off, and a catalog with more distinct names than this asks the database.
     SUGGEST_INDEX_MAX_NAMES = env_int("SUGGEST_INDEX_MAX_NAMES", 50_000, minimum=0)
-    SUGGEST_INDEX_PREFIX = os.environ.get("SUGGEST_INDEX_PREFIX", "shop:names")
+    SUGGEST_INDEX_PREFIX = env_str("SUGGEST_INDEX_PREFIX", "shop:names")
 
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
-    SHOP_CURRENCY = os.environ.get("SHOP_CURRENCY", "USD").strip().upper()
-    PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "test").strip().lower()
-    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
-    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
-    STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300, maximum=A_DECADE)
+    SHOP_CURRENCY = env_currency("SHOP_CURRENCY", "USD")
+    PAYMENT_PROVIDER = env_str("PAYMENT_PROVIDER", "test").strip().lower()
+    STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+    STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+    STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300, minimum=1, maximum=A_DECADE)
     # Seconds a pending, unpaid order keeps its stock; 0 turns the sweep off.
-    ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800, maximum=A_DECADE)
+    ORDER_PAYMENT_TIMEOUT = env_int("ORDER_PAYMENT_TIMEOUT", 1800, minimum=0, maximum=A_DECADE)
     # How often the worker looks for them; 0 turns the job off (the CLI still works).
-    ORDER_PAYMENT_SWEEP_INTERVAL = env_int("ORDER_PAYMENT_SWEEP_INTERVAL", 60, maximum=A_DECADE)
+    ORDER_PAYMENT_SWEEP_INTERVAL = env_int(
+        "ORDER_PAYMENT_SWEEP_INTERVAL", 60, minimum=0, maximum=A_DECADE
+    )
     # Email and background work (app/tasks, app/services/outbox.py).
-    SHOP_NAME = os.environ.get("SHOP_NAME", "Shop")
-    FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://localhost:3000").rstrip("/")
-    PASSWORD_RESET_EXPIRES = env_int("PASSWORD_RESET_EXPIRES", 3600, maximum=A_DECADE)
-    EMAIL_VERIFICATION_EXPIRES = env_int("EMAIL_VERIFICATION_EXPIRES", 48 * 3600, maximum=A_DECADE)
-    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "console")
-    MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
-    MAIL_PORT = env_int("MAIL_PORT", 25)
+    SHOP_NAME = env_str("SHOP_NAME", "Shop")
+    FRONTEND_URL = env_str("FRONTEND_URL", "http://localhost:3000").rstrip("/")
+    PASSWORD_RESET_EXPIRES = env_int("PASSWORD_RESET_EXPIRES", 3600, minimum=1, maximum=A_DECADE)
+    EMAIL_VERIFICATION_EXPIRES = env_int(
+        "EMAIL_VERIFICATION_EXPIRES", 48 * 3600, minimum=1, maximum=A_DECADE
+    )
+    MAIL_BACKEND = env_str("MAIL_BACKEND", "console")
+    MAIL_SERVER = env_str("MAIL_SERVER", "localhost")
+    MAIL_PORT = env_int("MAIL_PORT", 25, minimum=1, maximum=65535)
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
     MAIL_USE_TLS = env_bool("MAIL_USE_TLS", False)
@@ -218,16 +269,16 @@ class Config:
     # email failed after its retries, nothing at start-up saying why (found
     # by review).
     MAIL_TIMEOUT = env_int("MAIL_TIMEOUT", 10, minimum=1, maximum=A_DECADE)
-    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "Shop <no-reply@localhost>")
+    MAIL_DEFAULT_SENDER = env_str("MAIL_DEFAULT_SENDER", "Shop <no-reply@localhost>")
     MAIL_MAX_ATTEMPTS = env_int(
         "MAIL_MAX_ATTEMPTS", 5, minimum=1, maximum=100
     )  # 2**1024 s: no float
     # Seconds before the first retry; each further retry waits twice as long.
-    MAIL_RETRY_BACKOFF = env_float("MAIL_RETRY_BACKOFF", 30)
-    MAIL_RETRY_BACKOFF_MAX = env_float("MAIL_RETRY_BACKOFF_MAX", 3600)
+    MAIL_RETRY_BACKOFF = env_float("MAIL_RETRY_BACKOFF", 30, minimum=0)
+    MAIL_RETRY_BACKOFF_MAX = env_float("MAIL_RETRY_BACKOFF_MAX", 3600, minimum=0)
     # `auto`: Celery workers when REDIS_URL is set, else a thread in each app
     # process; `celery`; `thread`; `off` (only record: workers elsewhere, or tests).
-    BACKGROUND_MODE = os.environ.get("BACKGROUND_MODE", "auto")
+    BACKGROUND_MODE = env_str("BACKGROUND_MODE", "auto")
     # A claimed message is another worker's to retry after this long (a worker
     # killed mid-delivery); more than MAIL_TIMEOUT, or a send has no time for
     # one read (0 made every send's deadline its claim: DeadlinePassed until
@@ -242,7 +293,7 @@ class Config:
     # A message younger than this is left to the enqueue made at its commit.
     OUTBOX_SWEEP_GRACE = env_float("OUTBOX_SWEEP_GRACE", 10, minimum=0)
     # A new product's low_stock_threshold when its creator gives none.
-    LOW_STOCK_THRESHOLD = env_int("LOW_STOCK_THRESHOLD", 5)
+    LOW_STOCK_THRESHOLD = env_int("LOW_STOCK_THRESHOLD", 5, minimum=0)
 
 
 # A storefront in development runs on one of these (create-react-app, Next.js,
@@ -259,7 +310,7 @@ class DevelopmentConfig(Config):
 
 class TestingConfig(Config):
     TESTING = True
-    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or os.environ.get(
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or env_str(
         "DATABASE_URL", "sqlite:///" + str(BASE_DIR / "instance" / "test.db")
     )
     # A cheap hash keeps the suite fast; production uses scrypt.
@@ -268,7 +319,7 @@ class TestingConfig(Config):
     CORS_ORIGINS = env_list("CORS_ORIGINS", DEV_ORIGINS)
     # Tests deliver on purpose (the `deliver_outbox` fixture, or servers started
     # with BACKGROUND_MODE=thread/celery), so nothing runs behind their back.
-    BACKGROUND_MODE = os.environ.get("BACKGROUND_MODE", "off")
+    BACKGROUND_MODE = env_str("BACKGROUND_MODE", "off")
 
 
 # The secrets .env.example ships: published, so never real ones.
@@ -286,11 +337,11 @@ MAIL_BACKENDS = ("smtp", "console")
 
 class ProductionConfig(Config):
     DEBUG = False  # pinned: FLASK_DEBUG is refused below, never obeyed
-    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
+    SQLALCHEMY_DATABASE_URI = env_str("DATABASE_URL", "")
     SQLALCHEMY_ENGINE_OPTIONS = {
         "hide_parameters": True,
-        "pool_size": env_int("DB_POOL_SIZE", 10),
-        "max_overflow": env_int("DB_MAX_OVERFLOW", 10),
+        "pool_size": env_int("DB_POOL_SIZE", 10, minimum=1),
+        "max_overflow": env_int("DB_MAX_OVERFLOW", 10, minimum=0),
     }
 
     @classmethod
@@ -327,7 +378,7 @@ class ProductionConfig(Config):
             # whoever reaches an error.
             problems.append("FLASK_DEBUG (unset it: never debug in production)")
         provider = config.get("PAYMENT_PROVIDER", "test")
-        named = os.environ.get("PAYMENT_PROVIDER", "").strip().lower()
+        named = env_str("PAYMENT_PROVIDER", "").strip().lower()
         if provider == "test" and named != "test":
             # The default takes no money: a shop started without naming a
             # provider marked orders paid for a test card (found by review).
