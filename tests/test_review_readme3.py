@@ -25,6 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _starts(tmp_path, config_name: str = "development", **env: str) -> bool:
     """True when `create_app(config_name)` starts with these variables set."""
+    return _start_up_error(tmp_path, config_name, **env) == ""
+
+
+def _start_up_error(tmp_path, config_name: str = "development", **env: str) -> str:
+    """What `create_app(config_name)` printed when it refused these variables
+    ("" if it started)."""
     result = subprocess.run(
         [sys.executable, "-c", f"from app import create_app; create_app({config_name!r})"],
         env={
@@ -38,7 +44,7 @@ def _starts(tmp_path, config_name: str = "development", **env: str) -> bool:
         text=True,
         timeout=120,
     )
-    return result.returncode == 0
+    return "" if result.returncode == 0 else result.stderr
 
 
 @pytest.mark.parametrize("name", ["DB_CONNECT_TIMEOUT", "DB_POOL_TIMEOUT"])
@@ -261,24 +267,6 @@ def test_a_password_hash_concurrency_of_zero_is_refused_or_logins_still_work(
 
 
 # --- mended alongside (the review's "start-up accepts without complaint" list) --
-
-
-def _start_up_error(tmp_path, **env: str) -> str:
-    """What start-up printed when it refused these variables ("" if it started)."""
-    result = subprocess.run(
-        [sys.executable, "-c", "from app import create_app; create_app('development')"],
-        env={
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'start.db'}",
-            "BACKGROUND_MODE": "off",
-            **env,
-        },
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return "" if result.returncode == 0 else result.stderr
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,7 @@ def noting_windows(*scopes: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def noting(*args: Any, **kwargs: Any) -> Any:
-            _note_windows(scopes)
+            note_windows(*scopes)
             return view(*args, **kwargs)
 
         return noting
@@ -118,23 +118,9 @@ def noting_windows(*scopes: str) -> Callable:
     return decorate
 
 
-def noting_windows_on_breach(*scopes: str) -> Callable:
-    """An `on_breach` for a view's limits: a 429 never reaches the view nor
-    `noting_windows`, yet the limits counted before the breached one spent
-    their budgets (Flask-Limiter counts a view's limits in order of their
-    unit, so a per-account "per 15 minutes" came before a per-client "per
-    minute"): noted here, they are given back like any answer's that checked
-    no password. A 429 kept them: a client past its own budget locked every
-    account it named, at once, without one password checked (found by
-    review)."""
-
-    def on_breach(_breached: Any) -> None:
-        _note_windows(scopes)
-
-    return on_breach
-
-
-def _note_windows(scopes: tuple[str, ...]) -> None:
+def note_windows(*scopes: str) -> None:
+    """Remember which window each of the request's limits of `scopes` was
+    counted in (its counter's expiry), for `give_back`."""
     try:
         storage = limiter.limiter.storage
         g.limit_windows = {s.key: storage.get_expiry(s.key) for s in _spent(scopes)}
