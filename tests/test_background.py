@@ -305,14 +305,19 @@ def test_only_committed_rows_are_handed_to_the_workers(app, make_user, recorded)
         queue_email("gone@example.com", "order_delivered", context)
         _db.session.flush()
         raise RuntimeError("the savepoint rolls back")
+    with _db.session.begin_nested():  # released: its row stays, not its inner savepoint's
+        released = queue_email(user.email, "order_delivered", context)
+        with contextlib.suppress(RuntimeError), _db.session.begin_nested():
+            queue_email("gone-too@example.com", "order_delivered", context)
+            raise RuntimeError("the inner savepoint rolls back")
     after = queue_email(user.email, "order_shipped", {**context, "order": context["order"]})
     _db.session.commit()
-    assert recorded.ids == [kept.id, after.id]
-    assert scalar("SELECT count(*) FROM outbox") == 2
+    assert recorded.ids == [kept, released, after]
+    assert scalar("SELECT count(*) FROM outbox") == 3
     queue_email(user.email, "order_delivered", context)
     _db.session.rollback()
     _db.session.commit()
-    assert recorded.ids == [kept.id, after.id]  # a rolled-back row is never handed on
+    assert recorded.ids == [kept, released, after]  # a rolled-back row is never handed on
 
 
 def test_a_stopping_embedded_worker_records_the_batch_it_sent(make_app, make_user, smtp_server):

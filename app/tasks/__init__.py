@@ -15,9 +15,8 @@ import logging
 
 from flask import Flask, current_app
 from flask_sqlalchemy.session import Session
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 
-from app.models import OutboxMessage
 from app.services.outbox import AFTER_COMMIT
 
 log = logging.getLogger(__name__)
@@ -105,21 +104,30 @@ def _listen_to_sessions() -> None:
 
     @event.listens_for(Session, "after_commit")
     def _after_commit(session) -> None:
-        items = session.info.pop(AFTER_COMMIT, None)
-        if not items:
-            return
-        ids = []
-        for item in items:
-            if isinstance(item, OutboxMessage):
-                # A row added inside a savepoint that rolled back is gone.
-                if not inspect(item).has_identity:
-                    continue
-                item = item.id
-            ids.append(item)
-        if ids:
-            dispatcher().notify(ids)
+        queued = session.info.pop(AFTER_COMMIT, None)
+        if queued:
+            dispatcher().notify([message_id for message_id, _savepoint in queued])
 
     @event.listens_for(Session, "after_soft_rollback")
     def _after_rollback(session, previous_transaction) -> None:
-        if not previous_transaction.nested:  # a savepoint's rows are dropped at commit
+        if not previous_transaction.nested:
             session.info.pop(AFTER_COMMIT, None)
+            return
+        # A savepoint rolled back: the rows queued inside it (or inside a
+        # savepoint within it) are gone, and never handed to a worker.
+        queued = session.info.get(AFTER_COMMIT)
+        if queued:
+            queued[:] = [
+                (message_id, savepoint)
+                for message_id, savepoint in queued
+                if not _within(savepoint, previous_transaction)
+            ]
+
+
+def _within(transaction, savepoint) -> bool:
+    """Whether `transaction` is `savepoint` or a savepoint inside it."""
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
