@@ -15,7 +15,7 @@ from sqlalchemy.engine import Row
 from app.db import paginate
 from app.errors import InsufficientStock, NotFound, OutOfStock, StockLimit, ValidationFailed
 from app.extensions import db
-from app.models import Order, OrderItem, Product, StockMovement, User
+from app.models import Order, Product, StockMovement, User
 from app.models.inventory import pending_movements
 from app.models.product import MAX_STOCK, STOCK_COLUMN_MAX
 from app.services import matches, notifications
@@ -100,11 +100,10 @@ def take_stock(quantities: dict[int, int]) -> list[Row]:
     the raise rolls the caller's unit of work back."""
     ids = sorted(quantities)
     locking = db.session.get_bind().dialect.name == "postgresql"
-    params = {}
-    for n, product_id in enumerate(ids):
-        params[f"id{n}"], params[f"quantity{n}"] = product_id, quantities[product_id]
     taken = db.session.execute(
-        _take_statement(len(ids), locking), params, execution_options=matches.STOCK_LEFT_TO_CALLER
+        _take_statement(len(ids), locking),
+        _lines(quantities),
+        execution_options=matches.STOCK_LEFT_TO_CALLER,
     ).all()
     if len(taken) < len(ids):
         short = min(set(ids) - {row.id for row in taken})
@@ -118,18 +117,36 @@ def take_stock(quantities: dict[int, int]) -> list[Row]:
     return taken
 
 
-@functools.cache
-def _take_statement(lines: int, locking: bool) -> Update:
-    """`take_stock`'s UPDATE for that many lines (parameters id0, quantity0,
-    ...), built once: building it took longer than running it on SQLite."""
+def _lines(quantities: dict[int, int]) -> dict[str, int]:
+    """The parameters of a per-line statement (id0, quantity0, ...), in product-id order."""
+    params = {}
+    for n, product_id in enumerate(sorted(quantities)):
+        params[f"id{n}"], params[f"quantity{n}"] = product_id, quantities[product_id]
+    return params
+
+
+def _per_line(lines: int, locking: bool) -> tuple[Any, list[Any]]:
+    """A per-line statement's quantity (a CASE on the product id) and its
+    conditions: one of the lines' products and, on PostgreSQL, their rows
+    locked in product-id order first (the subquery's FOR NO KEY UPDATE sorts
+    before it locks), as every writer of several products locks them."""
     ids = [bindparam(f"id{n}", type_=Integer) for n in range(lines)]
     quantity = case(
         *((Product.id == ids[n], bindparam(f"quantity{n}", type_=Integer)) for n in range(lines))
     )
-    conditions = [Product.id.in_(ids), Product.stock >= quantity, Product.deleted_at.is_(None)]
+    conditions = [Product.id.in_(ids)]
     if locking:
         locked = select(Product.id).where(Product.id.in_(ids)).order_by(Product.id)
         conditions.append(Product.id.in_(locked.with_for_update(key_share=True)))
+    return quantity, conditions
+
+
+@functools.cache
+def _take_statement(lines: int, locking: bool) -> Update:
+    """`take_stock`'s UPDATE for that many lines (parameters id0, quantity0,
+    ...), built once: building it took longer than running it on SQLite."""
+    quantity, conditions = _per_line(lines, locking)
+    conditions += [Product.stock >= quantity, Product.deleted_at.is_(None)]
     return (
         update(Product)
         .where(*conditions)
@@ -165,14 +182,65 @@ def record_taken(taken: list[Row], quantities: dict[int, int], order_id: int) ->
             low_stock_alert(row)
 
 
-def restock(order: Order, item: OrderItem) -> None:
-    """Put a cancelled order's line back in stock, deleted product or not;
-    refused (409) only if that would pass what the column holds."""
-    if move_stock(item.product_id, item.quantity, "cancel", order=order, live_only=False) is None:
+def restock(order: Order) -> None:
+    """Put a cancelled order's lines back in stock, deleted products or not,
+    as `take_stock` and `record_taken` took them: one guarded UPDATE ...
+    RETURNING for every line (rows locked in product-id order on PostgreSQL)
+    and one INSERT of their ledger rows (it was an UPDATE and an INSERT per
+    line). Refused (409) only if a line would pass what the column holds;
+    the raise rolls the caller's unit of work back, the other lines too."""
+    quantities: dict[int, int] = {}
+    for item in order.items:
+        if item.product_id is not None:  # a product removed from the table
+            quantities[item.product_id] = quantities.get(item.product_id, 0) + item.quantity
+    if not quantities:
+        return
+    locking = db.session.get_bind().dialect.name == "postgresql"
+    restocked = db.session.execute(
+        _restock_statement(len(quantities), locking),
+        _lines(quantities),
+        execution_options=matches.STOCK_LEFT_TO_CALLER,
+    ).all()
+    if len(restocked) < len(quantities):
+        short = min(set(quantities) - {row.id for row in restocked})
+        name = next(item.product_name for item in order.items if item.product_id == short)
         raise StockLimit(
-            f"Cannot put {item.quantity} of '{item.product_name}' back in stock: "
+            f"Cannot put {quantities[short]} of '{name}' back in stock: "
             f"it would pass the maximum of {STOCK_COLUMN_MAX}"
         )
+    movements = []
+    for row in sorted(restocked, key=lambda row: row.id):
+        delta = quantities[row.id]
+        matches.stock_crossed_zero(db.session, row.stock - delta, row.stock)
+        movements.append(
+            {
+                "product_id": row.id,
+                "delta": delta,
+                "stock_after": row.stock,
+                "reason": "cancel",
+                "order_id": order.id,
+                "actor_id": None,
+                "note": None,
+                "low_stock_alert": False,  # a stock that rose crossed no threshold down
+            }
+        )
+    db.session.execute(insert(StockMovement.__table__), movements)
+
+
+@functools.cache
+def _restock_statement(lines: int, locking: bool) -> Update:
+    """`restock`'s UPDATE for that many lines, built once. The bound is the
+    column's maximum less the line's units (computed on the parameter side:
+    `stock + q` could overflow INTEGER on PostgreSQL before the comparison)."""
+    quantity, conditions = _per_line(lines, locking)
+    conditions.append(Product.stock <= STOCK_COLUMN_MAX - quantity)
+    return (
+        update(Product)
+        .where(*conditions)
+        .values(stock=Product.stock + quantity)
+        .returning(Product.id, Product.stock)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def stock_left(product_id: int) -> int:

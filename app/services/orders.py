@@ -331,7 +331,7 @@ def change_status(order: Order, new: str) -> None:
         current = db.session.scalar(select(Order.status).where(Order.id == order.id))
         raise InvalidTransition(current, new)
     if new == OrderStatus.CANCELLED:
-        _restock(order)
+        restock(order)  # in product-id order, as checkout takes them
         # A paid order is refunded last, after every step that can refuse: a
         # failed refund raises and the whole cancel rolls back, so stock never
         # returns while the money has not.
@@ -343,13 +343,6 @@ def change_status(order: Order, new: str) -> None:
     )
     db.session.flush()
     notifications.order_status_changed(order)
-
-
-def _restock(order: Order) -> None:
-    # Product-id order, as checkout takes them, so the two never deadlock.
-    for item in sorted(order.items, key=lambda i: i.product_id or 0):
-        if item.product_id is not None:
-            restock(order, item)
 
 
 def _change_address(order: Order, address: str) -> None:
