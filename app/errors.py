@@ -352,6 +352,19 @@ class AlreadyPaid(Conflict):
         super().__init__(message)
 
 
+class AmountTooSmall(Conflict):
+    """The order's total is below the least the provider charges (Stripe:
+    about 0.50 in most currencies): no attempt could ever succeed."""
+
+    code = "amount_too_small"
+
+    def __init__(self):
+        super().__init__(
+            "This order's total is below the smallest amount the payment provider "
+            "can charge; it cannot be paid online"
+        )
+
+
 class PaymentProviderError(ApiError):
     """The provider could not be reached or refused the call for its own reasons."""
 

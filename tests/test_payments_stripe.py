@@ -499,3 +499,34 @@ def test_money_for_an_unpaid_order_an_admin_moved_along_is_kept(
     assert scalar("SELECT payment_status FROM orders") == "paid"
     assert scalar("SELECT status FROM orders") == "processing"
     assert not any(r["path"] == "/v1/refunds" for r in stripe_http.requests)
+
+
+def test_a_total_below_stripes_minimum_is_a_409_saying_so(
+    stripe_client, stripe_http, buyer, make_product
+):
+    """Stripe refuses to charge under its minimum (about 0.50): a 502 "try
+    again" sent the customer round until the payment timeout cancelled the
+    order; now a 409 says the order cannot be paid online (orders review,
+    session 13). Nothing is charged or changed; the attempt is recorded."""
+    _, token = buyer
+    product = make_product(price="0.10", stock=5)
+    order = order_for(stripe_client, token, (product, 1))
+    too_small = {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "amount_too_small",
+            "param": "amount",
+            "message": "Amount must be at least $0.50 usd",
+        }
+    }
+    stripe_http.answers = [(400, too_small)]
+    response = pay(stripe_client, token, order["id"])
+    assert response.status_code == 409, response.get_json()
+    body = response.get_json()
+    assert body["code"] == "amount_too_small"
+    assert "$0.50" not in body["message"]  # the shop's words
+    assert stripe_http.requests[0]["form"]["amount"] == "10"
+    assert scalar("SELECT payment_status FROM orders") == "unpaid"
+    assert scalar("SELECT status FROM orders") == "pending"
+    assert stock(product) == 4
+    assert scalar("SELECT count(*) FROM payments WHERE status = 'failed'") == 1

@@ -26,7 +26,9 @@ SIGNATURE_HEADER = {
 @blp.response(200, OrderSchema)
 @blp.alt_response(402, description="The payment was declined; the order is unchanged")
 @blp.alt_response(404, description="No such order of the caller's")
-@blp.alt_response(409, description="Already paid, or the order is not pending")
+@blp.alt_response(
+    409, description="Already paid, not pending, or below the provider's smallest charge"
+)
 @blp.alt_response(502, description="The payment provider failed; nothing was charged")
 def pay_order(data, order_id):
     """Pay a pending order in full: it becomes paid and processing."""

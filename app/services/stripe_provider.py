@@ -11,6 +11,7 @@ from decimal import Decimal
 import stripe
 
 from app.errors import (
+    AmountTooSmall,
     ApiError,
     InvalidWebhook,
     PaymentProviderError,
@@ -119,6 +120,10 @@ class StripeProvider:
                     ) from None
                 if intent.status == "succeeded":
                     return Charge(True, intent.id)
+            if error.code == "amount_too_small":
+                # Every retry would be refused alike: a 409 saying why, not a
+                # 502 asking the customer to try again until the timeout.
+                raise _with_intent(AmountTooSmall(), intent_id)
             if error.param == "payment_method" or error.code == "resource_missing":
                 raise _with_intent(unknown_method(payment_method), intent_id)
             log.warning("stripe refused the payment of order %s: %s", order_id, error)
