@@ -177,9 +177,11 @@ def record_taken(taken: list[Row], quantities: dict[int, int], order_id: int) ->
             }
         )
     db.session.execute(insert(StockMovement.__table__), movements)
-    for row, movement in zip(taken, movements, strict=True):
-        if movement["low_stock_alert"]:
-            low_stock_alert(row)
+    alerted = [
+        row for row, movement in zip(taken, movements, strict=True) if movement["low_stock_alert"]
+    ]
+    if alerted:
+        low_stock_alert(*alerted)
 
 
 def restock(order: Order) -> None:
@@ -281,16 +283,19 @@ def _record(movement: dict[str, Any], order: Order | None = None) -> None:
     db.session.execute(insert(StockMovement), [movement])
 
 
-def low_stock_alert(product: Product) -> None:
-    """Tell every admin that `product` just fell to or below its threshold:
-    emails recorded in the outbox, in the transaction of the stock change."""
-    log.info(
-        "low stock: product %s at %s, threshold %s",
-        product.id,
-        product.stock,
-        product.low_stock_threshold,
-    )
-    notifications.low_stock(product)
+def low_stock_alert(*products: Any) -> None:
+    """Tell every admin that each of `products` just fell to or below its
+    threshold: emails recorded in the outbox, in the transaction of the stock
+    change (the admins read once, however many products a checkout took
+    across)."""
+    for product in products:
+        log.info(
+            "low stock: product %s at %s, threshold %s",
+            product.id,
+            product.stock,
+            product.low_stock_threshold,
+        )
+    notifications.low_stock(*products)
 
 
 def adjust_stock(product_id: int, delta: int, note: str | None, actor: User) -> Product:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Order, User
-from app.services.outbox import queue_email
+from app.services.outbox import queue_email, queue_emails
 
 STATUS_TEMPLATES = {
     "processing": "order_processing",
@@ -65,16 +65,19 @@ def order_status_changed(order: Order) -> None:
         queue_email(user.email, template, _order_context(order, user, order.items))
 
 
-def low_stock(product: Any) -> None:
-    """Queue the low-stock alert for `product` to every admin."""
+def low_stock(*products: Any) -> None:
+    """Queue the low-stock alert for each of `products` to every admin (the
+    admins read once)."""
     admins = db.session.scalars(select(User).where(User.is_admin).order_by(User.id)).all()
-    snapshot = {
-        "id": product.id,
-        "name": product.name,
-        "stock": product.stock,
-        "low_stock_threshold": product.low_stock_threshold,
-    }
-    for admin in admins:
-        queue_email(
-            admin.email, "low_stock", {"user": {"username": admin.username}, "product": snapshot}
-        )
+    emails = []
+    for product in products:
+        snapshot = {
+            "id": product.id,
+            "name": product.name,
+            "stock": product.stock,
+            "low_stock_threshold": product.low_stock_threshold,
+        }
+        for admin in admins:
+            context = {"user": {"username": admin.username}, "product": snapshot}
+            emails.append((admin.email, "low_stock", context))
+    queue_emails(emails)
