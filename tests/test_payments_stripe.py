@@ -418,6 +418,22 @@ def test_money_arriving_for_a_cancelled_order_is_refunded(
     assert scalar("SELECT payment_status FROM orders") == "refunded"
     assert scalar("SELECT status FROM payments") == "refunded"
     assert stock(product) == 5
+    # The customer hears of it: the cancellation email went out before the
+    # money arrived, and said nothing of a refund (orders review, session 13).
+    refunded = scalar(
+        "SELECT payload FROM outbox WHERE topic = 'order_refunded' AND recipient = :to",
+        to=buyer[0].email,
+    )
+    assert refunded is not None
+    payload = json.loads(refunded) if isinstance(refunded, str) else refunded
+    with stripe_client.application.app_context():
+        from app.services.mail import render
+
+        content = render(payload["template"], payload["context"])
+    assert f"order #{order['id']} was refunded" in content["subject"]
+    for body in (content["text"], content["html"]):
+        assert "refunded in full" in body
+        assert "Refunded: " in body and "19.99" in body.split("Refunded: ")[1][:20], body
 
 
 # --- found by review: signed events the shop must not act on as they said --------

@@ -65,6 +65,15 @@ def order_status_changed(order: Order) -> None:
         queue_email(user.email, template, _order_context(order, user, order.items))
 
 
+def late_payment_refunded(order: Order) -> None:
+    """Queue the email telling the customer that money which arrived after
+    their order was cancelled went back (the cancellation email, sent
+    before, said nothing of it)."""
+    user = db.session.get(User, order.user_id)
+    if user is not None:
+        queue_email(user.email, "order_refunded", _order_context(order, user, order.items))
+
+
 def low_stock(*products: Any) -> None:
     """Queue the low-stock alert for each of `products` to every admin (the
     admins read once)."""

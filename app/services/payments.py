@@ -24,7 +24,7 @@ from app.errors import (
 from app.extensions import db
 from app.models import Order, OrderStatus, Payment, PaymentEvent, User
 from app.models.types import utcnow
-from app.services import orders
+from app.services import notifications, orders
 from app.services.orders import lock_order
 from app.services.payment_providers import WebhookEvent, get_provider
 
@@ -265,3 +265,4 @@ def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
     get_provider().refund(order_id=order.id, intent_id=payment.intent_id, amount=payment.amount)
     payment.status = "refunded"
     _set_payment_status(order, "unpaid", "refunded")
+    notifications.late_payment_refunded(order)
