@@ -28,13 +28,17 @@ def _move_rating(product_id: int, count: int, total: int) -> None:
     guarded UPDATE: the database adds to the row it holds locked, so concurrent
     writers each land their change (no read-modify-write). The average is
     derived from the new sum and count in the same statement, rounded half up
-    to hundredths in integer arithmetic (exact on both databases)."""
+    to hundredths in integer arithmetic (exact on both databases). A 404 if
+    the product is no longer live: an edit or a delete of a review read it
+    live, unlocked, and a product delete may have committed while this
+    UPDATE waited for its row (found by review: a 200 / 204 that wrote the
+    rating onto the deleted product)."""
     new_count = Product.rating_count + count
     new_sum = Product.rating_sum + total
     hundredths = (200 * new_sum + new_count) // (2 * new_count)
-    db.session.execute(
+    moved = db.session.execute(
         update(Product)
-        .where(Product.id == product_id)
+        .where(Product.id == product_id, Product.deleted_at.is_(None))
         .values(
             rating_count=new_count,
             rating_sum=new_sum,
@@ -45,6 +49,8 @@ def _move_rating(product_id: int, count: int, total: int) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+    if moved.rowcount != 1:
+        raise NotFound("Review not found")
 
 
 def _is_buyer(user_id: int, product_id: int) -> bool:

@@ -1,0 +1,52 @@
+"""Cart, product administration and reviews, found by review (session 14):
+each test failed on the code before its fix (its docstring says how)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import DATABASE_URL, scalar
+from tests.live import gunicorn
+from tests.reviewing import give_order
+from tests.test_integrity_races import one_after_another, postgres_only, product_locked
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    with gunicorn(DATABASE_URL, workers=2, threads=4) as live:
+        yield live
+
+
+@postgres_only
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+def test_a_review_change_queued_behind_a_product_delete_is_a_404(
+    server, db, make_user, login, make_product, method
+):
+    """API.md: "A deleted product's reviews are a 404". An edit of the
+    rating or a delete of a review read the product unlocked (live: its
+    delete had not committed) and then waited for the product's row only
+    to move its rating: once the delete committed, it wrote the rating
+    onto the deleted product and answered 200 / 204 for a review no one
+    can see any more. It now locks the product first, as a new review does
+    (docs/ARCHITECTURE.md), and finds it gone."""
+    admin = login(make_user(admin=True))["access_token"]
+    product = make_product()
+    buyer = make_user()
+    give_order(buyer, product)
+    token = login(buyer)["access_token"]
+    status, review = server.request(
+        "POST", f"/api/products/{product.id}/reviews", {"rating": 5}, token
+    )
+    assert status == 201, review
+    body = {"rating": 1} if method == "PUT" else None
+    (delete_status, _), (change_status, changed) = one_after_another(
+        product_locked(db, product.id),
+        lambda: server.request("DELETE", f"/api/products/{product.id}", None, admin),
+        lambda: server.request(method, f"/api/reviews/{review['id']}", body, token),
+    )
+    assert (delete_status, change_status) == (204, 404), changed
+    assert scalar("SELECT rating FROM reviews WHERE id = :i", i=review["id"]) == 5
+    assert scalar("SELECT rating_count FROM products WHERE id = :i", i=product.id) == 1
+    assert scalar("SELECT rating_sum FROM products WHERE id = :i", i=product.id) == 5
