@@ -121,9 +121,13 @@ def noting_windows(*scopes: str) -> Callable:
 def note_windows(*scopes: str) -> None:
     """Remember which window each of the request's limits of `scopes` was
     counted in (its counter's expiry), for `give_back`."""
+    spent = list(_spent(scopes))
+    if not spent:  # nothing counted (limits off, or none of these): no storage to ask
+        g.limit_windows = {}
+        return
     try:
         storage = limiter.limiter.storage
-        g.limit_windows = {s.key: storage.get_expiry(s.key) for s in _spent(scopes)}
+        g.limit_windows = {s.key: storage.get_expiry(s.key) for s in spent}
     except Exception:  # the storage is down: nothing will be given back
         current_app.logger.warning("could not read a rate limit's window", exc_info=True)
 
