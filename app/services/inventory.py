@@ -98,15 +98,8 @@ def take_stock(quantities: dict[int, int]) -> list[Row]:
     rows with `record_taken` once the order has an id. A short line raises
     OutOfStock for the first such product, after the other lines were taken:
     the raise rolls the caller's unit of work back."""
-    ids = sorted(quantities)
-    locking = db.session.get_bind().dialect.name == "postgresql"
-    taken = db.session.execute(
-        _take_statement(len(ids), locking),
-        _lines(quantities),
-        execution_options=matches.STOCK_LEFT_TO_CALLER,
-    ).all()
-    if len(taken) < len(ids):
-        short = min(set(ids) - {row.id for row in taken})
+    taken, short = _update_lines(_take_statement, quantities)
+    if short is not None:
         name, stock = db.session.execute(
             select(Product.name, Product.stock).where(Product.id == short)
         ).one()
@@ -115,6 +108,20 @@ def take_stock(quantities: dict[int, int]) -> list[Row]:
         matches.stock_crossed_zero(db.session, row.stock + quantities[row.id], row.stock)
     taken.sort(key=lambda row: row.id)
     return taken
+
+
+def _update_lines(build, quantities: dict[int, int]) -> tuple[list[Row], int | None]:
+    """Run a per-line UPDATE ... RETURNING (`build(lines, locking)`, cached)
+    for `quantities`: its rows, and the first product id it left alone
+    (None: it updated every line)."""
+    locking = db.session.get_bind().dialect.name == "postgresql"
+    rows = db.session.execute(
+        build(len(quantities), locking),
+        _lines(quantities),
+        execution_options=matches.STOCK_LEFT_TO_CALLER,
+    ).all()
+    missed = set(quantities) - {row.id for row in rows}
+    return rows, min(missed) if missed else None
 
 
 def _lines(quantities: dict[int, int]) -> dict[str, int]:
@@ -197,14 +204,8 @@ def restock(order: Order) -> None:
             quantities[item.product_id] = quantities.get(item.product_id, 0) + item.quantity
     if not quantities:
         return
-    locking = db.session.get_bind().dialect.name == "postgresql"
-    restocked = db.session.execute(
-        _restock_statement(len(quantities), locking),
-        _lines(quantities),
-        execution_options=matches.STOCK_LEFT_TO_CALLER,
-    ).all()
-    if len(restocked) < len(quantities):
-        short = min(set(quantities) - {row.id for row in restocked})
+    restocked, short = _update_lines(_restock_statement, quantities)
+    if short is not None:
         name = next(item.product_name for item in order.items if item.product_id == short)
         raise StockLimit(
             f"Cannot put {quantities[short]} of '{name}' back in stock: "
