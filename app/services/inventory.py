@@ -168,25 +168,34 @@ def _take_statement(lines: int, locking: bool) -> Update:
 def record_taken(taken: list[Row], quantities: dict[int, int], order_id: int) -> None:
     """The ledger rows of a checkout's `take_stock`, in one INSERT, and the
     low-stock alert of each product the checkout took across its threshold."""
-    movements = []
-    for row in taken:
-        delta = -quantities[row.id]
+    deltas = {product_id: -units for product_id, units in quantities.items()}
+    _record_lines(taken, deltas, "order", order_id)
+
+
+def _record_lines(rows: list[Row], deltas: dict[int, int], reason: str, order_id: int) -> None:
+    """The ledger rows of a per-line UPDATE's `rows` (id, stock after,
+    low_stock_threshold) that moved each product by `deltas`, in one INSERT,
+    and the low-stock alert of each product taken across its threshold (a
+    stock that rose crosses none)."""
+    movements, alerted = [], []
+    for row in sorted(rows, key=lambda row: row.id):
+        delta = deltas[row.id]
+        crossed = row.stock - delta > row.low_stock_threshold >= row.stock
         movements.append(
             {
                 "product_id": row.id,
                 "delta": delta,
                 "stock_after": row.stock,
-                "reason": "order",
+                "reason": reason,
                 "order_id": order_id,
                 "actor_id": None,
                 "note": None,
-                "low_stock_alert": row.stock - delta > row.low_stock_threshold >= row.stock,
+                "low_stock_alert": crossed,
             }
         )
+        if crossed:
+            alerted.append(row)
     db.session.execute(insert(StockMovement.__table__), movements)
-    alerted = [
-        row for row, movement in zip(taken, movements, strict=True) if movement["low_stock_alert"]
-    ]
     if alerted:
         low_stock_alert(*alerted)
 
@@ -211,23 +220,9 @@ def restock(order: Order) -> None:
             f"Cannot put {quantities[short]} of '{name}' back in stock: "
             f"it would pass the maximum of {STOCK_COLUMN_MAX}"
         )
-    movements = []
-    for row in sorted(restocked, key=lambda row: row.id):
-        delta = quantities[row.id]
-        matches.stock_crossed_zero(db.session, row.stock - delta, row.stock)
-        movements.append(
-            {
-                "product_id": row.id,
-                "delta": delta,
-                "stock_after": row.stock,
-                "reason": "cancel",
-                "order_id": order.id,
-                "actor_id": None,
-                "note": None,
-                "low_stock_alert": False,  # a stock that rose crossed no threshold down
-            }
-        )
-    db.session.execute(insert(StockMovement.__table__), movements)
+    for row in restocked:
+        matches.stock_crossed_zero(db.session, row.stock - quantities[row.id], row.stock)
+    _record_lines(restocked, quantities, "cancel", order.id)
 
 
 @functools.cache
@@ -241,7 +236,7 @@ def _restock_statement(lines: int, locking: bool) -> Update:
         update(Product)
         .where(*conditions)
         .values(stock=Product.stock + quantity)
-        .returning(Product.id, Product.stock)
+        .returning(Product.id, Product.stock, Product.low_stock_threshold)
         .execution_options(synchronize_session=False)
     )
 
