@@ -92,7 +92,7 @@ def place_order(user: User, shipping_address: str) -> Order:
     order_id = db.session.execute(_INSERT_ORDER, order).scalar_one()
     for item in items:
         item["order_id"] = order_id
-    item_ids = db.session.scalars(_INSERT_ITEMS, items).all()
+    item_ids = dict(db.session.execute(_INSERT_ITEMS, items).all())
     record_taken(taken, quantities, order_id)
     history = {"order_id": order_id, "status": order["status"], "at": now}
     db.session.execute(_INSERT_EVENT, history)
@@ -103,8 +103,8 @@ def place_order(user: User, shipping_address: str) -> Order:
         placed,
         "items",
         [
-            _transient(OrderItem, {**item, "id": id_})
-            for item, id_ in zip(items, item_ids, strict=True)
+            _transient(OrderItem, {**item, "id": item_ids[item["product_id"]]})
+            for item in items
         ],
     )
     set_committed_value(placed, "status_history", [_transient(OrderStatusEvent, history)])
@@ -139,9 +139,12 @@ def _take_cart(locking: bool) -> Delete:
 
 
 _INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)
-_INSERT_ITEMS = insert(OrderItem.__table__).returning(
-    OrderItem.__table__.c.id, sort_by_parameter_order=True
-)
+# The lines' ids come back with their product (a cart holds a product once,
+# so an order does too), not in the parameters' order: SQLAlchemy keeps that
+# order only with a sentinel SQLite lacks, and ran one INSERT per line there;
+# unordered, every line goes in one INSERT on both databases.
+_ITEMS = OrderItem.__table__
+_INSERT_ITEMS = insert(_ITEMS).returning(_ITEMS.c.product_id, _ITEMS.c.id)
 _INSERT_EVENT = insert(OrderStatusEvent.__table__)
 
 
