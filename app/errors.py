@@ -365,6 +365,19 @@ class AmountTooSmall(Conflict):
         )
 
 
+class AmountTooLarge(Conflict):
+    """The order's total is above the most the provider charges at once
+    (Stripe: 999,999.99 in most currencies): no attempt could ever succeed."""
+
+    code = "amount_too_large"
+
+    def __init__(self):
+        super().__init__(
+            "This order's total is above the largest amount the payment provider "
+            "can charge; it cannot be paid online"
+        )
+
+
 class PaymentProviderError(ApiError):
     """The provider could not be reached or refused the call for its own reasons."""
 

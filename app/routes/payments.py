@@ -27,7 +27,8 @@ SIGNATURE_HEADER = {
 @blp.alt_response(402, description="The payment was declined; the order is unchanged")
 @blp.alt_response(404, description="No such order of the caller's")
 @blp.alt_response(
-    409, description="Already paid, not pending, or below the provider's smallest charge"
+    409,
+    description="Already paid, not pending, or outside the amounts the provider charges",
 )
 @blp.alt_response(502, description="The payment provider failed; nothing was charged")
 def pay_order(data, order_id):

@@ -102,10 +102,7 @@ def place_order(user: User, shipping_address: str) -> Order:
     set_committed_value(
         placed,
         "items",
-        [
-            _transient(OrderItem, {**item, "id": item_ids[item["product_id"]]})
-            for item in items
-        ],
+        [_transient(OrderItem, {**item, "id": item_ids[item["product_id"]]}) for item in items],
     )
     set_committed_value(placed, "status_history", [_transient(OrderStatusEvent, history)])
     notifications.order_placed(placed, user, items)
@@ -355,14 +352,21 @@ def _change_address(order: Order, address: str) -> None:
         raise OrderNotPending("The shipping address can only change while the order is pending")
 
 
-def lock_order(order_id: int, user: User | None = None) -> Order | None:
+def lock_order(
+    order_id: int, user: User | None = None, *, skip_locked: bool = False
+) -> Order | None:
     """The order (`user`'s only, if given) with its items and history, its
     row locked until the transaction ends (FOR NO KEY UPDATE on PostgreSQL;
     SQLite's write transaction already holds the database): a status change
     decides from the status as it is, not from one a concurrent pay or
     cancel is replacing (which made a cancel racing a pay a 409 "from
-    processing", a move the workflow allows)."""
-    lock = select(Order.id).where(Order.id == order_id).with_for_update(key_share=True)
+    processing", a move the workflow allows). With `skip_locked`, an order
+    another transaction holds is None at once instead of waited for."""
+    lock = (
+        select(Order.id)
+        .where(Order.id == order_id)
+        .with_for_update(key_share=True, skip_locked=skip_locked)
+    )
     if user is not None:
         lock = lock.where(Order.user_id == user.id)
     if db.session.scalar(lock) is None:

@@ -71,7 +71,12 @@ def _cancel_each(order_ids: list[int]) -> list[Order]:
     for order_id in order_ids:
         try:
             with unit_of_work():  # commits this order's cancel (and what came before)
-                order = lock_order(order_id)
+                # An order whose row is locked is being paid, cancelled or
+                # changed right now: left to a later sweep. Waited for, a pay
+                # held up by its provider made the lock wait pass the statement
+                # timeout, and the sweep ended there, every later order of it
+                # left uncancelled (found by review).
+                order = lock_order(order_id, skip_locked=True)
                 if (
                     order is None
                     or order.status != OrderStatus.PENDING

@@ -11,6 +11,7 @@ from decimal import Decimal
 import stripe
 
 from app.errors import (
+    AmountTooLarge,
     AmountTooSmall,
     ApiError,
     InvalidWebhook,
@@ -32,6 +33,8 @@ _ZERO = "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF"
 STRIPE_ZERO_DECIMAL = frozenset(_ZERO.split())
 _THREE = "BHD JOD KWD OMR TND"
 STRIPE_THREE_DECIMAL = frozenset(_THREE.split())
+# Stripe's codes for an amount it never charges (docs.stripe.com/error-codes).
+AMOUNT_OUT_OF_RANGE = {"amount_too_small": AmountTooSmall, "amount_too_large": AmountTooLarge}
 
 
 def stripe_exponent(currency: str) -> int:
@@ -120,10 +123,13 @@ class StripeProvider:
                     ) from None
                 if intent.status == "succeeded":
                     return Charge(True, intent.id)
-            if error.code == "amount_too_small":
+            if error.code in AMOUNT_OUT_OF_RANGE:
                 # Every retry would be refused alike: a 409 saying why, not a
-                # 502 asking the customer to try again until the timeout.
-                raise _with_intent(AmountTooSmall(), intent_id)
+                # 502 asking the customer to try again until the timeout (a
+                # total past Stripe's largest charge, which a product at the
+                # catalog's top price reaches, was still that 502; found by
+                # review).
+                raise _with_intent(AMOUNT_OUT_OF_RANGE[error.code](), intent_id)
             if error.param == "payment_method" or error.code == "resource_missing":
                 raise _with_intent(unknown_method(payment_method), intent_id)
             log.warning("stripe refused the payment of order %s: %s", order_id, error)
