@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from marshmallow import ValidationError
 from sqlalchemy import func, insert, select
 
@@ -66,7 +66,7 @@ ADJECTIVES = ["Classic", "Deluxe", "Compact", "Eco", "Ultra", "Smart", "Vintage"
 NOUNS = ["Widget", "Gadget", "Bottle", "Backpack", "Charger", "Notebook", "Lamp", "Chair"]
 
 
-def _demo_rows() -> list[dict]:
+def _demo_rows(threshold: int) -> list[dict]:
     now = utcnow()
     return [
         {
@@ -76,6 +76,7 @@ def _demo_rows() -> list[dict]:
             "stock": stock,
             "description": description,
             "image_url": IMG.format(i),
+            "low_stock_threshold": threshold,
             "created_at": now - timedelta(minutes=len(DEMO_CATALOG) - i),
             "updated_at": now,
         }
@@ -83,7 +84,7 @@ def _demo_rows() -> list[dict]:
     ]
 
 
-def _generated_rows(count: int, start: int) -> list[dict]:
+def _generated_rows(count: int, start: int, threshold: int) -> list[dict]:
     rng = random.Random(start)
     now = utcnow()
     rows = []
@@ -96,6 +97,7 @@ def _generated_rows(count: int, start: int) -> list[dict]:
                 "stock": rng.choice([0, 3, 10, 25, 100, 500]),
                 "description": f"Generated product number {n} for load tests.",
                 "image_url": IMG.format(f"gen{n}"),
+                "low_stock_threshold": threshold,
                 "created_at": now - timedelta(seconds=count - (n - start)),
                 "updated_at": now,
             }
@@ -175,15 +177,18 @@ def register_commands(app: Flask) -> None:
     def seed(count: int | None) -> None:
         """Load the demo catalog when the catalog is empty, or add N generated products."""
         existing = db.session.scalar(select(func.count()).select_from(Product))
+        # As a product created through the API gets it (the column's default
+        # is only the shipped value; found by review).
+        threshold = current_app.config["LOW_STOCK_THRESHOLD"]
         if count is None:
             if existing:
                 click.echo(f"Catalog already has {existing} products; nothing to seed.")
                 return
-            rows = _demo_rows()
+            rows = _demo_rows(threshold)
         else:
-            rows = _generated_rows(count, existing + 1)
+            rows = _generated_rows(count, existing + 1, threshold)
         with unit_of_work():
-            # One multi-row INSERT per 2,000 products (8 values each, under
+            # One multi-row INSERT per 2,000 products (9 values each, under
             # SQLite's 32,766 parameters): PostgreSQL's live-count trigger runs
             # once per statement, where a bulk executemany ran it per row and
             # left 10,000 dead versions of its one row behind.

@@ -529,3 +529,14 @@ def test_seed_opens_the_ledger(app, db):
     assert scalar("SELECT sum(delta) FROM stock_movements") == scalar(
         "SELECT sum(stock) FROM products"
     )
+
+
+def test_seed_gives_products_the_configured_threshold(make_app, db):
+    """API.md: new products get LOW_STOCK_THRESHOLD; `flask seed` left the
+    column's own default (5) whatever the setting (found by review)."""
+    other = make_app("testing", {"LOW_STOCK_THRESHOLD": 7})
+    with other.app_context():  # a command runs in the app context it finds
+        assert other.test_cli_runner().invoke(args=["seed"]).exit_code == 0
+        assert other.test_cli_runner().invoke(args=["seed", "--products", "30"]).exit_code == 0
+    thresholds = scalar("SELECT count(DISTINCT low_stock_threshold) FROM products")
+    assert (thresholds, scalar("SELECT min(low_stock_threshold) FROM products")) == (1, 7)
