@@ -1,5 +1,6 @@
-"""Inventory and reviews, found by review (session 14): each test failed on the code before its fix (its docstring says what
-API.md promises and what happened instead)."""
+"""Inventory and reviews, found by review (session 14): each test failed on
+the code before its fix (its docstring says what API.md promises and what
+happened instead)."""
 
 from __future__ import annotations
 
