@@ -22,6 +22,7 @@ from app.errors import (
 from app.models.types import INTEGER_MAX
 from app.services.payment_providers import Charge, WebhookEvent, unknown_method
 from app.utils.money import to_minor_units
+from app.utils.text import bad_text
 
 log = logging.getLogger("app.services.payment_providers")
 
@@ -205,6 +206,7 @@ class StripeProvider:
         order_id = metadata.get("order_id") if isinstance(metadata, dict) else None
         amount = obj.get("amount_received", obj.get("amount"))
         currency = obj.get("currency")
+        _storable(id=event["id"], type=event["type"], payment_intent=intent_id, currency=currency)
         return WebhookEvent(
             id=event["id"],
             type=event["type"],
@@ -217,6 +219,18 @@ class StripeProvider:
 
 
 REFUND_FAILED = "The payment provider could not refund the payment; the order was not cancelled"
+
+
+def _storable(**strings) -> None:
+    """A 422 naming the first of the event's strings the shop stores or
+    looks up that no database can take (a NUL, a lone surrogate): the body is
+    parsed here, not by the request parser that refuses them everywhere else,
+    and each was a 500 on PostgreSQL (found by review). Strings the shop
+    never reads may hold anything."""
+    for name, value in strings.items():
+        problem = bad_text(value) if isinstance(value, str) else None
+        if problem:
+            raise ValidationFailed(errors={name: [problem]})
 
 
 def _with_intent(error: ApiError, intent_id: str | None) -> ApiError:
