@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import marshmallow as ma
 from flask import current_app
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from app.models.product import MAX_STOCK
-from app.models.types import INTEGER_MAX
+from app.models.types import CENT, INTEGER_MAX
 from app.schemas.common import (
     ChangeSchema,
     Money,
@@ -190,6 +190,16 @@ class ProductFilterSchema(ma.Schema):
         low, high = data.get("min_price"), data.get("max_price")
         if low is not None and high is not None and low > high:
             raise ValidationError("Must not be above max_price.", "min_price")
+
+    @post_load
+    def min_rating_in_cents(self, data, **kwargs):
+        # An average has two decimals, so "at least 4.001" is "at least 4.01":
+        # as given, 4.0000000000000000001 became 4.0 on SQLite (a float),
+        # listing products rated 4.00, and one with over 16,383 decimals was a
+        # 500 on PostgreSQL (its numeric holds no more; found by review).
+        if data.get("min_rating") is not None:
+            data["min_rating"] = data["min_rating"].quantize(CENT, rounding=ROUND_CEILING)
+        return data
 
 
 class ProductQuerySchema(PageQuerySchema, ProductFilterSchema):
