@@ -517,31 +517,40 @@ def test_money_for_an_unpaid_order_an_admin_moved_along_is_kept(
     assert not any(r["path"] == "/v1/refunds" for r in stripe_http.requests)
 
 
-def test_a_total_below_stripes_minimum_is_a_409_saying_so(
-    stripe_client, stripe_http, buyer, make_product
+@pytest.mark.parametrize(
+    ("price", "code", "stripes_words", "minor"),
+    [
+        ("0.10", "amount_too_small", "Amount must be at least $0.50 usd", "10"),
+        # A product may cost 1,000,000 (API.md); Stripe charges 999,999.99 at most.
+        ("1000000", "amount_too_large", "Amount must be no more than $999,999.99", "100000000"),
+    ],
+)
+def test_a_total_stripe_never_charges_is_a_409_saying_so(
+    stripe_client, stripe_http, buyer, make_product, price, code, stripes_words, minor
 ):
-    """Stripe refuses to charge under its minimum (about 0.50): a 502 "try
-    again" sent the customer round until the payment timeout cancelled the
-    order; now a 409 says the order cannot be paid online (orders review,
-    session 13). Nothing is charged or changed; the attempt is recorded."""
+    """Stripe refuses to charge under its minimum (about 0.50) or above its
+    maximum (999,999.99): a 502 "try again" sent the customer round until the
+    payment timeout cancelled the order; now a 409 says the order cannot be
+    paid online (orders review, session 13; the maximum, payments review,
+    session 14). Nothing is charged or changed; the attempt is recorded."""
     _, token = buyer
-    product = make_product(price="0.10", stock=5)
+    product = make_product(price=price, stock=5)
     order = order_for(stripe_client, token, (product, 1))
-    too_small = {
+    refusal = {
         "error": {
             "type": "invalid_request_error",
-            "code": "amount_too_small",
+            "code": code,
             "param": "amount",
-            "message": "Amount must be at least $0.50 usd",
+            "message": stripes_words,
         }
     }
-    stripe_http.answers = [(400, too_small)]
+    stripe_http.answers = [(400, refusal)]
     response = pay(stripe_client, token, order["id"])
     assert response.status_code == 409, response.get_json()
     body = response.get_json()
-    assert body["code"] == "amount_too_small"
-    assert "$0.50" not in body["message"]  # the shop's words
-    assert stripe_http.requests[0]["form"]["amount"] == "10"
+    assert body["code"] == code
+    assert "$" not in body["message"]  # the shop's words
+    assert stripe_http.requests[0]["form"]["amount"] == minor
     assert scalar("SELECT payment_status FROM orders") == "unpaid"
     assert scalar("SELECT status FROM orders") == "pending"
     assert stock(product) == 4

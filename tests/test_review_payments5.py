@@ -10,52 +10,8 @@ from sqlalchemy import create_engine, text
 
 from app.db import unit_of_work
 from app.models.types import utcnow
-from app.services.payment_providers import make_provider
 from app.services.payment_timeouts import cancel_expired_orders
-from tests.helpers import DATABASE_URL, IS_POSTGRES, order_for, pay, scalar, stock
-from tests.test_payments_stripe import STRIPE_CONFIG, RecordingHTTPClient
-
-
-def stripe_client_with(make_app, http):
-    app = make_app("testing", STRIPE_CONFIG)
-    app.extensions["payment_provider"] = make_provider(app.config, http_client=http)
-    return app.test_client()
-
-
-def test_a_total_above_stripes_maximum_is_a_409_saying_so(make_app, buyer, make_product):
-    """A product may cost 1,000,000 (API.md), but Stripe charges at most
-    999,999.99 at once and answers `amount_too_large`: that was a 502
-    `payment_provider_error`, which docs/API.md tells the customer to try
-    again, though every retry is refused alike until the payment timeout
-    cancels the order (as `amount_too_small` was before it became a 409).
-    Now a 409 `amount_too_large` in the shop's words; nothing is charged or
-    changed, the attempt is recorded."""
-    stripe_http = RecordingHTTPClient()
-    stripe_client = stripe_client_with(make_app, stripe_http)
-    _, token = buyer
-    product = make_product(price="1000000", stock=5)
-    order = order_for(stripe_client, token, (product, 1))
-    too_large = {
-        "error": {
-            "type": "invalid_request_error",
-            "code": "amount_too_large",
-            "param": "amount",
-            "message": "Amount must be no more than $999,999.99",
-        }
-    }
-    stripe_http.answers = [(400, too_large)]
-
-    response = pay(stripe_client, token, order["id"])
-
-    assert response.status_code == 409, response.get_json()
-    body = response.get_json()
-    assert body["code"] == "amount_too_large"
-    assert "999,999.99" not in body["message"]  # the shop's words, not Stripe's
-    assert stripe_http.requests[0]["form"]["amount"] == "100000000"
-    assert scalar("SELECT payment_status FROM orders") == "unpaid"
-    assert scalar("SELECT status FROM orders") == "pending"
-    assert stock(product) == 4
-    assert scalar("SELECT count(*) FROM payments WHERE status = 'failed'") == 1
+from tests.helpers import DATABASE_URL, IS_POSTGRES, order_for, scalar, stock
 
 
 def _expire_every_order(db) -> None:
