@@ -18,7 +18,7 @@ import time
 from contextlib import suppress
 from decimal import Decimal
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, parseaddr
 from typing import Any
 
 import idna
@@ -72,10 +72,9 @@ def render(template: str, context: dict[str, Any]) -> dict[str, str]:
 
 
 def build_message(to: str, content: dict[str, str], message_id: str) -> EmailMessage:
-    config = current_app.config
     message = EmailMessage()
     message["Subject"] = content["subject"]
-    message["From"] = config["MAIL_DEFAULT_SENDER"]
+    message["From"] = sender()
     message["To"] = ascii_domain(to)
     message["Message-ID"] = message_id
     message["Date"] = formatdate(localtime=False)  # RFC 5322 3.6: required
@@ -100,10 +99,20 @@ def ascii_domain(address: str) -> str:
         return address
 
 
+def sender() -> str:
+    """MAIL_DEFAULT_SENDER with its address's domain in ASCII, as `ascii_domain`
+    sends a recipient's: smtplib takes the envelope sender from the From
+    header, and `Shop <shop@bücher.de>` had every email refused by a relay
+    without SMTPUTF8, retried until failed (found by review)."""
+    configured = current_app.config["MAIL_DEFAULT_SENDER"]
+    address = parseaddr(configured)[1]
+    head, found, tail = configured.rpartition(address) if address else ("", "", "")
+    return head + ascii_domain(address) + tail if found else configured
+
+
 def message_id(outbox_id: int, created_at: float) -> str:
     """A stable id per outbox row, so a redelivered copy can be recognised."""
-    sender = current_app.config["MAIL_DEFAULT_SENDER"]
-    domain = sender.rpartition("@")[2].strip("> ") or "localhost"
+    domain = sender().rpartition("@")[2].strip("> ") or "localhost"
     return f"<outbox-{outbox_id}.{int(created_at)}@{domain}>"
 
 

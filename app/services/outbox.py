@@ -270,20 +270,23 @@ def failed_messages(limit: int = 100) -> list[OutboxMessage]:
 
 
 def retry_failed(ids: list[int] | None = None) -> list[int]:
-    """Put failed rows (all, or these ids) back in the queue with fresh attempts."""
-    stmt = select(OutboxMessage.id).where(OutboxMessage.status == "failed")
+    """Put failed rows (all, or these ids) back in the queue with fresh attempts.
+    One UPDATE ... RETURNING: the failed ids, read first and sent back as one
+    bind parameter each, made `--all` after a long outage (more than 65,535
+    failed rows) a query PostgreSQL refuses, and nothing was retried (found
+    by review)."""
+    stmt = update(OutboxMessage).where(OutboxMessage.status == "failed")
     if ids:
         stmt = stmt.where(OutboxMessage.id.in_(ids))
-    chosen = list(db.session.scalars(stmt.order_by(OutboxMessage.id)))
-    if chosen:
-        db.session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(chosen))
-            .values(status="pending", attempts=0, available_at=utcnow())
+    chosen = sorted(
+        db.session.scalars(
+            stmt.values(status="pending", attempts=0, available_at=utcnow())
+            .returning(OutboxMessage.id)
             .execution_options(synchronize_session=False)
         )
-        for message_id in chosen:
-            _after_commit(message_id)
+    )
+    for message_id in chosen:
+        _after_commit(message_id)
     return chosen
 
 
