@@ -8,6 +8,7 @@ import re
 import pytest
 
 from app.models import AccountToken
+from app.services.account_tokens import lifetime_text
 from tests.helpers import PASSWORD, auth, scalar
 
 NEW_PASSWORD = "brand-new-pass-7"
@@ -283,3 +284,39 @@ def test_a_profile_change_that_keeps_the_email_keeps_the_reset_link(client, logi
         "/api/auth/password-reset/confirm", json={"token": token, "password": NEW_PASSWORD}
     )
     assert ok.status_code == 200, ok.get_json()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "largest", "said"),
+    [
+        (48 * 3600, 3600, "48 hours"),  # the defaults' wording stays
+        (3600, 60, "60 minutes"),
+        (3600, 3600, "1 hour"),
+        (5400, 3600, "90 minutes"),
+        (1800, 3600, "30 minutes"),
+        (3700, 60, "61 minutes"),  # whole minutes: never more than it is
+        (60, 60, "1 minute"),
+        (45, 3600, "45 seconds"),
+        (1, 60, "1 second"),
+    ],
+)
+def test_a_links_lifetime_is_said_exactly_or_under(seconds, largest, said):
+    assert lifetime_text(seconds, largest) == said
+
+
+def test_the_emails_say_how_long_a_short_lived_link_works(
+    app, client, make_user, monkeypatch, smtp_server, deliver_outbox
+):
+    """Rounded to whole hours (at least one), EMAIL_VERIFICATION_EXPIRES=1800
+    had the email promise the link "for 1 hours", dead after 30 minutes; a
+    reset link under a minute was "1 minutes" (found by review)."""
+    monkeypatch.setitem(app.config, "EMAIL_VERIFICATION_EXPIRES", 1800)
+    monkeypatch.setitem(app.config, "PASSWORD_RESET_EXPIRES", 45)
+    signup(client)
+    user = make_user()
+    assert client.post("/api/auth/password-reset", json={"email": user.email}).status_code == 202
+    deliver_outbox()
+    verify, reset = sorted(smtp_server.wait_for(2), key=lambda m: "reset" in m["Subject"])
+    for message, said in ((verify, "for 30 minutes)"), (reset, "for 45 seconds)")):
+        for part in ("plain", "html"):
+            assert said in message.get_body((part,)).get_content(), part

@@ -112,6 +112,19 @@ def request_password_reset(email: str) -> None:
     queue_task("auth.password_reset", {"email": email.lower()})
 
 
+def lifetime_text(seconds: int, largest: int) -> str:
+    """How long a mailed link works, in the largest unit up to `largest`
+    seconds (an hour, a minute) that says it exactly, or in whole minutes,
+    never more than it is: "48 hours", "90 minutes", "45 seconds". Rounded
+    to whole hours, EMAIL_VERIFICATION_EXPIRES=1800 promised "1 hours" for a
+    link dead after 30 minutes (found by review)."""
+    for size, unit in ((3600, "hour"), (60, "minute")):
+        if size <= largest and seconds >= size and (seconds % size == 0 or size == 60):
+            count = seconds // size
+            return f"{count} {unit}" + ("s" if count != 1 else "")
+    return f"{seconds} second" + ("s" if seconds != 1 else "")
+
+
 @task_handler("auth.password_reset")
 def send_password_reset(args: dict) -> None:
     user = db.session.scalar(select(User).where(User.email == args["email"].lower()))
@@ -125,7 +138,7 @@ def send_password_reset(args: dict) -> None:
         {
             "user": {"username": user.username},
             "link_seed": _issue(user, RESET, lifetime),
-            "expires_minutes": max(1, lifetime // 60),
+            "expires": lifetime_text(lifetime, largest=60),
         },
     )
 
@@ -156,7 +169,7 @@ def send_verification(user: User) -> None:
             "user": {"username": user.username},
             "email": user.email,
             "link_seed": _issue(user, VERIFY, lifetime),
-            "expires_hours": max(1, lifetime // 3600),
+            "expires": lifetime_text(lifetime, largest=3600),
         },
     )
 
