@@ -10,8 +10,10 @@ from sqlalchemy import create_engine, text
 
 from app.db import unit_of_work
 from app.models.types import utcnow
+from app.services.payment_providers import make_provider
 from app.services.payment_timeouts import cancel_expired_orders
-from tests.helpers import DATABASE_URL, IS_POSTGRES, order_for, scalar, stock
+from tests.helpers import DATABASE_URL, IS_POSTGRES, order_for, pay, scalar, stock
+from tests.test_payments_stripe import STRIPE_CONFIG, RecordingHTTPClient, card_declined, intent
 
 
 def _expire_every_order(db) -> None:
@@ -59,3 +61,52 @@ def test_an_order_being_paid_does_not_stop_the_payment_timeout_sweep(
     assert [order.id for order in cancel_expired_orders()] == [busy["id"]]
     db.session.commit()
     assert stock(product) == 10
+
+
+def test_a_pay_after_its_intent_was_cancelled_at_stripe_makes_a_new_one(
+    make_app, buyer, make_product
+):
+    """A PaymentIntent cancelled at Stripe (its dashboard or API) can never be
+    confirmed: the shop kept confirming it on every pay, Stripe answered
+    `payment_intent_unexpected_state`, the lookup found it `canceled`, and
+    the customer got a 502 "try again" on each pay until the payment
+    timeout. Now a new intent takes its place, under the attempt's create
+    key, and its confirm under a key of its own (the attempt's confirm key
+    already holds Stripe's refusal); it is the one recorded."""
+    http = RecordingHTTPClient()
+    app = make_app("testing", STRIPE_CONFIG)
+    app.extensions["payment_provider"] = make_provider(app.config, http_client=http)
+    client = app.test_client()
+    _, token = buyer
+    order = order_for(client, token, (make_product(price="19.99", stock=3), 1))
+    http.answers = [(200, intent("requires_payment_method")), (402, card_declined())]
+    assert pay(client, token, order["id"]).status_code == 402
+    cancelled = {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "payment_intent_unexpected_state",
+            "message": "This PaymentIntent's status is canceled.",
+        }
+    }
+    http.answers = [
+        (400, cancelled),
+        (200, intent("canceled", "pi_1")),
+        (200, intent("requires_payment_method", "pi_2")),
+        (200, intent("succeeded", "pi_2")),
+    ]
+    del http.requests[:]
+
+    response = pay(client, token, order["id"])
+
+    assert response.status_code == 200, response.get_json()
+    calls = [(r["method"], r["path"], r["headers"].get("Idempotency-Key")) for r in http.requests]
+    n = order["id"]
+    assert calls == [
+        ("POST", "/v1/payment_intents/pi_1/confirm", f"order-{n}-attempt-2"),
+        ("GET", "/v1/payment_intents/pi_1", None),
+        ("POST", "/v1/payment_intents", f"order-{n}-intent-2"),
+        ("POST", "/v1/payment_intents/pi_2/confirm", f"order-{n}-attempt-2-after-pi_1"),
+    ]
+    assert scalar("SELECT payment_status FROM orders") == "paid"
+    assert scalar("SELECT intent_id FROM payments WHERE status = 'succeeded'") == "pi_2"
+    assert scalar("SELECT count(*) FROM payments WHERE intent_id = 'pi_2'") == 1

@@ -81,8 +81,15 @@ class StripeProvider:
             error.provider_attempt = True
             raise
 
-    def _charge(self, order_id, amount, currency, payment_method, intent_id, attempt) -> Charge:
+    def _charge(
+        self, order_id, amount, currency, payment_method, intent_id, attempt, replacing=None
+    ) -> Charge:
         intents = self.client.v1.payment_intents
+        # A replacement's confirm has a key of its own: the attempt's key
+        # already answered the confirm Stripe refused (it keeps that answer).
+        confirm_key = f"order-{order_id}-attempt-{attempt}" + (
+            f"-after-{replacing}" if replacing else ""
+        )
         try:
             if intent_id is None:
                 intent = intents.create(
@@ -103,7 +110,7 @@ class StripeProvider:
             intent = intents.confirm(
                 intent_id,
                 params={"payment_method": payment_method},
-                options={"idempotency_key": f"order-{order_id}-attempt-{attempt}"},
+                options={"idempotency_key": confirm_key},
             )
         except stripe.CardError as error:
             return Charge(False, intent_id, error.user_message or "Your card was declined.")
@@ -124,6 +131,14 @@ class StripeProvider:
                     ) from None
                 if intent.status == "succeeded":
                     return Charge(True, intent.id)
+                if intent.status == "canceled" and not replacing:
+                    # Cancelled at Stripe (its dashboard or API): it can never
+                    # be confirmed, and every later pay of the order was a 502
+                    # (found by review). A new intent, under this attempt's
+                    # key, takes its place; the old one can charge nothing.
+                    return self._charge(
+                        order_id, amount, currency, payment_method, None, attempt, intent_id
+                    )
             if error.code in AMOUNT_OUT_OF_RANGE:
                 # Every retry would be refused alike: a 409 saying why, not a
                 # 502 asking the customer to try again until the timeout (a
