@@ -59,6 +59,11 @@ def intent(status: str, intent_id: str = "pi_1", amount: int = 1999) -> dict:
     return {"id": intent_id, "object": "payment_intent", "status": status, "amount": amount}
 
 
+def invalid_request(code: str, message: str, **more) -> dict:
+    """Stripe's body for a refused request (an `InvalidRequestError`)."""
+    return {"error": {"type": "invalid_request_error", "code": code, "message": message, **more}}
+
+
 def card_declined(intent_id: str = "pi_1") -> dict:
     return {
         "error": {
@@ -202,13 +207,9 @@ def test_a_failed_refund_leaves_the_order_as_it_was(
     order = order_for(stripe_client, token, (product, 2))
     stripe_http.answers = [(200, intent("requires_payment_method")), (200, intent("succeeded"))]
     assert pay(stripe_client, token, order["id"]).status_code == 200
-    refused = {
-        "error": {
-            "type": "invalid_request_error",
-            "code": "charge_disputed",
-            "message": "Charge ch_1 has been charged back; cannot issue a refund.",
-        }
-    }
+    refused = invalid_request(
+        "charge_disputed", "Charge ch_1 has been charged back; cannot issue a refund."
+    )
     stripe_http.answers = [(400, refused)]
 
     response = stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
@@ -536,14 +537,7 @@ def test_a_total_stripe_never_charges_is_a_409_saying_so(
     _, token = buyer
     product = make_product(price=price, stock=5)
     order = order_for(stripe_client, token, (product, 1))
-    refusal = {
-        "error": {
-            "type": "invalid_request_error",
-            "code": code,
-            "param": "amount",
-            "message": stripes_words,
-        }
-    }
+    refusal = invalid_request(code, stripes_words, param="amount")
     stripe_http.answers = [(400, refusal)]
     response = pay(stripe_client, token, order["id"])
     assert response.status_code == 409, response.get_json()

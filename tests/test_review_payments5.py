@@ -13,7 +13,13 @@ from app.models.types import utcnow
 from app.services.payment_providers import make_provider
 from app.services.payment_timeouts import cancel_expired_orders
 from tests.helpers import DATABASE_URL, IS_POSTGRES, order_for, pay, scalar, stock
-from tests.test_payments_stripe import STRIPE_CONFIG, RecordingHTTPClient, card_declined, intent
+from tests.test_payments_stripe import (
+    STRIPE_CONFIG,
+    RecordingHTTPClient,
+    card_declined,
+    intent,
+    invalid_request,
+)
 
 
 def _expire_every_order(db) -> None:
@@ -81,13 +87,9 @@ def test_a_pay_after_its_intent_was_cancelled_at_stripe_makes_a_new_one(
     order = order_for(client, token, (make_product(price="19.99", stock=3), 1))
     http.answers = [(200, intent("requires_payment_method")), (402, card_declined())]
     assert pay(client, token, order["id"]).status_code == 402
-    cancelled = {
-        "error": {
-            "type": "invalid_request_error",
-            "code": "payment_intent_unexpected_state",
-            "message": "This PaymentIntent's status is canceled.",
-        }
-    }
+    cancelled = invalid_request(
+        "payment_intent_unexpected_state", "This PaymentIntent's status is canceled."
+    )
     http.answers = [
         (400, cancelled),
         (200, intent("canceled", "pi_1")),
