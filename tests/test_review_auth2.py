@@ -118,13 +118,17 @@ def test_a_give_back_after_the_window_rolled_over_is_not_extra_budget(
         seconds *= 1.5
     else:
         pytest.fail("the login never outlasted the window")
+    ended = time.monotonic()
     statuses = []
     for n in range(BUDGET + 2):
         guess = {"email": owner.email, "password": f"wrong-guess-{n}"}
         statuses.append(
             _call(short_window_server, "POST", "/api/auth/login", guess, address=f"198.18.1.{n}")[0]
         )
-    assert time.monotonic() - started < 2 * WINDOW + 3  # all well within the new window
+    # All within the window the give-back opened as the login ended, timed
+    # from the login's end: the calibrated login itself takes longer on a busy
+    # machine (8.4 s in all on one CI run, past a bound from its start).
+    assert time.monotonic() - ended < WINDOW
     assert statuses.count(401) <= BUDGET, statuses
 
 
