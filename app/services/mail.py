@@ -63,6 +63,10 @@ def render(template: str, context: dict[str, Any]) -> dict[str, str]:
         from app.services.account_tokens import link_for  # it queues through this module
 
         context["link"] = link_for(**context.pop("link_seed"))
+    for key, unit in (("expires_hours", "hours"), ("expires_minutes", "minutes")):
+        # A link's lifetime as rows queued before `account_tokens.lifetime_text` hold it.
+        if key in context:
+            context.setdefault("expires", f"{context.pop(key)} {unit}")
     subject = env.get_template(f"email/{template}.subject.txt").render(context)
     return {
         "subject": " ".join(subject.split()),

@@ -7,18 +7,17 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.db import unit_of_work
+from app.models.types import INTEGER_MAX
 from app.services import outbox
 from app.tasks import runner
 
 mail_cli = AppGroup("mail", help="The email outbox: failed messages, retries, delivery.")
-# The largest outbox id (an INTEGER column: 32 bits on PostgreSQL) and the
-# longest listing: a larger number was sent to the database as it was, and
-# the command ended in a DataError traceback (found by review).
-LARGEST = 2**31 - 1
 
 
+# Numbers up to INTEGER_MAX (the outbox id column's): a larger one was sent
+# to the database as it was, a DataError traceback (found by review).
 @mail_cli.command("failed")
-@click.option("--limit", type=click.IntRange(1, LARGEST), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, INTEGER_MAX), default=100, show_default=True)
 def failed(limit: int) -> None:
     """List messages that failed MAIL_MAX_ATTEMPTS times, with the last error."""
     messages = outbox.failed_messages(limit)
@@ -33,7 +32,7 @@ def failed(limit: int) -> None:
 
 
 @mail_cli.command("retry")
-@click.argument("ids", nargs=-1, type=click.IntRange(1, LARGEST))
+@click.argument("ids", nargs=-1, type=click.IntRange(1, INTEGER_MAX))
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed message.")
 def retry(ids: tuple[int, ...], retry_all: bool) -> None:
     """Queue failed messages again (these IDS, or --all) with fresh attempts."""
