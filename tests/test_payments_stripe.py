@@ -489,6 +489,39 @@ def test_a_refund_before_its_payment_is_delivered_again_not_lost(
     assert scalar("SELECT payment_status FROM orders") == "refunded"
 
 
+def test_the_refund_of_a_payment_that_paid_nothing_is_acknowledged(
+    stripe_client, buyer, make_product
+):
+    """A payment of another amount pays no order (left to a person); its
+    refund, made at Stripe, answered 409 "deliver again later" on every
+    delivery for good: the success it waited for had come and been declined.
+    A refund whose charge could never pay the order is acknowledged and
+    changes nothing; the order can still be paid."""
+    _, token = buyer
+    order = order_for(stripe_client, token, (make_product(price="19.99", stock=5), 1))
+    metadata = {"order_id": str(order["id"])}
+    cent = {**intent("succeeded", "pi_cent", amount=1), "metadata": metadata}
+    paid = event("payment_intent.succeeded", cent, "evt_cent")
+    assert deliver(stripe_client, paid, signed(paid)).status_code == 200
+    charge = {
+        "id": "ch_cent",
+        "object": "charge",
+        "payment_intent": "pi_cent",
+        "amount": 1,
+        "currency": "usd",
+        "refunded": True,
+        "metadata": metadata,
+    }
+    refund = event("charge.refunded", charge, "evt_cent_refund")
+    assert deliver(stripe_client, refund, signed(refund)).status_code == 200
+    assert scalar("SELECT count(*) FROM payment_events") == 2
+    assert scalar("SELECT payment_status FROM orders") == "unpaid"
+    assert scalar("SELECT status FROM orders") == "pending"
+    right = succeeded(order["id"], "pi_right", "evt_right")
+    assert deliver(stripe_client, right, signed(right)).status_code == 200
+    assert scalar("SELECT payment_status FROM orders") == "paid"
+
+
 @pytest.mark.parametrize(
     "metadata", [{"order_id": "\u00b2"}, {"order_id": "99999999999999999999"}, "order 1", [1]]
 )

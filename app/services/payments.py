@@ -189,6 +189,12 @@ def handle_webhook(
             # (events come in any order): not recorded, so the provider
             # delivers it again, after the success; acknowledged, it was lost
             # and the order stayed paid (found by review).
+            if not _pays_in_full(order, event):
+                # Its charge could never pay the order (`_apply_succeeded`
+                # declines it): no success to wait for; a 409 was sent on
+                # every delivery for good (found by review).
+                log.warning("refund event %s is of a payment that paid nothing", event.id)
+                return
             raise Conflict("The order has no payment yet; deliver this refund again later")
         if _set_payment_status(order, "paid", "refunded"):
             db.session.execute(
