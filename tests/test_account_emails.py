@@ -4,12 +4,15 @@ from the emails a real SMTP server received."""
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import text
 
 from app.models import AccountToken
 from app.services.account_tokens import lifetime_text
-from tests.helpers import PASSWORD, auth, scalar
+from tests.helpers import IS_POSTGRES, PASSWORD, auth, scalar
 
 NEW_PASSWORD = "brand-new-pass-7"
 
@@ -195,6 +198,43 @@ def test_an_email_change_unverifies_and_voids_the_old_link(client, smtp_server, 
     new_token = link_token(message, "verify-email")
     verified = client.post("/api/auth/verify-email", json={"token": new_token})
     assert verified.status_code == 200 and verified.get_json()["email"] == "moved@example.com"
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="row locks: SQLite runs one writer at a time")
+def test_a_link_used_while_the_email_changes_does_not_verify_the_new_address(
+    app, client, db, smtp_server, deliver_outbox
+):
+    """The link read the user's address without locking the row: an email
+    change committed between that read and the verify's write was verified
+    by the old address's link (the UPDATE waited for the change's row lock,
+    then set email_verified on the new address). Here the change holds the
+    row while the link is used, then commits."""
+    tokens = signup(client, "racer")
+    deliver_outbox()
+    token = link_token(smtp_server.wait_for(1)[0], "verify-email")
+    user_id = tokens["user"]["id"]
+    with db.engine.connect() as change:
+        change.execute(
+            text(
+                "UPDATE users SET email = 'raced@example.com', email_verified = false WHERE id = :u"
+            ),
+            {"u": user_id},
+        )
+        with ThreadPoolExecutor(1) as pool:
+            verifying = pool.submit(
+                lambda: client.post("/api/auth/verify-email", json={"token": token})
+            )
+            deadline = time.monotonic() + 10
+            while not scalar(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ):
+                assert time.monotonic() < deadline and not verifying.done()
+                time.sleep(0.01)
+            change.commit()
+            response = verifying.result(timeout=10)
+    assert_token_invalid(response)
+    assert scalar("SELECT email_verified FROM users WHERE id = :u", u=user_id) is False
 
 
 def test_resend_mails_a_fresh_link_and_needs_a_token(client, smtp_server, deliver_outbox):

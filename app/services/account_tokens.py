@@ -177,7 +177,14 @@ def send_verification(user: User) -> None:
 def verify_email(token: str) -> User:
     """Mark the address verified, if the token proves the user's current address."""
     record = _consume(token, VERIFY)
-    user = db.session.scalar(select(User).where(User.id == record.user_id))
+    # Locked as it is read: an email change committed between an unlocked
+    # read and the write below was verified by the old address's link.
+    user = db.session.scalar(
+        select(User)
+        .where(User.id == record.user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if user is None or user.email != record.email:
         raise InvalidAccountToken()
     user.email_verified = True
