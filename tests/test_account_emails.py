@@ -201,18 +201,25 @@ def test_an_email_change_unverifies_and_voids_the_old_link(client, smtp_server, 
 
 
 @pytest.mark.skipif(not IS_POSTGRES, reason="row locks: SQLite runs one writer at a time")
-def test_a_link_used_while_the_email_changes_does_not_verify_the_new_address(
-    app, client, db, smtp_server, deliver_outbox
+@pytest.mark.parametrize("link", ["verify-email", "password-reset/confirm"])
+def test_a_link_used_while_the_email_changes_opens_nothing(
+    link, client, db, smtp_server, deliver_outbox, reset_link
 ):
-    """The link read the user's address without locking the row: an email
-    change committed between that read and the verify's write was verified
-    by the old address's link (the UPDATE waited for the change's row lock,
-    then set email_verified on the new address). Here the change holds the
-    row while the link is used, then commits."""
-    tokens = signup(client, "racer")
-    deliver_outbox()
-    token = link_token(smtp_server.wait_for(1)[0], "verify-email")
-    user_id = tokens["user"]["id"]
+    """A link read the user's address without locking the row: an email
+    change committed between that read and the link's write had its new
+    address verified, or the password reset, by the old address's link
+    (the write waited for the change's row lock, then went ahead). Here the
+    change holds the row while the link is used, then commits."""
+    if link == "verify-email":
+        user_id = signup(client, "racer")["user"]["id"]
+        deliver_outbox()
+        token = link_token(smtp_server.wait_for(1)[0], "verify-email")
+        use = {"token": token}
+    else:
+        user, token = reset_link()
+        user_id = user.id
+        use = {"token": token, "password": NEW_PASSWORD}
+    password_hash = scalar("SELECT password_hash FROM users WHERE id = :u", u=user_id)
     with db.engine.connect() as change:
         change.execute(
             text(
@@ -221,20 +228,19 @@ def test_a_link_used_while_the_email_changes_does_not_verify_the_new_address(
             {"u": user_id},
         )
         with ThreadPoolExecutor(1) as pool:
-            verifying = pool.submit(
-                lambda: client.post("/api/auth/verify-email", json={"token": token})
-            )
+            using = pool.submit(lambda: client.post(f"/api/auth/{link}", json=use))
             deadline = time.monotonic() + 10
             while not scalar(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND wait_event_type = 'Lock'"
             ):
-                assert time.monotonic() < deadline and not verifying.done()
+                assert time.monotonic() < deadline and not using.done()
                 time.sleep(0.01)
             change.commit()
-            response = verifying.result(timeout=10)
+            response = using.result(timeout=10)
     assert_token_invalid(response)
     assert scalar("SELECT email_verified FROM users WHERE id = :u", u=user_id) is False
+    assert scalar("SELECT password_hash FROM users WHERE id = :u", u=user_id) == password_hash
 
 
 def test_resend_mails_a_fresh_link_and_needs_a_token(client, smtp_server, deliver_outbox):

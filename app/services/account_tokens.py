@@ -81,15 +81,34 @@ def _void_unused(user_id: int, purpose: str) -> None:
     )
 
 
-def _consume(token: str, purpose: str) -> AccountToken:
-    """Mark the token used (a compare-and-set: of two racing uses one wins)."""
+def _consume(token: str, purpose: str) -> tuple[AccountToken, User | None]:
+    """Mark the token used (a compare-and-set: of two racing uses one wins);
+    with it, its user, locked and read fresh. The user's row is locked
+    first, as a profile change locks it before voiding the user's links:
+    read unlocked, an email change committed between the read and the
+    link's write had its new, unmailed address verified (or its password
+    reset) by the old address's link (found by review)."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidAccountToken()
+    token_hash = _hash(token)
+    user_id = db.session.scalar(
+        select(AccountToken.user_id).where(
+            AccountToken.token_hash == token_hash, AccountToken.purpose == purpose
+        )
+    )
+    if user_id is None:
+        raise InvalidAccountToken()
+    user = db.session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     now = utcnow()
     record = db.session.scalars(
         update(AccountToken)
         .where(
-            AccountToken.token_hash == _hash(token),
+            AccountToken.token_hash == token_hash,
             AccountToken.purpose == purpose,
             AccountToken.used_at.is_(None),
             AccountToken.expires_at > now,
@@ -100,7 +119,7 @@ def _consume(token: str, purpose: str) -> AccountToken:
     ).one_or_none()
     if record is None:
         raise InvalidAccountToken()
-    return record
+    return record, user
 
 
 def _link(path: str, token: str) -> str:
@@ -147,8 +166,7 @@ def reset_password(token: str, password: str) -> User:
     """Set a new password with a reset token; every older token of the user
     (reset links and JWTs) stops working. A link mailed to an address the
     account no longer has is void, as a verification link is."""
-    record = _consume(token, RESET)
-    user = db.session.get(User, record.user_id)
+    record, user = _consume(token, RESET)
     if user is None or user.email != record.email:
         raise InvalidAccountToken()
     with hashing():
@@ -176,15 +194,7 @@ def send_verification(user: User) -> None:
 
 def verify_email(token: str) -> User:
     """Mark the address verified, if the token proves the user's current address."""
-    record = _consume(token, VERIFY)
-    # Locked as it is read: an email change committed between an unlocked
-    # read and the write below was verified by the old address's link.
-    user = db.session.scalar(
-        select(User)
-        .where(User.id == record.user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    record, user = _consume(token, VERIFY)
     if user is None or user.email != record.email:
         raise InvalidAccountToken()
     user.email_verified = True
