@@ -141,8 +141,12 @@ class LeaseExpired(RuntimeError):
 
 def _claimed_by(*messages: OutboxMessage):
     """The rows still held by these claims: pending, and claimed no time
-    since (each claim counts one more attempt)."""
+    since (each claim counts one more attempt). `id IN` is said on its own
+    too: SQLite plans a row-value IN by the status index, a scan of every
+    pending row, so recording one email as sent cost 1 ms with 2,200 emails
+    queued (0.1 ms by primary key)."""
     return (
+        OutboxMessage.id.in_([message.id for message in messages]),
         tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(
             [(message.id, message.attempts) for message in messages]
         ),
