@@ -292,8 +292,9 @@ class Config:
     OUTBOX_SWEEP_INTERVAL = env_float("OUTBOX_SWEEP_INTERVAL", 15, above=0)
     # A message younger than this is left to the enqueue made at its commit.
     OUTBOX_SWEEP_GRACE = env_float("OUTBOX_SWEEP_GRACE", 10, minimum=0)
-    # A new product's low_stock_threshold when its creator gives none.
-    LOW_STOCK_THRESHOLD = env_int("LOW_STOCK_THRESHOLD", 5, minimum=0)
+    # A new product's low_stock_threshold when its creator gives none: at most
+    # what an admin may give one (app.models.product.MAX_STOCK).
+    LOW_STOCK_THRESHOLD = env_int("LOW_STOCK_THRESHOLD", 5, minimum=0, maximum=1_000_000_000)
 
 
 # A storefront in development runs on one of these (create-react-app, Next.js,
