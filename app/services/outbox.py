@@ -141,17 +141,21 @@ class LeaseExpired(RuntimeError):
 
 def _claimed_by(*messages: OutboxMessage):
     """The rows still held by these claims: pending, and claimed no time
-    since (each claim counts one more attempt). `id IN` is said on its own
-    too: SQLite plans a row-value IN by the status index, a scan of every
-    pending row, so recording one email as sent cost 1 ms with 2,200 emails
-    queued (0.1 ms by primary key)."""
-    return (
-        OutboxMessage.id.in_([message.id for message in messages]),
-        tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(
-            [(message.id, message.attempts) for message in messages]
-        ),
-        OutboxMessage.status == "pending",
-    )
+    since (each claim counts one more attempt). One row, the usual case
+    (every email is recorded as soon as it is sent), by plain equalities;
+    several by `id IN` and a row-value IN: SQLite plans a row-value IN alone
+    by the status index, a scan of every pending row, so recording one email
+    as sent cost 1 ms with 2,200 emails queued (0.006 ms by primary key)."""
+    if len(messages) == 1:
+        held = (OutboxMessage.id == messages[0].id, OutboxMessage.attempts == messages[0].attempts)
+    else:
+        held = (
+            OutboxMessage.id.in_([message.id for message in messages]),
+            tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(
+                [(message.id, message.attempts) for message in messages]
+            ),
+        )
+    return (*held, OutboxMessage.status == "pending")
 
 
 def due_ids(grace: float, limit: int = 1000) -> list[int]:
