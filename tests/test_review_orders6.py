@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from app.models.product import MAX_STOCK
+from tests.helpers import SHIPPING, add_to_cart, auth, scalar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,3 +45,36 @@ def test_a_default_low_stock_threshold_past_what_a_product_takes_is_refused_at_s
     error = _start_up_error(tmp_path, LOW_STOCK_THRESHOLD=str(MAX_STOCK + 1))
     assert "LOW_STOCK_THRESHOLD" in error, error or "started"
     assert _start_up_error(tmp_path, LOW_STOCK_THRESHOLD=str(MAX_STOCK)) == ""
+
+
+def test_a_server_error_the_checkout_raises_is_not_replayed_to_its_retry(
+    client, buyer, make_product, monkeypatch
+):
+    """The Idempotency-Key docstring says server errors are not stored, so a
+    retry with the same key runs again; a 5xx raised as one of the app's own
+    errors (ServerBusy, 503) was stored and replayed to every retry for the
+    key's lifetime: the order could never be placed with that key. The fault
+    is injected at the service's door; the database is real."""
+    from app.errors import ServerBusy
+    from app.services import orders
+
+    _, token = buyer
+    product = make_product(stock=3)
+    add_to_cart(client, token, product.id, 1)
+    real = orders.place_order
+    calls = []
+
+    def busy_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ServerBusy("Too busy; try again in a moment")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(orders, "place_order", busy_once)
+    headers = {**auth(token), "Idempotency-Key": "retry-after-busy"}
+    first = client.post("/api/orders", json=SHIPPING, headers=headers)
+    assert first.status_code == 503, first.get_json()
+    second = client.post("/api/orders", json=SHIPPING, headers=headers)
+    assert second.status_code == 201, second.get_json()
+    assert len(calls) == 2
+    assert scalar("SELECT count(*) FROM orders") == 1

@@ -217,7 +217,7 @@ def idempotent(view):
         try:
             response = view(*args, **kwargs)
         except ApiError as error:
-            if error.status in BAD_INPUT:
+            if error.status in BAD_INPUT or error.status >= 500:
                 _release(user_id, key, token)
                 raise
             db.session.rollback()  # the work goes; the answer is stored
@@ -225,7 +225,7 @@ def idempotent(view):
         except Exception:
             _release(user_id, key, token)
             raise
-        if response.status_code in BAD_INPUT:
+        if response.status_code in BAD_INPUT or response.status_code >= 500:
             _release(user_id, key, token)
             return response
         _store(user_id, key, token, response)
