@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.models.product import MAX_STOCK
 from tests.helpers import SHIPPING, add_to_cart, auth, scalar
 
@@ -78,3 +80,33 @@ def test_a_server_error_the_checkout_raises_is_not_replayed_to_its_retry(
     assert second.status_code == 201, second.get_json()
     assert len(calls) == 2
     assert scalar("SELECT count(*) FROM orders") == 1
+
+
+@pytest.mark.parametrize("character", ["\x1b", "\x07", "\x7f", "\x85"])
+def test_addresses_and_ledger_notes_refuse_control_characters(
+    client, buyer, admin_token, make_product, character
+):
+    """A shipping address or a stock note took terminal escapes and bells
+    (ESC[2J in an address clears the screen of an admin reading the log or a
+    label printer's input), where product names and reviews refuse them; line
+    breaks and tabs stay an address's own."""
+    _, token = buyer
+    product = make_product(stock=5)
+    add_to_cart(client, token, product.id, 1)
+    bad = {"shipping_address": f"221B Baker{character}[2J Street"}
+    refused = client.post("/api/orders", json=bad, headers=auth(token))
+    assert refused.status_code == 422, refused.get_json()
+    assert "shipping_address" in refused.get_json()["errors"]
+    address = "221B Baker Street\n\tLondon"
+    placed = client.post("/api/orders", json={"shipping_address": address}, headers=auth(token))
+    assert placed.status_code == 201, placed.get_json()
+    moved = client.put(f"/api/orders/{placed.get_json()['id']}", json=bad, headers=auth(token))
+    assert moved.status_code == 422, moved.get_json()
+    note = client.post(
+        f"/api/products/{product.id}/stock",
+        json={"delta": 1, "note": f"count{character}"},
+        headers=auth(admin_token),
+    )
+    assert note.status_code == 422, note.get_json()
+    assert scalar("SELECT stock FROM products WHERE id = :p", p=product.id) == 4
+    assert scalar("SELECT shipping_address FROM orders") == address

@@ -5,7 +5,7 @@ from marshmallow import fields, validate
 
 from app.models.inventory import NOTE_MAX, STOCK_REASONS
 from app.models.product import MAX_STOCK
-from app.schemas.common import StrictInt, page_schema
+from app.schemas.common import NoControl, StrictInt, page_schema
 
 
 class NonZero(validate.Validator):
@@ -25,7 +25,7 @@ class StockAdjustmentSchema(ma.Schema):
     )
     note = fields.String(
         allow_none=True,
-        validate=validate.Length(max=NOTE_MAX),
+        validate=[validate.Length(max=NOTE_MAX), NoControl(allowed="\t\n\r")],
         metadata={"description": "Why, for the ledger (a delivery, a stock count...)."},
     )
 

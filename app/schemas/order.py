@@ -7,10 +7,19 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.models import ORDER_STATUSES, PAYMENT_STATUSES
-from app.schemas.common import ChangeSchema, Money, NonBlank, PageQuerySchema, page_schema
+from app.schemas.common import (
+    ChangeSchema,
+    Money,
+    NoControl,
+    NonBlank,
+    PageQuerySchema,
+    page_schema,
+)
 from app.schemas.dumping import integer, iso_datetime, money, string
 
-ADDRESS_RULES = [validate.Length(5, 500), NonBlank()]
+# Line breaks and tabs are an address's own; other control characters
+# (terminal escapes, bells) are refused as in every other text (found by review).
+ADDRESS_RULES = [validate.Length(5, 500), NonBlank(), NoControl(allowed="\t\n\r")]
 
 
 class OrderItemSchema(ma.Schema):
