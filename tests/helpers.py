@@ -8,9 +8,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 os.environ["FLASK_CONFIG"] = "testing"
 # The in-process test app keeps revocations in the database; tests that need
@@ -103,3 +106,22 @@ def race(calls):
 
     with ThreadPoolExecutor(len(calls)) as pool:
         return list(pool.map(run, calls))
+
+
+def start_up_error(tmp_path, config_name: str = "development", **env: str) -> str:
+    """What `create_app(config_name)` printed when it refused these variables
+    ("" if it started), in a process of its own on a new SQLite file."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"from app import create_app; create_app({config_name!r})"],
+        env={
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'start.db'}",
+            "BACKGROUND_MODE": "off",
+            **env,
+        },
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return "" if result.returncode == 0 else result.stderr

@@ -3,35 +3,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from app.models.product import MAX_STOCK
-from tests.helpers import SHIPPING, add_to_cart, auth, scalar
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _start_up_error(tmp_path, **env: str) -> str:
-    """What `create_app()` printed when it refused these variables ("" if it started)."""
-    result = subprocess.run(
-        [sys.executable, "-c", "from app import create_app; create_app('development')"],
-        env={
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'start.db'}",
-            "BACKGROUND_MODE": "off",
-            **env,
-        },
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return "" if result.returncode == 0 else result.stderr
+from tests.helpers import SHIPPING, add_to_cart, auth, scalar, start_up_error
 
 
 def test_a_default_low_stock_threshold_past_what_a_product_takes_is_refused_at_start_up(
@@ -44,9 +19,9 @@ def test_a_default_low_stock_threshold_past_what_a_product_takes_is_refused_at_s
     within INTEGER, an answer whose threshold a PUT of the same product
     refuses (422). Start-up now refuses it, naming the variable, as it does
     every other bounded setting."""
-    error = _start_up_error(tmp_path, LOW_STOCK_THRESHOLD=str(MAX_STOCK + 1))
+    error = start_up_error(tmp_path, LOW_STOCK_THRESHOLD=str(MAX_STOCK + 1))
     assert "LOW_STOCK_THRESHOLD" in error, error or "started"
-    assert _start_up_error(tmp_path, LOW_STOCK_THRESHOLD=str(MAX_STOCK)) == ""
+    assert start_up_error(tmp_path, LOW_STOCK_THRESHOLD=str(MAX_STOCK)) == ""
 
 
 def test_a_server_error_the_checkout_raises_is_not_replayed_to_its_retry(

@@ -18,33 +18,14 @@ from pathlib import Path
 import pytest
 
 from config import A_DECADE
-from tests.helpers import PASSWORD, auth
+from tests.helpers import PASSWORD, auth, start_up_error
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _starts(tmp_path, config_name: str = "development", **env: str) -> bool:
     """True when `create_app(config_name)` starts with these variables set."""
-    return _start_up_error(tmp_path, config_name, **env) == ""
-
-
-def _start_up_error(tmp_path, config_name: str = "development", **env: str) -> str:
-    """What `create_app(config_name)` printed when it refused these variables
-    ("" if it started)."""
-    result = subprocess.run(
-        [sys.executable, "-c", f"from app import create_app; create_app({config_name!r})"],
-        env={
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'start.db'}",
-            "BACKGROUND_MODE": "off",
-            **env,
-        },
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return "" if result.returncode == 0 else result.stderr
+    return start_up_error(tmp_path, config_name, **env) == ""
 
 
 @pytest.mark.parametrize("name", ["DB_CONNECT_TIMEOUT", "DB_POOL_TIMEOUT"])
@@ -288,7 +269,7 @@ def test_a_nonsensical_setting_stops_start_up_naming_it(tmp_path, name, value):
     """Each of these started and broke the API later (every body a 413, orders
     in currency "BOGUS", a semaphore's ValueError naming nothing...): start-up
     refuses it, and its message names the variable (README, Configuration)."""
-    error = _start_up_error(tmp_path, **{name: value})
+    error = start_up_error(tmp_path, **{name: value})
     assert error, f"{name}={value} started"
     assert name in error, error[-500:]
 
@@ -297,4 +278,4 @@ def test_an_empty_setting_still_starts_with_its_defaults(tmp_path):
     """`NAME=` lines for every text setting at once: the app starts on its defaults."""
     empty = {variable: "" for variable, _key in EMPTY_TAKES_DEFAULT}
     empty.pop("DATABASE_URL", None)
-    assert _start_up_error(tmp_path, **empty) == ""
+    assert start_up_error(tmp_path, **empty) == ""
