@@ -231,6 +231,9 @@ class Config:
     # A read request's token user kept per token until an account changes
     # (app/services/account_cache.py); 0 turns it off.
     ACCOUNT_CACHE_MAX_ENTRIES = env_int("ACCOUNT_CACHE_MAX_ENTRIES", 1024, minimum=0)
+    # ... and for at most this many seconds: an account changed in SQL (an
+    # operator's demotion or delete) commits nothing the app notices.
+    ACCOUNT_CACHE_TTL = env_float("ACCOUNT_CACHE_TTL", 5, minimum=0)
     ACCOUNT_CACHE_PREFIX = env_str("ACCOUNT_CACHE_PREFIX", "shop:accounts")
 
     # Suggestions answered from an in-memory index of the live names, rebuilt

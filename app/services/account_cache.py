@@ -9,7 +9,9 @@ accounts version: the version moves on every commit that writes `users` or
 logout, revoke-all, ...), noticed where the catalog's writes are noticed
 (`app.services.versions`). So a logout, a revoked account or a demotion is
 refused on the very next request anywhere, as before; only repeated reads
-with an unchanged account skip the query.
+with an unchanged account skip the query. A kept user is read again after
+ACCOUNT_CACHE_TTL seconds all the same: an operator demotes or deletes an
+account in SQL (no API does), which no commit of the app's reports.
 
 The version lives where the catalog's does: Redis when REDIS_URL is set (a
 GET, shared by every host; Redis down: the database answers), else a
@@ -20,6 +22,7 @@ host). Write requests always read the user in their own transaction.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 from flask import Flask, current_app, has_app_context
@@ -37,12 +40,14 @@ ACCOUNT_TABLES = frozenset({"users", "revoked_tokens"})
 
 class AccountCache:
     """Token users by `jti` in this process (least recently used dropped
-    first), each valid at the version it was read under."""
+    first), each valid at the version it was read under, for `ttl` seconds."""
 
-    def __init__(self, store: LocalStore | RedisStore, size: int) -> None:
+    def __init__(self, store: LocalStore | RedisStore, size: int, ttl: float) -> None:
         self.store = store
         self.size = size
-        self.users: OrderedDict[str, tuple[str, int, User]] = OrderedDict()
+        self.ttl = ttl
+        # jti -> ((version, monotonic time) read at, user id, user)
+        self.users: OrderedDict[str, tuple[tuple[str, float], int, User]] = OrderedDict()
         self.lock = threading.Lock()
 
     def get(self, version: str, jti: str, user_id: int) -> User | None:
@@ -52,14 +57,17 @@ class AccountCache:
             found = self.users.get(jti)
             if found is not None:
                 self.users.move_to_end(jti)
-        if found is None or found[0] != version or found[1] != user_id:
+        if found is None:
             return None
-        return found[2]
+        (kept_version, kept_at), kept_id, user = found
+        if kept_version != version or kept_id != user_id or time.monotonic() - kept_at > self.ttl:
+            return None
+        return user
 
     def keep(self, version: str, jti: str, user: User) -> None:
         copy = _detached_copy(user)
         with self.lock:
-            self.users[jti] = (version, user.id, copy)
+            self.users[jti] = ((version, time.monotonic()), user.id, copy)
             self.users.move_to_end(jti)
             while len(self.users) > self.size:
                 self.users.popitem(last=False)
@@ -87,7 +95,8 @@ def init_account_cache(app: Flask) -> None:
     is bumped all the same, for the processes that keep users)."""
     size = app.config["ACCOUNT_CACHE_MAX_ENTRIES"]
     store = shared_version(app, "accounts", app.config["ACCOUNT_CACHE_PREFIX"], keeps=bool(size))
-    app.extensions["account_cache"] = AccountCache(store, size) if size else None
+    ttl = app.config["ACCOUNT_CACHE_TTL"]
+    app.extensions["account_cache"] = AccountCache(store, size, ttl) if size else None
     versions.watch("accounts_changed", ACCOUNT_TABLES, bump)
 
 

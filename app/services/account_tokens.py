@@ -146,7 +146,13 @@ def lifetime_text(seconds: int, largest: int) -> str:
 
 @task_handler("auth.password_reset")
 def send_password_reset(args: dict) -> None:
-    user = db.session.scalar(select(User).where(User.email == args["email"].lower()))
+    # The user row first, as a profile change and a link's use lock it
+    # before the user's links: voiding the older link first, the new link's
+    # foreign key then waited for a profile change that waited for that
+    # link's row, and PostgreSQL aborted one (a 503; found by review).
+    user = db.session.scalar(
+        select(User).where(User.email == args["email"].lower()).with_for_update(key_share=True)
+    )
     if user is None:
         return
     _void_unused(user.id, RESET)  # only the newest link works
@@ -202,6 +208,8 @@ def verify_email(token: str) -> User:
 
 
 def resend_verification(user: User) -> None:
+    # The user row first, as `send_password_reset` (read fresh: verified meanwhile?).
+    db.session.refresh(user, with_for_update={"key_share": True})
     if not user.email_verified:
         send_verification(user)
 
