@@ -94,6 +94,14 @@ class Unauthorized(ApiError):
     code = "token_invalid"
 
 
+class UserGone(Unauthorized):
+    """The token's account was deleted (in SQL: no API deletes one) while
+    the request ran, or after this process kept its user (ACCOUNT_CACHE_TTL)."""
+
+    def __init__(self):
+        super().__init__("The token's user no longer exists")
+
+
 class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
 

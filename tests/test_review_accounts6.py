@@ -292,3 +292,21 @@ def test_an_account_deleted_with_sql_is_a_401_not_a_500(ttl_client, make_user):
         response = ttl_client.get(path, headers=headers)
         assert response.status_code == 401, (path, response.get_json())
         assert response.get_json()["code"] == "token_invalid"
+
+
+def test_a_cart_read_of_an_account_deleted_meanwhile_is_a_401_not_a_500(make_app, make_user):
+    """Within ACCOUNT_CACHE_TTL of an account deleted in SQL (or deleted
+    while its request runs), GET /cart found no cart and made one for the
+    missing user: a foreign key error, a 500. The cart is made only for a
+    user that exists; none, and the answer is the 401 of a token whose user
+    is gone."""
+    client = make_app(overrides={"ACCOUNT_CACHE_TTL": 3600}).test_client()
+    user = make_user()
+    login = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    headers = auth(login.get_json()["access_token"])
+    assert client.get("/api/auth/profile", headers=headers).status_code == 200  # kept
+    _outside_the_app("DELETE FROM users WHERE id = :u", u=user.id)
+    response = client.get("/api/cart", headers=headers)
+    assert response.status_code == 401, response.get_json()
+    assert response.get_json()["code"] == "token_invalid"
+    assert scalar("SELECT count(*) FROM carts") == 0

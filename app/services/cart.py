@@ -6,15 +6,15 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, select
+from sqlalchemy import Select, bindparam, delete, exists, literal, select
 from sqlalchemy.orm import joinedload
 
 from app.db import read_connection, release_read_connection, upsert
-from app.errors import CartLimit, NotFound, OutOfStock
+from app.errors import CartLimit, NotFound, OutOfStock, UserGone
 from app.extensions import db
 from app.models import Cart, CartItem, Product, User
 from app.models.cart import MAX_LINE_QUANTITY
-from app.models.types import utcnow
+from app.models.types import UTCDateTime, utcnow
 from app.services.catalog import lock_live_product
 
 MAX_CART_LINES = 100
@@ -74,6 +74,8 @@ def read_cart(user: User) -> dict[str, Any]:
         release_read_connection()  # the session writes the cart: one connection at a time
         ensure_cart(user)
         rows = read_connection().execute(_cart_rows(), {"user_id": user.id}).all()
+        if not rows:
+            raise UserGone()
     items, total_items, total = [], 0, Decimal("0.00")
     for _cart_id, item_id, product_id, quantity, name, price, image_url, stock in rows:
         if item_id is None:  # the one row of an empty cart
@@ -102,10 +104,19 @@ def read_cart(user: User) -> dict[str, Any]:
 
 
 def ensure_cart(user: User) -> None:
-    """Make the user's cart unless it exists (a concurrent maker wins quietly)."""
+    """Make the user's cart unless it exists (a concurrent maker wins quietly)
+    or the user does not: a read request's user may come from the accounts
+    cache after the account was deleted in SQL, and a cart made for it was a
+    foreign key error, a 500 (found by review). The caller finds no cart."""
+    now = utcnow()
     db.session.execute(
         upsert(Cart)
-        .values(user_id=user.id, created_at=utcnow(), updated_at=utcnow())
+        .from_select(
+            ["user_id", "created_at", "updated_at"],
+            select(
+                literal(user.id), literal(now, UTCDateTime()), literal(now, UTCDateTime())
+            ).where(exists().where(User.id == user.id)),
+        )
         .on_conflict_do_nothing(index_elements=["user_id"])
     )
 
@@ -125,6 +136,8 @@ def lock_cart(user: User, *, create: bool = True) -> int | None:
     if cart_id is None and create:
         ensure_cart(user)
         cart_id = db.session.scalar(stmt)
+        if cart_id is None:
+            raise UserGone()
     return cart_id
 
 
