@@ -6,6 +6,7 @@ import functools
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from flask import current_app
@@ -98,8 +99,13 @@ def search_matches(q: str | None) -> Iterator[search.Match | None]:
         yield None
         return
     engine, query = search.backend(), search.parse(q)
-    yield engine.match(query)
+    match = engine.match(query)
     fuzzy = engine.fuzzy(query) if query.terms else None
+    if fuzzy is not None and (query.phrases or query.excluded):
+        words = dict.fromkeys([*query.words, *(w for phrase in query.phrases for w in phrase)])
+        alone = replace(query, words=tuple(words), phrases=(), excluded=())
+        match = replace(match, words=engine.match(alone))
+    yield match
     if fuzzy is not None:
         yield fuzzy
 
@@ -111,14 +117,18 @@ def retry_fuzzily(tries: list, attempt: int, found: bool, filtered: bool) -> boo
     themselves match no live product. When they match some, only the other
     filters (a category, a price, in stock) left nothing, and
     `q=lamp&category=Office` listed "Clamp" while `q=lamp` listed no Office
-    product at all (found by review)."""
+    product at all (found by review). So do the query's exclusions and
+    phrases (`Match.words`): `lamp -desk` listed "Clamp" where "Desk Lamp"
+    was the only lamp, and `"lamp home"` "Desk Lamp" filed under Home
+    (found by review)."""
     match = tries[attempt]
     if found or match is None or attempt + 1 == len(tries):
         return False
-    if not filtered:
+    words = match.words or match
+    if not filtered and words is match:
         return True
-    stmt = _any_match(match)
-    return read_connection().execute(stmt, dict(match.params)).first() is None
+    stmt = _any_match(words)
+    return read_connection().execute(stmt, dict(words.params)).first() is None
 
 
 @functools.lru_cache(maxsize=128)

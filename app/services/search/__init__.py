@@ -94,6 +94,9 @@ class Match:
     # scores; `apply` joins their ids alone, so the facets and the other sorts
     # do not score every match).
     ranked_apply: Callable[[Select], Select] | None = field(default=None, compare=False)
+    # Optional: the query's words alone (its phrases as words, without its
+    # exclusions), for `catalog.retry_fuzzily`: words that match are no typo.
+    words: Match | None = field(default=None, compare=False)
 
     def __call__(self, stmt: Select) -> Select:
         return self.apply(stmt)
