@@ -82,3 +82,20 @@ def test_suggestions_from_the_database_are_in_code_point_order_whatever_its_coll
     for answering in (client, without_index):
         answer = answering.get("/api/products/suggest", query_string={"q": "lam"})
         assert answer.get_json()["suggestions"] == expected
+
+
+@pytest.mark.parametrize("value", ["\u0663", "\uff13", " 1", "1 ", "4,5", "1_0", "NaN", "Infinity"])
+def test_min_rating_takes_plain_ascii_numbers_only(client, value):
+    """API.md: "A malformed value is a 422." `min_rating` was read by
+    Decimal(), which takes Arabic-Indic (`٣`) and fullwidth digits,
+    surrounding spaces and `1_0`, where the amount and integer parameters
+    refuse them."""
+    for path in ("/api/products", "/api/products/facets"):
+        response = client.get(path, query_string={"min_rating": value})
+        assert response.status_code == 422, (path, value, response.get_json())
+        assert "min_rating" in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize("value", ["4", "4.5", "4.", ".5e1", "0.45E1", "1.000001"])
+def test_min_rating_takes_ascii_decimal_notation(client, value):
+    assert client.get("/api/products", query_string={"min_rating": value}).status_code == 200

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from decimal import ROUND_CEILING, Decimal
@@ -61,6 +62,20 @@ class Price(Money):
         if places < 2 and amount != amount.quantize(Decimal(1).scaleb(-places)):
             raise ValidationError(f"{currency} has no amounts finer than {places} decimal places.")
         return amount
+
+
+class Rating(fields.Decimal):
+    """A rating bound: a number in plain ASCII notation (`4`, `4.5`, `4.`,
+    `0.45e1`). Decimal() also reads Arabic-Indic or fullwidth digits and
+    surrounding spaces (`٣`, `" 1"`), which no other number here takes
+    (found by review)."""
+
+    NOTATION = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+    def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
+        if isinstance(value, str) and not self.NOTATION.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class ProductSchema(ma.Schema):
@@ -180,7 +195,7 @@ class ProductFilterSchema(ma.Schema):
     min_price = Money()
     max_price = Money()
     in_stock = fields.Boolean(metadata={"description": "true: only products with stock"})
-    min_rating = fields.Decimal(
+    min_rating = Rating(
         validate=validate.Range(1, 5),
         metadata={"description": "Only products rated at least this (1-5); unrated never match."},
     )
