@@ -184,7 +184,8 @@ class ErrorSchema(ma.Schema):
         metadata={
             "description": (
                 "Facts about the error, for some codes: `out_of_stock` {product_id, available}, "
-                "`invalid_transition` {from, to}, `duplicate` {field}."
+                "`insufficient_stock` {product_id, available}, `invalid_transition` {from, to}, "
+                "`duplicate` {field}."
             ),
         },
     )

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from app.errors import http_error_response
 from app.schemas.common import ErrorSchema
-from app.web.openapi import ERROR_DESCRIPTIONS, SETTINGS, money2properties, nonblank2properties
+from app.web.openapi import (
+    ERROR_DESCRIPTIONS,
+    SETTINGS,
+    email2properties,
+    money2properties,
+    nonblank2properties,
+)
 from app.web.openapi_contract import ContractPlugin, error_component_headers
 from app.web.overrides import ApiWithErrorComponents
 
@@ -26,6 +32,7 @@ class Api(ApiWithErrorComponents):
         super().init_app(app, spec_kwargs=spec_kwargs)
         self.ma_plugin.converter.add_attribute_function(money2properties)
         self.ma_plugin.converter.add_attribute_function(nonblank2properties)
+        self.ma_plugin.converter.add_attribute_function(email2properties)
 
     def error_headers(self, status: int) -> dict:
         return error_component_headers(status)

@@ -200,6 +200,7 @@ def _example_from_json_schema(definition: dict, *, change: bool) -> dict | None:
 _NO_VALUE = object()
 _FORMATS = {
     "email": "alice@example.com",
+    "idn-email": "alice@example.com",
     "url": "https://example.com/",
     "uri": "https://example.com/",
     "date-time": "2026-11-24T17:05:00+00:00",

@@ -13,6 +13,7 @@ export type ProductPage = Schemas["ProductPageResponse"];
 export type Cart = Schemas["CartResponse"];
 export type Order = Schemas["OrderResponse"];
 export type OrderPage = Schemas["OrderPageResponse"];
+export type Review = Schemas["ReviewResponse"];
 export type ErrorBody = Schemas["Error"];
 
 type JsonBody<Op> = Op extends { requestBody?: infer R }
@@ -32,6 +33,20 @@ export type OrderCreateBody = JsonBody<paths["/api/orders"]["post"]>;
 export type OrderUpdateBody = JsonBody<paths["/api/orders/{order_id}"]["put"]>;
 export type ProductQuery = Query<paths["/api/products"]["get"]>;
 export type OrderQuery = Query<paths["/api/orders"]["get"]>;
+export type ProfileUpdateBody = JsonBody<paths["/api/auth/profile"]["put"]>;
+export type LogoutBody = JsonBody<paths["/api/auth/logout"]["post"]>;
+export type PasswordResetBody = JsonBody<paths["/api/auth/password-reset"]["post"]>;
+export type PasswordResetConfirmBody = JsonBody<paths["/api/auth/password-reset/confirm"]["post"]>;
+export type VerifyEmailBody = JsonBody<paths["/api/auth/verify-email"]["post"]>;
+export type PayBody = JsonBody<paths["/api/orders/{order_id}/pay"]["post"]>;
+export type ReviewBody = JsonBody<paths["/api/products/{product_id}/reviews"]["post"]>;
+export type ReviewUpdateBody = JsonBody<paths["/api/reviews/{review_id}"]["put"]>;
+export type StockAdjustmentBody = JsonBody<paths["/api/products/{product_id}/stock"]["post"]>;
+export type FacetsQuery = Query<paths["/api/products/facets"]["get"]>;
+export type SuggestQuery = Query<paths["/api/products/suggest"]["get"]>;
+export type ReviewQuery = Query<paths["/api/products/{product_id}/reviews"]["get"]>;
+export type UserOrdersQuery = Query<paths["/api/orders/user/{user_id}"]["get"]>;
+export type PageQuery = Query<paths["/api/inventory/low-stock"]["get"]>;
 
 /** An error answer: branch on `code` (stable), show `message`. */
 export class ShopApiError extends Error {
@@ -56,6 +71,8 @@ interface RequestOptions {
   body?: unknown;
   query?: QueryValues;
   headers?: Record<string, string>;
+  /** Sent as the bearer instead of `token` (the refresh token, for refresh). */
+  bearer?: string | undefined;
 }
 
 export class ShopClient {
@@ -71,7 +88,8 @@ export class ShopClient {
       if (value !== undefined) url.searchParams.set(name, String(value));
     }
     const headers: Record<string, string> = { Accept: "application/json", ...options.headers };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const bearer = options.bearer ?? this.token;
+    if (bearer) headers.Authorization = `Bearer ${bearer}`;
     const init: RequestInit = { method, headers };
     if (options.body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -102,12 +120,58 @@ export class ShopClient {
     return this.request("GET", "/api/auth/profile");
   }
 
+  updateProfile(body: ProfileUpdateBody): Promise<User> {
+    return this.request("PUT", "/api/auth/profile", { body });
+  }
+
+  /** A new access token, from the refresh token kept at signup or login. */
+  async refresh(): Promise<Schemas["AccessTokenResponse"]> {
+    const answer = await this.request<Schemas["AccessTokenResponse"]>("POST", "/api/auth/refresh", {
+      bearer: this.refreshToken,
+    });
+    this.token = answer.access_token;
+    return answer;
+  }
+
+  /** Revokes the access token and (given in the body) the refresh token. */
+  logout(body: LogoutBody = {}): Promise<Schemas["MessageResponse"]> {
+    return this.request("POST", "/api/auth/logout", { body });
+  }
+
+  requestPasswordReset(body: PasswordResetBody): Promise<Schemas["MessageResponse"]> {
+    return this.request("POST", "/api/auth/password-reset", { body });
+  }
+
+  confirmPasswordReset(body: PasswordResetConfirmBody): Promise<Schemas["MessageResponse"]> {
+    return this.request("POST", "/api/auth/password-reset/confirm", { body });
+  }
+
+  verifyEmail(body: VerifyEmailBody): Promise<User> {
+    return this.request("POST", "/api/auth/verify-email", { body });
+  }
+
+  resendVerification(): Promise<Schemas["MessageResponse"]> {
+    return this.request("POST", "/api/auth/verify-email/resend");
+  }
+
+  health(): Promise<Schemas["HealthResponse"]> {
+    return this.request("GET", "/api/health");
+  }
+
   logoutAll(): Promise<Schemas["MessageResponse"]> {
     return this.request("POST", "/api/auth/logout-all");
   }
 
   listProducts(query: ProductQuery = {}): Promise<ProductPage> {
     return this.request("GET", "/api/products", { query });
+  }
+
+  productFacets(query: FacetsQuery = {}): Promise<Schemas["FacetsResponse"]> {
+    return this.request("GET", "/api/products/facets", { query });
+  }
+
+  suggest(query: SuggestQuery): Promise<Schemas["SuggestionsResponse"]> {
+    return this.request("GET", "/api/products/suggest", { query });
   }
 
   getProduct(id: number): Promise<Product> {
@@ -122,6 +186,38 @@ export class ShopClient {
     return this.request("PUT", `/api/products/${id}`, { body });
   }
 
+  deleteProduct(id: number): Promise<void> {
+    return this.request("DELETE", `/api/products/${id}`);
+  }
+
+  adjustStock(id: number, body: StockAdjustmentBody): Promise<Product> {
+    return this.request("POST", `/api/products/${id}/stock`, { body });
+  }
+
+  stockMovements(id: number, query: PageQuery = {}): Promise<Schemas["StockMovementPageResponse"]> {
+    return this.request("GET", `/api/products/${id}/stock-movements`, { query });
+  }
+
+  lowStock(query: PageQuery = {}): Promise<ProductPage> {
+    return this.request("GET", "/api/inventory/low-stock", { query });
+  }
+
+  listReviews(productId: number, query: ReviewQuery = {}): Promise<Schemas["ReviewPageResponse"]> {
+    return this.request("GET", `/api/products/${productId}/reviews`, { query });
+  }
+
+  createReview(productId: number, body: ReviewBody): Promise<Review> {
+    return this.request("POST", `/api/products/${productId}/reviews`, { body });
+  }
+
+  updateReview(id: number, body: ReviewUpdateBody): Promise<Review> {
+    return this.request("PUT", `/api/reviews/${id}`, { body });
+  }
+
+  deleteReview(id: number): Promise<void> {
+    return this.request("DELETE", `/api/reviews/${id}`);
+  }
+
   getCart(): Promise<Cart> {
     return this.request("GET", "/api/cart");
   }
@@ -132,6 +228,14 @@ export class ShopClient {
 
   updateCartItem(itemId: number, body: CartUpdateBody): Promise<Cart> {
     return this.request("PUT", `/api/cart/${itemId}`, { body });
+  }
+
+  removeCartItem(itemId: number): Promise<Cart> {
+    return this.request("DELETE", `/api/cart/${itemId}`);
+  }
+
+  clearCart(): Promise<Cart> {
+    return this.request("DELETE", "/api/cart/clear");
   }
 
   /** Checkout; retrying with the same `idempotencyKey` never orders twice. */
@@ -156,5 +260,13 @@ export class ShopClient {
 
   cancelOrder(id: number): Promise<Order> {
     return this.request("POST", `/api/orders/${id}/cancel`);
+  }
+
+  payOrder(id: number, body: PayBody): Promise<Order> {
+    return this.request("POST", `/api/orders/${id}/pay`, { body });
+  }
+
+  userOrders(userId: number, query: UserOrdersQuery = {}): Promise<OrderPage> {
+    return this.request("GET", `/api/orders/user/${userId}`, { query });
   }
 }

@@ -2,7 +2,13 @@
  * Compile-time checks that the generated types say what the server accepts
  * (`tsc --strict` fails if an expected error goes away). Nothing runs here.
  */
-import type { LoginBody, Order, ProductCreateBody, ProductUpdateBody } from "./client.js";
+import type {
+  CartAddBody,
+  LoginBody,
+  Order,
+  ProductCreateBody,
+  ProductUpdateBody,
+} from "./client.js";
 
 export const byEmail: LoginBody = { email: "alice@example.com", password: "correct-horse-9" };
 export const byUsername: LoginBody = { username: "alice", password: "correct-horse-9" };
@@ -20,3 +26,6 @@ export const withCreatedAt: ProductUpdateBody = { created_at: "2026-11-24T17:05:
 export const statuses: Order["status"][] = ["pending", "processing", "shipped", "delivered"];
 // @ts-expect-error -- not a status
 export const badStatus: Order["status"] = "lost";
+
+// `quantity` has a default (1): a cart add may leave it out.
+export const defaultQuantity: CartAddBody = { product_id: 1 };

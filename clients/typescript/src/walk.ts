@@ -38,6 +38,11 @@ async function main(): Promise<void> {
   check(page.items.length > 0 && page.page === 1, "a page of products in stock");
   const first = page.items[0];
   if (first === undefined) throw new Error("no product in stock");
+  const facets = await shop.productFacets({ in_stock: true });
+  check(facets.total >= page.items.length, "facets count the products in stock");
+  const typed = first.name.split(" ")[0]?.slice(0, 3) ?? first.name;
+  const suggested = await shop.suggest({ q: typed });
+  check(Array.isArray(suggested.suggestions), "suggestions for what was typed");
   const product = await shop.getProduct(first.id);
   check(product.id === first.id && typeof product.price === "number", "product detail");
 
@@ -75,6 +80,20 @@ async function main(): Promise<void> {
   const wrong = await expectError(shop.cancelOrder(order.id), "invalid_transition");
   check(wrong.details?.from === "cancelled", "invalid_transition names the status");
 
+  cart = await shop.addToCart({ product_id: product.id });
+  const added = cart.items[0];
+  if (added === undefined) throw new Error("the cart has no line");
+  check((await shop.removeCartItem(added.id)).items.length === 0, "a cart line removed");
+  await shop.addToCart({ product_id: product.id });
+  check((await shop.clearCart()).total_items === 0, "the cart cleared");
+  await shop.addToCart({ product_id: product.id });
+  const toPay = await shop.placeOrder(address);
+  const paid = await shop.payOrder(toPay.id, { payment_method: "pm_card_visa" });
+  check(paid.payment_status === "paid" && paid.status === "processing", "order paid");
+
+  const refreshed = await shop.refresh();
+  check(refreshed.access_token === shop.token, "a new access token from the refresh token");
+  check((await shop.profile()).id === tokens.user.id, "the new token works");
   await shop.logoutAll();
   await expectError(shop.getCart(), "token_revoked");
   console.log("walk complete");
