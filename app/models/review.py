@@ -42,6 +42,9 @@ class Review(db.Model):
         # A product's reviews in each list order, id breaking ties.
         Index("ix_reviews_product_id_created_at_id", "product_id", "created_at", "id"),
         Index("ix_reviews_product_id_rating_id", "product_id", "rating", "id"),
+        # SQLite: never reuse a deleted review's id (the highest rowid was
+        # reused, and a retried DELETE removed the next review; migration f40a6c8e1d27).
+        {"sqlite_autoincrement": True},
     )
 
     def __repr__(self) -> str:
