@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import DATABASE_URL, PASSWORD, scalar
+from tests.helpers import DATABASE_URL, PASSWORD, auth, scalar
 from tests.live import gunicorn
 from tests.reviewing import give_order
 from tests.test_integrity_races import one_after_another, postgres_only, product_locked
@@ -67,3 +67,28 @@ def test_a_login_with_rate_limits_off_logs_no_storage_failure(client, make_user,
         response = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
         assert response.status_code == 200
     assert not [r for r in caplog.records if "rate limit's window" in r.getMessage()]
+
+
+def test_a_removed_lines_id_never_names_a_later_line(client, buyer, make_product):
+    """On SQLite a new cart line took the highest rowid + 1: remove the
+    newest line, add another product, and the new line had the removed
+    line's id, so a retried DELETE (a flaky network, an offline queue)
+    answered 200 and emptied the new line, and a retried PUT changed it.
+    The id of a removed line is a 404 for good, on either database."""
+    _, token = buyer
+    first, second = make_product(stock=5), make_product(stock=5)
+    added = client.post(
+        "/api/cart", json={"product_id": first.id, "quantity": 1}, headers=auth(token)
+    )
+    assert added.status_code == 201, added.get_json()
+    [line] = added.get_json()["items"]
+    assert client.delete(f"/api/cart/{line['id']}", headers=auth(token)).status_code == 200
+    again = client.post(
+        "/api/cart", json={"product_id": second.id, "quantity": 2}, headers=auth(token)
+    )
+    [new_line] = again.get_json()["items"]
+    assert new_line["id"] != line["id"]
+    assert client.delete(f"/api/cart/{line['id']}", headers=auth(token)).status_code == 404
+    put = client.put(f"/api/cart/{line['id']}", json={"quantity": 1}, headers=auth(token))
+    assert put.status_code == 404
+    assert client.get("/api/cart", headers=auth(token)).get_json()["items"] == [new_line]

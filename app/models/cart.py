@@ -55,6 +55,9 @@ class CartItem(db.Model):
     __table_args__ = (
         UniqueConstraint("cart_id", "product_id"),
         CheckConstraint("quantity >= 1", name="quantity_positive"),
+        # SQLite: never reuse a removed line's id (a retried DELETE or PUT of
+        # it changed the next line added; migration f41b7d9e2c38).
+        {"sqlite_autoincrement": True},
     )
 
     @property
