@@ -12,6 +12,9 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -65,6 +68,47 @@ def test_generated_types_compile_and_the_client_walks_the_core_flow(node, live):
     output = run("node", "dist/walk.js", live.url)
     assert "walk complete" in output, output
     assert "ok - out_of_stock names what is left" in output
+
+    # A proxy's HTML error page (no shop behind it) is a ShopApiError too:
+    # it was a bare SyntaxError from JSON.parse.
+    with html_bad_gateway() as url:
+        script = (
+            "import { ShopClient, ShopApiError } from './dist/client.js';"
+            f"try {{ await new ShopClient({json.dumps(url)}).listProducts();"
+            " console.log('no error'); }"
+            "catch (e) { console.log(e instanceof ShopApiError, e.status, e.code); }"
+        )
+        assert run("node", "--input-type=module", "-e", script).split() == [
+            "true",
+            "502",
+            "not_json",
+        ]
+
+
+@contextmanager
+def html_bad_gateway():
+    """A server answering every request as a proxy with no backend does."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            self.send_response(502)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_postman_collection_converts(node, live, tmp_path):

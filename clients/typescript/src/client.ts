@@ -48,7 +48,8 @@ export type ReviewQuery = Query<paths["/api/products/{product_id}/reviews"]["get
 export type UserOrdersQuery = Query<paths["/api/orders/user/{user_id}"]["get"]>;
 export type PageQuery = Query<paths["/api/inventory/low-stock"]["get"]>;
 
-/** An error answer: branch on `code` (stable), show `message`. */
+/** An error answer: branch on `code` (stable), show `message`. An answer that
+ * is not JSON at all (a proxy's HTML error page) has the code `not_json`. */
 export class ShopApiError extends Error {
   readonly status: number;
   readonly code: ErrorBody["code"];
@@ -97,7 +98,16 @@ export class ShopClient {
     }
     const response = await fetch(url, init);
     const text = await response.text();
-    const data: unknown = text ? JSON.parse(text) : undefined;
+    let data: unknown;
+    try {
+      data = text ? JSON.parse(text) : undefined;
+    } catch {
+      // Not the shop's answer: a proxy's or load balancer's page (an HTML 502).
+      throw new ShopApiError(response.status, {
+        code: "not_json",
+        message: `HTTP ${response.status}: the answer is not JSON (${response.headers.get("Content-Type") ?? "no Content-Type"})`,
+      });
+    }
     if (!response.ok) throw new ShopApiError(response.status, data as ErrorBody);
     return data as T;
   }
