@@ -9,7 +9,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -296,19 +296,27 @@ def handle_unexpected(error: Exception) -> Response:
 
 
 BUSY = ("database is locked", "database table is locked", "database is busy")
+# SQLSTATE of a write refused by a read-only PostgreSQL (a hot standby during a
+# failover, default_transaction_read_only in a maintenance window): psycopg
+# raises it as an InternalError, which was a 500 (found by review).
+READ_ONLY_SQL_TRANSACTION = "25006"
 
 
-def handle_database_busy(error: OperationalError | PoolTimeout) -> Response:
+def handle_database_busy(error: OperationalError | InternalError | PoolTimeout) -> Response:
     """A database that cannot answer now - SQLite's lock still held after the
     busy timeout, PostgreSQL's statement or lock timeout, a lost connection,
-    no pooled connection free in time - is a 503 the client may retry, not a
-    bug. Other OperationalErrors (SQLite's "no such table") stay 500s."""
-    driver = type(getattr(error, "orig", None)).__module__
+    a server taking no writes, no pooled connection free in time - is a 503
+    the client may retry, not a bug. Other OperationalErrors (SQLite's "no
+    such table") and InternalErrors stay 500s."""
+    orig = getattr(error, "orig", None)
+    driver = type(orig).__module__
     transient = (
         isinstance(error, PoolTimeout)
         or getattr(error, "connection_invalidated", False)
-        or driver.startswith("psycopg")  # its OperationalErrors: connection, timeouts, locks
-        or any(text in str(getattr(error, "orig", "")).lower() for text in BUSY)
+        # psycopg's OperationalErrors: connection, timeouts, locks
+        or (isinstance(error, OperationalError) and driver.startswith("psycopg"))
+        or getattr(orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION
+        or any(text in str(orig or "").lower() for text in BUSY)
     )
     if not transient:
         return handle_unexpected(error)
@@ -326,6 +334,7 @@ def handle_database_busy(error: OperationalError | PoolTimeout) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(OperationalError, handle_database_busy)
+    app.register_error_handler(InternalError, handle_database_busy)
     app.register_error_handler(PoolTimeout, handle_database_busy)
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(InternalServerError, handle_unexpected)

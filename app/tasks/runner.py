@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import unit_of_work
 from app.extensions import db
@@ -70,9 +71,6 @@ def deliver_batch(
             if message.kind == "email":
                 # Outside any transaction: SMTP may be slow.
                 outbox.send_email(message, deadline)
-                with unit_of_work():
-                    if not outbox.mark_sent(message):
-                        log.warning("outbox email %s was claimed again meanwhile", message.id)
             else:
                 with unit_of_work():  # the task's effects and its completion, together
                     outbox.run_task(message)
@@ -83,7 +81,26 @@ def deliver_batch(
             permanent = message.kind == "email" and mail.is_permanent(error)
             with unit_of_work():
                 outbox.mark_failed_attempt(message, error, permanent=permanent)
+        else:
+            if message.kind == "email":
+                _record_sent(message)
     return len(messages)
+
+
+def _record_sent(message) -> None:
+    """Mark a delivered email sent, trying once more on a new connection. A
+    database error here is no failed attempt: counted as one, a delivered
+    email was sent again, or marked `failed` (found by review). If the mark
+    still fails, the row's lease runs out and it is sent again (at least once)."""
+    for attempt in (1, 2):
+        try:
+            with unit_of_work():
+                if not outbox.mark_sent(message):
+                    log.warning("outbox email %s was claimed again meanwhile", message.id)
+            return
+        except SQLAlchemyError:
+            if attempt == 2:
+                log.exception("outbox email %s was sent but not recorded as sent", message.id)
 
 
 def drain(
