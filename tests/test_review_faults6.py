@@ -31,6 +31,7 @@ from tests.helpers import (
     scalar,
 )
 from tests.live import eventually, gunicorn
+from tests.test_review_faults import paused_redis  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 pg_only = pytest.mark.skipif(not IS_POSTGRES, reason="terminating backends is PostgreSQL's")
@@ -542,3 +543,26 @@ def test_cli_odd_arguments_are_clear_errors_not_tracebacks(app, args, message):
     assert isinstance(result.exception, SystemExit), result.exception
     assert "Error:" in result.output and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_health_answers_quickly_while_redis_does_not_answer(paused_redis, make_app):  # noqa: F811
+    """README: Redis down is reported ("degraded") but stays a 200, so a
+    balancer keeps every instance. With Redis accepting connections but
+    answering nothing (paused, a partition), each health check waited out a
+    1 s ping: a balancer whose check times out at 1 s (Kubernetes' default)
+    took every instance out, the outage the 200 is there to avoid. The ping
+    now gives up after a quarter of a second."""
+    client = make_app(overrides={"REDIS_URL": paused_redis.url}).test_client()
+    assert client.get("/api/health").get_json()["redis"] == "ok"
+    paused_redis.pause()
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            response = client.get("/api/health")
+            elapsed = time.monotonic() - started
+            assert response.status_code == 200
+            assert response.get_json()["redis"] == "unavailable"
+            assert response.get_json()["status"] == "degraded"
+            assert elapsed < 0.6, elapsed
+    finally:
+        paused_redis.resume()
