@@ -4,7 +4,6 @@ test failed on the code before its fix (PostgreSQL for the deadlocks)."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy import text
 
 from app.extensions import db
 from tests.helpers import IS_POSTGRES, PASSWORD, auth, scalar
+from tests.test_integrity_races import in_thread, wait_for_lock_waiters
 
 postgres_only = pytest.mark.skipif(
     not IS_POSTGRES, reason="row locks: SQLite serialises every writer and cannot interleave"
@@ -41,25 +41,6 @@ def _lock_waiters() -> int:
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
-
-
-def _wait_for_lock_waiters(count: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while _lock_waiters() < count:
-        assert time.monotonic() < deadline, "the requests never waited on the lock"
-        time.sleep(0.02)
-
-
-def _in_thread(call):
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("value", call()))
-    thread.start()
-
-    def join():
-        thread.join(60)
-        return result["value"]
-
-    return join
 
 
 # --- a reset confirmed while a profile change holds the account ---------------------
@@ -108,10 +89,10 @@ def test_a_reset_confirmed_during_an_email_change_does_not_deadlock(
             ),
             {"u": user_id},
         )
-        changed = _in_thread(change_email)
-        _wait_for_lock_waiters(1)  # the change holds the user row, waits on the link
-        confirmed = _in_thread(confirm_reset)
-        _wait_for_lock_waiters(2)  # the reset waits for the user row
+        changed = in_thread(change_email)
+        wait_for_lock_waiters(1)  # the change holds the user row, waits on the link
+        confirmed = in_thread(confirm_reset)
+        wait_for_lock_waiters(2)  # the reset waits for the user row
         conn.rollback()
     changed, confirmed = changed(), confirmed()
 
@@ -171,9 +152,9 @@ def test_an_email_change_and_a_reset_email_being_issued_do_not_deadlock(
             ),
             {"u": user_id},
         )
-        changed = _in_thread(change_email)
-        _wait_for_lock_waiters(1)  # the change holds the user row, waits on the link
-        worked = _in_thread(run_worker)
+        changed = in_thread(change_email)
+        wait_for_lock_waiters(1)  # the change holds the user row, waits on the link
+        worked = in_thread(run_worker)
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline and _lock_waiters() < 2:
             time.sleep(0.02)  # the worker queues on the user row
@@ -214,9 +195,9 @@ def test_an_email_change_and_a_resend_under_hashing_load_do_not_deadlock(app, cl
         return app.test_client().post("/api/auth/verify-email/resend", headers=headers)
 
     try:
-        changed = _in_thread(change_email)
+        changed = in_thread(change_email)
         time.sleep(0.3)  # the change holds the user row, waits for a slot
-        resent = _in_thread(resend)
+        resent = in_thread(resend)
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline and _lock_waiters() < 1:
             time.sleep(0.02)  # the resend queues on the user row
