@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import click
 from flask import Flask, current_app
 from marshmallow import ValidationError
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from app.db import unit_of_work, vacuum_analyze
 from app.errors import ApiError
@@ -22,6 +26,7 @@ from app.services.demo import seed_demo_reviews
 from app.services.inventory import record_opening_balances
 
 IMG = "https://picsum.photos/seed/{}/600/400"
+UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a relation that does not exist
 DEMO_CATALOG = [
     # name, category, price, stock, description
     (
@@ -105,8 +110,32 @@ def _generated_rows(count: int, start: int, threshold: int) -> list[dict]:
     return rows
 
 
+def needs_tables(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command run on a database with no tables yet (before `flask db
+    upgrade`: a newcomer's step skipped, a new DATABASE_URL) says so in one
+    line instead of a SQL traceback (found by review)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DBAPIError as error:
+            orig = error.orig
+            missing = getattr(orig, "sqlstate", None) == UNDEFINED_TABLE or (
+                "no such table" in str(orig)
+            )
+            if not missing:
+                raise
+            raise click.ClickException(
+                "the database has no tables yet: run `flask db upgrade` first"
+            ) from None
+
+    return wrapper
+
+
 def register_commands(app: Flask) -> None:
     @app.cli.command("cancel-expired-orders")
+    @needs_tables
     def cancel_expired_orders() -> None:
         """Cancel pending orders left unpaid past ORDER_PAYMENT_TIMEOUT; restock them."""
         from app.services.payment_timeouts import cancel_expired_orders as sweep
@@ -119,6 +148,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--username", required=True)
     @click.option("--email", required=True)
     @click.option("--password", required=True)
+    @needs_tables
     @unit_of_work()
     def create_admin(username: str, email: str, password: str) -> None:
         """Create an admin, or promote the user with this username or email
@@ -174,6 +204,7 @@ def register_commands(app: Flask) -> None:
         default=None,
         help="Add this many generated products (at most 1,000,000) instead of the demo catalog.",
     )
+    @needs_tables
     def seed(count: int | None) -> None:
         """Load the demo catalog when the catalog is empty, or add N generated products."""
         existing = db.session.scalar(select(func.count()).select_from(Product))

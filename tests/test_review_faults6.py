@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -566,3 +567,38 @@ def test_health_answers_quickly_while_redis_does_not_answer(paused_redis, make_a
             assert elapsed < 0.6, elapsed
     finally:
         paused_redis.resume()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["seed"],
+        ["create-admin", "--username", "ops", "--email", "ops@example.com", "--password", "p" * 9],
+        ["cancel-expired-orders"],
+        ["mail", "failed"],
+        ["mail", "retry", "--all"],
+        ["mail", "deliver"],
+    ],
+)
+def test_cli_on_a_database_with_no_tables_says_to_migrate_first(tmp_path, args):
+    """A command run before `flask db upgrade` (a newcomer's first step
+    skipped, a new database URL) printed a SQL traceback ("no such table");
+    it is a one-line error naming the command to run."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", *args],
+        env={
+            **os.environ,
+            "FLASK_APP": "app:create_app",
+            "FLASK_CONFIG": "development",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+            "BACKGROUND_MODE": "off",
+        },
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, (result.returncode, output)
+    assert "flask db upgrade" in output, output
+    assert "Traceback" not in output, output

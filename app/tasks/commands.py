@@ -6,6 +6,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.commands import needs_tables
 from app.db import unit_of_work
 from app.models.types import INTEGER_MAX
 from app.services import outbox
@@ -18,6 +19,7 @@ mail_cli = AppGroup("mail", help="The email outbox: failed messages, retries, de
 # to the database as it was, a DataError traceback (found by review).
 @mail_cli.command("failed")
 @click.option("--limit", type=click.IntRange(1, INTEGER_MAX), default=100, show_default=True)
+@needs_tables
 def failed(limit: int) -> None:
     """List messages that failed MAIL_MAX_ATTEMPTS times, with the last error."""
     messages = outbox.failed_messages(limit)
@@ -34,6 +36,7 @@ def failed(limit: int) -> None:
 @mail_cli.command("retry")
 @click.argument("ids", nargs=-1, type=click.IntRange(1, INTEGER_MAX))
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed message.")
+@needs_tables
 def retry(ids: tuple[int, ...], retry_all: bool) -> None:
     """Queue failed messages again (these IDS, or --all) with fresh attempts."""
     if not ids and not retry_all:
@@ -44,6 +47,7 @@ def retry(ids: tuple[int, ...], retry_all: bool) -> None:
 
 
 @mail_cli.command("deliver")
+@needs_tables
 def deliver() -> None:
     """Deliver every due message now, in this process (then exit)."""
     count = runner.drain()
