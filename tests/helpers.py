@@ -108,11 +108,11 @@ def race(calls):
         return list(pool.map(run, calls))
 
 
-def start_up_error(tmp_path, config_name: str = "development", **env: str) -> str:
-    """What `create_app(config_name)` printed when it refused these variables
-    ("" if it started), in a process of its own on a new SQLite file."""
-    result = subprocess.run(
-        [sys.executable, "-c", f"from app import create_app; create_app({config_name!r})"],
+def run_in_new_process(tmp_path, argv: list[str], **env: str) -> subprocess.CompletedProcess:
+    """`python argv...` from the repository, on a new SQLite file under
+    `tmp_path`, with no embedded worker and these variables set."""
+    return subprocess.run(
+        [sys.executable, *argv],
         env={
             **os.environ,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'start.db'}",
@@ -124,4 +124,11 @@ def start_up_error(tmp_path, config_name: str = "development", **env: str) -> st
         text=True,
         timeout=120,
     )
+
+
+def start_up_error(tmp_path, config_name: str = "development", **env: str) -> str:
+    """What `create_app(config_name)` printed when it refused these variables
+    ("" if it started), in a process of its own on a new SQLite file."""
+    code = f"from app import create_app; create_app({config_name!r})"
+    result = run_in_new_process(tmp_path, ["-c", code], **env)
     return "" if result.returncode == 0 else result.stderr

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,9 +28,11 @@ from tests.helpers import (
     auth,
     fill_cart,
     place_order,
+    run_in_new_process,
     scalar,
 )
 from tests.live import eventually, gunicorn
+from tests.test_celery import _verify_context
 from tests.test_review_faults import paused_redis  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,15 +43,6 @@ LIBPQ_URL = DATABASE_URL.replace("postgresql+psycopg://", "postgresql://")
 def _terminate(pid: int) -> None:
     with psycopg.connect(LIBPQ_URL, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-
-def _verify_context(user) -> dict:
-    return {
-        "user": {"username": user.username},
-        "email": user.email,
-        "link": "http://localhost:3000/verify-email?token=t",
-        "expires_hours": 48,
-    }
 
 
 # --- the outbox: a send that succeeded is never a failed attempt ----------------------
@@ -584,19 +576,8 @@ def test_cli_on_a_database_with_no_tables_says_to_migrate_first(tmp_path, args):
     """A command run before `flask db upgrade` (a newcomer's first step
     skipped, a new database URL) printed a SQL traceback ("no such table");
     it is a one-line error naming the command to run."""
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", *args],
-        env={
-            **os.environ,
-            "FLASK_APP": "app:create_app",
-            "FLASK_CONFIG": "development",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
-            "BACKGROUND_MODE": "off",
-        },
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_in_new_process(
+        tmp_path, ["-m", "flask", *args], FLASK_APP="app:create_app", FLASK_CONFIG="development"
     )
     output = result.stdout + result.stderr
     assert result.returncode == 1, (result.returncode, output)
