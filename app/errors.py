@@ -300,16 +300,29 @@ BUSY = ("database is locked", "database table is locked", "database is busy")
 # failover, default_transaction_read_only in a maintenance window): psycopg
 # raises it as an InternalError, which was a 500 (found by review).
 READ_ONLY_SQL_TRANSACTION = "25006"
+# SQLite refusing writes: its disk (or the page limit) full, its file or mount
+# read-only. Both were 500s with a traceback (found by review); the operator
+# must act, the client can only retry later. (PostgreSQL's disk_full, 53100,
+# is an OperationalError of psycopg's: a 503 already.)
+SQLITE_WRITES_REFUSED = ("SQLITE_FULL", "SQLITE_READONLY")
 
 
 def handle_database_busy(error: OperationalError | InternalError | PoolTimeout) -> Response:
     """A database that cannot answer now - SQLite's lock still held after the
     busy timeout, PostgreSQL's statement or lock timeout, a lost connection,
-    a server taking no writes, no pooled connection free in time - is a 503
-    the client may retry, not a bug. Other OperationalErrors (SQLite's "no
-    such table") and InternalErrors stay 500s."""
+    a server taking no writes, no pooled connection free in time, SQLite's
+    disk full or file read-only - is a 503 the client may retry, not a bug.
+    Other OperationalErrors (SQLite's "no such table") and InternalErrors
+    stay 500s."""
     orig = getattr(error, "orig", None)
     driver = type(orig).__module__
+    if getattr(orig, "sqlite_errorname", "").startswith(SQLITE_WRITES_REFUSED):
+        log.error("database refuses writes on %s %s: %s", request.method, request.path, orig)
+        return error_response(
+            503,
+            "The database cannot take writes now; try again later",
+            headers={"Retry-After": "30"},
+        )
     transient = (
         isinstance(error, PoolTimeout)
         or getattr(error, "connection_invalidated", False)
