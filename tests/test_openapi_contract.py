@@ -287,7 +287,8 @@ def test_documented_idempotency_keys_work_over_http(spec, make_user, make_produc
 
 def test_non_blank_fields_are_documented_as_such(spec):
     """A field the server refuses when it is all whitespace (NonBlank) says so
-    with `pattern: \\S`, so a generated client or form validates the same."""
+    with a `pattern` of one visible character, so a generated client or form
+    validates the same (`\\S` let zero-width spaces through)."""
     from marshmallow import ValidationError
 
     from app.schemas.common import NonBlank
@@ -309,5 +310,9 @@ def test_non_blank_fields_are_documented_as_such(spec):
     ]
     for component, field in fields:
         prop = schemas[component]["properties"][field]
-        for value in ("     ", "\t \n  ", "\u3000" * 5, "  a  ", "\u00a0" * 4 + "x", "12345"):
+        for value in (
+            *("     ", "\t \n  ", "\u3000" * 5, "  a  ", "\u00a0" * 4 + "x", "12345"),
+            *("\u200b\u200b", "\u2060 \ufeff", "\u00ad", "\x85\x1c", "\u200bhello"),
+            "\U0001f600" * 5,
+        ):
             assert valid(prop, value) == server_accepts(value), (component, field, value)

@@ -94,8 +94,12 @@ class NonBlank(validate.Validator):
 
     error = "Must not be blank."
 
+    @staticmethod
+    def visible(char: str) -> bool:
+        return not (char.isspace() or unicodedata.category(char) == "Cf")
+
     def __call__(self, value: str) -> str:
-        if all(char.isspace() or unicodedata.category(char) == "Cf" for char in value):
+        if not any(map(self.visible, value)):
             raise ma.ValidationError(self.error)
         return value
 
