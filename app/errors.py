@@ -96,10 +96,13 @@ class Unauthorized(ApiError):
 
 class UserGone(Unauthorized):
     """The token's account was deleted (in SQL: no API deletes one) while
-    the request ran, or after this process kept its user (ACCOUNT_CACHE_TTL)."""
+    the request ran, or after this process kept its user (ACCOUNT_CACHE_TTL).
+    The JWT user lookup's 401 says the same (`app.web.jwt`)."""
+
+    MESSAGE = "The token's user no longer exists"
 
     def __init__(self):
-        super().__init__("The token's user no longer exists")
+        super().__init__(self.MESSAGE)
 
 
 class InvalidCredentials(Unauthorized):

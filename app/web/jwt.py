@@ -15,7 +15,7 @@ from flask import Flask, current_app, g, request
 from flask_jwt_extended import current_user, get_jwt, get_jwt_header, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTDecodeError
 
-from app.errors import Forbidden, error_response
+from app.errors import Forbidden, UserGone, error_response
 from app.extensions import db, jwt
 from app.models import User
 from app.models.types import INTEGER_MAX
@@ -199,9 +199,7 @@ def init_jwt(app: Flask) -> None:
             return _issued_to(found[1], payload)
         return _issued_to(db.session.get(User, user_id), payload)
 
-    jwt.user_lookup_error_loader(
-        lambda _h, _p: _unauthorized("token_invalid", "The token's user no longer exists")
-    )
+    jwt.user_lookup_error_loader(lambda _h, _p: _unauthorized(UserGone.code, UserGone.MESSAGE))
     jwt.revoked_token_loader(
         lambda _h, _p: _unauthorized("token_revoked", "Token has been revoked")
     )
