@@ -40,7 +40,7 @@ def _assert_refused(response) -> None:
 
 def test_a_full_disk_is_a_503_and_writes_nothing(app, make_app, admin_token):
     full = make_app(overrides={"SQLALCHEMY_DATABASE_URI": DATABASE_URL, "CATALOG_CACHE": False})
-    limited = {"on": True}
+    limited = {"on": False}
     with full.app_context():
         engine = db.engine
 
@@ -50,6 +50,15 @@ def test_a_full_disk_is_a_503_and_writes_nothing(app, make_app, admin_token):
                 pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
                 dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
 
+        engine.dispose()
+        # No free pages left by earlier tests' deletes: a write must grow the file.
+        raw = engine.raw_connection()
+        try:
+            raw.driver_connection.execute("VACUUM")
+            assert raw.driver_connection.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        finally:
+            raw.close()
+        limited["on"] = True
         engine.dispose()
     before = _count("products")
     headers = {"Authorization": f"Bearer {admin_token}"}

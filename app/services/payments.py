@@ -196,6 +196,13 @@ def handle_webhook(
                 log.warning("refund event %s is of a payment that paid nothing", event.id)
                 return
             raise Conflict("The order has no payment yet; deliver this refund again later")
+        if order.payment_status == "paid" and not _refunds_its_payment(order, event):
+            # The refund of a payment that paid nothing (another amount,
+            # currency or PaymentIntent): it marked the order refunded while
+            # its money was still held, and its cancel then refunded nothing
+            # (found by review).
+            log.warning("refund event %s is not of order %s's payment", event.id, order.id)
+            return
         if _set_payment_status(order, "paid", "refunded"):
             db.session.execute(
                 update(Payment)
@@ -213,6 +220,21 @@ def _pays_in_full(order: Order, event: WebhookEvent) -> bool:
     if event.currency is not None and event.currency != order.currency.lower():
         return False
     return event.amount is None or event.amount == _amount(order)
+
+
+def _refunds_its_payment(order: Order, event: WebhookEvent) -> bool:
+    """Whether a refund event is of the payment that paid the order (an
+    event that names no PaymentIntent is taken as of the order's)."""
+    if not _pays_in_full(order, event):
+        return False
+    if event.intent_id is None:
+        return True
+    paid_by = db.session.scalars(
+        select(Payment.intent_id)
+        .where(Payment.order_id == order.id, Payment.status == "succeeded")
+        .order_by(Payment.attempt.desc())
+    ).first()
+    return paid_by is None or paid_by == event.intent_id
 
 
 def _event_order(event: WebhookEvent) -> Order | None:
