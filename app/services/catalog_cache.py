@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app, g, has_app_context
 
 from app.services import versions
 
@@ -86,7 +86,8 @@ class LocalStore:
         version = self.version()
         return version, self.get(f"{version}:{key}")
 
-    def keep(self, key: str, version: str, value: bytes) -> None:
+    def keep(self, key: str, version: str, value: bytes, born: float | None = None) -> None:
+        # No expiry here: a bump on this host is never lost (`born` is for Redis).
         self.set(f"{version}:{key}", value)
 
     def get(self, key: str) -> bytes | None:
@@ -304,8 +305,20 @@ class RedisStore:
         entry, head = found[1], self._head(version)
         return version, entry[len(head) :] if entry and entry.startswith(head) else None
 
-    def keep(self, key: str, version: str, value: bytes) -> None:
-        self._call(self.redis.set, f"{self.prefix}:{key}", self._head(version) + value, self.ttl)
+    def keep(self, key: str, version: str, value: bytes, born: float | None = None) -> None:
+        """Keep `value` for `ttl` seconds from `born` (time.time(); now if
+        None): an answer built from another kept answer (`built_from`) lives
+        no longer than that one, so what a lost bump leaves stale is gone
+        `ttl` after the write, not a `ttl` per level of answers built from
+        answers (found by review). Times kept by one host are read by others:
+        their clocks are assumed to agree (NTP) to well within `ttl`."""
+        ttl_ms = self.ttl * 1000
+        if born is not None:
+            ttl_ms -= int((time.time() - born) * 1000)
+            if ttl_ms <= 0:
+                return
+        entry = self._head(version) + value
+        self._call(functools.partial(self.redis.set, f"{self.prefix}:{key}", entry, px=ttl_ms))
 
     @staticmethod
     def _head(version: str) -> bytes:
@@ -482,6 +495,34 @@ def bump_shared(name: str) -> None:
         store = current_app.extensions.get(SHARED_VERSIONS, {}).get(name)
         if store is not None:
             store.bump()
+
+
+# flask.g key: the time (time.time()) the oldest kept answer that the answers
+# being built in this request use was built at (`built_from`, `born`).
+OLDEST_SOURCE = "catalog_oldest_source"
+
+
+def built_from(built_at: float) -> None:
+    """What is being built uses an answer kept since `built_at` (time.time()
+    at the start of its build): what this request keeps lives no longer."""
+    if has_app_context():
+        oldest = g.get(OLDEST_SOURCE)
+        if oldest is None or built_at < oldest:
+            setattr(g, OLDEST_SOURCE, built_at)
+
+
+def start_building() -> float:
+    """The start (time.time()) of a new answer built from nothing kept yet."""
+    if has_app_context():
+        setattr(g, OLDEST_SOURCE, None)
+    return time.time()
+
+
+def born(started: float) -> float:
+    """How old an answer whose build started at `started` (time.time()) is:
+    as old as the oldest kept answer it was built from (`built_from`)."""
+    oldest = g.get(OLDEST_SOURCE) if has_app_context() else None
+    return started if oldest is None else min(started, oldest)
 
 
 def store() -> LocalStore | RedisStore | None:

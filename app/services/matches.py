@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from app.services import versions
+from app.services import catalog_cache, versions
 from app.services.catalog_cache import KeptUnderVersion, LocalStore, RedisStore
 
 MARK = "catalog_matches_changed"
@@ -95,10 +96,16 @@ def kept_in(
     entry = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
     version, value = store_.lookup(entry) if store_ is not None else (None, None)
     if value is not None:
-        return decode(value)
+        # Kept with the time its build started: what is built from it now
+        # lives no longer than it does (`catalog_cache.born`).
+        built_at, _, body = value.partition(b" ")
+        catalog_cache.built_from(float(built_at))
+        return decode(body)
+    started = time.time()
     answer = build()
     if version is not None:
-        store_.keep(entry, version, encode(answer))
+        born = catalog_cache.born(started)
+        store_.keep(entry, version, b"%.3f " % born + encode(answer), born)
     return answer
 
 

@@ -93,12 +93,14 @@ def catalog_read(view):
         if entry is not None:
             return _validated(entry[ETAG_DIGITS + 1 :], entry[:ETAG_DIGITS].decode())
         # A 304 only once the view has an answer: never for a 404 or a 422.
+        started = catalog_cache.start_building()
         response = make_response(view(*args, **kwargs))
         if response.status_code != 200:
             return response
         body = response.get_data()
         etag = etag_of(body)
-        cache.keep(key, version, etag.encode() + b"\n" + body)
+        # No longer than what it was built from (`RedisStore.keep`).
+        cache.keep(key, version, etag.encode() + b"\n" + body, catalog_cache.born(started))
         return _validated(body, etag, response)
 
     return wrapper

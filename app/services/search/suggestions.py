@@ -13,7 +13,8 @@ in-memory structure for the same reason; this is the same idea at our scale:
   their folded text (for "the name starts with the prefix").
 - It is valid under the **names version**, which moves on every commit that
   adds or removes a product or changes a name or `deleted_at`
-  (`app.services.versions`), and never on a stock, price or review write.
+  (`app.services.versions`), and never on a stock, price or review write
+  (with Redis, for at most CATALOG_CACHE_TTL seconds: a bump can be lost).
   The version lives where the catalog's does (Redis with REDIS_URL, else a
   memory-mapped file per host); the index is rebuilt by the first suggest
   after a change (two queries: the names counted, then read; 85-155 ms
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+import time
 import unicodedata
 from bisect import bisect_left
 from collections import defaultdict
@@ -45,7 +47,7 @@ from sqlalchemy import func, select
 
 from app.db import read_connection
 from app.models import Product
-from app.services import versions
+from app.services import catalog_cache, versions
 from app.services.catalog_cache import LocalStore, RedisStore, bump_shared, shared_version
 from app.services.search.query import FINAL_SIGMA, SIGMA, words_of
 
@@ -174,27 +176,48 @@ class NameIndex:
 
 
 class Suggestions:
-    """This process's index and the version it was built under."""
+    """This process's index, the version it was built under and when.
 
-    def __init__(self, store: LocalStore | RedisStore, max_names: int):
-        self.store, self.max_names = store, max_names
-        self.built: tuple[str, NameIndex | None] | None = None
+    `max_age` (seconds, None for no limit): an index older than this is
+    built again even at the same version. With Redis a bump can be lost (a
+    process that wrote while cut off died before Redis took it); the
+    catalog's answers then expire after CATALOG_CACHE_TTL, but suggest was
+    built again from this index, kept for ever: a deleted product's name was
+    suggested until some other name changed (found by review)."""
+
+    def __init__(
+        self, store: LocalStore | RedisStore, max_names: int, max_age: float | None = None
+    ):
+        self.store, self.max_names, self.max_age = store, max_names, max_age
+        # (version, index, time.monotonic() and time.time() before its build)
+        self.built: tuple[str, NameIndex | None, float, float] | None = None
         self.lock = threading.Lock()
 
+    def _serves(
+        self, built: tuple[str, NameIndex | None, float, float] | None, version: str
+    ) -> bool:
+        """Whether `built` is the index at `version`, young enough."""
+        if built is None or built[0] != version:
+            return False
+        return self.max_age is None or time.monotonic() - built[2] < self.max_age
+
     def index(self) -> NameIndex | None:
-        """The index at the current names version (built now if it moved);
-        None when the store is unreachable or the catalog has too many names."""
+        """The index at the current names version (built now if it moved, or
+        if it is older than `max_age`); None when the store is unreachable or
+        the catalog has too many names."""
         version = self.store.version()
         if version is None:
             return None
         built = self.built
-        if built is not None and built[0] == version:
-            return built[1]
-        with self.lock:  # one build per process at a time; the others wait for it
-            built = self.built
-            if built is None or built[0] != version:
-                built = (version, self._build())
-                self.built = built
+        if not self._serves(built, version):
+            with self.lock:  # one build per process at a time; the others wait for it
+                built = self.built
+                if not self._serves(built, version):
+                    started = (time.monotonic(), time.time())
+                    built = (version, self._build(), *started)
+                    self.built = built
+        if self.max_age is not None:  # a cached suggest lives no longer than the index
+            catalog_cache.built_from(built[3])
         return built[1]
 
     def _build(self) -> NameIndex | None:
@@ -221,7 +244,10 @@ def init_suggestions(app: Flask) -> None:
     names version is bumped all the same, for the processes that keep one)."""
     max_names = app.config["SUGGEST_INDEX_MAX_NAMES"]
     store = shared_version(app, "names", app.config["SUGGEST_INDEX_PREFIX"], keeps=bool(max_names))
-    app.extensions["suggestions"] = Suggestions(store, max_names) if max_names else None
+    # Kept in Redis, the names version may miss a bump for good (`Suggestions`):
+    # the index then lives no longer than a cached answer does.
+    max_age = app.config["CATALOG_CACHE_TTL"] if isinstance(store, RedisStore) else None
+    app.extensions["suggestions"] = Suggestions(store, max_names, max_age) if max_names else None
     versions.watch("names_changed", frozenset(), bump, NAME_COLUMNS)
 
 
