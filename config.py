@@ -39,6 +39,7 @@ def env_bool(name: str, default: bool) -> bool:
 # is added to must stay a date (a lease of 1e12 s overflowed every claim,
 # a retry backoff of 1e12 s every failed send; found by review).
 A_DECADE = 10 * 365 * 86400
+INT32_MAX = 2**31 - 1  # the most milliseconds PostgreSQL and SQLite take for a timeout
 
 
 def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -134,27 +135,146 @@ def env_currency(name: str, default: str) -> str:
     return value
 
 
+def env_limit(name: str, default: str) -> str:
+    """A rate limit (`env_str`) as Flask-Limiter reads it (`10 per minute`,
+    several joined by `;` or `,`); a malformed one stops start-up naming the
+    variable: Flask-Limiter skipped a limit it could not parse on every
+    request, logging nothing shown, so `RATELIMIT_LOGIN=10 per minit`
+    started production with no limit on password guesses (found by review)."""
+    from limits import parse_many
+
+    value = env_str(name, default)
+    try:
+        parse_many(value)
+    except ValueError:
+        raise SystemExit(
+            f"{name} must be a rate limit such as '10 per minute', not {value!r}"
+        ) from None
+    return value
+
+
+def env_word(name: str, default: str, choices) -> str:
+    """`env_str`, one of `choices` or start-up stops naming the variable: a
+    misspelt BACKGROUND_MODE was a RuntimeError traceback, a misspelt
+    MAIL_BACKEND or PAYMENT_PROVIDER started (outside production) and failed
+    every email, every payment (found by review)."""
+    value = env_str(name, default).strip()
+    if value not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def env_url(name: str, default: str, schemes) -> str:
+    """`env_str`, a URL of one of `schemes` (a callable for the database's,
+    which SQLAlchemy decides) or start-up stops naming the variable:
+    `postgres://...` (no SQLAlchemy dialect), `host:6379` for Redis, a
+    storage URI with no `://` each stopped it with a traceback, most naming
+    no variable (found by review). Only the scheme is ever printed: the URL
+    may hold a password."""
+    value = env_str(name, default).strip()
+    scheme = value.partition("://")[0].lower() if "://" in value else ""
+    if value and not (schemes(value) if callable(schemes) else scheme in schemes):
+        raise SystemExit(
+            f"{name} is not a URL this shop can use (scheme {scheme or 'missing'!r}); "
+            "see the README's Configuration"
+        )
+    return value
+
+
+def _sqlalchemy_url(value: str) -> bool:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(value).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        return False
+    return True
+
+
+def _web_url(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def env_sender(name: str, default: str) -> str:
+    """`env_str`, a `From` with an address in it (`Shop <shop@example.com>`
+    or the address alone), or start-up stops naming the variable: `Shop`
+    alone started, and every email went out with an envelope sender of no
+    domain, refused and retried until failed (found by review)."""
+    from email.utils import parseaddr
+
+    value = env_str(name, default)
+    if "@" not in parseaddr(value)[1]:
+        raise SystemExit(
+            f"{name} must name an address, such as 'Shop <shop@example.com>', not {value!r}"
+        )
+    return value
+
+
+def _limits_storage_schemes() -> frozenset[str]:
+    from limits.storage import SCHEMES
+
+    return frozenset(SCHEMES)
+
+
+# What PAYMENT_PROVIDER, MAIL_BACKEND and BACKGROUND_MODE may name
+# (app.services.payment_providers, app.services.mail, app.tasks).
+PAYMENT_PROVIDERS = ("test", "stripe")
+MAIL_BACKENDS = ("smtp", "console")
+BACKGROUND_MODES = ("auto", "celery", "thread", "off")
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py connects to
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+# An origin as a browser sends it (RFC 6454): scheme, host, optional port;
+# no path, no wildcard.
+ORIGIN = re.compile(r"https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
+def env_origins(name: str, default: str = "") -> list[str]:
+    """`env_list` of origins, each as a browser's Origin header names it, or
+    start-up stops naming the variable: `https://shop.example.com/` (a
+    trailing slash) or one without its scheme matched no browser's, and
+    every storefront call failed with nothing saying why; `*`, which
+    flask-cors reads as a pattern, allowed every origin (found by review)."""
+    origins = env_list(name, default)
+    for origin in origins:
+        if not ORIGIN.fullmatch(origin):
+            raise SystemExit(
+                f"{name} must list origins such as https://shop.example.com "
+                f"(scheme, host, optional port; no path, no wildcard), not {origin!r}"
+            )
+    return origins
 
 
 class Config:
     SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET)
     JWT_SECRET_KEY = env_str("JWT_SECRET_KEY", DEV_JWT_SECRET)
-    SQLALCHEMY_DATABASE_URI = env_str(
-        "DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'shop.db'}"
+    SQLALCHEMY_DATABASE_URI = env_url(
+        "DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'shop.db'}", _sqlalchemy_url
     )
     # Statements are logged without their parameters (password hashes, emails).
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"hide_parameters": True}
     # PostgreSQL: a server that accepts but never answers must not hold a
     # worker thread for minutes (seconds; statement timeout in ms, 0 = none).
     DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=A_DECADE)
-    DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=0)
+    # Both timeouts in ms reach the database as a 32-bit int: a larger one made
+    # PostgreSQL refuse every connection (each request a 503), and SQLite
+    # read it as 0, no wait for the lock at all (found by review).
+    DB_STATEMENT_TIMEOUT_MS = env_int(
+        "DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=0, maximum=INT32_MAX
+    )
     DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10, minimum=0, maximum=A_DECADE)
     # PostgreSQL: a read request pings a pooled connection only after it sat
     # unused this long (seconds); writes ping every time (app.db).
     DB_PING_IDLE_SECONDS = env_int("DB_PING_IDLE_SECONDS", 10, minimum=0, maximum=A_DECADE)
-    SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000, minimum=0)
+    SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000, minimum=0, maximum=INT32_MAX)
 
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(
         seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 3600, minimum=1, maximum=A_DECADE)
@@ -169,35 +289,35 @@ class Config:
     PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 2, minimum=1)
     PASSWORD_HASH_WAIT = env_float("PASSWORD_HASH_WAIT", 5, minimum=0)
 
-    REDIS_URL = os.environ.get("REDIS_URL") or None
-    CORS_ORIGINS = env_list("CORS_ORIGINS")  # production: only what is configured
+    REDIS_URL = env_url("REDIS_URL", "", REDIS_SCHEMES) or None
+    CORS_ORIGINS = env_origins("CORS_ORIGINS")  # production: only what is configured
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1024)
 
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     # Counters must be shared by every process: Redis when REDIS_URL is set.
     RATELIMIT_STORAGE_URI = (
-        os.environ.get("RATELIMIT_STORAGE_URI") or os.environ.get("REDIS_URL") or "memory://"
+        env_url("RATELIMIT_STORAGE_URI", "", _limits_storage_schemes()) or REDIS_URL or "memory://"
     )
     RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "shop")
-    RATELIMIT_DEFAULT = env_str("RATELIMIT_DEFAULT", "300 per minute")
-    RATELIMIT_LOGIN = env_str("RATELIMIT_LOGIN", "10 per minute")
+    RATELIMIT_DEFAULT = env_limit("RATELIMIT_DEFAULT", "300 per minute")
+    RATELIMIT_LOGIN = env_limit("RATELIMIT_LOGIN", "10 per minute")
     # Every login attempt per client, and failed logins per account from any
     # client (an attacker rotating addresses still meets the second).
-    RATELIMIT_LOGIN_ATTEMPTS = env_str("RATELIMIT_LOGIN_ATTEMPTS", "30 per minute")
-    RATELIMIT_LOGIN_ACCOUNT = env_str("RATELIMIT_LOGIN_ACCOUNT", "10 per 15 minutes")
+    RATELIMIT_LOGIN_ATTEMPTS = env_limit("RATELIMIT_LOGIN_ATTEMPTS", "30 per minute")
+    RATELIMIT_LOGIN_ACCOUNT = env_limit("RATELIMIT_LOGIN_ACCOUNT", "10 per 15 minutes")
     # Production refuses per-process counters (memory://) unless this is set:
     # with several workers each would allow the whole limit.
     RATELIMIT_ALLOW_MEMORY_STORAGE = env_bool("RATELIMIT_ALLOW_MEMORY_STORAGE", False)
-    RATELIMIT_SIGNUP = env_str("RATELIMIT_SIGNUP", "20 per hour")
+    RATELIMIT_SIGNUP = env_limit("RATELIMIT_SIGNUP", "20 per hour")
     # Redis down: limits fall back to per-process counters (a warning is
     # logged) and come back to Redis when it answers again; never a 500.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-    RATELIMIT_IN_MEMORY_FALLBACK = env_str("RATELIMIT_IN_MEMORY_FALLBACK", "300 per minute")
+    RATELIMIT_IN_MEMORY_FALLBACK = env_limit("RATELIMIT_IN_MEMORY_FALLBACK", "300 per minute")
     RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
-    RATELIMIT_PASSWORD_RESET = env_str("RATELIMIT_PASSWORD_RESET", "10 per hour")
+    RATELIMIT_PASSWORD_RESET = env_limit("RATELIMIT_PASSWORD_RESET", "10 per hour")
     # Verification emails sent again, per client and per account (as resets).
-    RATELIMIT_VERIFY_RESEND = os.environ.get("RATELIMIT_VERIFY_RESEND") or RATELIMIT_PASSWORD_RESET
+    RATELIMIT_VERIFY_RESEND = env_limit("RATELIMIT_VERIFY_RESEND", RATELIMIT_PASSWORD_RESET)
     TRUST_PROXY = env_int("TRUST_PROXY", 0, minimum=0)
 
     IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -245,6 +365,11 @@ class Config:
     # Payments: `test` (no network, Stripe's test payment method names) or `stripe`.
     SHOP_CURRENCY = env_currency("SHOP_CURRENCY", "USD")
     PAYMENT_PROVIDER = env_str("PAYMENT_PROVIDER", "test").strip().lower()
+    if PAYMENT_PROVIDER not in PAYMENT_PROVIDERS:
+        raise SystemExit(
+            f"PAYMENT_PROVIDER must be one of {', '.join(PAYMENT_PROVIDERS)}, "
+            f"not {PAYMENT_PROVIDER!r}"
+        )
     STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
     STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
     STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300, minimum=1, maximum=A_DECADE)
@@ -256,23 +381,28 @@ class Config:
     )
     # Email and background work (app/tasks, app/services/outbox.py).
     SHOP_NAME = env_str("SHOP_NAME", "Shop")
-    FRONTEND_URL = env_str("FRONTEND_URL", "http://localhost:3000").rstrip("/")
+    # http(s) with a host: `shop.example.com` alone started, and every link
+    # mailed was one no mail reader opens (found by review).
+    FRONTEND_URL = env_url("FRONTEND_URL", "http://localhost:3000", _web_url).rstrip("/")
     PASSWORD_RESET_EXPIRES = env_int("PASSWORD_RESET_EXPIRES", 3600, minimum=1, maximum=A_DECADE)
     EMAIL_VERIFICATION_EXPIRES = env_int(
         "EMAIL_VERIFICATION_EXPIRES", 48 * 3600, minimum=1, maximum=A_DECADE
     )
-    MAIL_BACKEND = env_str("MAIL_BACKEND", "console")
+    MAIL_BACKEND = env_word("MAIL_BACKEND", "console", MAIL_BACKENDS)
     MAIL_SERVER = env_str("MAIL_SERVER", "localhost")
     MAIL_PORT = env_int("MAIL_PORT", 25, minimum=1, maximum=65535)
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
     MAIL_USE_TLS = env_bool("MAIL_USE_TLS", False)
     MAIL_USE_SSL = env_bool("MAIL_USE_SSL", False)
+    if MAIL_USE_TLS and MAIL_USE_SSL:
+        # STARTTLS inside a TLS connection: every email failed (found by review).
+        raise SystemExit("MAIL_USE_TLS (STARTTLS, port 587) and MAIL_USE_SSL (port 465): set one")
     # At least 1 s: smtplib refuses 0 ("no timeout" in many tools) and every
     # email failed after its retries, nothing at start-up saying why (found
     # by review).
     MAIL_TIMEOUT = env_int("MAIL_TIMEOUT", 10, minimum=1, maximum=A_DECADE)
-    MAIL_DEFAULT_SENDER = env_str("MAIL_DEFAULT_SENDER", "Shop <no-reply@localhost>")
+    MAIL_DEFAULT_SENDER = env_sender("MAIL_DEFAULT_SENDER", "Shop <no-reply@localhost>")
     MAIL_MAX_ATTEMPTS = env_int(
         "MAIL_MAX_ATTEMPTS", 5, minimum=1, maximum=100
     )  # 2**1024 s: no float
@@ -281,7 +411,7 @@ class Config:
     MAIL_RETRY_BACKOFF_MAX = env_float("MAIL_RETRY_BACKOFF_MAX", 3600, minimum=0)
     # `auto`: Celery workers when REDIS_URL is set, else a thread in each app
     # process; `celery`; `thread`; `off` (only record: workers elsewhere, or tests).
-    BACKGROUND_MODE = env_str("BACKGROUND_MODE", "auto")
+    BACKGROUND_MODE = env_word("BACKGROUND_MODE", "auto", BACKGROUND_MODES)
     # A claimed message is another worker's to retry after this long (a worker
     # killed mid-delivery); more than MAIL_TIMEOUT, or a send has no time for
     # one read (0 made every send's deadline its claim: DeadlinePassed until
@@ -309,7 +439,7 @@ DEV_ORIGINS = ",".join(
 
 class DevelopmentConfig(Config):
     DEBUG = False  # the debugger stays off unless FLASK_DEBUG=1 asks for it
-    CORS_ORIGINS = env_list("CORS_ORIGINS", DEV_ORIGINS)
+    CORS_ORIGINS = env_origins("CORS_ORIGINS", DEV_ORIGINS)
 
 
 class TestingConfig(Config):
@@ -320,7 +450,7 @@ class TestingConfig(Config):
     # A cheap hash keeps the suite fast; production uses scrypt.
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 - a method name
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", False)
-    CORS_ORIGINS = env_list("CORS_ORIGINS", DEV_ORIGINS)
+    CORS_ORIGINS = env_origins("CORS_ORIGINS", DEV_ORIGINS)
     # Tests deliver on purpose (the `deliver_outbox` fixture, or servers started
     # with BACKGROUND_MODE=thread/celery), so nothing runs behind their back.
     BACKGROUND_MODE = env_str("BACKGROUND_MODE", "off")
@@ -331,12 +461,6 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", DEV_SECRET, DEV_JWT_SECRET, "change-me", "change-me-to-32-or-more-random-bytes"}
 )
 MIN_SECRET_BYTES = 32  # an HS256 key of 256 bits (RFC 7518 3.2)
-
-
-# What PAYMENT_PROVIDER and MAIL_BACKEND may name (app.services.payment_providers,
-# app.services.mail): production refuses anything else at start-up.
-PAYMENT_PROVIDERS = ("test", "stripe")
-MAIL_BACKENDS = ("smtp", "console")
 
 
 class ProductionConfig(Config):

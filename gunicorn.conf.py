@@ -5,27 +5,63 @@ Every value can be set from the environment; the defaults suit one host.
 
 import multiprocessing
 import os
+import sys
+from pathlib import Path
 
 
-def _int(name: str, default: int) -> int:
+def _int(name: str, default: int, minimum: int | None = None) -> int:
     """The integer in `name`, or `default` when it is unset or empty (an
     empty line in an EnvironmentFile stopped gunicorn with a ValueError
-    naming no variable; found by review); a malformed one stops it naming
-    the variable."""
+    naming no variable; found by review); a malformed one, or one below
+    `minimum`, stops it naming the variable."""
     value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise SystemExit(f"{name} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise SystemExit(f"{name} must be at least {minimum}, not {number}")
+    return number
 
+
+def _check_settings() -> None:
+    """The shop's settings (config.py, FLASK_CONFIG) read once here, in the
+    master, before any worker: a refused one stops gunicorn with its one
+    line. Read only in the workers, it ended each with exit code 1, which
+    gunicorn answers by booting another: workers respawned forever, the port
+    open and nothing served (found by review). Left as found (the
+    environment `.env` adds to, the module), so each worker still reads the
+    settings afresh, a reload's included."""
+    # (No __file__ when the file is exec'd: it is read from the working directory.)
+    here = str(Path(globals().get("__file__", "gunicorn.conf.py")).resolve().parent)
+    saved = dict(os.environ)
+    sys.path.insert(0, here)
+    try:
+        import config
+
+        name = os.environ.get("FLASK_CONFIG") or "development"
+        if name not in config.CONFIGS:
+            raise SystemExit(
+                f"unknown FLASK_CONFIG {name!r}: use one of {', '.join(config.CONFIGS)}"
+            )
+    finally:
+        sys.modules.pop("config", None)
+        sys.path.remove(here)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+_check_settings()
 
 bind = os.environ.get("GUNICORN_BIND", "").strip() or "127.0.0.1:8000"
 # gthread: each worker process serves several requests at once with threads.
 worker_class = "gthread"
-workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1)
-threads = _int("GUNICORN_THREADS", 4)
+# At least 1 each: 0 workers kept the port open serving nothing, forever, and
+# 0 threads failed every worker's boot (found by review).
+workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1, minimum=1)
+threads = _int("GUNICORN_THREADS", 4, minimum=1)
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

@@ -20,7 +20,12 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
 
     name = config_name or os.environ.get("FLASK_CONFIG") or "development"
     if name not in config.CONFIGS:
-        raise RuntimeError(f"unknown FLASK_CONFIG {name!r}: use one of {', '.join(config.CONFIGS)}")
+        message = f"unknown FLASK_CONFIG {name!r}: use one of {', '.join(config.CONFIGS)}"
+        if config_name:  # the caller's mistake
+            raise RuntimeError(message)
+        # The environment's: one line, as every other setting's refusal (a
+        # traceback; found by review).
+        raise SystemExit(message)
     app = Flask(
         __name__, instance_path=str(config.BASE_DIR / "instance"), instance_relative_config=True
     )
