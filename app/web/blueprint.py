@@ -64,7 +64,9 @@ def reject_bad_text(data) -> None:
         for key, value in data.items():
             problem = _first_problem(key) or _first_problem(value)
             if problem:
-                errors[str(key)] = [problem]
+                # A key with a lone surrogate is named escaped ("\\ud800"): as
+                # itself the answer could not be encoded, a 500 (found by review).
+                errors[key.encode("utf-8", "backslashreplace").decode()] = [problem]
     else:
         problem = _first_problem(data)
         if problem:

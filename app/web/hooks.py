@@ -178,11 +178,27 @@ def cors_only_with_origin(app: Flask) -> None:
             funcs[index] = with_origin
 
 
+def bodiless_options_answers(app: Flask) -> None:
+    """Flask's automatic OPTIONS answer (the `Allow` list, and the CORS
+    preflight's 200) is an empty body labelled `text/html; charset=utf-8`,
+    the only answer of the API that named HTML (found by review): it names
+    no type now, as a 304 names none."""
+    make_default = app.make_default_options_response
+
+    def options_response() -> Response:
+        response = make_default()
+        del response.headers["Content-Type"]
+        return response
+
+    app.make_default_options_response = options_response  # type: ignore[method-assign]
+
+
 def register_hooks(app: Flask) -> None:
     """Logging, trusted proxies, and the hooks that open and close every request
     (`reject_non_json_bodies` is registered after the rate limiter's check)."""
     configure_logging(app)
     app.session_interface = NoCookieSessions()
+    bodiless_options_answers(app)
     if app.config["TRUST_PROXY"] > 0:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
