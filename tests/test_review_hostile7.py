@@ -558,3 +558,23 @@ def test_head_and_options_answer_without_a_body_or_an_html_type(client, world):
     assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "Content-Type" not in preflight.headers
     assert_envelope(client.options("/api/nope"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("POST", "/api/no-such-route", 404, "not_found"),
+        ("PUT", "/api/products/not-an-id", 404, "not_found"),
+        ("PATCH", "/api/cart", 405, "method_not_allowed"),
+        ("DELETE", "/api/auth/login", 405, "method_not_allowed"),
+    ],
+)
+def test_a_form_sent_where_no_route_takes_it_is_a_404_or_405_not_a_415(
+    client, method, path, status, code
+):
+    """API.md: an unknown route is a 404, a method the route does not take a
+    405; the non-JSON body check ran first and answered 415 to both."""
+    response = client.open(path, method=method, data="a=1", content_type="text/plain")
+    assert (response.status_code, response.get_json()["code"]) == (status, code)
+    if status == 405:
+        assert response.headers["Allow"]

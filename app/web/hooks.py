@@ -98,7 +98,12 @@ def is_json_mimetype(mimetype: str) -> bool:
 
 
 def reject_non_json_bodies() -> None:
-    """415 for a body sent as anything but JSON, before any view runs."""
+    """415 for a body sent as anything but JSON, before any view runs. A
+    request no route takes is left to its 404 or 405 (API.md's table): a
+    form posted to a mistyped path was told its type, not that the path is
+    wrong (found by review)."""
+    if request.routing_exception is not None:
+        return
     environ = request.environ
     if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
         return  # no body (every GET): nothing to parse
