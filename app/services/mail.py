@@ -16,9 +16,10 @@ import ssl
 import threading
 import time
 from contextlib import suppress
+from datetime import UTC, datetime
 from decimal import Decimal
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import Any
 
 import idna
@@ -34,7 +35,14 @@ def format_money(amount: Any, currency: str | None = None) -> str:
     never a float), with the currency's decimals (ISO 4217)."""
     currency = currency or current_app.config["SHOP_CURRENCY"]
     places = exponent(currency)
-    value = Decimal(str(amount)).quantize(Decimal(1).scaleb(-places))
+    exact = Decimal(str(amount))
+    value = exact.quantize(Decimal(1).scaleb(-places))
+    if value != exact:
+        # Finer than the currency's unit (a price in cents from before the
+        # shop took the yen): written in cents, as stored, or finer, never
+        # rounded - a 10.50 JPY order was emailed as "10 JPY" (found by review).
+        places = max(2, -exact.normalize().as_tuple().exponent)
+        value = exact.quantize(Decimal(1).scaleb(-places))
     return f"{value:,.{places}f} {currency}"
 
 
@@ -81,7 +89,9 @@ def build_message(to: str, content: dict[str, str], message_id: str) -> EmailMes
     message["From"] = sender()
     message["To"] = ascii_domain(to)
     message["Message-ID"] = message_id
-    message["Date"] = formatdate(localtime=False)  # RFC 5322 3.6: required
+    # RFC 5322 3.6: required. In UTC as `+0000` (3.3: `-0000` says the zone
+    # is unknown; `formatdate` wrote it on every email, found by review).
+    message["Date"] = format_datetime(datetime.now(UTC))
     message.set_content(content["text"])
     message.add_alternative(content["html"], subtype="html")
     return message
@@ -115,8 +125,11 @@ def sender() -> str:
 
 
 def message_id(outbox_id: int, created_at: float) -> str:
-    """A stable id per outbox row, so a redelivered copy can be recognised."""
-    domain = sender().rpartition("@")[2].strip("> ") or "localhost"
+    """A stable id per outbox row, so a redelivered copy can be recognised.
+    The domain is the sender's address's: read from the whole `From`, a
+    sender written `shop@example.com (Shop)` put `example.com (Shop)` in
+    every Message-ID, which is then no msg-id (found by review)."""
+    domain = parseaddr(sender())[1].rpartition("@")[2] or "localhost"
     return f"<outbox-{outbox_id}.{int(created_at)}@{domain}>"
 
 

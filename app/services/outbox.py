@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, insert, or_, select, tuple_, update
 
 from app.db import upsert
 from app.extensions import db
@@ -116,22 +116,28 @@ def claim_due(limit: int, message_id: int | None = None) -> list[OutboxMessage]:
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     lease = timedelta(seconds=current_app.config["OUTBOX_LEASE"])
-    claimed = db.session.scalars(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(select(pick.c.id)), *_due(now))
-        .values(available_at=now + lease, attempts=OutboxMessage.attempts + 1)
-        .returning(OutboxMessage)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).all()
-    # A row claimed more than MAIL_MAX_ATTEMPTS times had deliveries that
-    # never recorded an outcome (a worker killed or hung while sending it,
-    # each lease run out): it fails now, where it was claimed for ever.
     limit_attempts = current_app.config["MAIL_MAX_ATTEMPTS"]
-    for message in claimed:
-        if message.attempts > limit_attempts:
-            mark_failed_attempt(message, LeaseExpired("no outcome recorded"), permanent=True)
-    claimed = [message for message in claimed if message.attempts <= limit_attempts]
-    return sorted(claimed, key=lambda message: (message.available_at, message.id))
+    while True:
+        claimed = db.session.scalars(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(select(pick.c.id)), *_due(now))
+            .values(available_at=now + lease, attempts=OutboxMessage.attempts + 1)
+            .returning(OutboxMessage)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        ).all()
+        # A row claimed more than MAIL_MAX_ATTEMPTS times had deliveries that
+        # never recorded an outcome (a worker killed or hung while sending it,
+        # each lease run out): it fails now, where it was claimed for ever.
+        for message in claimed:
+            if message.attempts > limit_attempts:
+                mark_failed_attempt(message, LeaseExpired("no outcome recorded"), permanent=True)
+        usable = [message for message in claimed if message.attempts <= limit_attempts]
+        # A batch of such rows only is no sign that nothing is due: it read
+        # as an empty claim, and `flask mail deliver` (any drain) stopped
+        # there, leaving due emails behind it unsent (found by review). The
+        # failed rows are no longer pending: the next claim takes others.
+        if usable or not claimed:
+            return sorted(usable, key=lambda message: (message.available_at, message.id))
 
 
 class LeaseExpired(RuntimeError):
@@ -159,13 +165,20 @@ def _claimed_by(*messages: OutboxMessage):
 
 
 def due_ids(grace: float, limit: int = 1000) -> list[int]:
-    """Pending rows due for at least `grace` seconds: their enqueue was lost,
-    or their retry is due."""
-    cutoff = utcnow() - timedelta(seconds=grace)
+    """Pending rows never tried and due for at least `grace` seconds (their
+    enqueue was lost), and rows tried before and due now (a retry, or a
+    lease run out). The grace is for a new row's enqueue after its commit,
+    which may still be on its way; a retry has no other enqueue, and the
+    grace held it back that much past its backoff (found by review)."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=grace)
     return list(
         db.session.scalars(
             select(OutboxMessage.id)
-            .where(*_due(cutoff))
+            .where(
+                *_due(now),
+                or_(OutboxMessage.available_at <= cutoff, OutboxMessage.attempts > 0),
+            )
             .order_by(OutboxMessage.available_at, OutboxMessage.id)
             .limit(limit)
         )
