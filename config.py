@@ -196,7 +196,15 @@ def _web_url(value: str) -> bool:
     from urllib.parse import urlsplit
 
     parts = urlsplit(value)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    # No query or fragment: the links are this base and a path with its own
+    # query (`/reset-password?token=`); `https://x/?a=1` broke every one
+    # (found by review).
+    return (
+        parts.scheme.lower() in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+    )
 
 
 def env_sender(name: str, default: str) -> str:
@@ -211,6 +219,17 @@ def env_sender(name: str, default: str) -> str:
         raise SystemExit(
             f"{name} must name an address, such as 'Shop <shop@example.com>', not {value!r}"
         )
+    return value
+
+
+def env_smtp_login(name: str) -> str | None:
+    """An SMTP login part, or None when unset: ASCII, as smtplib sends AUTH
+    (`str.encode("ascii")`), or start-up stops naming the variable (never
+    its value). A non-ASCII one started, and every send failed with a
+    UnicodeEncodeError, retried until marked failed (found by review)."""
+    value = os.environ.get(name) or None
+    if value is not None and not value.isascii():
+        raise SystemExit(f"{name} must be ASCII: SMTP AUTH sends it so")
     return value
 
 
@@ -391,8 +410,8 @@ class Config:
     MAIL_BACKEND = env_word("MAIL_BACKEND", "console", MAIL_BACKENDS)
     MAIL_SERVER = env_str("MAIL_SERVER", "localhost")
     MAIL_PORT = env_int("MAIL_PORT", 25, minimum=1, maximum=65535)
-    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
-    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_USERNAME = env_smtp_login("MAIL_USERNAME")
+    MAIL_PASSWORD = env_smtp_login("MAIL_PASSWORD")
     MAIL_USE_TLS = env_bool("MAIL_USE_TLS", False)
     MAIL_USE_SSL = env_bool("MAIL_USE_SSL", False)
     if MAIL_USE_TLS and MAIL_USE_SSL:

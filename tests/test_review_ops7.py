@@ -249,6 +249,10 @@ def test_origins_as_browsers_send_them_start(make_app):
         ("FRONTEND_URL", "shop.example.com"),  # no scheme: no mail reader opens it
         ("FRONTEND_URL", "https://"),
         ("MAIL_DEFAULT_SENDER", "Shop"),  # no address
+        ("FRONTEND_URL", "https://shop.example.com/?from=mail"),  # links: ...?from=mail/reset...
+        ("FRONTEND_URL", "https://shop.example.com/#/"),
+        ("MAIL_USERNAME", "bjørn"),  # smtplib sends AUTH as ASCII: every send failed
+        ("MAIL_PASSWORD", "pässword"),
     ],
 )
 def test_an_email_setting_no_message_could_use_stops_start_up(name, value):
