@@ -13,6 +13,8 @@ from app.web.openapi import (
     email2properties,
     money2properties,
     nonblank2properties,
+    nonzero2properties,
+    url2properties,
 )
 from app.web.openapi_contract import ContractPlugin, error_component_headers
 from app.web.overrides import ApiWithErrorComponents
@@ -33,6 +35,8 @@ class Api(ApiWithErrorComponents):
         self.ma_plugin.converter.add_attribute_function(money2properties)
         self.ma_plugin.converter.add_attribute_function(nonblank2properties)
         self.ma_plugin.converter.add_attribute_function(email2properties)
+        self.ma_plugin.converter.add_attribute_function(url2properties)
+        self.ma_plugin.converter.add_attribute_function(nonzero2properties)
 
     def error_headers(self, status: int) -> dict:
         return error_component_headers(status)

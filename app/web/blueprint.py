@@ -227,8 +227,13 @@ class Blueprint(flask_smorest.Blueprint):
     def catalog_read(self, view):
         """A public catalog read: served from the catalog cache with an ETag
         (304 for a matching If-None-Match), and documented as such."""
+        # The 304 carries the validators too (app.web.caching, as RFC 9110 asks):
+        # documented on the 200 only, a typed client could not read them (found
+        # by review).
         cached = self.alt_response(
-            304, description="Not modified: the request's If-None-Match names the current ETag"
+            304,
+            description="Not modified: the request's If-None-Match names the current ETag",
+            headers=CATALOG_READ_HEADERS,
         )(catalog_read(view))
         responses = cached._apidoc["response"]["responses"]
         responses[200] = [{**doc, "headers": CATALOG_READ_HEADERS} for doc in responses[200]]

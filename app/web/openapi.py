@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import fields, missing, validate
 
 from app.schemas.common import Money, NonBlank
+from app.schemas.inventory import NonZero
 from app.web.overrides import declared_fields
 
 API_DESCRIPTION = """The shop's JSON API: catalog, reviews, cart, orders and accounts.
@@ -122,6 +123,37 @@ def email2properties(self, field, ret: dict, **kwargs: Any) -> dict:
     `email` is ASCII only, and clients validating it refused addresses the
     API accepts (found by review)."""
     return {"format": "idn-email"} if isinstance(field, fields.Email) else {}
+
+
+# What `fields.URL(schemes={"http", "https"})` and `NoUnsafeUrlCharacters`
+# (app.schemas.product) refuse for certain: another scheme (the scheme is read
+# ignoring case), a space, a control or a character RFC 3986 never allows.
+HTTP_URL_PATTERN = r'^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20"<>\\^`{|}\x7f-\x9f]+$'
+
+
+def url2properties(self, field, ret: dict, **kwargs: Any) -> dict:
+    """apispec attribute function: an http(s) URL input has a pattern. Its
+    `format: url` is no JSON Schema format, which validators ignore: a client
+    validating the document took `""`, `ftp://...` and `javascript:...` as an
+    `image_url`, which the server refuses (found by review)."""
+    if not isinstance(field, fields.URL) or field.dump_only:
+        return {}
+    if getattr(field.parent, "IS_RESPONSE", False):
+        return {}  # an answer holds what is stored, rows older than a rule included
+    schemes = [getattr(v, "schemes", None) for v in field.validators if isinstance(v, validate.URL)]
+    if not schemes or not all(found and found <= {"http", "https"} for found in schemes):
+        return {}
+    return {"pattern": HTTP_URL_PATTERN}
+
+
+def nonzero2properties(self, field, ret: dict, **kwargs: Any) -> dict:
+    """apispec attribute function: a `NonZero` integer is not 0 (a stock
+    adjustment's `delta`: the document took `{"delta": 0}`, the server's 422;
+    found by review)."""
+    validators = getattr(field, "validators", ())
+    if not any(isinstance(validator, NonZero) for validator in validators):
+        return {}
+    return {"not": {"enum": [0]}}
 
 
 def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:

@@ -332,8 +332,20 @@ def operation_extras(doc: dict, doc_info: dict, *, spec, **kwargs: Any) -> dict:
     return doc
 
 
+# Every 503 in the error envelope says when to retry (app.errors: a busy or
+# unreachable database, a read-only one, every password-hashing slot taken);
+# README promises it, the document named it on 429s only (found by review).
+UNAVAILABLE_RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before retrying (1 when busy, 30 when the database "
+    "takes no writes).",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 def error_component_headers(status: int) -> dict:
     headers = {"X-Request-ID": REQUEST_ID_HEADER}
     if status == 429:
         headers["Retry-After"] = RETRY_AFTER_HEADER
+    if status == 503:
+        headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER_HEADER
     return headers
