@@ -3,34 +3,23 @@ probing, fixed with it."""
 
 from __future__ import annotations
 
-import pytest
-
-from app.services.payment_providers import make_provider
 from tests.helpers import auth, order_for, pay, scalar, stock
-from tests.test_payments_stripe import (
-    STRIPE_CONFIG,
-    RecordingHTTPClient,
+from tests.test_payments_stripe import (  # noqa: F401 - fixtures
     deliver,
     event,
     intent,
     signed,
+    stripe_app,
+    stripe_client,
+    stripe_http,
 )
 
 
-@pytest.fixture
-def stripe_http():
-    return RecordingHTTPClient()
-
-
-@pytest.fixture
-def stripe_client(make_app, stripe_http):
-    app = make_app("testing", STRIPE_CONFIG)
-    app.extensions["payment_provider"] = make_provider(app.config, http_client=stripe_http)
-    return app.test_client()
-
-
 def test_the_refund_of_a_stray_payment_does_not_mark_the_paid_order_refunded(
-    stripe_client, stripe_http, buyer, make_product
+    stripe_client,  # noqa: F811 - the imported fixture
+    stripe_http,  # noqa: F811
+    buyer,
+    make_product,
 ):
     """README: the refund of a charge whose amount or currency is not the
     order's (a payment that paid nothing) "is acknowledged and changes
