@@ -18,7 +18,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from app.errors import InvalidAccountToken
 from app.extensions import db
@@ -87,7 +87,9 @@ def _consume(token: str, purpose: str) -> tuple[AccountToken, User | None]:
     first, as a profile change locks it before voiding the user's links:
     read unlocked, an email change committed between the read and the
     link's write had its new, unmailed address verified (or its password
-    reset) by the old address's link (found by review)."""
+    reset) by the old address's link (found by review). (SQLite, a reset
+    deferring its write lock: the user is read before the lock, and a
+    change committed since voided the link, which the guarded UPDATE sees.)"""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidAccountToken()
     token_hash = _hash(token)
@@ -120,6 +122,25 @@ def _consume(token: str, purpose: str) -> tuple[AccountToken, User | None]:
     if record is None:
         raise InvalidAccountToken()
     return record, user
+
+
+def _usable(token: str, purpose: str) -> bool:
+    """Whether the token is one of `purpose`, unused and unexpired now (an
+    unlocked read: `_consume` decides)."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return False
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    AccountToken.token_hash == _hash(token),
+                    AccountToken.purpose == purpose,
+                    AccountToken.used_at.is_(None),
+                    AccountToken.expires_at > utcnow(),
+                )
+            )
+        )
+    )
 
 
 def _link(path: str, token: str) -> str:
@@ -172,11 +193,18 @@ def reset_password(token: str, password: str) -> User:
     """Set a new password with a reset token; every older token of the user
     (reset links and JWTs) stops working. A link mailed to an address the
     account no longer has is void, as a verification link is."""
+    # Hashed before `_consume`'s first write takes SQLite's write lock (the
+    # view defers it): held through the hash, and the wait for a hashing
+    # slot, every other writer waited (found by review). Only for a token
+    # that is one now, so a guess costs no hash; `_consume` decides.
+    if not _usable(token, RESET):
+        raise InvalidAccountToken()
+    with hashing():
+        new_hash = User.hash_of(password)
     record, user = _consume(token, RESET)
     if user is None or user.email != record.email:
         raise InvalidAccountToken()
-    with hashing():
-        user.set_password(password)
+    user.password_hash = new_hash
     _void_unused(user.id, RESET)
     revoke_user_tokens(user)
     return user

@@ -146,21 +146,55 @@ def _method_of(password_hash: str) -> str:
     return password_hash.partition("$")[0]
 
 
+def _check_current_password(user: User, password: str, token_version: int | None) -> None:
+    """The caller's token still current, and `password` the account's."""
+    if token_version is not None and token_version != user.token_version:
+        raise TokenRevoked()
+    with hashing():
+        correct = user.check_password(password)
+    if not correct:
+        raise WrongPassword(errors={"current_password": ["Incorrect password."]})
+
+
+def _lock_for_change(user: User) -> None:
+    """The user's row locked and read again: on SQLite, this first write of
+    a view that defers its write lock takes it (PostgreSQL's row lock is
+    held since `refresh(with_for_update=True)`), and whatever committed
+    since the unlocked reads (a password change, a logout-all, an email
+    change) is what the change now checks and applies to."""
+    db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_version=User.token_version)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(user)
+
+
 def update_profile(user: User, data: dict, token_version: int | None = None) -> User:
     """Apply a validated profile change; email and password need the current
     password. `token_version`: the caller's token's (checked again once the
     user's row is locked)."""
+    new_hash = None
     if "email" in data or "password" in data:
         # Two changes sent at once with one token and one password: the
         # second waits here for the first's commit, then sees the row it left
         # (its token revoked, its password replaced) instead of both applying.
         db.session.refresh(user, with_for_update=True)
-        if token_version is not None and token_version != user.token_version:
-            raise TokenRevoked()
-        with hashing():
-            correct = user.check_password(data["current_password"])
-        if not correct:
-            raise WrongPassword(errors={"current_password": ["Incorrect password."]})
+        _check_current_password(user, data["current_password"], token_version)
+        # Hashed before SQLite's write lock is taken (the view defers it, as
+        # the signup's and the login's do): held from the token check, every
+        # other writer waited out both hashes, and the wait for a hashing
+        # slot (found by review).
+        checked = user.password_hash
+        if "password" in data:
+            with hashing():
+                new_hash = User.hash_of(data["password"])
+        _lock_for_change(user)
+        if checked != user.password_hash:  # changed meanwhile (a login's rehash, a reset)
+            _check_current_password(user, data["current_password"], token_version)
+        elif token_version is not None and token_version != user.token_version:
+            raise TokenRevoked()  # a logout-all or password change committed meanwhile
     _ensure_unique(data.get("username"), data.get("email"), exclude_id=user.id)
     if "username" in data:
         user.username = data["username"]
@@ -170,9 +204,8 @@ def update_profile(user: User, data: dict, token_version: int | None = None) -> 
         user.email_verified = False
         _flush_unique()
         send_verification(user)
-    if "password" in data:
-        with hashing():
-            user.set_password(data["password"])
+    if new_hash is not None:
+        user.password_hash = new_hash
     _flush_unique()
     if "password" in data or email_changed:
         void_reset_links(user)  # a link mailed before the change opens nothing
