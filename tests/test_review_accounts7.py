@@ -115,6 +115,31 @@ def test_an_address_past_its_reset_budget_is_refused_whatever_the_client(
     assert scalar("SELECT count(*) FROM outbox WHERE topic = 'auth.password_reset'") == 2
 
 
+@contextlib.contextmanager
+def _another_writer():
+    """`(begins, free)`: `begins()` tries to take SQLite's write lock from a
+    second connection that never waits, and records in `free` whether it
+    was free at that moment."""
+    import sqlite3
+
+    other = sqlite3.connect(DATABASE_URL.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("PRAGMA busy_timeout=0")
+    free: list[bool] = []
+
+    def begins() -> None:
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            free.append(True)
+        except sqlite3.OperationalError:
+            free.append(False)
+
+    try:
+        yield begins, free
+    finally:
+        other.close()
+
+
 @pytest.mark.skipif(IS_POSTGRES, reason="SQLite's one write lock")
 @pytest.mark.parametrize(
     "change",
@@ -137,42 +162,26 @@ def test_a_profile_change_hashing_a_password_holds_no_write_lock(
     (PASSWORD_HASH_WAIT, 5 s) when logins hold them - while every checkout,
     cart change and signup of every process waited. Each hash now runs
     before the change takes the lock, and the change still applies."""
-    import sqlite3
-
     from app.models import user as user_module
 
     user = make_user()
     token = login(user)["access_token"]
-    other_writer = sqlite3.connect(DATABASE_URL.removeprefix("sqlite:///"), isolation_level=None)
-    other_writer.execute("PRAGMA busy_timeout=0")
-    free_while_hashing: list[bool] = []
-
-    def another_writer_begins() -> None:
-        try:
-            other_writer.execute("BEGIN IMMEDIATE")
-            other_writer.execute("ROLLBACK")
-            free_while_hashing.append(True)
-        except sqlite3.OperationalError:
-            free_while_hashing.append(False)
-
     check, generate = user_module.check_password_hash, user_module.generate_password_hash
+    with _another_writer() as (another_writer_begins, free_while_hashing):
 
-    def checking(*args, **kwargs):
-        another_writer_begins()
-        return check(*args, **kwargs)
+        def checking(*args, **kwargs):
+            another_writer_begins()
+            return check(*args, **kwargs)
 
-    def generating(*args, **kwargs):
-        another_writer_begins()
-        return generate(*args, **kwargs)
+        def generating(*args, **kwargs):
+            another_writer_begins()
+            return generate(*args, **kwargs)
 
-    monkeypatch.setattr(user_module, "check_password_hash", checking)
-    monkeypatch.setattr(user_module, "generate_password_hash", generating)
-    try:
+        monkeypatch.setattr(user_module, "check_password_hash", checking)
+        monkeypatch.setattr(user_module, "generate_password_hash", generating)
         response = client.put(
             "/api/auth/profile", json={**change, "current_password": PASSWORD}, headers=auth(token)
         )
-    finally:
-        other_writer.close()
     monkeypatch.undo()
 
     assert response.status_code == 200, response.get_json()
@@ -260,35 +269,23 @@ def test_a_password_reset_hashing_its_password_holds_no_write_lock(
     waiting out the hash (and the wait for a hashing slot). The hash now
     runs before the lock, for a token that is one; the reset still applies
     once, and ends every session."""
-    import sqlite3
-
     from app.models import user as user_module
 
     user = make_user()
     old = login(user)["access_token"]
     token = reset_token_for(client, deliver_outbox, user.email)
-    other_writer = sqlite3.connect(DATABASE_URL.removeprefix("sqlite:///"), isolation_level=None)
-    other_writer.execute("PRAGMA busy_timeout=0")
-    free_while_hashing: list[bool] = []
     generate = user_module.generate_password_hash
-
-    def generating(*args, **kwargs):
-        try:
-            other_writer.execute("BEGIN IMMEDIATE")
-            other_writer.execute("ROLLBACK")
-            free_while_hashing.append(True)
-        except sqlite3.OperationalError:
-            free_while_hashing.append(False)
-        return generate(*args, **kwargs)
-
-    monkeypatch.setattr(user_module, "generate_password_hash", generating)
     body = {"token": token, "password": "brand-new-pass-7"}
-    try:
+    with _another_writer() as (another_writer_begins, free_while_hashing):
+
+        def generating(*args, **kwargs):
+            another_writer_begins()
+            return generate(*args, **kwargs)
+
+        monkeypatch.setattr(user_module, "generate_password_hash", generating)
         response = client.post("/api/auth/password-reset/confirm", json=body)
         again = client.post("/api/auth/password-reset/confirm", json=body)
         unknown = client.post("/api/auth/password-reset/confirm", json={**body, "token": "x" * 43})
-    finally:
-        other_writer.close()
     monkeypatch.undo()
 
     assert response.status_code == 200, response.get_json()
