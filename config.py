@@ -552,3 +552,11 @@ CONFIGS = {
     "testing": TestingConfig,
     "production": ProductionConfig,
 }
+
+
+def unknown_config(name: str) -> str | None:
+    """What is wrong with FLASK_CONFIG `name`, or None for a known one (said
+    alike by `create_app` and by gunicorn.conf.py's check in the master)."""
+    if name in CONFIGS:
+        return None
+    return f"unknown FLASK_CONFIG {name!r}: use one of {', '.join(CONFIGS)}"

@@ -41,11 +41,9 @@ def _check_settings() -> None:
     try:
         import config
 
-        name = os.environ.get("FLASK_CONFIG") or "development"
-        if name not in config.CONFIGS:
-            raise SystemExit(
-                f"unknown FLASK_CONFIG {name!r}: use one of {', '.join(config.CONFIGS)}"
-            )
+        message = config.unknown_config(os.environ.get("FLASK_CONFIG") or "development")
+        if message:
+            raise SystemExit(message)
     finally:
         sys.modules.pop("config", None)
         sys.path.remove(here)

@@ -19,8 +19,8 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     from app.web.json import DecimalJSONProvider
 
     name = config_name or os.environ.get("FLASK_CONFIG") or "development"
-    if name not in config.CONFIGS:
-        message = f"unknown FLASK_CONFIG {name!r}: use one of {', '.join(config.CONFIGS)}"
+    message = config.unknown_config(name)
+    if message:
         if config_name:  # the caller's mistake
             raise RuntimeError(message)
         # The environment's: one line, as every other setting's refusal (a

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import threading
 import uuid
 
 import pytest
-from sqlalchemy import text
 
-from app.extensions import db
 from app.services import auth as accounts
 from tests.helpers import DATABASE_URL, IS_POSTGRES, PASSWORD, REDIS_URL, auth, race, scalar
+from tests.test_review_accounts6 import _reset_token
 
 RESETS_PER_HOUR = 2
 # Flask-Limiter keeps the key prefix of the first app made with limits on
@@ -239,29 +237,9 @@ def test_a_change_checked_before_the_write_lock_sees_what_committed_meanwhile(
     assert refused["code"] == "token_revoked", refused
 
 
-def reset_token_for(client, deliver_outbox, email: str) -> str:
-    """The token of the reset link mailed for `email` (read from its outbox
-    row's seed, as the worker renders the link)."""
-    from app.services.account_tokens import token_for
-
-    assert client.post("/api/auth/password-reset", json={"email": email}).status_code == 202
-    deliver_outbox()
-    with db.engine.connect() as conn:
-        payload = conn.execute(
-            text(
-                "SELECT payload FROM outbox WHERE topic = 'password_reset' AND recipient = :r"
-                " ORDER BY id DESC"
-            ),
-            {"r": email},
-        ).scalar()
-    if isinstance(payload, str):
-        payload = json.loads(payload)
-    return token_for(payload["context"]["link_seed"]["seed"])
-
-
 @pytest.mark.skipif(IS_POSTGRES, reason="SQLite's one write lock")
 def test_a_password_reset_hashing_its_password_holds_no_write_lock(
-    client, make_user, login, deliver_outbox, monkeypatch
+    client, make_user, login, smtp_server, deliver_outbox, monkeypatch
 ):
     """As the profile change above: POST /password-reset/confirm - public,
     answered for any token - hashed the new password inside the transaction
@@ -273,7 +251,7 @@ def test_a_password_reset_hashing_its_password_holds_no_write_lock(
 
     user = make_user()
     old = login(user)["access_token"]
-    token = reset_token_for(client, deliver_outbox, user.email)
+    token = _reset_token(client, user.email, smtp_server, deliver_outbox)
     generate = user_module.generate_password_hash
     body = {"token": token, "password": "brand-new-pass-7"}
     with _another_writer() as (another_writer_begins, free_while_hashing):
