@@ -96,6 +96,10 @@ def test_a_message_whose_deliveries_never_finish_stops_after_max_attempts(app, d
         db.session.remove()
         [row] = outbox_rows(db)
         assert claims <= 2, f"claimed {claims} times, attempts={row.attempts}, MAIL_MAX_ATTEMPTS=2"
+        # The claim that found it past its limit was no attempt: the row
+        # shows the two it had, not three.
+        assert (row.status, row.attempts) == ("failed", 2)
+        assert row.last_error == "LeaseExpired: no outcome recorded"
     finally:
         app.config.update(MAIL_MAX_ATTEMPTS=5, OUTBOX_LEASE=120.0)
 

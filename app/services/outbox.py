@@ -128,9 +128,16 @@ def claim_due(limit: int, message_id: int | None = None) -> list[OutboxMessage]:
         # A row claimed more than MAIL_MAX_ATTEMPTS times had deliveries that
         # never recorded an outcome (a worker killed or hung while sending it,
         # each lease run out): it fails now, where it was claimed for ever.
+        # The claim that finds it so is no attempt: the row keeps the
+        # MAIL_MAX_ATTEMPTS it had (it showed one more, found by review).
         for message in claimed:
             if message.attempts > limit_attempts:
-                mark_failed_attempt(message, LeaseExpired("no outcome recorded"), permanent=True)
+                mark_failed_attempt(
+                    message,
+                    LeaseExpired("no outcome recorded"),
+                    permanent=True,
+                    attempts=limit_attempts,
+                )
         usable = [message for message in claimed if message.attempts <= limit_attempts]
         # A batch of such rows only is no sign that nothing is due: it read
         # as an empty claim, and `flask mail deliver` (any drain) stopped
@@ -247,13 +254,19 @@ def backoff(attempts: int) -> float:
 
 
 def mark_failed_attempt(
-    message: OutboxMessage, error: BaseException, permanent: bool = False
+    message: OutboxMessage,
+    error: BaseException,
+    permanent: bool = False,
+    attempts: int | None = None,
 ) -> str:
     """Schedule the retry after a failed attempt, or give up after
     MAIL_MAX_ATTEMPTS (or at once for a `permanent` failure, one a retry
-    would repeat); returns the new status."""
+    would repeat); returns the new status. `attempts`: the count to record
+    instead of the claim's."""
     reason = f"{type(error).__name__}: {error}"[:2000]
     values: dict[str, Any] = {"last_error": reason}
+    if attempts is not None:
+        values["attempts"] = attempts
     failed = permanent or message.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]
     if failed:
         values["status"] = "failed"
@@ -266,7 +279,7 @@ def mark_failed_attempt(
         .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
-    what = (message.kind, message.id, message.topic, message.attempts)
+    what = (message.kind, message.id, message.topic, values.get("attempts", message.attempts))
     if not recorded:  # another worker's claim now: its outcome, not this one's
         log.warning("outbox %s %s (%s) attempt %s failed after its lease: %s", *what, reason)
         return "pending"
