@@ -23,6 +23,9 @@ class Payment(db.Model):
     # The provider's id of the charge (a Stripe PaymentIntent: one per order).
     intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)  # in the currency's minor unit
+    # What the provider has given back of it so far (partial refunds made at
+    # the provider; `amount` once refunded in full), in the same units.
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20))
     attempt: Mapped[int]
@@ -34,6 +37,9 @@ class Payment(db.Model):
         UniqueConstraint("order_id", "attempt"),
         CheckConstraint("amount >= 0", name="amount_non_negative"),
         CheckConstraint("attempt >= 1", name="attempt_positive"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount", name="amount_refunded_in_range"
+        ),
         CheckConstraint(
             "status IN (" + ", ".join(f"'{s}'" for s in ATTEMPT_STATUSES) + ")",
             name="status_known",

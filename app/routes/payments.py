@@ -5,7 +5,12 @@ from flask_jwt_extended import current_user
 
 from app.errors import ValidationFailed
 from app.schemas.order import OrderSchema
-from app.schemas.payment import PaySchema, WebhookAckSchema, WebhookEventSchema
+from app.schemas.payment import (
+    OrderPaymentsSchema,
+    PaySchema,
+    WebhookAckSchema,
+    WebhookEventSchema,
+)
 from app.services import payments
 from app.web.blueprint import Blueprint
 
@@ -34,6 +39,15 @@ SIGNATURE_HEADER = {
 def pay_order(data, order_id):
     """Pay a pending order in full: it becomes paid and processing."""
     return payments.pay_order(current_user, order_id, data["payment_method"])
+
+
+@blp.route("/orders/<int:order_id>/payments", methods=["GET"])
+@blp.private(admin=True)
+@blp.response(200, OrderPaymentsSchema)
+@blp.alt_response(404, description="No such order")
+def order_payments(order_id):
+    """An order's payment attempts, with what was refunded of each (admin)."""
+    return payments.order_payments(order_id)
 
 
 @blp.route("/payments/webhook", methods=["POST"])

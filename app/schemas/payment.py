@@ -3,7 +3,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from app.schemas.common import NonBlank
+from app.models.payment import ATTEMPT_STATUSES, PAYMENT_STATUSES
+from app.schemas.common import Money, NonBlank
 
 
 class PaySchema(ma.Schema):
@@ -32,3 +33,30 @@ class WebhookEventSchema(ma.Schema):
     id = fields.String(required=True, metadata={"example": "evt_1Nq2"})
     type = fields.String(required=True, metadata={"example": "payment_intent.succeeded"})
     data = fields.Dict(metadata={"description": "`object`: the PaymentIntent or Charge"})
+
+
+class PaymentSchema(ma.Schema):
+    """One attempt to charge an order, as an admin sees it."""
+
+    id = fields.Integer()
+    provider = fields.String()
+    intent_id = fields.String(allow_none=True)
+    amount = Money()
+    amount_refunded = Money(
+        metadata={"description": "Given back so far (partial refunds made at the provider)"}
+    )
+    currency = fields.String()
+    status = fields.String(validate=validate.OneOf(ATTEMPT_STATUSES))
+    attempt = fields.Integer()
+    failure_message = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class OrderPaymentsSchema(ma.Schema):
+    order_id = fields.Integer()
+    currency = fields.String()
+    payment_status = fields.String(validate=validate.OneOf(PAYMENT_STATUSES))
+    amount_refunded = Money(
+        metadata={"description": "The sum given back of every payment (refunds in full or part)"}
+    )
+    payments = fields.List(fields.Nested(PaymentSchema))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flask import current_app
 
 from app.errors import NotFound, ValidationFailed
-from app.utils.money import to_minor_units
+from app.utils.money import from_minor_units, to_minor_units
 
 if TYPE_CHECKING:
     import stripe
@@ -42,6 +42,9 @@ class WebhookEvent:
     # event says: a payment of another amount or currency pays no order.
     amount: int | None = None
     currency: str | None = None
+    # A refund event's total given back so far (Stripe's cumulative
+    # `amount_refunded`): below `amount`, a partial refund.
+    amount_refunded: int | None = None
 
 
 class PaymentProvider(Protocol):
@@ -50,6 +53,9 @@ class PaymentProvider(Protocol):
     def minor_units(self, amount: Decimal, currency: str) -> int:
         """`amount` in the provider's units of `currency` (a ValueError for
         an amount finer than them)."""
+
+    def major_units(self, minor: int, currency: str) -> Decimal:
+        """`minor_units` undone: the provider's units of `currency` as an amount."""
 
     def charge(
         self,
@@ -84,6 +90,9 @@ class TestProvider:
 
     def minor_units(self, amount: Decimal, currency: str) -> int:
         return to_minor_units(amount, currency)
+
+    def major_units(self, minor: int, currency: str) -> Decimal:
+        return from_minor_units(minor, currency)
 
     def charge(self, *, order_id, amount, currency, payment_method, intent_id, attempt) -> Charge:
         if payment_method not in self.OUTCOMES:

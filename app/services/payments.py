@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -135,6 +136,42 @@ def pay_order(user: User, order_id: int, payment_method: str) -> Order:
     return order
 
 
+def order_payments(order_id: int) -> dict[str, Any]:
+    """An order's payment attempts, oldest first, amounts as money, and the
+    total given back of them (for admins: partial refunds and refunded second
+    charges show here)."""
+    order = db.session.get(Order, order_id)
+    if order is None:
+        raise NotFound("Order not found")
+    provider = get_provider()
+    rows = db.session.scalars(
+        select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt)
+    ).all()
+    attempts = [
+        {
+            "id": p.id,
+            "provider": p.provider,
+            "intent_id": p.intent_id,
+            "amount": provider.major_units(p.amount, p.currency),
+            "amount_refunded": provider.major_units(p.amount_refunded, p.currency),
+            "currency": p.currency,
+            "status": p.status,
+            "attempt": p.attempt,
+            "failure_message": p.failure_message,
+            "created_at": p.created_at,
+        }
+        for p in rows
+    ]
+    refunded = sum((a["amount_refunded"] for a in attempts), Decimal(0))
+    return {
+        "order_id": order.id,
+        "currency": order.currency,
+        "payment_status": order.payment_status,
+        "amount_refunded": refunded,
+        "payments": attempts,
+    }
+
+
 def refund_if_paid(order: Order) -> None:
     """Refund a paid order in full (called while it is being cancelled, its row
     locked); a failed refund raises RefundFailed and the cancel rolls back."""
@@ -155,8 +192,15 @@ def refund_if_paid(order: Order) -> None:
             f"The order was paid through '{payment.provider}', which is not configured; "
             "it was not cancelled"
         )
-    provider.refund(order_id=order.id, intent_id=payment.intent_id, amount=payment.amount)
+    # What partial refunds made at the provider left (Stripe refuses a refund
+    # of more than the charge still holds).
+    provider.refund(
+        order_id=order.id,
+        intent_id=payment.intent_id,
+        amount=payment.amount - payment.amount_refunded,
+    )
     payment.status = "refunded"
+    payment.amount_refunded = payment.amount
     _set_payment_status(order, "paid", "refunded")
 
 
@@ -183,7 +227,7 @@ def handle_webhook(
         return
     if event.type == "payment_intent.succeeded":
         _apply_succeeded(order, event, provider.name)
-    elif event.type == "charge.refunded" and event.fully_refunded:
+    elif event.type == "charge.refunded" and (event.fully_refunded or event.amount_refunded):
         if order.payment_status == "unpaid":
             # The refund of a payment whose success has not arrived yet
             # (events come in any order): not recorded, so the provider
@@ -203,15 +247,51 @@ def handle_webhook(
             # (found by review).
             log.warning("refund event %s is not of order %s's payment", event.id, order.id)
             return
-        if _set_payment_status(order, "paid", "refunded"):
+        if not event.fully_refunded:
+            _record_partial_refund(order, event)
+        elif _set_payment_status(order, "paid", "refunded"):
             db.session.execute(
                 update(Payment)
                 .where(Payment.order_id == order.id, Payment.status == "succeeded")
-                .values(status="refunded")
+                .values(status="refunded", amount_refunded=Payment.amount)
             )
     elif event.type == "payment_intent.payment_failed":
         # The synchronous pay already answered 402 and recorded the attempt.
         log.info("payment of order %s failed (event %s)", order.id, event.id)
+
+
+def _record_partial_refund(order: Order, event: WebhookEvent) -> None:
+    """A part of a paid order's payment given back at the provider: the order
+    stays paid (and keeps its workflow status), the payment records the total
+    refunded so far. Stripe's `amount_refunded` is cumulative, so the largest
+    seen is the truth, whatever order the events arrive in."""
+    if order.payment_status != "paid":
+        return  # refunded in full already: a late partial event says less
+    payment = db.session.scalars(
+        select(Payment)
+        .where(Payment.order_id == order.id, Payment.status == "succeeded")
+        .order_by(Payment.attempt.desc())
+        .limit(1)
+    ).first()
+    if payment is None:
+        return
+    refunded = min(event.amount_refunded or 0, payment.amount)
+    if refunded == payment.amount:
+        # All of it, though the event did not say so (no `refunded`, no
+        # `amount`): the order is refunded, and a cancel has nothing to give back.
+        if _set_payment_status(order, "paid", "refunded"):
+            payment.status = "refunded"
+            payment.amount_refunded = refunded
+        return
+    if refunded > payment.amount_refunded:
+        payment.amount_refunded = refunded
+        log.warning(
+            "order %s: %s of its payment's %s (%s, minor units) refunded at the provider",
+            order.id,
+            refunded,
+            payment.amount,
+            order.currency,
+        )
 
 
 def _pays_in_full(order: Order, event: WebhookEvent) -> bool:
@@ -248,7 +328,8 @@ def _event_order(event: WebhookEvent) -> Order | None:
 
 def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
     if order.payment_status != "unpaid":
-        return  # the synchronous pay got there first
+        _refund_duplicate(order, event, provider)
+        return
     if not _pays_in_full(order, event):
         # A payment the shop did not ask for (1 cent, another currency) pays
         # no order; it paid it (found by review). Left to a person.
@@ -292,5 +373,61 @@ def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
     log.warning("order %s was paid while %s: refunding", order.id, order.status)
     get_provider().refund(order_id=order.id, intent_id=payment.intent_id, amount=payment.amount)
     payment.status = "refunded"
+    payment.amount_refunded = payment.amount
     _set_payment_status(order, "unpaid", "refunded")
     notifications.late_payment_refunded(order)
+
+
+def _refund_duplicate(order: Order, event: WebhookEvent, provider: str) -> None:
+    """The success of a PaymentIntent for an order that has had its payment.
+    Its own (the synchronous pay got there first, or a redelivery) changes
+    nothing; another one charged the customer twice: it is refunded through
+    the provider and recorded as a refunded attempt, so no later event of it
+    refunds it again (a failed refund raises, the event is not recorded, and
+    the provider's redelivery tries again). The order keeps its payment."""
+    known = db.session.scalar(
+        select(Payment.id)
+        .where(
+            Payment.order_id == order.id,
+            Payment.intent_id == event.intent_id,
+            Payment.status != "failed",
+        )
+        .limit(1)
+    )
+    if event.intent_id is None or known is not None:
+        return
+    if not _pays_in_full(order, event):
+        log.warning(
+            "payment event %s took %s %s for order %s, already %s: not applied",
+            event.id,
+            event.amount,
+            event.currency,
+            order.id,
+            order.payment_status,
+        )
+        return
+    amount = _amount(order)
+    log.warning(
+        "order %s is %s, and PaymentIntent %s charged it again (event %s): refunding it",
+        order.id,
+        order.payment_status,
+        event.intent_id,
+        event.id,
+    )
+    get_provider().refund(order_id=order.id, intent_id=event.intent_id, amount=amount)
+    attempt = db.session.scalar(
+        select(db.func.max(Payment.attempt)).where(Payment.order_id == order.id)
+    )
+    db.session.add(
+        Payment(
+            order_id=order.id,
+            provider=provider,
+            intent_id=event.intent_id,
+            amount=amount,
+            amount_refunded=amount,
+            currency=order.currency,
+            status="refunded",
+            attempt=(attempt or 0) + 1,
+            failure_message="A second payment of a paid order: refunded",
+        )
+    )

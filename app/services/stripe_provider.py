@@ -70,6 +70,9 @@ class StripeProvider:
     def minor_units(self, amount: Decimal, currency: str) -> int:
         return to_minor_units(amount, currency, stripe_exponent(currency))
 
+    def major_units(self, minor: int, currency: str) -> Decimal:
+        return Decimal(minor).scaleb(-stripe_exponent(currency))
+
     def charge(self, *, order_id, amount, currency, payment_method, intent_id, attempt) -> Charge:
         """One attempt, under keys of its own (`attempt`): an error raised
         once Stripe was called says so (`provider_attempt`, and the intent
@@ -219,7 +222,8 @@ class StripeProvider:
             intent_id = obj.get("id")
         metadata = obj.get("metadata")
         order_id = metadata.get("order_id") if isinstance(metadata, dict) else None
-        amount = obj.get("amount_received", obj.get("amount"))
+        amount = _minor(obj.get("amount_received", obj.get("amount")))
+        refunded = _minor(obj.get("amount_refunded"))
         currency = obj.get("currency")
         _storable(id=event["id"], type=event["type"], payment_intent=intent_id, currency=currency)
         return WebhookEvent(
@@ -227,9 +231,13 @@ class StripeProvider:
             type=event["type"],
             intent_id=intent_id if isinstance(intent_id, str) else None,
             order_id=_order_id(order_id),
-            fully_refunded=bool(obj.get("refunded")),
-            amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+            # Stripe sets `refunded` once the whole charge is back, by one
+            # refund or by the sum of partial ones.
+            fully_refunded=obj.get("refunded") is True
+            or (amount is not None and refunded is not None and refunded >= amount > 0),
+            amount=amount,
             currency=currency.lower() if isinstance(currency, str) else None,
+            amount_refunded=refunded,
         )
 
 
@@ -251,6 +259,11 @@ def _storable(**strings) -> None:
 def _with_intent(error: ApiError, intent_id: str | None) -> ApiError:
     error.intent_id = intent_id
     return error
+
+
+def _minor(value) -> int | None:
+    """An amount in minor units the event states, or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _order_id(value) -> int | None:

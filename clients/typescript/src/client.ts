@@ -13,6 +13,7 @@ export type ProductPage = Schemas["ProductPageResponse"];
 export type Cart = Schemas["CartResponse"];
 export type Order = Schemas["OrderResponse"];
 export type OrderPage = Schemas["OrderPageResponse"];
+export type OrderPayments = Schemas["OrderPaymentsResponse"];
 export type Review = Schemas["ReviewResponse"];
 export type ErrorBody = Schemas["Error"];
 
@@ -274,6 +275,11 @@ export class ShopClient {
 
   payOrder(id: number, body: PayBody): Promise<Order> {
     return this.request("POST", `/api/orders/${id}/pay`, { body });
+  }
+
+  /** Admin: the order's payment attempts and what was refunded of each. */
+  orderPayments(id: number): Promise<OrderPayments> {
+    return this.request("GET", `/api/orders/${id}/payments`);
   }
 
   userOrders(userId: number, query: UserOrdersQuery = {}): Promise<OrderPage> {
