@@ -287,7 +287,22 @@ def _schema() -> set[tuple]:
     else:
         queries = ["SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"]
     with db.engine.connect() as conn:
-        return {tuple(row) for query in queries for row in conn.exec_driver_sql(query)}
+        rows = {tuple(row) for query in queries for row in conn.exec_driver_sql(query)}
+    if IS_POSTGRES:
+        return rows
+    return {
+        (kind, name, _constraints_sorted(sql) if kind == "table" else sql)
+        for kind, name, sql in rows
+    }
+
+
+def _constraints_sorted(sql: str) -> str:
+    """A SQLite table's DDL with its table constraints in one order: a batch
+    rebuild (f43e8b2d4c17 and its downgrade) writes them in the order it
+    reflected them, which means nothing to SQLite; the columns keep theirs."""
+    lines = [line.strip().rstrip(",").strip() for line in sql.splitlines()]
+    constraints = sorted(line for line in lines if line.startswith("CONSTRAINT"))
+    return "\n".join([line for line in lines if not line.startswith("CONSTRAINT")] + constraints)
 
 
 def _search(client, q: str) -> list[str]:
