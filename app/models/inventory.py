@@ -40,8 +40,9 @@ class StockMovement(db.Model):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     note: Mapped[str | None] = mapped_column(String(NOTE_MAX))
     # This movement took the stock from above the product's threshold to at or
-    # below it, and so raised the low-stock alert: one row per alert, kept with
-    # the change that caused it.
+    # below it, and so raised the low-stock alert, kept with the change that
+    # caused it. A raised threshold that makes a product low alerts with no
+    # movement (its stock did not change).
     low_stock_alert: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

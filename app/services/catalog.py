@@ -425,14 +425,17 @@ def create_product(data: dict[str, Any], actor: User | None = None) -> Product:
 
 
 def update_product(product_id: int, data: dict[str, Any], actor: User) -> Product:
-    """Change the given fields; a new `stock` is an adjustment of the difference."""
+    """Change the given fields; a new `stock` is an adjustment of the difference.
+    An edit that makes the product newly low (its stock, its threshold or
+    both) alerts once, decided from the product before and after the edit."""
     product = lock_live_product(product_id)
+    was_low = inventory.is_low(product)
     stock = data.pop("stock", None)
     for field, value in data.items():
         setattr(product, field, value)
     db.session.flush()
-    if stock is not None:
-        inventory.set_stock(product, stock, actor)
+    if stock is None or not inventory.set_stock(product, stock, actor, was_low=was_low):
+        inventory.alert_if_newly_low(product, was_low)
     return product
 
 

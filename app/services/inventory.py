@@ -34,14 +34,17 @@ def move_stock(
     live_only: bool = True,
     expect: int | None = None,
     ceiling: int = STOCK_COLUMN_MAX,
+    was_low: bool | None = None,
 ) -> Product | None:
     """Add `delta` to the product's stock and record the movement, in the
     caller's transaction. One UPDATE ... RETURNING, guarded so the stock stays
     within 0..INTEGER max (and, with `expect`, only if the stock is still that):
     concurrent moves of one product serialize on its row, and each sees the
     stock the previous one left. An increase may not take the stock past
-    `ceiling`. Returns the refreshed product, or None when the guard refused
-    (nothing changed) - the caller says why."""
+    `ceiling`. `was_low`: whether the product was low before the caller's
+    transaction changed its threshold (a product PUT), so the alert is decided
+    by the edit as a whole. Returns the refreshed product, or None when the
+    guard refused (nothing changed) - the caller says why."""
     # The bound is computed here, not as `stock + delta` in SQL: that sum could
     # overflow INTEGER on PostgreSQL before the comparison.
     conditions = [
@@ -68,6 +71,8 @@ def move_stock(
     if product is None:
         return None
     matches.stock_crossed_zero(db.session, product.stock - delta, product.stock)
+    if was_low is None:
+        was_low = product.stock - delta <= product.low_stock_threshold
     movement = {
         "product_id": product_id,
         "delta": delta,
@@ -77,7 +82,7 @@ def move_stock(
         "note": note,
         # Both numbers come from the one row version this UPDATE wrote: of
         # several concurrent moves, exactly one takes the stock across.
-        "low_stock_alert": product.stock - delta > product.low_stock_threshold >= product.stock,
+        "low_stock_alert": not was_low and is_low(product),
     }
     _record(movement, order)
     if movement["low_stock_alert"]:
@@ -279,6 +284,21 @@ def _record(movement: dict[str, Any], order: Order | None = None) -> None:
     db.session.execute(insert(StockMovement), [movement])
 
 
+def is_low(product: Any) -> bool:
+    """At or below its threshold: in the low-stock report, alerted when it becomes so."""
+    return product.stock <= product.low_stock_threshold
+
+
+def alert_if_newly_low(product: Product, was_low: bool) -> None:
+    """The alert of an edit that moved no stock but made the product low (a
+    raised threshold). The caller holds the row's lock since it read
+    `was_low`, so a racing sale sees the new threshold and alerts nothing
+    more; a lowered threshold that leaves the product above it re-arms the
+    alert, as a rise of stock does."""
+    if not was_low and is_low(product):
+        low_stock_alert(product)
+
+
 def low_stock_alert(*products: Any) -> None:
     """Tell every admin that each of `products` just fell to or below its
     threshold: emails recorded in the outbox, in the transaction of the stock
@@ -322,17 +342,21 @@ def adjust_stock(product_id: int, delta: int, note: str | None, actor: User) -> 
     return moved
 
 
-def set_stock(product: Product, stock: int, actor: User) -> None:
+def set_stock(product: Product, stock: int, actor: User, *, was_low: bool | None = None) -> bool:
     """An absolute stock from a product PUT, recorded as an adjustment of the
-    difference. The row is locked while the difference is taken, and the
-    guarded UPDATE applies it only to the stock it was computed from."""
+    difference (False: it was that already, nothing moved). The row is locked
+    while the difference is taken, and the guarded UPDATE applies it only to
+    the stock it was computed from. `was_low`: as for `move_stock`."""
     current = db.session.scalar(
         select(Product.stock).where(Product.id == product.id).with_for_update(key_share=True)
     )
     if current is None or current == stock:
-        return
-    if move_stock(product.id, stock - current, "adjustment", actor_id=actor.id, expect=current):
-        return
+        return False
+    delta = stock - current
+    if move_stock(
+        product.id, delta, "adjustment", actor_id=actor.id, expect=current, was_low=was_low
+    ):
+        return True
     raise RuntimeError("stock changed under a row lock")  # pragma: no cover - cannot happen
 
 
