@@ -79,6 +79,17 @@ class Integer(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class QueryBoolean(fields.Boolean):
+    """A boolean query parameter: `true` or `false`, as the OpenAPI document's
+    `type: boolean` is written in a query. Marshmallow's own also took `yes`,
+    `1`, `on`, `T`..., which the document does not offer (found by review)."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def __init__(self, **kwargs):
+        super().__init__(truthy={"true"}, falsy={"false"}, **kwargs)
+
+
 def StrictInt(**kwargs) -> fields.Integer:  # noqa: N802 - a field factory
     """A JSON integer: no strings, no fractions, no booleans."""
     return fields.Integer(strict=True, **kwargs)

@@ -13,6 +13,7 @@ from app.schemas.common import (
     NoControl,
     NonBlank,
     PageQuerySchema,
+    QueryBoolean,
     page_schema,
 )
 from app.schemas.dumping import integer, iso_datetime, money, string
@@ -114,7 +115,7 @@ class OrderUpdateSchema(ChangeSchema):
 
 class OrderQuerySchema(PageQuerySchema):
     status = Status()
-    all = fields.Boolean(load_default=False, metadata={"description": "admins: every user's"})
+    all = QueryBoolean(load_default=False, metadata={"description": "admins: every user's"})
 
 
 class UserOrdersQuerySchema(PageQuerySchema):

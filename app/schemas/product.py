@@ -18,6 +18,7 @@ from app.schemas.common import (
     NoControl,
     NonBlank,
     PageQuerySchema,
+    QueryBoolean,
     StrictInt,
     dump_money,
     page_schema,
@@ -194,7 +195,9 @@ class ProductFilterSchema(ma.Schema):
     )
     min_price = Money()
     max_price = Money()
-    in_stock = fields.Boolean(metadata={"description": "true: only products with stock"})
+    in_stock = QueryBoolean(
+        metadata={"description": "true: only products with stock; false: no filter"}
+    )
     min_rating = Rating(
         validate=validate.Range(1, 5),
         metadata={"description": "Only products rated at least this (1-5); unrated never match."},

@@ -1,6 +1,7 @@
 """The user's search string, parsed into terms no search engine can misread.
 
-Words are runs of letters and digits (any script); everything else separates
+Words are runs of letters and digits (any script) with the combining marks
+within and after them (vowel signs, viramas); everything else separates
 them, so operators, quotes, `*`, `:`, `^`, parentheses and emoji never reach
 an engine as syntax. Each backend builds its own query from these tokens and
 quotes every one of them.
@@ -52,11 +53,37 @@ def words_of(text: str) -> tuple[str, ...]:
     PostgreSQL's lower() as `φακοσ` (its index makes a written U+03C2 U+03C3
     too, migration f38b4e6a8c12; FTS5 folds it so), so PostgreSQL found no
     word typed in capitals with a final sigma (found by review)."""
-    if not text.isascii():
+    if text.isascii():
+        found = WORD.findall(text)
+    else:
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
         text = _without_latin_marks(text)
-    return tuple(match.lower().replace(FINAL_SIGMA, SIGMA) for match in WORD.findall(text))
+        found = _with_marks(text) if any(map(is_mark, text)) else WORD.findall(text)
+    return tuple(word.lower().replace(FINAL_SIGMA, SIGMA) for word in found)
+
+
+def is_mark(char: str) -> bool:
+    """A combining mark (Unicode category M: a vowel sign, a virama, a nukta)."""
+    return unicodedata.category(char)[0] == "M"
+
+
+def _with_marks(text: str) -> list[str]:
+    """Runs of letters and digits with the marks within and after them: a
+    vowel sign or a virama is part of its word, not a separator. WORD alone
+    split `पुस्तक` into `प`, `स` and `तक`, which PostgreSQL (whose parser
+    keeps the word whole) never matched: no Hindi or Tamil word was found
+    (found by review). SQLite's FTS5 splits there itself (`sqlite.tokens`)."""
+    words, word = [], []
+    for char in text:
+        if char.isalnum() or (word and is_mark(char)):
+            word.append(char)
+        elif word:
+            words.append("".join(word))
+            word = []
+    if word:
+        words.append("".join(word))
+    return words
 
 
 def is_latin(letter: str) -> bool:

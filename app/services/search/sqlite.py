@@ -12,6 +12,8 @@ All are external-content tables over `products`: rowid = product id.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
+from itertools import chain
 
 from sqlalchemy import (
     Engine,
@@ -35,11 +37,31 @@ from app.services.search import (
     distinct_names,
     starts_pattern,
 )
-from app.services.search.query import ParsedQuery, is_latin, words_of
+from app.services.search.query import WORD, ParsedQuery, is_latin, words_of
 from app.services.search.suggestions import fold
 
 # bm25 weights per column (name, description, category), within a tier.
 BM25 = "bm25(products_fts, 10.0, 1.0, 4.0)"
+
+
+def tokens(words: Iterable[str]) -> tuple[str, ...]:
+    """`words` as FTS5's unicode61 splits them: its tokens are letters, digits
+    and private-use characters only, so a word with a combining mark (the
+    parser's `पुस्तक`) is several (`प`, `स`, `तक`), as indexed."""
+    return tuple(token for word in words for token in WORD.findall(word))
+
+
+def as_tokens(query: ParsedQuery) -> ParsedQuery:
+    """`query` in FTS5's tokens (`tokens`): the prefix's last token is the prefix."""
+    if all(WORD.fullmatch(word) for word in (*query.terms, *chain(*query.excluded))):
+        return query
+    prefix = tokens([query.prefix]) if query.prefix else ()
+    return ParsedQuery(
+        tuple(dict.fromkeys([*tokens(query.words), *prefix[:-1]])),
+        tuple(tokens(phrase) for phrase in query.phrases),
+        tuple(tokens(term) for term in query.excluded),
+        prefix[-1] if prefix else None,
+    )
 
 
 def quote(words: tuple[str, ...] | str) -> str:
@@ -216,6 +238,7 @@ class SqliteSearch:
     name = "sqlite-fts5"
 
     def match(self, query: ParsedQuery) -> Match:
+        query = as_tokens(query)
         positive = fts_expression(query)
         excluded = " OR ".join(quote(term) for term in query.excluded) or None
         if positive is None and excluded is None:
@@ -235,7 +258,7 @@ class SqliteSearch:
         event.listen(engine, "connect", _register_fold)
 
     def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> list[str]:
-        words = words_of(prefix)
+        words = tokens(words_of(prefix))
         if not words:
             return []
         expression = " ".join([*map(quote, words[:-1]), quote(words[-1]) + "*"])
