@@ -327,26 +327,26 @@ def _event_order(event: WebhookEvent) -> Order | None:
 
 
 def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
-    if order.payment_status != "unpaid":
-        _refund_duplicate(order, event, provider)
-        return
+    paid = order.payment_status != "unpaid"
+    if paid and _is_recorded(order, event):
+        return  # the synchronous pay got there first, or a redelivery
     if not _pays_in_full(order, event):
         # A payment the shop did not ask for (1 cent, another currency) pays
         # no order; it paid it (found by review). Left to a person.
         log.warning(
-            "payment event %s took %s %s for order %s, which costs %s %s: not applied",
+            "payment event %s took %s %s for order %s (%s %s, %s): not applied",
             event.id,
             event.amount,
             event.currency,
             order.id,
             order.total_amount,
             order.currency,
+            order.payment_status,
         )
         return
-    attempt = (
-        db.session.scalar(select(db.func.max(Payment.attempt)).where(Payment.order_id == order.id))
-        or 0
-    ) + 1
+    if paid:
+        _refund_duplicate(order, event, provider)
+        return
     payment = Payment(
         order_id=order.id,
         provider=provider,
@@ -354,7 +354,7 @@ def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
         amount=_amount(order),
         currency=order.currency,
         status="succeeded",
-        attempt=attempt,
+        attempt=_next_attempt(order),
     )
     db.session.add(payment)
     db.session.flush()
@@ -378,34 +378,39 @@ def _apply_succeeded(order: Order, event: WebhookEvent, provider: str) -> None:
     notifications.late_payment_refunded(order)
 
 
-def _refund_duplicate(order: Order, event: WebhookEvent, provider: str) -> None:
-    """The success of a PaymentIntent for an order that has had its payment.
-    Its own (the synchronous pay got there first, or a redelivery) changes
-    nothing; another one charged the customer twice: it is refunded through
-    the provider and recorded as a refunded attempt, so no later event of it
-    refunds it again (a failed refund raises, the event is not recorded, and
-    the provider's redelivery tries again). The order keeps its payment."""
-    known = db.session.scalar(
-        select(Payment.id)
-        .where(
-            Payment.order_id == order.id,
-            Payment.intent_id == event.intent_id,
-            Payment.status != "failed",
+def _is_recorded(order: Order, event: WebhookEvent) -> bool:
+    """Whether the event's PaymentIntent is one of the order's payments (not
+    a failed one), or names none."""
+    if event.intent_id is None:
+        return True
+    return (
+        db.session.scalar(
+            select(Payment.id)
+            .where(
+                Payment.order_id == order.id,
+                Payment.intent_id == event.intent_id,
+                Payment.status != "failed",
+            )
+            .limit(1)
         )
-        .limit(1)
+        is not None
     )
-    if event.intent_id is None or known is not None:
-        return
-    if not _pays_in_full(order, event):
-        log.warning(
-            "payment event %s took %s %s for order %s, already %s: not applied",
-            event.id,
-            event.amount,
-            event.currency,
-            order.id,
-            order.payment_status,
-        )
-        return
+
+
+def _next_attempt(order: Order) -> int:
+    last = db.session.scalar(
+        select(db.func.max(Payment.attempt)).where(Payment.order_id == order.id)
+    )
+    return (last or 0) + 1
+
+
+def _refund_duplicate(order: Order, event: WebhookEvent, provider: str) -> None:
+    """A second PaymentIntent of the order's amount succeeded for an order
+    that has had its payment: the customer was charged twice. It is refunded
+    through the provider and recorded as a refunded attempt, so no later
+    event of it refunds it again (a failed refund raises, the event is not
+    recorded, and the provider's redelivery tries again). The order keeps
+    its payment."""
     amount = _amount(order)
     log.warning(
         "order %s is %s, and PaymentIntent %s charged it again (event %s): refunding it",
@@ -415,9 +420,6 @@ def _refund_duplicate(order: Order, event: WebhookEvent, provider: str) -> None:
         event.id,
     )
     get_provider().refund(order_id=order.id, intent_id=event.intent_id, amount=amount)
-    attempt = db.session.scalar(
-        select(db.func.max(Payment.attempt)).where(Payment.order_id == order.id)
-    )
     db.session.add(
         Payment(
             order_id=order.id,
@@ -427,7 +429,7 @@ def _refund_duplicate(order: Order, event: WebhookEvent, provider: str) -> None:
             amount_refunded=amount,
             currency=order.currency,
             status="refunded",
-            attempt=(attempt or 0) + 1,
+            attempt=_next_attempt(order),
             failure_message="A second payment of a paid order: refunded",
         )
     )
