@@ -19,8 +19,9 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import exists, select, update
+from sqlalchemy.exc import InvalidRequestError
 
-from app.errors import InvalidAccountToken
+from app.errors import InvalidAccountToken, UserGone
 from app.extensions import db
 from app.models import AccountToken, User
 from app.models.types import utcnow
@@ -235,9 +236,19 @@ def verify_email(token: str) -> User:
     return user
 
 
+def refresh_user(user: User, **lock) -> None:
+    """The token's user read again (`lock`: `refresh`'s `with_for_update`),
+    or the 401 of a token whose user is gone: an account deleted (in SQL)
+    since the token check was a 500 (found by review)."""
+    try:
+        db.session.refresh(user, **lock)
+    except InvalidRequestError:  # "Could not refresh instance": no such row now
+        raise UserGone() from None
+
+
 def resend_verification(user: User) -> None:
     # The user row first, as `send_password_reset` (read fresh: verified meanwhile?).
-    db.session.refresh(user, with_for_update={"key_share": True})
+    refresh_user(user, with_for_update={"key_share": True})
     if not user.email_verified:
         send_verification(user)
 

@@ -8,12 +8,13 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.errors import Duplicate, InvalidCredentials, TokenRevoked, ValidationFailed
+from app.errors import Duplicate, InvalidCredentials, TokenRevoked, UserGone, ValidationFailed
 from app.extensions import db
 from app.models import User
-from app.services.account_tokens import send_verification, void_reset_links
+from app.services.account_tokens import refresh_user, send_verification, void_reset_links
 from app.services.cart import ensure_cart
 from app.services.passwords import hashing
 from app.services.revocation import revoke_user_tokens
@@ -87,6 +88,8 @@ def _flush_unique() -> None:
         db.session.flush()
     except IntegrityError as error:
         raise Duplicate(_duplicate_field(error), "Username or email already taken") from None
+    except StaleDataError:  # a profile change's UPDATE found no row: deleted since the token check
+        raise UserGone() from None
 
 
 def create_user(username: str, email: str, password: str, is_admin: bool = False) -> User:
@@ -168,7 +171,7 @@ def _lock_for_change(user: User) -> None:
         .values(token_version=User.token_version)
         .execution_options(synchronize_session=False)
     )
-    db.session.refresh(user)
+    refresh_user(user)
 
 
 def update_profile(user: User, data: dict, token_version: int | None = None) -> User:
@@ -180,7 +183,7 @@ def update_profile(user: User, data: dict, token_version: int | None = None) -> 
         # Two changes sent at once with one token and one password: the
         # second waits here for the first's commit, then sees the row it left
         # (its token revoked, its password replaced) instead of both applying.
-        db.session.refresh(user, with_for_update=True)
+        refresh_user(user, with_for_update=True)
         _check_current_password(user, data["current_password"], token_version)
         # Hashed before SQLite's write lock is taken (the view defers it, as
         # the signup's and the login's do): held from the token check, every

@@ -17,7 +17,7 @@ from functools import wraps
 
 from flask import Response, after_this_request, current_app, request
 from flask_jwt_extended import current_user
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.db import unit_of_work
@@ -25,11 +25,12 @@ from app.errors import (
     ApiError,
     IdempotencyInFlight,
     IdempotencyKeyReused,
+    UserGone,
     ValidationFailed,
     handle_api_error,
 )
 from app.extensions import db
-from app.models import IdempotencyKey
+from app.models import IdempotencyKey, User
 from app.models.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,13 @@ def _claim(user_id: int, key: str, fingerprint: str, token: str) -> Response | N
     record = db.session.scalar(
         select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
     )
-    if record is None:  # released by its first request just now: the retry may run
+    if record is None:
+        # The claim's foreign key refused it: the account was deleted (in
+        # SQL) since the token check, a 401 as the check's own would be; it
+        # answered 409 "just retried" (found by review).
+        if not db.session.scalar(select(exists().where(User.id == user_id))):
+            raise UserGone()
+        # Released by its first request just now: the retry may run.
         raise IdempotencyInFlight("A request with this Idempotency-Key was just retried; try again")
     if record.fingerprint != fingerprint:
         raise IdempotencyKeyReused(
