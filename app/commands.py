@@ -13,7 +13,7 @@ import click
 from flask import Flask, current_app
 from marshmallow import ValidationError
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.db import unit_of_work, vacuum_analyze
 from app.errors import ApiError
@@ -113,7 +113,10 @@ def _generated_rows(count: int, start: int, threshold: int) -> list[dict]:
 def needs_tables(command: Callable[..., Any]) -> Callable[..., Any]:
     """A command run on a database with no tables yet (before `flask db
     upgrade`: a newcomer's step skipped, a new DATABASE_URL) says so in one
-    line instead of a SQL traceback (found by review)."""
+    line instead of a SQL traceback (found by review); so does one whose
+    database cannot be reached (a wrong host, port, user or password in
+    DATABASE_URL, the server down): 150 lines of traceback ended in the
+    driver's one line that mattered (found by review)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -124,13 +127,32 @@ def needs_tables(command: Callable[..., Any]) -> Callable[..., Any]:
             missing = getattr(orig, "sqlstate", None) == UNDEFINED_TABLE or (
                 "no such table" in str(orig)
             )
-            if not missing:
-                raise
-            raise click.ClickException(
-                "the database has no tables yet: run `flask db upgrade` first"
-            ) from None
+            if missing:
+                raise click.ClickException(
+                    "the database has no tables yet: run `flask db upgrade` first"
+                ) from None
+            if error.connection_invalidated or isinstance(error, OperationalError):
+                # The driver's words name the host, port and user, never the
+                # password (nor does SQLAlchemy's URL, which is not printed).
+                reason = " ".join(str(orig).split())
+                raise click.ClickException(
+                    f"the database (DATABASE_URL) did not answer: {reason}"
+                ) from None
+            raise
 
     return wrapper
+
+
+def _invalid(messages: Any) -> str:
+    """`invalid input: --email: Not a valid email address.`: the option at
+    fault named, not a bare list of messages (`invalid input: ['3-80
+    characters: ...']` left the operator to guess which; found by review)."""
+    if not isinstance(messages, dict):
+        return f"invalid input: {messages}"
+    return "invalid input: " + "; ".join(
+        f"--{name}: " + " ".join(problems if isinstance(problems, list) else [str(problems)])
+        for name, problems in messages.items()
+    )
 
 
 def register_commands(app: Flask) -> None:
@@ -163,9 +185,12 @@ def register_commands(app: Flask) -> None:
         fields = SignupSchema().fields
         try:
             username = fields["username"].deserialize(username)
+        except ValidationError as err:
+            raise click.ClickException(_invalid({"username": err.messages})) from None
+        try:
             email = fields["email"].deserialize(email)
         except ValidationError as err:
-            raise click.ClickException(f"invalid input: {err.messages}") from None
+            raise click.ClickException(_invalid({"email": err.messages})) from None
         by_name, by_email = accounts.find_by_username(username), accounts.find_by_email(email)
         if by_name is not None and by_email is not None and by_name.id != by_email.id:
             raise click.ClickException(
@@ -191,7 +216,7 @@ def register_commands(app: Flask) -> None:
             data = SignupSchema().load({"username": username, "email": email, "password": password})
             user = accounts.create_user(**data, is_admin=True)
         except ValidationError as err:
-            raise click.ClickException(f"invalid input: {err.messages}") from None
+            raise click.ClickException(_invalid(err.messages)) from None
         except ApiError as err:
             raise click.ClickException(err.message) from None
         click.echo(f"Created admin {user.username} (id {user.id}).")

@@ -41,6 +41,10 @@ def retry(ids: tuple[int, ...], retry_all: bool) -> None:
     """Queue failed messages again (these IDS, or --all) with fresh attempts."""
     if not ids and not retry_all:
         raise click.UsageError("give message ids, or --all")
+    if ids and retry_all:
+        # The ids were retried and --all ignored, the exit 0 saying nothing
+        # of the other failed messages left as they were (found by review).
+        raise click.UsageError("give message ids or --all, not both")
     with unit_of_work():
         chosen = outbox.retry_failed(list(ids) or None)
     click.echo(f"Queued {len(chosen)} message(s) again: {', '.join(map(str, chosen)) or '-'}.")

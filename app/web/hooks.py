@@ -50,20 +50,32 @@ def _not_a_request_line(record: logging.LogRecord) -> bool:
     return not (record.levelno == logging.INFO and " - - [" in str(record.msg))
 
 
+# The shop's loggers, and Flask-Limiter's: its "Rate limit storage unreachable
+# - falling back to in-memory storage" warning (README: "a warning is
+# logged") went to the NullHandler it installs, never to the log (found by
+# review).
+JSON_LOGGERS = ("shop", "app", "flask-limiter")
+
+
 def configure_logging(app: Flask) -> None:
     """JSON lines on stderr, unless the host (pytest, an embedding app) already
     configured logging."""
     logger = logging.getLogger("shop")
-    logger.setLevel(app.config["LOG_LEVEL"])
-    logging.getLogger("app").setLevel(app.config["LOG_LEVEL"])
+    for name in JSON_LOGGERS:
+        logging.getLogger(name).setLevel(app.config["LOG_LEVEL"])
     # `flask run` (werkzeug) logs each request too: the JSON line is the one.
     logging.getLogger("werkzeug").addFilter(_not_a_request_line)
     if logging.getLogger().handlers or logger.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
-    for name in ("shop", "app"):
-        logging.getLogger(name).addHandler(handler)
+    for name in JSON_LOGGERS:
+        named = logging.getLogger(name)
+        named.addHandler(handler)
+        # Not also to the root logger a host sets up later: `flask worker`'s
+        # Celery hijacks it, and each line was logged twice, once as JSON and
+        # once in Celery's format (found by review).
+        named.propagate = False
 
 
 class NoCookieSessions(SessionInterface):
