@@ -193,8 +193,11 @@ class ProductFilterSchema(ma.Schema):
             " blank, punctuation only) matches nothing."
         },
     )
-    min_price = Money()
-    max_price = Money()
+    # Examples the server takes: without them a client generator made its
+    # own (Postman's collection sent `min_price=404691.44534278987`, a 422;
+    # found by review).
+    min_price = Money(metadata={"example": 100})
+    max_price = Money(metadata={"example": 900})
     in_stock = QueryBoolean(
         metadata={"description": "true: only products with stock; false: no filter"}
     )
@@ -271,7 +274,8 @@ class SuggestQuerySchema(ma.Schema):
     q = fields.String(
         required=True,
         validate=[validate.Length(1, 100), NonBlank()],
-        metadata={"description": "What has been typed so far"},
+        # An example: a generator ignoring the pattern sent `q= ` (a 422).
+        metadata={"description": "What has been typed so far", "example": "pho"},
     )
 
 

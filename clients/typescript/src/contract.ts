@@ -6,7 +6,10 @@ import type {
   CartAddBody,
   LoginBody,
   Order,
+  OrderPayments,
+  OrderQuery,
   ProductCreateBody,
+  ProductQuery,
   ProductUpdateBody,
 } from "./client.js";
 
@@ -29,3 +32,18 @@ export const badStatus: Order["status"] = "lost";
 
 // `quantity` has a default (1): a cart add may leave it out.
 export const defaultQuantity: CartAddBody = { product_id: 1 };
+
+// An admin's view of an order's payments: money is a number, as in every
+// answer; an attempt's intent id and failure message may be null.
+export const refunded: OrderPayments["amount_refunded"] = 39.98;
+export const attemptRefunded: OrderPayments["payments"][number]["amount_refunded"] = 10;
+export const noIntent: OrderPayments["payments"][number]["intent_id"] = null;
+// @ts-expect-error -- money in an answer is a number, not a string
+export const refundedAsString: OrderPayments["amount_refunded"] = "39.98";
+
+// Query booleans are booleans: the client sends `true` / `false`, the only
+// spellings the server takes (anything else is a 422).
+export const inStock: ProductQuery = { in_stock: true };
+export const ownOrders: OrderQuery = { all: false };
+// @ts-expect-error -- not a spelling of its own
+export const inStockYes: ProductQuery = { in_stock: "yes" };
