@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import unit_of_work
+from app.extensions import db
 from app.models.types import utcnow
 from app.services.payment_timeouts import cancel_expired_orders
 from tests.helpers import IS_POSTGRES, auth, order_for, pay, race, scalar, stock
@@ -455,3 +456,37 @@ def test_a_pay_racing_the_webhook_of_its_own_intent_pays_once_and_refunds_nothin
     assert scalar("SELECT count(*) FROM payments") == 1
     assert _refund_calls(stripe_http) == []
     assert stock(product) == 3
+
+
+def test_each_payment_is_read_back_by_the_rules_of_the_provider_that_recorded_it(
+    client, buyer, make_product, make_user, login
+):
+    """Stripe counts ISK in hundredths where ISO 4217 gives it no decimals: a
+    Stripe payment of 1,234 ISK is stored as 123400. Read back by the rules of
+    the provider configured now (here the test provider, after a switch), the
+    admin view showed 123,400 ISK."""
+    _, token = buyer
+    admin = login(make_user(admin=True))["access_token"]
+    order = order_for(client, token, (make_product(price="10.00", stock=5), 1))
+    for attempt, (provider, amount) in enumerate([("stripe", 123400), ("test", 1234)], 1):
+        with unit_of_work():
+            db.session.execute(
+                text(
+                    "INSERT INTO payments (order_id, provider, intent_id, amount, currency, "
+                    "status, attempt, created_at, updated_at, amount_refunded) VALUES "
+                    "(:o, :p, :i, :a, 'isk', 'failed', :n, :t, :t, 0)"
+                ),
+                {
+                    "o": order["id"],
+                    "p": provider,
+                    "i": f"pi_{provider}",
+                    "a": amount,
+                    "n": attempt,
+                    "t": utcnow(),
+                },
+            )
+    shown = _payments(client, admin, order["id"])["payments"]
+    assert [(p["provider"], Decimal(str(p["amount"]))) for p in shown] == [
+        ("stripe", Decimal(1234)),
+        ("test", Decimal(1234)),
+    ]

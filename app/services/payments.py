@@ -27,7 +27,7 @@ from app.models import Order, OrderStatus, Payment, PaymentEvent, User
 from app.models.types import utcnow
 from app.services import notifications, orders
 from app.services.orders import lock_order
-from app.services.payment_providers import WebhookEvent, get_provider
+from app.services.payment_providers import WebhookEvent, get_provider, major_units
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,6 @@ def order_payments(order_id: int) -> dict[str, Any]:
     order = db.session.get(Order, order_id)
     if order is None:
         raise NotFound("Order not found")
-    provider = get_provider()
     rows = db.session.scalars(
         select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt)
     ).all()
@@ -152,8 +151,8 @@ def order_payments(order_id: int) -> dict[str, Any]:
             "id": p.id,
             "provider": p.provider,
             "intent_id": p.intent_id,
-            "amount": provider.major_units(p.amount, p.currency),
-            "amount_refunded": provider.major_units(p.amount_refunded, p.currency),
+            "amount": major_units(p.provider, p.amount, p.currency),
+            "amount_refunded": major_units(p.provider, p.amount_refunded, p.currency),
             "currency": p.currency,
             "status": p.status,
             "attempt": p.attempt,
@@ -410,7 +409,7 @@ def _refund_duplicate(order: Order, event: WebhookEvent, provider: str) -> None:
     through the provider and recorded as a refunded attempt, so no later
     event of it refunds it again (a failed refund raises, the event is not
     recorded, and the provider's redelivery tries again). The order keeps
-    its payment."""
+    its payment; the customer is told (their statement shows both charges)."""
     amount = _amount(order)
     log.warning(
         "order %s is %s, and PaymentIntent %s charged it again (event %s): refunding it",
@@ -433,3 +432,4 @@ def _refund_duplicate(order: Order, event: WebhookEvent, provider: str) -> None:
             failure_message="A second payment of a paid order: refunded",
         )
     )
+    notifications.second_payment_refunded(order)

@@ -70,9 +70,6 @@ class StripeProvider:
     def minor_units(self, amount: Decimal, currency: str) -> int:
         return to_minor_units(amount, currency, stripe_exponent(currency))
 
-    def major_units(self, minor: int, currency: str) -> Decimal:
-        return Decimal(minor).scaleb(-stripe_exponent(currency))
-
     def charge(self, *, order_id, amount, currency, payment_method, intent_id, attempt) -> Charge:
         """One attempt, under keys of its own (`attempt`): an error raised
         once Stripe was called says so (`provider_attempt`, and the intent
