@@ -91,6 +91,9 @@ def _json_error(sock, status_int, reason, mesg):
 
     try:
         code = HTTPStatus(status_int).name.lower()
+        # gunicorn gives "Bad Request" as the reason of its 501 (a
+        # Transfer-Encoding it does not support): the status's own phrase.
+        reason = HTTPStatus(status_int).phrase
     except ValueError:
         code = "bad_request"
     messages = {
@@ -98,6 +101,8 @@ def _json_error(sock, status_int, reason, mesg):
         414: ("uri_too_long", "Request URI too long"),
         431: ("headers_too_large", "Request header fields too large"),
         500: ("internal_error", "Internal server error"),
+        417: ("expectation_failed", "Expect header not supported: send 100-continue or none"),
+        501: ("not_implemented", "Transfer-Encoding not supported: send chunked or none"),
     }
     code, message = messages.get(status_int, (code, reason))
     body = json.dumps({"code": code, "message": message}).encode()

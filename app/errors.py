@@ -232,10 +232,16 @@ def http_error_response(error: HTTPException) -> Response:
     data = getattr(error, "data", None) or {}
     message = data.get("message")
     errors = data.get("errors")
+    code = None
     if errors is None and "messages" in data:
         errors = _flatten_webargs(data["messages"])
         if status == 400:  # webargs' invalid-JSON abort
             message, errors = "Request body is not valid JSON", None
+    elif status == 400 and "JSON" not in str(error.description):
+        # werkzeug's own 400s are about the HTTP request, not a body: a Host
+        # header it cannot read (`a..b`, 5,000 characters) was answered
+        # `invalid_json` (found by review). The code gunicorn's refusals use.
+        message, code = message or "Malformed HTTP request", "invalid_request"
     if message is None and status not in MESSAGES:
         message = error.name
     headers = dict(data.get("headers") or {})
@@ -244,7 +250,7 @@ def http_error_response(error: HTTPException) -> Response:
     if status == 429:
         message = _limit_message()
         headers["Retry-After"] = str(_retry_after())
-    return error_response(status, message, errors, headers)
+    return error_response(status, message, errors, headers, code=code)
 
 
 def _limit_message() -> str | None:

@@ -17,6 +17,7 @@ from app.errors import ApiError, ValidationFailed
 from app.extensions import limiter
 from app.utils.text import bad_text
 from app.web.caching import catalog_read
+from app.web.json import DuplicateKey
 from app.web.jwt import admin_required, auth_required
 from app.web.openapi import response_schema, standard_error_responses
 from app.web.openapi_contract import operation_extras
@@ -92,6 +93,9 @@ class JSONBodyParser(FlaskParser):
         _reject_truncated_stream(req, body)
         try:
             data = current_app.json.loads(body)
+        except DuplicateKey as exc:  # valid JSON, but which value is meant?
+            field = exc.key.encode("utf-8", "backslashreplace").decode()
+            raise ValidationFailed(errors={field: ["Given more than once."]}) from None
         except (ValueError, UnicodeDecodeError):
             raise ApiError("Request body is not valid JSON", status=400) from None
         reject_bad_text(data)

@@ -21,7 +21,13 @@ class IdConverter(IntegerConverter):
     def to_python(self, value: str) -> int:
         if not value.isascii():  # werkzeug's \d+ and int() read any script's digits
             raise NotFound()
-        number = int(value)
+        # More digits than the maximum has name no row; int() refuses past
+        # 4,300 digits with a ValueError, which routing let through: a 500
+        # (found by review).
+        digits = value.lstrip("0") or "0"
+        if len(digits) > len(str(self.max)):
+            raise NotFound()
+        number = int(digits)
         if not self.min <= number <= self.max:
             raise NotFound()
         return number

@@ -103,6 +103,9 @@ def _start_request() -> None:
         request.environ["HTTP_AUTHORIZATION"] = "Bearer " + authorization[7:]
 
 
+UTF_8 = frozenset({"utf-8", "utf8"})
+
+
 def is_json_mimetype(mimetype: str) -> bool:
     return mimetype == "application/json" or (
         mimetype.startswith("application/") and mimetype.endswith("+json")
@@ -124,6 +127,12 @@ def reject_non_json_bodies() -> None:
     )
     if has_body and not is_json_mimetype(request.mimetype or ""):
         raise ApiError("Content type must be application/json", status=415)
+    # JSON is UTF-8 (RFC 8259): a body declared in another charset was read
+    # as UTF-8 all the same, its text misread or a 400 "not valid JSON" that
+    # hid the reason (found by review).
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if has_body and charset not in UTF_8:
+        raise ApiError("JSON bodies must be UTF-8: send charset=utf-8 or none", status=415)
 
 
 def _finish_request(response: Response) -> Response:

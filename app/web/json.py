@@ -36,6 +36,27 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class DuplicateKey(ValueError):
+    """An object that names `key` twice. RFC 8259 leaves its meaning open:
+    read last-wins here, while a proxy or a log reader may take the first,
+    `{"quantity": 1, "quantity": 1000}` meant two things (found by review)."""
+
+    def __init__(self, key: str):
+        super().__init__(f"Duplicate key in a JSON object: {key!r}")
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 _encoder = msgspec.json.Encoder(decimal_format="number")
 _sorted_encoder = msgspec.json.Encoder(decimal_format="number", order="sorted")
 
@@ -64,6 +85,7 @@ class DecimalJSONProvider(JSONProvider):
         kwargs.setdefault("use_decimal", True)
         kwargs.setdefault("parse_constant", _reject_constant)
         kwargs.setdefault("parse_int", _parse_int)
+        kwargs.setdefault("object_pairs_hook", _object)
         try:
             return simplejson.loads(s, **kwargs)
         except RecursionError as exc:  # `[[[[...` 100,000 deep

@@ -29,6 +29,8 @@ API_DESCRIPTION = """The shop's JSON API: catalog, reviews, cart, orders and acc
   `{"code": "internal_error", ...}`.
 * **Money** is a JSON number with at most two decimals; inputs also take a numeric string.
 * **Lists** answer `{items, page, per_page, total, pages}`.
+* **Input**: a JSON body is UTF-8 and names each key once (a repeated key is a 422);
+  a query parameter given twice is read at its first value; unknown ones are ignored.
 """
 
 # flask-smorest's settings: the document's metadata, where it is served, and
@@ -62,7 +64,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     405: "Method not allowed on this path.",
     409: "Conflict with the current state.",
     413: "Request body larger than the configured limit (1 MiB by default).",
-    415: "A body sent with a content type other than application/json.",
+    415: "A body sent with a content type other than application/json, or not in UTF-8.",
     422: "Validation failed: `errors` maps each offending field (or `_schema`) to messages.",
     429: "Rate limit exceeded.",
     500: "Unexpected error.",

@@ -68,6 +68,8 @@ def error_codes() -> dict[int, set[str]]:
     found.setdefault(400, set()).add("invalid_request")
     found.setdefault(414, set()).add("uri_too_long")
     found.setdefault(431, set()).add("headers_too_large")
+    found.setdefault(417, set()).add("expectation_failed")
+    found.setdefault(501, set()).add("not_implemented")
     return found
 
 
