@@ -364,6 +364,11 @@ class RedisStore:
                 self._settle()
             except self.errors:
                 continue
+            # Redis took them: it answers again. Left marked down, the next
+            # commit's bump was owed to this thread (0.25 s late) for the rest
+            # of `retry_after`, and other instances served the answer from
+            # before it meanwhile (found by review).
+            self.down_until = 0.0
             with self._owed_lock:  # decided under the lock `_retry_owed` takes
                 if not self.owed:
                     _RETRYING.pop(id(self.owed), None)
