@@ -23,9 +23,9 @@ def assert_envelope(response, status: int, code: str) -> dict:
     return body
 
 
-@pytest.fixture
-def world(client, make_user, login, make_product):
-    """An admin, a buyer with an order, a cart line and a review, and a product."""
+def build_world(client, make_user, login, make_product) -> dict:
+    """An admin, a buyer (alice) with an order, a cart line and a review, and
+    a product: tokens and ids."""
     admin = login(make_user("root", admin=True))["access_token"]
     alice = make_user("alice")
     token = login(alice)["access_token"]
@@ -40,11 +40,17 @@ def world(client, make_user, login, make_product):
     return {
         "admin": admin,
         "user": token,
+        "user_id": alice.id,
         "p": product.id,
         "o": order["id"],
         "i": item,
         "r": review,
     }
+
+
+@pytest.fixture
+def world(client, make_user, login, make_product):
+    return build_world(client, make_user, login, make_product)
 
 
 # Every operation that reads a JSON body (the admin's with an admin token).

@@ -15,43 +15,25 @@ import pytest
 from sqlalchemy import text
 
 from app.extensions import db
-from tests.helpers import DATABASE_URL, auth, fill_cart, order_for
+from tests.helpers import DATABASE_URL, auth
 from tests.live import gunicorn
-from tests.reviewing import give_order
-
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)[:300]
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert body["code"] == code, body
-    assert isinstance(body["message"], str) and body["message"]
-    return body
+from tests.test_review_hostile7 import assert_envelope, build_world
 
 
 @pytest.fixture
 def world(client, make_user, login, make_product):
-    """An admin, a buyer with an order, a cart line and a review, and a product."""
-    admin = login(make_user("root", admin=True))["access_token"]
-    alice = make_user("alice")
-    token = login(alice)["access_token"]
-    product = make_product(stock=50)
-    give_order(alice, product)
-    order = order_for(client, token, (product, 1))
-    fill_cart(client, token, (product, 1))
-    item = client.get("/api/cart", headers=auth(token)).get_json()["items"][0]["id"]
-    review = client.post(
-        f"/api/products/{product.id}/reviews", json={"rating": 4}, headers=auth(token)
-    ).get_json()["id"]
+    """hostile7's world, its ids named as the routes' parameters, and a
+    refresh token of another user."""
+    made = build_world(client, make_user, login, make_product)
     ids = {
-        "product_id": product.id,
-        "order_id": order["id"],
-        "item_id": item,
-        "review_id": review,
-        "user_id": alice.id,
+        "product_id": made["p"],
+        "order_id": made["o"],
+        "item_id": made["i"],
+        "review_id": made["r"],
+        "user_id": made["user_id"],
     }
     refresh = login(make_user("bob"))["refresh_token"]
-    return {"admin": admin, "user": token, "refresh": refresh, "ids": ids, "p": product.id}
+    return {**made, "refresh": refresh, "ids": ids}
 
 
 def row_counts() -> dict[str, int]:
