@@ -33,23 +33,7 @@ from tests.helpers import (
     stock,
 )
 from tests.live import gunicorn
-
-STATUSES = ["pending", "processing", "shipped", "delivered", "cancelled"]
-ALLOWED = {
-    ("pending", "processing"),
-    ("pending", "cancelled"),
-    ("processing", "shipped"),
-    ("processing", "cancelled"),
-    ("shipped", "delivered"),
-}
-PATH_TO = {
-    "pending": [],
-    "processing": ["processing"],
-    "shipped": ["processing", "shipped"],
-    "delivered": ["processing", "shipped", "delivered"],
-    "cancelled": ["cancelled"],
-}
-
+from tests.test_orders import ALLOWED, PATH_TO, STATUSES
 
 # --- cart quantities ----------------------------------------------------------
 
