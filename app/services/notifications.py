@@ -74,6 +74,16 @@ def late_payment_refunded(order: Order) -> None:
         queue_email(user.email, "order_refunded", _order_context(order, user, order.items))
 
 
+def second_payment_refunded(order: Order) -> None:
+    """Queue the email telling the customer that a second payment of the
+    order (charged twice: their statement shows both) went back in full."""
+    user = db.session.get(User, order.user_id)
+    if user is not None:
+        context = _order_context(order, user, order.items)
+        context["refund"] = {"amount": order.total_amount}
+        queue_email(user.email, "second_payment_refunded", context)
+
+
 def low_stock(*products: Any) -> None:
     """Queue the low-stock alert for each of `products` to every admin (the
     admins read once)."""
