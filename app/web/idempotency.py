@@ -251,7 +251,15 @@ def idempotent(view):
         if response.status_code in BAD_INPUT or response.status_code >= 500:
             _release(user_id, key, token)
             return response
-        _store(user_id, key, token, response)
+        try:
+            _store(user_id, key, token, response)
+        except SQLAlchemyError:
+            # The answer's UPDATE failed (a connection lost, a statement
+            # timeout): nothing is stored, the work rolls back (a 503), and
+            # the claim blocked every retry of the key with a 409 "still in
+            # progress" for IDEMPOTENCY_ABANDONED_AFTER (found by review).
+            _release(user_id, key, token)
+            raise
 
         @after_this_request
         def release_if_not_committed(final: Response) -> Response:
