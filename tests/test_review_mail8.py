@@ -488,13 +488,14 @@ def test_a_celery_worker_killed_mid_send_loses_nothing_and_sends_once(
     assert set(_statuses()) == set(ids)
 
 
-def test_a_partial_refund_emails_nothing_and_the_cancel_tells_the_whole_refund(
+def test_a_partial_refund_emails_nothing_and_the_cancel_tells_what_it_gave_back(
     shop, wire, buyer, make_product, smtp_server
 ):
     """A partial refund made at Stripe sends no email (README lists none; the
     order stays paid). Cancelling the order then refunds the rest (24.98 of
-    39.98) and its one cancellation email says what went back in all, in the
-    order's currency; a cancel whose refund fails emails nothing."""
+    39.98) and its one cancellation email says what this cancel gave back,
+    in the order's currency (it said 39.98, as if all of it went back now);
+    a cancel whose refund fails emails nothing."""
     user, token = buyer
     client = shop.test_client()
     order = _paid_order(client, wire, token, make_product(price="19.99", stock=5))
@@ -527,5 +528,5 @@ def test_a_partial_refund_emails_nothing_and_the_cancel_tells_the_whole_refund(
     assert cancelled["Subject"] == f"Shop: order #{order['id']} was cancelled"
     text, html = _message_checks(shop, cancelled, user.email)
     for body in (text, html):
-        assert "Refunded: 39.98 USD to your original payment method." in body
+        assert "Refunded: 24.98 USD to your original payment method." in body
         assert body.count("Refunded:") == 1

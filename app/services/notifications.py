@@ -4,6 +4,7 @@ each recording an outbox row in the caller's transaction."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from flask import current_app
@@ -55,14 +56,20 @@ def order_placed(order: Order, user: User, items: Iterable[Any]) -> None:
     queue_email(user.email, "order_placed", _order_context(order, user, items))
 
 
-def order_status_changed(order: Order) -> None:
-    """Queue the email for the order's new status, if that status has one."""
+def order_status_changed(order: Order, refunded: Decimal | None = None) -> None:
+    """Queue the email for the order's new status, if that status has one;
+    `refunded`: what the change gave back (a cancel's refund), which is the
+    order's total unless partial refunds were made before it (the email said
+    the total, as if all of it were given back now; found by review)."""
     template = STATUS_TEMPLATES.get(order.status)
     if template is None:
         return
     user = db.session.get(User, order.user_id)
     if user is not None:
-        queue_email(user.email, template, _order_context(order, user, order.items))
+        context = _order_context(order, user, order.items)
+        if refunded is not None:
+            context["refund"] = {"amount": refunded}
+        queue_email(user.email, template, context)
 
 
 def late_payment_refunded(order: Order) -> None:

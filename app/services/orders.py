@@ -330,6 +330,7 @@ def change_status(order: Order, new: str) -> None:
     if not _set_if_status(order, order.status, status=new):
         current = db.session.scalar(select(Order.status).where(Order.id == order.id))
         raise InvalidTransition(current, new)
+    refunded = None
     if new == OrderStatus.CANCELLED:
         restock(order)  # in product-id order, as checkout takes them
         # A paid order is refunded last, after every step that can refuse: a
@@ -337,12 +338,12 @@ def change_status(order: Order, new: str) -> None:
         # returns while the money has not.
         from app.services.payments import refund_if_paid  # payments builds on this module
 
-        refund_if_paid(order)
+        refunded = refund_if_paid(order)
     order.status_history.append(
         OrderStatusEvent(order_id=order.id, status=new, at=order.updated_at)
     )
     db.session.flush()
-    notifications.order_status_changed(order)
+    notifications.order_status_changed(order, refunded=refunded)
 
 
 def _change_address(order: Order, address: str) -> None:

@@ -171,13 +171,15 @@ def order_payments(order_id: int) -> dict[str, Any]:
     }
 
 
-def refund_if_paid(order: Order) -> None:
-    """Refund a paid order in full (called while it is being cancelled, its row
-    locked); a failed refund raises RefundFailed and the cancel rolls back."""
+def refund_if_paid(order: Order) -> Decimal | None:
+    """Refund what a paid order's payment still holds (called while it is
+    being cancelled, its row locked): the amount given back now, or None for
+    an order that was not paid. A failed refund raises RefundFailed and the
+    cancel rolls back."""
     status = db.session.scalar(select(Order.payment_status).where(Order.id == order.id))
     set_committed_value(order, "payment_status", status)
     if status != "paid":
-        return
+        return None
     payment = db.session.scalars(
         select(Payment)
         .where(Payment.order_id == order.id, Payment.status == "succeeded")
@@ -193,14 +195,12 @@ def refund_if_paid(order: Order) -> None:
         )
     # What partial refunds made at the provider left (Stripe refuses a refund
     # of more than the charge still holds).
-    provider.refund(
-        order_id=order.id,
-        intent_id=payment.intent_id,
-        amount=payment.amount - payment.amount_refunded,
-    )
+    rest = payment.amount - payment.amount_refunded
+    provider.refund(order_id=order.id, intent_id=payment.intent_id, amount=rest)
     payment.status = "refunded"
     payment.amount_refunded = payment.amount
     _set_payment_status(order, "paid", "refunded")
+    return major_units(payment.provider, rest, payment.currency)
 
 
 def handle_webhook(
