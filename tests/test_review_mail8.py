@@ -15,10 +15,8 @@ import sys
 import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import stripe
 from sqlalchemy import text
 
 from app.db import unit_of_work
@@ -40,6 +38,8 @@ from tests.helpers import (
 )
 from tests.live import ROOT, celery_worker, eventually
 from tests.smtp import LOW_STOCK, outbox_rows, parts
+from tests.test_celery import redis_queue  # noqa: F401 - a fixture
+from tests.test_payments_stripe import RecordingHTTPClient
 
 SECRET = "whsec_mail8_0123456789abcdef"
 STRIPE = {
@@ -167,33 +167,9 @@ def test_a_product_name_cannot_inject_a_header(client, admin_token, make_product
 # --- refunds the customer is told of -----------------------------------------------------
 
 
-class StripeWire(stripe.HTTPClient):
-    """Stripe's side of the wire: records requests, answers the next canned reply."""
-
-    name = "mail8"
-
-    def __init__(self):
-        super().__init__()
-        self.requests: list[dict] = []
-        self.answers: list[tuple[int, dict]] = []
-
-    def request(self, method, url, headers, post_data=None, *, _usage=None):
-        parts_ = urlsplit(url)
-        form = dict(parse_qsl(post_data or parts_.query or ""))
-        self.requests.append({"path": parts_.path, "form": form})
-        status, body = self.answers.pop(0)
-        return json.dumps(body), status, {"Request-Id": f"req_{len(self.requests)}"}
-
-    def request_stream(self, *args, **kwargs):
-        raise NotImplementedError
-
-    def close(self):
-        pass
-
-
 @pytest.fixture
 def wire():
-    return StripeWire()
+    return RecordingHTTPClient()
 
 
 @pytest.fixture
@@ -311,23 +287,15 @@ FAST = {
 }
 
 
-@pytest.fixture
-def redis_queue():
-    """The test's Redis database, its Celery queue emptied before and after."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = ("celery", "unacked", "unacked_index", "unacked_mutex")
-    client.delete(*keys)
-    yield REDIS_URL
-    client.delete(*keys)
-    client.close()
-
-
 @celery_leg
 @pytest.mark.server
 def test_a_worker_sends_the_threshold_alert_once_after_a_refusal(
-    make_app, make_user, login, make_product, smtp_server, redis_queue
+    make_app,
+    make_user,
+    login,
+    make_product,
+    smtp_server,
+    redis_queue,  # noqa: F811 - test_celery's fixture
 ):
     """A PUT raising the threshold, committed by a web app in Celery mode:
     the relay answers 451 (temporary) first, so the worker retries after
@@ -363,7 +331,11 @@ def test_a_worker_sends_the_threshold_alert_once_after_a_refusal(
 
 @celery_leg
 @pytest.mark.server
-def test_a_5xx_refusal_fails_the_row_at_once_under_celery(make_user, smtp_server, redis_queue):
+def test_a_5xx_refusal_fails_the_row_at_once_under_celery(
+    make_user,
+    smtp_server,
+    redis_queue,  # noqa: F811 - test_celery's fixture
+):
     """RFC 5321: a 5xx is permanent, the row `failed` after one attempt (a
     4xx is retried: the test above)."""
     queue_email(make_user().email, "low_stock", LOW_STOCK)
@@ -457,7 +429,9 @@ def test_mail_deliver_killed_mid_batch_leaves_the_rest_to_the_next_once(
 @celery_leg
 @pytest.mark.server
 def test_a_celery_worker_killed_mid_send_loses_nothing_and_sends_once(
-    make_user, smtp_server, redis_queue
+    make_user,
+    smtp_server,
+    redis_queue,  # noqa: F811 - test_celery's fixture
 ):
     """Under Celery each row is one task (two threads a worker): the worker
     is killed while the relay hangs on one; that row is sent by the next
