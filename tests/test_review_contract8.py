@@ -26,6 +26,7 @@ from tests.test_payments_stripe import (  # noqa: F401 - fixtures
     stripe_http,
 )
 from tests.test_review_contract6 import Contract, as_json_schema
+from tests.test_review_payments8 import refunded_charge
 
 DECLINED = {"payment_method": "pm_card_chargeDeclined"}
 REFUNDED = {"id": "re_1", "object": "refund", "status": "succeeded"}
@@ -165,16 +166,7 @@ def test_stripe_order_payments_with_partial_refunds_match_the_document(
         (200, intent("succeeded", amount=3998)),
     ]
     assert pay(stripe_client, token, order["id"]).status_code == 200
-    charge = {
-        "id": "ch_1",
-        "object": "charge",
-        "payment_intent": "pi_1",
-        "amount": 3998,
-        "currency": "usd",
-        "amount_refunded": 1000,
-        "refunded": False,
-        "metadata": {"order_id": str(order["id"])},
-    }
+    charge = refunded_charge(order["id"], 1000)
     payload = event("charge.refunded", charge, "evt_partial")
     assert (
         api(

@@ -40,6 +40,7 @@ from tests.live import ROOT, celery_worker, eventually
 from tests.smtp import LOW_STOCK, outbox_rows, parts
 from tests.test_celery import redis_queue  # noqa: F401 - a fixture
 from tests.test_payments_stripe import RecordingHTTPClient
+from tests.test_review_payments8 import refunded_charge
 
 SECRET = "whsec_mail8_0123456789abcdef"
 STRIPE = {
@@ -473,16 +474,7 @@ def test_a_partial_refund_emails_nothing_and_the_cancel_tells_what_it_gave_back(
     user, token = buyer
     client = shop.test_client()
     order = _paid_order(client, wire, token, make_product(price="19.99", stock=5))
-    charge = {
-        "id": "ch_1",
-        "object": "charge",
-        "payment_intent": "pi_1",
-        "amount": 3998,
-        "currency": "usd",
-        "amount_refunded": 1500,
-        "refunded": False,
-        "metadata": {"order_id": str(order["id"])},
-    }
+    charge = refunded_charge(order["id"], 1500)
     assert _webhook(client, "charge.refunded", charge, "evt_part").status_code == 200
     assert [row.topic for row in outbox_rows(db)] == ["order_placed", "order_processing"]
 

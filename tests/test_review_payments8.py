@@ -53,8 +53,10 @@ def _second(order_id, intent_id="pi_2", event_id="evt_dup", amount=3998, currenc
     return event("payment_intent.succeeded", obj, event_id)
 
 
-def _refund_event(order_id, refunded, event_id, amount=3998, intent_id="pi_1"):
-    charge = {
+def refunded_charge(order_id, refunded, amount=3998, intent_id="pi_1") -> dict:
+    """A `charge.refunded` event's object: `refunded` of the charge's `amount`
+    (minor units) given back so far."""
+    return {
         "id": "ch_1",
         "object": "charge",
         "payment_intent": intent_id,
@@ -64,7 +66,12 @@ def _refund_event(order_id, refunded, event_id, amount=3998, intent_id="pi_1"):
         "refunded": refunded >= amount,
         "metadata": {"order_id": str(order_id)},
     }
-    return event("charge.refunded", charge, event_id)
+
+
+def _refund_event(order_id, refunded, event_id, amount=3998, intent_id="pi_1"):
+    return event(
+        "charge.refunded", refunded_charge(order_id, refunded, amount, intent_id), event_id
+    )
 
 
 def _refund_calls(http):
