@@ -74,7 +74,12 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(D)sus rid=%({x-request-id}o)s'
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# One of gunicorn's levels: it read any other word as `info`, saying
+# nothing (found by review).
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "").strip().lower() or "info"
+if loglevel not in LOG_LEVELS:
+    raise SystemExit(f"GUNICORN_LOGLEVEL must be one of {', '.join(LOG_LEVELS)}, not {loglevel!r}")
 # Request lines up to 8 KiB (gunicorn's ceiling; nginx's default buffer size),
 # not 4 KiB: a list URL with many filters fits.
 limit_request_line = _int("GUNICORN_LIMIT_REQUEST_LINE", 8190)

@@ -71,7 +71,10 @@ def test_unexpected_error_is_internal_error(make_app):
 def test_health_unavailable_has_a_code(make_app):
     unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
     app = make_app("testing", {"SQLALCHEMY_DATABASE_URI": unreachable})
-    error(app.test_client().get("/api/health"), 503, "unavailable")
+    response = app.test_client().get("/api/health")
+    error(response, 503, "unavailable")
+    # Every 503 says when to retry, as the document says this one does.
+    assert response.headers["Retry-After"] == "5"
 
 
 def test_wrong_login_is_invalid_credentials(client, make_user):

@@ -160,6 +160,8 @@ def test_the_documented_urls_and_names_start(tmp_path):
         # forever; 0 threads failed each worker's boot with a traceback.
         ("WEB_CONCURRENCY", "0"),
         ("GUNICORN_THREADS", "0"),
+        # Read as `info`, saying nothing (found by review, session 17).
+        ("GUNICORN_LOGLEVEL", "verbose"),
     ],
 )
 def test_gunicorn_stops_on_a_refused_setting(name, value, tmp_path):

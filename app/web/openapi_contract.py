@@ -339,7 +339,7 @@ def operation_extras(doc: dict, doc_info: dict, *, spec, **kwargs: Any) -> dict:
 # README promises it, the document named it on 429s only (found by review).
 UNAVAILABLE_RETRY_AFTER_HEADER = {
     "description": "Seconds to wait before retrying (1 when busy, 30 when the database "
-    "takes no writes).",
+    "takes no writes, 5 from the health check when it cannot be reached).",
     "schema": {"type": "integer", "minimum": 1},
 }
 
