@@ -195,9 +195,10 @@ class ProductFilterSchema(ma.Schema):
     )
     # Examples the server takes: without them a client generator made its
     # own (Postman's collection sent `min_price=404691.44534278987`, a 422;
-    # found by review).
-    min_price = Money(metadata={"example": 100})
-    max_price = Money(metadata={"example": 900})
+    # found by review). The whole range, so that a request built from them
+    # (Swagger UI's "Try it out" fills them in) still lists every product.
+    min_price = Money(metadata={"example": 0})
+    max_price = Money(metadata={"example": 1000000})
     in_stock = QueryBoolean(
         metadata={"description": "true: only products with stock; false: no filter"}
     )
