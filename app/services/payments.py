@@ -246,9 +246,9 @@ def handle_webhook(
             # (found by review).
             log.warning("refund event %s is not of order %s's payment", event.id, order.id)
             return
-        if not event.fully_refunded:
-            _record_partial_refund(order, event)
-        elif _set_payment_status(order, "paid", "refunded"):
+        if (event.fully_refunded or _record_partial_refund(order, event)) and (
+            _set_payment_status(order, "paid", "refunded")
+        ):
             db.session.execute(
                 update(Payment)
                 .where(Payment.order_id == order.id, Payment.status == "succeeded")
@@ -259,13 +259,15 @@ def handle_webhook(
         log.info("payment of order %s failed (event %s)", order.id, event.id)
 
 
-def _record_partial_refund(order: Order, event: WebhookEvent) -> None:
+def _record_partial_refund(order: Order, event: WebhookEvent) -> bool:
     """A part of a paid order's payment given back at the provider: the order
     stays paid (and keeps its workflow status), the payment records the total
     refunded so far. Stripe's `amount_refunded` is cumulative, so the largest
-    seen is the truth, whatever order the events arrive in."""
+    seen is the truth, whatever order the events arrive in. True when it is
+    all of the payment, though the event did not say so (no `refunded`, no
+    `amount`): the caller marks the order refunded, as for a full refund."""
     if order.payment_status != "paid":
-        return  # refunded in full already: a late partial event says less
+        return False  # refunded in full already: a late partial event says less
     payment = db.session.scalars(
         select(Payment)
         .where(Payment.order_id == order.id, Payment.status == "succeeded")
@@ -273,15 +275,10 @@ def _record_partial_refund(order: Order, event: WebhookEvent) -> None:
         .limit(1)
     ).first()
     if payment is None:
-        return
+        return False
     refunded = min(event.amount_refunded or 0, payment.amount)
     if refunded == payment.amount:
-        # All of it, though the event did not say so (no `refunded`, no
-        # `amount`): the order is refunded, and a cancel has nothing to give back.
-        if _set_payment_status(order, "paid", "refunded"):
-            payment.status = "refunded"
-            payment.amount_refunded = refunded
-        return
+        return True
     if refunded > payment.amount_refunded:
         payment.amount_refunded = refunded
         log.warning(
@@ -291,6 +288,7 @@ def _record_partial_refund(order: Order, event: WebhookEvent) -> None:
             payment.amount,
             order.currency,
         )
+    return False
 
 
 def _pays_in_full(order: Order, event: WebhookEvent) -> bool:
