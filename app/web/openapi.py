@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import unicodedata
 from http import HTTPStatus
 from typing import Any
 
 from marshmallow import fields, missing, validate
 
-from app.schemas.common import Money, NonBlank
+from app.schemas.common import Money, NoControl, NonBlank
 from app.schemas.inventory import NonZero
 from app.web.overrides import declared_fields
 
@@ -92,6 +93,21 @@ IDEMPOTENCY_KEY_PARAMETER = {
 }
 
 
+def _class_ranges(codes: list[int]) -> str:
+    """`codes` (ascending, BMP) as the inside of a regex character class."""
+    ranges, start = [], codes[0]
+    for previous, code in zip(codes, [*codes[1:], None], strict=True):
+        if code != previous + 1:
+            ranges.append(f"\\u{start:04x}" + (f"-\\u{previous:04x}" if previous > start else ""))
+            start = code
+    return "".join(ranges)
+
+
+@functools.cache
+def _blank_ranges() -> str:
+    return _class_ranges([code for code in range(0x10000) if not NonBlank.visible(chr(code))])
+
+
 @functools.cache
 def visible_character() -> str:
     """A pattern found in a value that `NonBlank` accepts: one character
@@ -101,22 +117,33 @@ def visible_character() -> str:
     review); ECMA-262's and Python's whitespace differ too (U+0085, U+001C-1F).
     A value of astral format characters only (U+E0001, ...) still matches in
     an engine that reads it as surrogates: the server's 422 is the last word."""
-    blank = [code for code in range(0x10000) if not NonBlank.visible(chr(code))]
-    ranges, start = [], blank[0]
-    for previous, code in zip(blank, [*blank[1:], None], strict=True):
-        if code != previous + 1:
-            ranges.append(f"\\u{start:04x}" + (f"-\\u{previous:04x}" if previous > start else ""))
-            start = code
-    return "[^" + "".join(ranges) + "]"
+    return "[^" + _blank_ranges() + "]"
+
+
+# Unicode's control characters (category Cc: U+0000-001F, U+007F-009F), all
+# in the Basic Multilingual Plane.
+CONTROLS = tuple(code for code in range(0x10000) if unicodedata.category(chr(code)) == "Cc")
 
 
 def nonblank2properties(self, field, ret: dict, **kwargs: Any) -> dict:
-    """apispec attribute function: a field validated `NonBlank` must hold a
-    visible character (`visible_character`, found anywhere)."""
+    """apispec attribute function: the text rules of a request field in its
+    `pattern`. `NonBlank`: it holds a visible character (`visible_character`,
+    found anywhere). `NoControl`: no control character but those it allows
+    (a description's tabs and line breaks), the whole value anchored; with
+    `NonBlank` too, one pattern says both. The document took a review title
+    with a bell or a product name with a tab, which the server refuses with
+    a 422 (found by review). An answer's field keeps `NonBlank`'s pattern
+    only: it holds what is stored, rows older than a rule included."""
     validators = getattr(field, "validators", ())
-    if not any(isinstance(validator, NonBlank) for validator in validators):
-        return {}
-    return {"pattern": visible_character()}
+    non_blank = any(isinstance(validator, NonBlank) for validator in validators)
+    no_control = [v for v in validators if isinstance(v, NoControl)]
+    if not no_control or field.dump_only or getattr(field.parent, "IS_RESPONSE", False):
+        return {"pattern": visible_character()} if non_blank else {}
+    allowed = set(no_control[0].allowed)
+    refused = _class_ranges([code for code in CONTROLS if chr(code) not in allowed])
+    if not non_blank:
+        return {"pattern": f"^[^{refused}]*$"}
+    return {"pattern": f"^[^{refused}]*[^{_blank_ranges()}{refused}][^{refused}]*$"}
 
 
 def email2properties(self, field, ret: dict, **kwargs: Any) -> dict:
