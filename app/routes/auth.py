@@ -220,6 +220,7 @@ def update_profile(data):
 @blp.response(200, AccessTokenSchema)
 def refresh():
     """A new access token, with the refresh token as the bearer."""
+    accounts.lock_token_user(current_user, get_jwt().get(VERSION_CLAIM, 0))
     return {"access_token": create_access_token(identity=current_user)}
 
 
@@ -238,6 +239,7 @@ def logout_all():
 @blp.response(200, MessageSchema)
 def logout(data):
     """Revoke the access token used (and the refresh token given in the body)."""
+    accounts.lock_token_user(current_user)
     revoke_payload(get_jwt())
     if data.get("refresh_token"):
         revoke_encoded(data["refresh_token"], "refresh", get_jwt().get("sub"))

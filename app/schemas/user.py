@@ -7,6 +7,7 @@ import idna
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from app.models.user import LONGEST_PASSWORD, normalise_password
 from app.schemas.common import ChangeSchema
 
 
@@ -35,7 +36,49 @@ USERNAME_DESCRIPTION = (
     "3-80 characters once NFKC-normalised (fullwidth letters read as ASCII): "
     "letters, digits, `_`, `.` or `-`."
 )
-PASSWORD_RULE = validate.Length(8, 128)
+PASSWORD_RULE = validate.Length(8, LONGEST_PASSWORD)
+PASSWORD_DESCRIPTION = (
+    f"8-{LONGEST_PASSWORD} characters once NFC-normalised (an accent typed as a combining "
+    "mark and typed precomposed are one password, one character)."
+)
+TYPED_PASSWORD_DESCRIPTION = (
+    f"At most {LONGEST_PASSWORD} characters as typed or once NFC-normalised; "
+    "either form of an accented letter."
+)
+
+
+class Password(fields.String):
+    """A new password (signup, change, reset), NFC-normalised
+    (`models.user.normalise_password`) before `PASSWORD_RULE` counts its
+    characters: what is hashed is what is counted (as typed, four "é"s
+    each typed as e and a combining accent were 8 characters, a password
+    hashed from 4)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return normalise_password(super()._deserialize(value, attr, data, **kwargs))
+
+
+class TypedPasswordLength(validate.Validator):
+    """A password given to be checked (a login's, a `current_password`),
+    kept as typed: `User.password_form` checks its NFC form and, for a hash
+    made before passwords were normalised, the form typed. Refused only if
+    no account can have it: longer than LONGEST_PASSWORD characters both as
+    typed and once normalised."""
+
+    error = f"Longer than maximum length {LONGEST_PASSWORD}."
+
+    def __call__(self, value: str) -> str:
+        if len(value) > LONGEST_PASSWORD and len(normalise_password(value)) > LONGEST_PASSWORD:
+            raise ValidationError(self.error)
+        return value
+
+
+def typed_password(**kwargs) -> fields.String:
+    return fields.String(
+        validate=TypedPasswordLength(),
+        metadata={"description": TYPED_PASSWORD_DESCRIPTION},
+        **kwargs,
+    )
 
 
 def nfkc(value: str) -> str:
@@ -172,11 +215,11 @@ class SignupSchema(ma.Schema):
     email = EmailAddress(
         required=True, validate=validate.Length(max=254), metadata={"example": "alice@example.com"}
     )
-    password = fields.String(
+    password = Password(
         required=True,
         load_only=True,
         validate=PASSWORD_RULE,
-        metadata={"example": EXAMPLE_PASSWORD},
+        metadata={"example": EXAMPLE_PASSWORD, "description": PASSWORD_DESCRIPTION},
     )
 
 
@@ -184,7 +227,7 @@ class LoginByEmailSchema(ma.Schema):
     """Sign in with the email address."""
 
     email = fields.String(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, validate=validate.Length(max=128))
+    password = typed_password(required=True)
     OPENAPI_EXAMPLE = {"email": "alice@example.com", "password": EXAMPLE_PASSWORD}
 
 
@@ -192,7 +235,7 @@ class LoginByUsernameSchema(ma.Schema):
     """Sign in with the username."""
 
     username = fields.String(required=True, validate=validate.Length(max=80))
-    password = fields.String(required=True, validate=validate.Length(max=128))
+    password = typed_password(required=True)
     OPENAPI_EXAMPLE = {"username": "alice", "password": EXAMPLE_PASSWORD}
 
 
@@ -201,7 +244,7 @@ class LoginSchema(ma.Schema):
 
     email = EmailLookup(validate=validate.Length(max=254))
     username = Username(validate=validate.Length(max=80))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
+    password = typed_password(required=True, load_only=True)
     # The document shows the two accepted shapes (see app.web.openapi_contract).
     OPENAPI_ONE_OF = (LoginByEmailSchema, LoginByUsernameSchema)
 
@@ -219,8 +262,10 @@ class ProfileUpdateSchema(ChangeSchema):
 
     username = Username(validate=USERNAME_RULE, metadata={"description": USERNAME_DESCRIPTION})
     email = EmailAddress(validate=validate.Length(max=254))
-    password = fields.String(load_only=True, validate=PASSWORD_RULE)
-    current_password = fields.String(load_only=True, validate=validate.Length(max=128))
+    password = Password(
+        load_only=True, validate=PASSWORD_RULE, metadata={"description": PASSWORD_DESCRIPTION}
+    )
+    current_password = typed_password(load_only=True)
 
     @validates_schema
     def needs_current_password(self, data, **kwargs):
@@ -255,7 +300,12 @@ class PasswordResetRequestSchema(ma.Schema):
 
 class PasswordResetConfirmSchema(ma.Schema):
     token = fields.String(required=True, load_only=True, validate=TOKEN_RULE)
-    password = fields.String(required=True, load_only=True, validate=PASSWORD_RULE)
+    password = Password(
+        required=True,
+        load_only=True,
+        validate=PASSWORD_RULE,
+        metadata={"description": PASSWORD_DESCRIPTION},
+    )
 
 
 class VerifyEmailSchema(ma.Schema):

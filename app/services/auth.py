@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.errors import Duplicate, InvalidCredentials, TokenRevoked, UserGone, ValidationFailed
 from app.extensions import db
 from app.models import User
+from app.models.user import normalise_password, password_forms
 from app.services.account_tokens import refresh_user, send_verification, void_reset_links
 from app.services.cart import ensure_cart
 from app.services.passwords import hashing
@@ -116,11 +117,14 @@ def authenticate(password: str, email: str | None = None, username: str | None =
     user = find_by_email(email) if email is not None else find_by_username(username or "")
     with hashing():
         if user is None:
-            # Spend the same time as a real check so response times reveal nothing.
+            # Spend the same time as a real check so response times reveal
+            # nothing (as many hashes as `User.password_form` checks).
             dummy = _dummy_hash(current_app.config["PASSWORD_HASH_METHOD"])
-            check_password_hash(dummy, password)
+            for form in password_forms(password):
+                check_password_hash(dummy, form)
             raise InvalidCredentials(BAD_CREDENTIALS)
-        if not user.check_password(password):
+        form = user.password_form(password)
+        if form is None:
             raise InvalidCredentials(BAD_CREDENTIALS)
         # A hash of an earlier PASSWORD_HASH_METHOD is made anew with the
         # current one at the account's next login: raising the method's cost
@@ -129,9 +133,13 @@ def authenticate(password: str, email: str | None = None, username: str | None =
         # Only over the hash it checked: a password change or reset committed
         # while it hashed would have had the old password written back over
         # it (found by review).
+        # So is a hash made, before passwords were normalised, from a form
+        # other than NFC (it matched the password as typed): made anew from
+        # the NFC form, in the login's transaction, so the other form the
+        # user may type works from now on.
         current = _dummy_hash(current_app.config["PASSWORD_HASH_METHOD"])
         checked = user.password_hash
-        if _method_of(checked) != _method_of(current):
+        if _method_of(checked) != _method_of(current) or form != normalise_password(password):
             anew = User.hash_of(password)  # not set on `user`: its flush would write it anyway
             written = db.session.execute(
                 update(User)
@@ -147,6 +155,19 @@ def authenticate(password: str, email: str | None = None, username: str | None =
 def _method_of(password_hash: str) -> str:
     """A Werkzeug hash's method and parameters (`scrypt:32768:8:1`)."""
     return password_hash.partition("$")[0]
+
+
+def lock_token_user(user: User, token_version: int | None = None) -> None:
+    """The token's user read again, its row locked until the request ends
+    (KEY SHARE: a delete in SQL waits for the answer), for a route that
+    writes nothing of the account (a refresh, a logout): a 401 `UserGone`
+    if the account was deleted since the token check (they answered 200;
+    found by review). `token_version`: the caller's token's, a
+    `TokenRevoked` if a logout-all or password change committed since (a
+    refresh would mint a token of the new version)."""
+    refresh_user(user, with_for_update={"key_share": True})
+    if token_version is not None and token_version != user.token_version:
+        raise TokenRevoked()
 
 
 def _check_current_password(user: User, password: str, token_version: int | None) -> None:

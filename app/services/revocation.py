@@ -12,6 +12,7 @@ from sqlalchemy import Select, bindparam, delete, exists, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import upsert
+from app.errors import UserGone
 from app.extensions import db
 from app.models import RevokedToken, User
 
@@ -85,7 +86,9 @@ VERSION_CLAIM = "ver"
 def revoke_user_tokens(user: User) -> None:
     """Every access and refresh token of the user issued until now is refused
     (the caller's own included); tokens issued afterwards work. An atomic
-    increment: two concurrent calls both count. Never commits."""
+    increment: two concurrent calls both count. Never commits. A 401
+    `UserGone` if the account is gone (deleted in SQL since the token
+    check: a logout-all answered 200; found by review)."""
     version = db.session.scalar(
         update(User)
         .where(User.id == user.id)
@@ -93,6 +96,8 @@ def revoke_user_tokens(user: User) -> None:
         .returning(User.token_version)
         .execution_options(synchronize_session=False)
     )
+    if version is None:
+        raise UserGone()
     set_committed_value(user, "token_version", version)
 
 
