@@ -73,7 +73,8 @@ def _with_marks(text: str) -> list[str]:
     vowel sign or a virama is part of its word, not a separator. WORD alone
     split `पुस्तक` into `प`, `स` and `तक`, which PostgreSQL (whose parser
     keeps the word whole) never matched: no Hindi or Tamil word was found
-    (found by review). SQLite's FTS5 splits there itself (`sqlite.tokens`)."""
+    (found by review). SQLite's FTS5 tables keep the marks in their word
+    too (migration f44a9c3e7b52)."""
     words, word = [], []
     for char in text:
         if char.isalnum() or (word and is_mark(char)):

@@ -7,13 +7,14 @@ prefix indexes) for suggestions, where "a word starting with" must be exact;
 `products_words` (migration `f26e1a4b7c90`) the words as written (no
 stemming, terms only), whose vocabulary extends the last word's prefix.
 All are external-content tables over `products`: rowid = product id.
+Their tokenizer keeps a word's combining marks in the word (migration
+`f44a9c3e7b52`: unicode61 alone split `हिन्दी` into `ह`, `न`, `द`), so its
+words are the parser's (`query.words_of`) and a query goes to FTS5 as parsed.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
-from itertools import chain
 
 from sqlalchemy import (
     Engine,
@@ -37,31 +38,11 @@ from app.services.search import (
     distinct_names,
     starts_pattern,
 )
-from app.services.search.query import WORD, ParsedQuery, is_latin, words_of
+from app.services.search.query import ParsedQuery, is_latin, words_of
 from app.services.search.suggestions import fold
 
 # bm25 weights per column (name, description, category), within a tier.
 BM25 = "bm25(products_fts, 10.0, 1.0, 4.0)"
-
-
-def tokens(words: Iterable[str]) -> tuple[str, ...]:
-    """`words` as FTS5's unicode61 splits them: its tokens are letters, digits
-    and private-use characters only, so a word with a combining mark (the
-    parser's `पुस्तक`) is several (`प`, `स`, `तक`), as indexed."""
-    return tuple(token for word in words for token in WORD.findall(word))
-
-
-def as_tokens(query: ParsedQuery) -> ParsedQuery:
-    """`query` in FTS5's tokens (`tokens`): the prefix's last token is the prefix."""
-    if all(WORD.fullmatch(word) for word in (*query.terms, *chain(*query.excluded))):
-        return query
-    prefix = tokens([query.prefix]) if query.prefix else ()
-    return ParsedQuery(
-        tuple(dict.fromkeys([*tokens(query.words), *prefix[:-1]])),
-        tuple(tokens(phrase) for phrase in query.phrases),
-        tuple(tokens(term) for term in query.excluded),
-        prefix[-1] if prefix else None,
-    )
 
 
 def quote(words: tuple[str, ...] | str) -> str:
@@ -71,19 +52,59 @@ def quote(words: tuple[str, ...] | str) -> str:
     return '"' + joined.replace('"', '""') + '"'
 
 
+def _is_fullwidth(char: str) -> bool:
+    """A letter of the Halfwidth and Fullwidth Forms block (U+FF00-U+FFEF)."""
+    return "\uff00" <= char <= "\uffef"
+
+
+def _compatible(words: tuple[str, ...]) -> tuple[str, ...]:
+    """`words` with their fullwidth (and halfwidth) forms as NFKC writes them
+    (a fullwidth letter, U+FF21-U+FF5A, is its ASCII letter), split again
+    as the parser splits. Only that block: other compatibility characters
+    (the ligature `ﬁ`) the index matches as written, as the search did."""
+    if all(word.isascii() for word in words):
+        return words
+    joined = " ".join(words)
+    if not any(map(_is_fullwidth, joined)):
+        return words
+    plain = "".join(unicodedata.normalize("NFKC", c) if _is_fullwidth(c) else c for c in joined)
+    return words_of(plain)
+
+
+def _either(words: tuple[str, ...]) -> str:
+    """`words` (a word or a phrase) as typed, or in their compatibility forms.
+    The index keeps a product's text as written, so a fullwidth `LAMP` found
+    no "Lamp" (PostgreSQL's `unaccent` folds fullwidth letters in index and
+    query alike; found by review); as typed, it still finds a fullwidth
+    "LAMP" written so."""
+    plain = _compatible(words)
+    if plain == words or not plain:
+        return quote(words)
+    return f"({quote(words)} OR {quote(plain)})"
+
+
+def _plain_prefix(prefix: str) -> str:
+    """The prefix in its compatibility form, where that is one word."""
+    plain = _compatible((prefix,))
+    return plain[0] if len(plain) == 1 else prefix
+
+
 def fts_expression(query: ParsedQuery) -> tuple[str, str] | None:
     """The positive terms as an FTS5 expression (every term must match), in
     two parts: the prefix's expansions go between them (`_expanded`). A
     phrase's words are also there one by one, OR'ed (true of every row that
     has the phrase): the relevance tiers (bm25 per column) then see a word of
     the phrase in the name, as PostgreSQL's do (found by review)."""
-    parts = [quote(word) for word in query.words]
-    parts += [quote(phrase) for phrase in query.phrases]
+    parts = [_either((word,)) for word in query.words]
+    parts += [_either(phrase) for phrase in query.phrases]
     phrase_words = dict.fromkeys(word for phrase in query.phrases for word in phrase)
     if phrase_words:
-        parts.append("(" + " OR ".join(quote(word) for word in phrase_words) + ")")
+        parts.append("(" + " OR ".join(_either((word,)) for word in phrase_words) + ")")
     if query.prefix:  # its `*`, when it needs one, is `_expanded`'s (`_STAR`)
-        return " AND ".join([*parts, "(" + quote(query.prefix)]), ")"
+        plain = _plain_prefix(query.prefix)
+        # As typed, a prefix of the words written so; then its plain form's.
+        typed = "" if plain == query.prefix else quote(query.prefix) + "* OR "
+        return " AND ".join([*parts, "(" + typed + quote(plain)]), ")"
     return (" AND ".join(parts), "") if parts else None
 
 
@@ -153,7 +174,7 @@ def _folded(word: str) -> str:
 
 
 def _expansion_values(query: ParsedQuery) -> dict[str, str | None]:
-    prefix = _folded(query.prefix) if query.prefix else ""
+    prefix = _folded(_plain_prefix(query.prefix)) if query.prefix else ""
     if len(prefix) < 3:  # too short to have outgrown a stem
         return {"q_lo": "", "q_hi": "", "q_star": "*" if prefix else ""}
     # U+10FFFF sorts after any letter: every word that starts with the prefix.
@@ -238,9 +259,8 @@ class SqliteSearch:
     name = "sqlite-fts5"
 
     def match(self, query: ParsedQuery) -> Match:
-        query = as_tokens(query)
         positive = fts_expression(query)
-        excluded = " OR ".join(quote(term) for term in query.excluded) or None
+        excluded = " OR ".join(_either(term) for term in query.excluded) or None
         if positive is None and excluded is None:
             return NOTHING
         expansions = _expansion_values(query)
@@ -258,7 +278,7 @@ class SqliteSearch:
         event.listen(engine, "connect", _register_fold)
 
     def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> list[str]:
-        words = tokens(words_of(prefix))
+        words = words_of(prefix)
         if not words:
             return []
         expression = " ".join([*map(quote, words[:-1]), quote(words[-1]) + "*"])
