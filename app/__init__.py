@@ -76,7 +76,7 @@ def register_extensions(app: Flask) -> None:
     from app.services.passwords import init_password_hashing
     from app.services.search import init_search
     from app.web.api import api
-    from app.web.hooks import cors_only_with_origin
+    from app.web.hooks import cors_only_with_origin, literal_origins
     from app.web.jwt import init_jwt
 
     init_db(app)
@@ -88,7 +88,7 @@ def register_extensions(app: Flask) -> None:
     init_password_hashing(app)
     cors.init_app(
         app,
-        resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+        resources={r"/api/*": {"origins": literal_origins(app.config["CORS_ORIGINS"])}},
         # If-None-Match and ETag: a storefront on another origin may keep a
         # catalog answer and revalidate it itself (a 304), not only through
         # the browser's cache.

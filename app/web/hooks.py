@@ -181,6 +181,15 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
+def literal_origins(origins: list[str]) -> list[re.Pattern]:
+    """The configured origins as flask-cors must match them: each whole and
+    as written (ignoring case). flask-cors reads a string holding `[`, `]`,
+    `(`, `?`, `$`, ... as a regular expression matched at the start only, so
+    an IPv6 origin (`http://[::1]:5173`, which CORS_ORIGINS accepts) never
+    matched itself and allowed `http://1:5173...` instead (found by review)."""
+    return [re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) for origin in origins]
+
+
 def cors_only_with_origin(app: Flask) -> None:
     """Run flask-cors's after-request hook only for requests with an Origin
     header: without one it adds nothing (`always_send=False`), but it still

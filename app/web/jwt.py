@@ -24,6 +24,7 @@ from app.services.revocation import (
     VERSION_CLAIM,
     init_revocations,
     issued_before_revoke_all,
+    revocable,
 )
 from app.web.overrides import use_verified_jwt
 
@@ -46,15 +47,22 @@ def _user_id(payload: dict) -> int | None:
     return user_id if user_id <= INTEGER_MAX else None
 
 
+TOKEN_TYPES = ("access", "refresh")
+
+
 def _check_claims(payload: dict) -> None:
-    """Every token we accept expires and names a user canonically: a token
-    without `exp` would never stop working."""
+    """Every token we accept expires, names a user canonically, has an id
+    logout can revoke and is of a type we issue: a token without `exp` would
+    never stop working, one without `jti` (or with an `exp` past any date)
+    was accepted and its logout a 500, and one without `type` was taken
+    as an access token (found by review)."""
     if (
-        not isinstance(payload.get("exp"), (int, float))
+        not revocable(payload)
         or not isinstance(payload.get("iat"), (int, float))
+        or payload.get("type") not in TOKEN_TYPES
         or _user_id(payload) is None
     ):
-        raise JWTDecodeError("token without exp, iat or a canonical sub")
+        raise JWTDecodeError("token without exp, iat, jti, a known type or a canonical sub")
 
 
 def _account_stamp(user: User) -> int:
