@@ -315,6 +315,7 @@ def test_stock_movements_page_newest_first(client, admin_token, make_product):
         "order_id",
         "actor_id",
         "note",
+        "low_stock_alert",
         "created_at",
     }
     assert first["stock_after"] == 16 and first["product_id"] == product.id
@@ -434,6 +435,15 @@ def test_crossing_alerts_once_until_stock_rises_above_again(
     assert alerts(product) == 2
     [crossing] = [m for m in movements(product) if m["low_stock_alert"]][1:]
     assert crossing["stock_after"] == 0 and crossing["reason"] == "adjustment"
+    # The API's list marks the same two movements, newest first.
+    listed = client.get(
+        f"/api/products/{product.id}/stock-movements?per_page=100", headers=auth(admin_token)
+    ).get_json()["items"]
+    assert [(m["stock_after"], m["reason"]) for m in listed if m["low_stock_alert"]] == [
+        (0, "adjustment"),
+        (5, "order"),
+    ]
+    assert sum(m["low_stock_alert"] for m in listed) == 2
 
 
 def test_creation_at_or_below_the_threshold_is_no_crossing(client, admin_token):

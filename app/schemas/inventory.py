@@ -39,6 +39,10 @@ class StockMovementSchema(ma.Schema):
     order_id = fields.Integer(allow_none=True)
     actor_id = fields.Integer(allow_none=True)
     note = fields.String(allow_none=True)
+    # True on the movement that took the product to or below its threshold
+    # and sent the admins' low-stock email (README said the movement was
+    # "marked as the alert", but the mark was only in the database).
+    low_stock_alert = fields.Boolean()
     created_at = fields.DateTime()
 
 
