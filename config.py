@@ -199,11 +199,16 @@ def _web_url(value: str) -> bool:
     # No query or fragment: the links are this base and a path with its own
     # query (`/reset-password?token=`); `https://x/?a=1` broke every one
     # (found by review).
+    # Nothing a mailed link cannot carry as written: a space ended every
+    # text part's link there (`https://shop.example.com/my shop`), as do
+    # quotes and angle brackets (found by review); `%20` is the way.
+    carried = not any(char.isspace() or char in '"<>`\\^{|}' for char in value)
     return (
         parts.scheme.lower() in ("http", "https")
         and bool(parts.hostname)
         and not parts.query
         and not parts.fragment
+        and carried
     )
 
 

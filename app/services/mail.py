@@ -29,6 +29,7 @@ import idna
 from flask import current_app
 
 from app.utils.money import exponent
+from app.utils.text import close_bidi
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ def jsonable(value: Any) -> Any:
 def render(template: str, context: dict[str, Any]) -> dict[str, str]:
     """Subject, text and HTML of `email/<template>.*`; HTML autoescaped."""
     env = current_app.jinja_env
-    context = {"shop_name": current_app.config["SHOP_NAME"], **context}
+    # What a user wrote (a product's name, an address) ends its own bidi
+    # overrides: one left open ran on into the template's words (found by review).
+    context = {"shop_name": current_app.config["SHOP_NAME"], **_bidi_closed(context)}
     if "link_seed" in context:  # an account link: its token exists only here
         from app.services.account_tokens import link_for  # it queues through this module
 
@@ -86,16 +89,38 @@ def render(template: str, context: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _bidi_closed(value: Any) -> Any:
+    """`value` (a JSON context) with each string's open bidi controls closed."""
+    if isinstance(value, str):
+        return close_bidi(value)
+    if isinstance(value, dict):
+        return {key: _bidi_closed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_bidi_closed(item) for item in value]
+    return value
+
+
 class _Subject(UnstructuredHeader):
     """A subject folded into RFC 2047 encoded words by `email.header.Header`,
     which keeps its spaces inside them. The policy's folder (Python before
     gh-144156) left a space between two encoded words, where it is no text
     (RFC 2047 6.2): a long product name in a low-stock alert arrived as
     "Thé ☕ vertThé" (found by review). An ASCII subject, or one sent as
-    UTF-8 (SMTPUTF8), needs no encoded words and folds as before."""
+    UTF-8 (SMTPUTF8), needs no encoded words and folds as before.
+
+    The subject is the text it was given: an encoded word written in it (a
+    product's name `=?utf-8?q?x=0D=0ABcc:_y@example.com?=`) was decoded
+    when the header was set, its `=0D=0A` a line break on the wire, a `Bcc`
+    or a body of the name's choosing (found by review). Such text is sent
+    inside encoded words of its own, which a reader decodes back to it."""
+
+    @classmethod
+    def parse(cls, value, kwds):
+        super().parse(value, kwds)
+        kwds["decoded"] = value  # as written, never decoded
 
     def fold(self, *, policy):
-        if policy.utf8 or str(self).isascii():
+        if "=?" not in self and (policy.utf8 or str(self).isascii()):
             return super().fold(policy=policy)
         limit = policy.max_line_length or 78
         header = Header(str(self), "utf-8", limit, header_name=self.name)
