@@ -30,6 +30,15 @@ class Charge:
 
 
 @dataclass(frozen=True)
+class Refund:
+    """What one refund gave back: `amount` in minor units, which is less than
+    asked when the provider refunded only what the charge still held."""
+
+    id: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class WebhookEvent:
     """A verified provider event, reduced to what the shop acts on."""
 
@@ -65,7 +74,7 @@ class PaymentProvider(Protocol):
         attempt: int,
     ) -> Charge: ...
 
-    def refund(self, *, order_id: int, intent_id: str, amount: int) -> str: ...
+    def refund(self, *, order_id: int, intent_id: str, amount: int) -> Refund: ...
 
     def parse_webhook(
         self, payload: bytes, signature: str | None, check_shape: Callable[[Any], None]
@@ -96,8 +105,8 @@ class TestProvider:
             return Charge(True, intent_id)
         return Charge(False, intent_id, "Your card was declined.")
 
-    def refund(self, *, order_id, intent_id, amount) -> str:
-        return f"re_test_order_{order_id}"
+    def refund(self, *, order_id, intent_id, amount) -> Refund:
+        return Refund(f"re_test_order_{order_id}", amount)
 
     def parse_webhook(self, payload, signature, check_shape) -> WebhookEvent:
         raise NotFound("The test payment provider sends no webhooks")

@@ -196,11 +196,13 @@ def refund_if_paid(order: Order) -> Decimal | None:
     # What partial refunds made at the provider left (Stripe refuses a refund
     # of more than the charge still holds).
     rest = payment.amount - payment.amount_refunded
-    provider.refund(order_id=order.id, intent_id=payment.intent_id, amount=rest)
+    # Stripe gives back less when a part was refunded in its dashboard and
+    # that event is not in yet: the email states what this cancel gave back.
+    refund = provider.refund(order_id=order.id, intent_id=payment.intent_id, amount=rest)
     payment.status = "refunded"
     payment.amount_refunded = payment.amount
     _set_payment_status(order, "paid", "refunded")
-    return major_units(payment.provider, rest, payment.currency)
+    return major_units(payment.provider, refund.amount, payment.currency)
 
 
 def handle_webhook(

@@ -20,7 +20,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.models.types import INTEGER_MAX
-from app.services.payment_providers import Charge, WebhookEvent, unknown_method
+from app.services.payment_providers import Charge, Refund, WebhookEvent, unknown_method
 from app.utils.money import to_minor_units
 from app.utils.text import bad_text
 
@@ -163,25 +163,29 @@ class StripeProvider:
         # requires_action (3-D Secure) needs the customer in a browser: not this flow.
         return Charge(False, intent.id, f"The payment was not completed ({intent.status})")
 
-    def refund(self, *, order_id, intent_id, amount) -> str:
+    def refund(self, *, order_id, intent_id, amount) -> Refund:
         """A full refund, under a key of this call's own: the library's
         retries of it share the key, and a later cancel sends a new one (one
         fixed key replayed a refund's 5xx to every retry for a day; found by
         review). Refunds are always in full, so a second one can never give
         back more: Stripe refuses it as `charge_already_refunded`, which is
-        the refund done."""
+        the refund done. One refused as `amount_too_large` (more than the
+        charge still holds: a part was refunded in the dashboard, its event
+        not applied yet) is sent again without an amount, which refunds all
+        the charge still holds (the Refund says how much: the cancel's email
+        states it); that refusal was a 502 on every cancel, and on every
+        delivery of a late payment's success, for good (found by review)."""
         try:
-            refund = self.client.v1.refunds.create(
-                params={
-                    "payment_intent": intent_id,
-                    "amount": amount,
-                    "metadata": {"order_id": str(order_id)},
-                },
-                options={"idempotency_key": f"order-{order_id}-refund-{uuid.uuid4().hex}"},
-            )
+            try:
+                refund = self._create_refund(order_id, intent_id, amount)
+            except stripe.InvalidRequestError as error:
+                if error.code != "amount_too_large":
+                    raise
+                log.warning("stripe refund of order %s: %s; refunding the rest", order_id, error)
+                refund = self._create_refund(order_id, intent_id, None)
         except stripe.InvalidRequestError as error:
             if error.code == "charge_already_refunded":
-                return "already_refunded"
+                return Refund("already_refunded", amount)
             log.warning("stripe refund of order %s failed: %s", order_id, error)
             raise RefundFailed(REFUND_FAILED)
         except stripe.StripeError as error:
@@ -191,7 +195,18 @@ class StripeProvider:
             raise RefundFailed(REFUND_FAILED)
         if refund.status in ("failed", "canceled"):
             raise RefundFailed(f"The refund {refund.status}; the order was not cancelled")
-        return refund.id
+        given = _minor(getattr(refund, "amount", None))
+        return Refund(refund.id, amount if given is None else min(given, amount))
+
+    def _create_refund(self, order_id, intent_id, amount: int | None):
+        """One refund request; `amount` None: all the charge still holds."""
+        params = {"payment_intent": intent_id, "metadata": {"order_id": str(order_id)}}
+        if amount is not None:
+            params["amount"] = amount
+        return self.client.v1.refunds.create(
+            params=params,
+            options={"idempotency_key": f"order-{order_id}-refund-{uuid.uuid4().hex}"},
+        )
 
     def parse_webhook(self, payload, signature, check_shape) -> WebhookEvent:
         try:
