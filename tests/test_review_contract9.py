@@ -15,14 +15,14 @@ import pytest
 
 from tests.helpers import PASSWORD, SHIPPING, auth
 from tests.reviewing import give_order
-from tests.test_review_contract6 import Contract, _resolve, find_operation
+from tests.test_review_contract6 import (  # noqa: F401 - spec: the module's fixture
+    Contract,
+    _resolve,
+    find_operation,
+    spec,
+)
 
 READ_HEADERS = ("ETag", "Cache-Control", "Location", "Retry-After", "Idempotent-Replayed")
-
-
-@pytest.fixture(scope="module")
-def spec(app):
-    return json.loads(app.test_client().get("/api/openapi.json").data)
 
 
 class HeaderContract(Contract):
@@ -57,7 +57,7 @@ class HeaderContract(Contract):
 
 
 @pytest.fixture
-def api(client, spec):
+def api(client, spec):  # noqa: F811 - the imported fixture
     contract = HeaderContract(client, spec)
     yield contract
     contract.assert_clean()
@@ -82,7 +82,12 @@ ENDS_SESSIONS = ("/api/auth/logout", "/api/auth/logout-all")
 
 
 def test_every_operation_answers_only_what_it_documents(
-    spec, api, make_user, make_product, login, admin_token
+    spec,  # noqa: F811
+    api,
+    make_user,
+    make_product,
+    login,
+    admin_token,
 ):
     """Each operation, as anonymous, a bad token, its user and an admin, with
     each body shape: every answer is documented and validates."""
@@ -121,7 +126,7 @@ def test_every_operation_answers_only_what_it_documents(
                         api(method.upper(), url, who, **body)
 
 
-def test_redis_health_and_a_spent_login_budget_in_profile_changes(spec, make_app, make_user):
+def test_redis_health_and_a_spent_login_budget_in_profile_changes(spec, make_app, make_user):  # noqa: F811
     """Two answers the other walks do not reach: a wrong `current_password`
     past RATELIMIT_LOGIN (a 429 with its Retry-After) and health with Redis
     unreachable (`degraded`), both as documented."""
@@ -161,12 +166,17 @@ TEXT_VALUES = [
 ]
 
 
-def _property(spec, component: str, field: str) -> dict:
-    return spec["components"]["schemas"][component]["properties"][field]
+def _property(document, component: str, field: str) -> dict:
+    return document["components"]["schemas"][component]["properties"][field]
 
 
 def test_text_with_control_characters_is_refused_by_the_document_as_by_the_server(
-    client, spec, make_user, make_product, login, admin_token
+    client,
+    spec,  # noqa: F811
+    make_user,
+    make_product,
+    login,
+    admin_token,
 ):
     """The server refuses a control character in a product's name, category
     or description, a review's title or body, an order's shipping address

@@ -7,7 +7,6 @@ threshold input; and crossings both ways under concurrent requests."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import timedelta
 
@@ -19,7 +18,6 @@ from app.models.product import MAX_STOCK, STOCK_COLUMN_MAX
 from app.models.types import utcnow
 from app.services.payment_timeouts import cancel_expired_orders
 from tests.helpers import (
-    DATABASE_URL,
     auth,
     buyers_with_carts,
     order_for,
@@ -28,25 +26,12 @@ from tests.helpers import (
     scalar,
     stock,
 )
-from tests.live import gunicorn
+from tests.test_review_inventory8 import (
+    alerts,
+    server,  # noqa: F401 - its gunicorn: 2 workers, 6 threads
+)
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def alerts(product_id: int) -> list[dict]:
-    """The low-stock emails queued for the product, oldest first."""
-    with _db.engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT recipient, payload FROM outbox WHERE topic = 'low_stock' ORDER BY id")
-        ).all()
-    found = []
-    for recipient, payload in rows:
-        if isinstance(payload, str):  # SQLite answers the JSON's text
-            payload = json.loads(payload)
-        snapshot = payload["context"]["product"]
-        if snapshot["id"] == product_id:
-            found.append({"to": recipient, **snapshot})
-    return found
 
 
 def ledger(product_id: int) -> list[dict]:
@@ -93,6 +78,22 @@ def outbox_rows() -> int:
     return scalar("SELECT count(*) FROM outbox")
 
 
+RACE_ADDRESS = {"shipping_address": "1 Race Rd"}
+
+
+def checkouts(live, tokens) -> list:
+    """For `race`: each token's checkout through gunicorn."""
+    return [lambda t=t: live.request("POST", "/api/orders", RACE_ADDRESS, t) for t in tokens]
+
+
+def cancels(live, owners, placed) -> list:
+    """For `race`: each owner's cancel of the order `placed` answered them."""
+    return [
+        lambda t=t, o=body["id"]: live.request("POST", f"/api/orders/{o}/cancel", None, t)
+        for t, (_, body) in zip(owners, placed, strict=True)
+    ]
+
+
 # --- every path down and up: one alert per crossing, re-armed by a rise ----------------
 
 
@@ -111,7 +112,7 @@ def test_every_path_down_alerts_once_and_every_path_up_re_arms(
     pid = product.id
 
     def crossings() -> int:
-        return len([a for a in alerts(pid) if a["to"] == admin.email])
+        return len([a for a in alerts(product) if a["to"] == admin.email])
 
     first = order_for(client, token, (product, 5))  # 10 -> 5: down
     assert crossings() == 1
@@ -150,7 +151,7 @@ def test_every_path_down_alerts_once_and_every_path_up_re_arms(
     assert adjust(client, admin_token, pid, -1).status_code == 200  # 9 -> 8 of 8: down
     assert crossings() == 7
 
-    assert [(a["stock"], a["low_stock_threshold"]) for a in alerts(pid)] == [
+    assert [(a["stock"], a["low_stock_threshold"]) for a in alerts(product)] == [
         (5, 5),
         (4, 5),
         (3, 5),
@@ -188,13 +189,13 @@ def test_a_put_of_stock_and_threshold_together_is_judged_before_and_after(
     product = make_product(stock=10, low_stock_threshold=5)
     # Above before (10 of 5), above after (60 of 50): nothing.
     assert put(client, admin_token, product.id, stock=60, low_stock_threshold=50).status_code == 200
-    assert alerts(product.id) == []
+    assert alerts(product) == []
     # Above before, low after by both at once (30 of 40): one alert.
     assert put(client, admin_token, product.id, stock=30, low_stock_threshold=40).status_code == 200
-    assert [(a["stock"], a["low_stock_threshold"]) for a in alerts(product.id)] == [(30, 40)]
+    assert [(a["stock"], a["low_stock_threshold"]) for a in alerts(product)] == [(30, 40)]
     # Low before, low after: nothing more.
     assert put(client, admin_token, product.id, stock=1, low_stock_threshold=2).status_code == 200
-    assert len(alerts(product.id)) == 1
+    assert len(alerts(product)) == 1
     moves = ledger(product.id)
     assert sum(m["delta"] for m in moves) == stock(product) == 1
     # The stock-moving PUT that made it low carries the alert mark.
@@ -205,9 +206,9 @@ def test_a_threshold_of_zero_alerts_only_when_sold_out(client, buyer, admin_toke
     _, token = buyer
     product = make_product(stock=3, low_stock_threshold=0)
     order_for(client, token, (product, 2))  # 1 left: not low
-    assert alerts(product.id) == []
+    assert alerts(product) == []
     assert adjust(client, admin_token, product.id, -1).status_code == 200  # 0: sold out
-    assert [(a["stock"], a["low_stock_threshold"]) for a in alerts(product.id)] == [(0, 0)]
+    assert [(a["stock"], a["low_stock_threshold"]) for a in alerts(product)] == [(0, 0)]
     listed = client.get("/api/inventory/low-stock?per_page=100", headers=auth(admin_token))
     assert product.id in [p["id"] for p in listed.get_json()["items"]]
     assert check_ledger(product.id, threshold=0) == 1
@@ -221,7 +222,7 @@ def test_a_deleted_product_is_never_alerted_nor_reported(client, buyer, admin_to
     product = make_product(stock=8, low_stock_threshold=5)
     order = order_for(client, token, (product, 2))  # 6: above
     held = order_for(client, token, (product, 4))  # 2: low, alert
-    assert len(alerts(product.id)) == 1
+    assert len(alerts(product)) == 1
     response = client.delete(f"/api/products/{product.id}", headers=auth(admin_token))
     assert response.status_code == 204
     assert cancel(client, token, held["id"]).status_code == 200  # 6 again, deleted
@@ -229,7 +230,7 @@ def test_a_deleted_product_is_never_alerted_nor_reported(client, buyer, admin_to
     assert stock(product) == 8
     assert adjust(client, admin_token, product.id, -7).status_code == 404
     assert put(client, admin_token, product.id, low_stock_threshold=50).status_code == 404
-    assert len(alerts(product.id)) == 1
+    assert len(alerts(product)) == 1
     listed = client.get("/api/inventory/low-stock?per_page=100", headers=auth(admin_token))
     assert product.id not in [p["id"] for p in listed.get_json()["items"]]
     assert check_ledger(product.id, threshold=5) == 1
@@ -333,7 +334,7 @@ def test_bad_stock_in_a_put_is_422_and_writes_nothing(client, admin_token, make_
     assert response.status_code == 422, response.get_json()
     assert stock(product) == 10 and len(ledger(product.id)) == 1
     assert scalar("SELECT low_stock_threshold FROM products WHERE id = :i", i=product.id) == 5
-    assert alerts(product.id) == []
+    assert alerts(product) == []
 
 
 def test_adjustments_near_the_column_maximum_are_422_never_an_overflow(
@@ -368,7 +369,7 @@ def test_adjustments_near_the_column_maximum_are_422_never_an_overflow(
     too_many = adjust(client, admin_token, product.id, -1)
     assert too_many.status_code == 409 and too_many.get_json()["code"] == "insufficient_stock"
     assert too_many.get_json()["details"] == {"product_id": product.id, "available": 0}
-    assert alerts(product.id)[-1]["stock"] == 0
+    assert alerts(product)[-1]["stock"] == 0
 
 
 # --- the report and the ledger pages ---------------------------------------------------
@@ -450,15 +451,13 @@ def test_the_ledger_names_the_admin_of_each_change(client, make_user, login):
 # --- concurrency: crossings both ways ----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(app):
-    with gunicorn(DATABASE_URL, workers=2, threads=6) as live:
-        yield live
-
-
 @pytest.mark.server
 def test_checkouts_and_cancels_racing_across_the_threshold_alert_once_per_crossing(
-    server, client, make_user, login, make_product
+    server,  # noqa: F811 - the imported fixture
+    client,
+    make_user,
+    login,
+    make_product,
 ):
     """Pending orders being cancelled while new checkouts take the same
     product, the stock going across its threshold both ways in whatever
@@ -470,20 +469,11 @@ def test_checkouts_and_cancels_racing_across_the_threshold_alert_once_per_crossi
     # Four pending orders of 2 each: the stock is 4 (low; no alert yet as
     # the first crossing happens here, from 6 to 4: one alert).
     owners = buyers_with_carts(make_user, login, [(product, 2)], 4)
-    placed = [
-        server.request("POST", "/api/orders", {"shipping_address": "1 Race Rd"}, t) for t in owners
-    ]
+    placed = [call() for call in checkouts(server, owners)]
     assert [status for status, _ in placed] == [201] * 4
     assert stock(product) == 4
     buyers = buyers_with_carts(make_user, login, [(product, 1)], 8)
-    calls = [
-        lambda t=t, o=body["id"]: server.request("POST", f"/api/orders/{o}/cancel", None, t)
-        for t, (_, body) in zip(owners, placed, strict=True)
-    ]
-    calls += [
-        lambda t=t: server.request("POST", "/api/orders", {"shipping_address": "1 Race Rd"}, t)
-        for t in buyers
-    ]
+    calls = cancels(server, owners, placed) + checkouts(server, buyers)
     results = race(calls)
     assert [status for status, _ in results[:4]] == [200] * 4
     sold = sum(status == 201 for status, _ in results[4:])
@@ -491,14 +481,17 @@ def test_checkouts_and_cancels_racing_across_the_threshold_alert_once_per_crossi
     assert stock(product) == 12 - 8 + 8 - sold
     marked = check_ledger(product.id, threshold=6)
     emails = {a.email for a in admins}
-    per_admin = Counter(a["to"] for a in alerts(product.id) if a["to"] in emails)
+    per_admin = Counter(a["to"] for a in alerts(product) if a["to"] in emails)
     assert per_admin == {a.email: marked for a in admins}
     assert marked >= 1
 
 
 @pytest.mark.server
 def test_every_stock_path_racing_near_the_threshold_alerts_exactly_the_crossings(
-    server, make_user, login, make_product
+    server,  # noqa: F811 - the imported fixture
+    make_user,
+    login,
+    make_product,
 ):
     """Checkouts, cancels, adjustments both ways and PUTs of an absolute
     stock, all at once on a product hovering around its threshold: whatever
@@ -509,20 +502,11 @@ def test_every_stock_path_racing_near_the_threshold_alerts_exactly_the_crossings
     tokens = [login(a)["access_token"] for a in admins]
     product = make_product(stock=14, low_stock_threshold=5)
     owners = buyers_with_carts(make_user, login, [(product, 2)], 4)
-    placed = [
-        server.request("POST", "/api/orders", {"shipping_address": "1 Race Rd"}, t) for t in owners
-    ]
+    placed = [call() for call in checkouts(server, owners)]
     assert [status for status, _ in placed] == [201] * 4  # 14 -> 6: above still
     buyers = buyers_with_carts(make_user, login, [(product, 1)], 6)
     stock_url, url = f"/api/products/{product.id}/stock", f"/api/products/{product.id}"
-    calls = [
-        lambda t=t, o=body["id"]: server.request("POST", f"/api/orders/{o}/cancel", None, t)
-        for t, (_, body) in zip(owners, placed, strict=True)
-    ]
-    calls += [
-        lambda t=t: server.request("POST", "/api/orders", {"shipping_address": "1 Race Rd"}, t)
-        for t in buyers
-    ]
+    calls = cancels(server, owners, placed) + checkouts(server, buyers)
     calls += [
         lambda n=n: server.request("POST", stock_url, {"delta": (-2, 3)[n % 2]}, tokens[n % 2])
         for n in range(6)
@@ -539,16 +523,19 @@ def test_every_stock_path_racing_near_the_threshold_alerts_exactly_the_crossings
     assert statuses[16:] == [200] * 4
     marked = check_ledger(product.id, threshold=5)
     emails = {a.email for a in admins}
-    per_admin = Counter(a["to"] for a in alerts(product.id) if a["to"] in emails)
+    per_admin = Counter(a["to"] for a in alerts(product) if a["to"] in emails)
     assert per_admin == ({a.email: marked for a in admins} if marked else {})
-    alerted = [(a["stock"], a["low_stock_threshold"]) for a in alerts(product.id)]
+    alerted = [(a["stock"], a["low_stock_threshold"]) for a in alerts(product)]
     marks = [m["stock_after"] for m in ledger(product.id) if m["low_stock_alert"]]
     assert sorted(alerted) == sorted((after, 5) for after in marks for _ in admins)
 
 
 @pytest.mark.server
 def test_checkouts_of_several_products_at_once_alert_each_product_once(
-    server, make_user, login, make_product
+    server,  # noqa: F811 - the imported fixture
+    make_user,
+    login,
+    make_product,
 ):
     """Ten checkouts, each taking units of the same three products (of
     different thresholds), at once: each product crosses its threshold in
@@ -562,17 +549,14 @@ def test_checkouts_of_several_products_at_once_alert_each_product_once(
     ]
     lines = list(zip(products, (2, 3, 1), strict=True))
     buyers = buyers_with_carts(make_user, login, lines, 10)
-    calls = [
-        lambda t=t: server.request("POST", "/api/orders", {"shipping_address": "1 Race Rd"}, t)
-        for t in buyers
-    ]
+    calls = checkouts(server, buyers)
     assert Counter(status for status, _ in race(calls)) == {201: 10}
     emails = {a.email for a in admins}
     for product, threshold, left in zip(products, (10, 0, 15), (0, 0, 15), strict=True):
         assert stock(product) == left
         marked = check_ledger(product.id, threshold=threshold)
         assert marked == 1, product.id
-        sent = [a for a in alerts(product.id) if a["to"] in emails]
+        sent = [a for a in alerts(product) if a["to"] in emails]
         assert len(sent) == 2 * marked
         marks = [m["stock_after"] for m in ledger(product.id) if m["low_stock_alert"]]
         assert {a["stock"] for a in sent} == set(marks)

@@ -19,7 +19,7 @@ from app.models.types import utcnow
 from app.services.mail import render
 from app.services.payment_providers import major_units, make_provider
 from app.services.payment_timeouts import cancel_expired_orders
-from tests.helpers import IS_POSTGRES, auth, order_for, race, scalar, stock
+from tests.helpers import IS_POSTGRES, order_for, race, scalar, stock
 from tests.test_payments_stripe import (  # noqa: F401 - fixtures
     SECRET,
     STRIPE_CONFIG,
@@ -33,6 +33,7 @@ from tests.test_payments_stripe import (  # noqa: F401 - fixtures
     stripe_client,
     stripe_http,
 )
+from tests.test_review_inventory9 import cancel
 from tests.test_review_payments8 import (
     REFUNDED,
     _paid,
@@ -46,6 +47,22 @@ from tests.test_review_payments8 import (
 PRICE = "19.99"
 QUANTITY = 2
 TOTAL = 3998  # minor units of PRICE x QUANTITY, USD
+# Stripe's answer to a refund of the whole charge after 10.00 of it was refunded.
+TOO_LARGE = invalid_request(
+    "amount_too_large",
+    "Refund amount ($39.98) is greater than unrefunded amount on charge ($29.98)",
+    param="amount",
+)
+
+
+def ordered(client, buyer, make_product, http=None) -> tuple[str, object, dict]:
+    """The buyer's token, a product of 5 at PRICE and the buyer's order of
+    QUANTITY of it: unpaid, or paid synchronously (pi_1) through `http`."""
+    _, token = buyer
+    product = make_product(price=PRICE, stock=5)
+    if http is None:
+        return token, product, order_for(client, token, (product, QUANTITY))
+    return token, product, _paid(client, http, token, product, QUANTITY)
 
 
 def emails() -> int:
@@ -62,6 +79,16 @@ def books(order_id: int) -> dict:
             "SELECT coalesce(sum(amount_refunded), 0) FROM payments WHERE order_id = :o",
             o=order_id,
         ),
+    }
+
+
+def booked(status: str, payment_status: str, payments: int, refunded: int) -> dict:
+    """What `books` reads for an order in that state."""
+    return {
+        "status": status,
+        "payment_status": payment_status,
+        "payments": payments,
+        "refunded": refunded,
     }
 
 
@@ -105,25 +132,16 @@ def test_refund_before_success_then_failed_after_success_books_balance(
     stripe_http,  # noqa: F811
     buyer,
     make_product,
-    make_user,
-    login,
+    admin_token,
 ):
     """charge.refunded, then payment_intent.succeeded, then a late
     payment_failed for the same intent: paid once (stock taken once, at
     checkout), refunded once, the failure changes nothing."""
-    _, token = buyer
-    admin = login(make_user(admin=True))["access_token"]
-    product = make_product(price=PRICE, stock=5)
-    order = order_for(stripe_client, token, (product, QUANTITY))
+    _, product, order = ordered(stripe_client, buyer, make_product)
     before = emails()
     refund = _refund_event(order["id"], TOTAL, "evt_r", intent_id="pi_hook")
     assert status_and_code(send(stripe_client, refund)) == (409, "conflict")
-    assert books(order["id"]) == {
-        "status": "pending",
-        "payment_status": "unpaid",
-        "payments": 0,
-        "refunded": 0,
-    }
+    assert books(order["id"]) == booked("pending", "unpaid", 0, 0)
     paid = _second(order["id"], "pi_hook", "evt_s", amount=TOTAL)
     assert send(stripe_client, paid).status_code == 200
     failed = event(
@@ -137,17 +155,12 @@ def test_refund_before_success_then_failed_after_success_books_balance(
     for again in (paid, failed, refund):
         assert send(stripe_client, again).status_code == 200
 
-    assert books(order["id"]) == {
-        "status": "processing",
-        "payment_status": "refunded",
-        "payments": 1,
-        "refunded": TOTAL,
-    }
+    assert books(order["id"]) == booked("processing", "refunded", 1, TOTAL)
     assert rows(order["id"]) == [("pi_hook", "refunded", TOTAL, TOTAL)]
     assert stock(product) == 5 - QUANTITY
     assert _refund_calls(stripe_http) == []  # Stripe made the refund, not the shop
     assert emails() == before + 1  # the "processing" email, once
-    seen = _payments(stripe_client, admin, order["id"])
+    seen = _payments(stripe_client, admin_token, order["id"])
     assert (seen["payment_status"], seen["amount_refunded"]) == ("refunded", Decimal("39.98"))
 
 
@@ -159,12 +172,9 @@ def test_success_for_a_cancelled_order_is_refunded_once_stock_restored_once(
     make_product,
     how,
 ):
-    _, token = buyer
-    product = make_product(price=PRICE, stock=5)
-    order = order_for(stripe_client, token, (product, QUANTITY))
+    token, product, order = ordered(stripe_client, buyer, make_product)
     if how == "customer":
-        cancel = stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
-        assert cancel.status_code == 200
+        assert cancel(stripe_client, token, order["id"]).status_code == 200
     else:
         db.session.execute(
             text("UPDATE orders SET created_at = :at"), {"at": utcnow() - timedelta(hours=2)}
@@ -189,12 +199,7 @@ def test_success_for_a_cancelled_order_is_refunded_once_stock_restored_once(
     assert [r["form"] for r in _refund_calls(stripe_http)] == [
         {"payment_intent": "pi_late", "amount": str(TOTAL), "metadata[order_id]": str(order["id"])}
     ]
-    assert books(order["id"]) == {
-        "status": "cancelled",
-        "payment_status": "refunded",
-        "payments": 1,
-        "refunded": TOTAL,
-    }
+    assert books(order["id"]) == booked("cancelled", "refunded", 1, TOTAL)
     assert stock(product) == 5
     assert emails() == before + 1  # order_refunded, once
     assert cancel_expired_orders() == []
@@ -213,22 +218,12 @@ def test_a_success_for_a_cancelled_order_partly_refunded_at_stripe_is_refunded_i
     (`amount_too_large`: more than the charge still holds): a 502 on every
     delivery of both events, for good, and the rest of the money was kept
     for a cancelled order. Now the rest is refunded."""
-    _, token = buyer
-    product = make_product(price=PRICE, stock=5)
-    order = order_for(stripe_client, token, (product, QUANTITY))
-    assert (
-        stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token)).status_code
-        == 200
-    )
+    token, product, order = ordered(stripe_client, buyer, make_product)
+    assert cancel(stripe_client, token, order["id"]).status_code == 200
     partial = _refund_event(order["id"], 1000, "evt_part", TOTAL, "pi_late")
     assert send(stripe_client, partial).status_code == 409
     before = emails()
-    too_large = invalid_request(
-        "amount_too_large",
-        "Refund amount ($39.98) is greater than unrefunded amount on charge ($29.98)",
-        param="amount",
-    )
-    stripe_http.answers = [(400, too_large), (200, {**REFUNDED, "amount": TOTAL - 1000})]
+    stripe_http.answers = [(400, TOO_LARGE), (200, {**REFUNDED, "amount": TOTAL - 1000})]
     paid = _second(order["id"], "pi_late", "evt_late", amount=TOTAL)
     response = send(stripe_client, paid)
     assert response.status_code == 200, response.get_json()
@@ -238,12 +233,7 @@ def test_a_success_for_a_cancelled_order_partly_refunded_at_stripe_is_refunded_i
     keys = [c["headers"].get("Idempotency-Key") for c in calls]
     assert len(set(keys)) == 2  # the second call is not a replay of the first's answer
     assert send(stripe_client, partial).status_code == 200
-    assert books(order["id"]) == {
-        "status": "cancelled",
-        "payment_status": "refunded",
-        "payments": 1,
-        "refunded": TOTAL,
-    }
+    assert books(order["id"]) == booked("cancelled", "refunded", 1, TOTAL)
     assert stock(product) == 5
     assert emails() == before + 1
 
@@ -259,28 +249,16 @@ def test_a_cancel_after_a_partial_refund_whose_event_is_late_refunds_the_rest(
     Stripe refused it (`amount_too_large`) and the cancel was a 502 until
     the event came: the customer could not cancel. Now what the charge still
     holds is refunded, and the late event changes nothing."""
-    _, token = buyer
-    product = make_product(price=PRICE, stock=5)
-    order = _paid(stripe_client, stripe_http, token, product, QUANTITY)
-    too_large = invalid_request(
-        "amount_too_large",
-        "Refund amount ($39.98) is greater than unrefunded amount on charge ($29.98)",
-        param="amount",
-    )
-    stripe_http.answers = [(400, too_large), (200, {**REFUNDED, "amount": TOTAL - 1000})]
+    token, product, order = ordered(stripe_client, buyer, make_product, stripe_http)
+    stripe_http.answers = [(400, TOO_LARGE), (200, {**REFUNDED, "amount": TOTAL - 1000})]
     before = emails()
-    cancel = stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
-    assert cancel.status_code == 200, cancel.get_json()
-    assert cancel.get_json()["payment_status"] == "refunded"
+    cancelled = cancel(stripe_client, token, order["id"])
+    assert cancelled.status_code == 200, cancelled.get_json()
+    assert cancelled.get_json()["payment_status"] == "refunded"
     assert [c["form"].get("amount") for c in _refund_calls(stripe_http)] == [str(TOTAL), None]
     late = _refund_event(order["id"], 1000, "evt_part", TOTAL, "pi_1")
     assert send(stripe_client, late).status_code == 200
-    assert books(order["id"]) == {
-        "status": "cancelled",
-        "payment_status": "refunded",
-        "payments": 1,
-        "refunded": TOTAL,
-    }
+    assert books(order["id"]) == booked("cancelled", "refunded", 1, TOTAL)
     assert stock(product) == 5
     assert emails() == before + 1  # the cancellation email
     # It names what this cancel gave back, not the 10.00 refunded before it.
@@ -293,21 +271,13 @@ def test_a_refund_still_refused_when_retried_for_the_rest_is_a_502_and_changes_n
     buyer,
     make_product,
 ):
-    _, token = buyer
-    product = make_product(price=PRICE, stock=5)
-    order = _paid(stripe_client, stripe_http, token, product, QUANTITY)
+    token, product, order = ordered(stripe_client, buyer, make_product, stripe_http)
     too_large = invalid_request("amount_too_large", "too large", param="amount")
     refused = invalid_request("charge_disputed", "The charge is disputed")
     stripe_http.answers = [(400, too_large), (400, refused)]
     before = emails()
-    cancel = stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
-    assert status_and_code(cancel) == (502, "refund_failed")
-    assert books(order["id"]) == {
-        "status": "processing",
-        "payment_status": "paid",
-        "payments": 1,
-        "refunded": 0,
-    }
+    assert status_and_code(cancel(stripe_client, token, order["id"])) == (502, "refund_failed")
+    assert books(order["id"]) == booked("processing", "paid", 1, 0)
     assert stock(product) == 5 - QUANTITY
     assert emails() == before
 
@@ -324,14 +294,10 @@ def test_the_same_event_delivered_twice_at_once_is_applied_once(
     make_product,
     cancelled,
 ):
-    _, token = buyer
-    product = make_product(price=PRICE, stock=5)
     client = stripe_app.test_client()
-    order = order_for(client, token, (product, QUANTITY))
+    token, product, order = ordered(client, buyer, make_product)
     if cancelled:
-        assert (
-            client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token)).status_code == 200
-        )
+        assert cancel(client, token, order["id"]).status_code == 200
     before = emails()
     stripe_http.answers = [(200, REFUNDED)]
     payload = _second(order["id"], "pi_hook", "evt_twice", amount=TOTAL)
@@ -340,11 +306,11 @@ def test_the_same_event_delivered_twice_at_once_is_applied_once(
     assert scalar("SELECT count(*) FROM payment_events") == 1
     if cancelled:
         assert len(_refund_calls(stripe_http)) == 1
-        expected = {"status": "cancelled", "payment_status": "refunded", "refunded": TOTAL}
+        expected = booked("cancelled", "refunded", 1, TOTAL)
     else:
         assert _refund_calls(stripe_http) == []
-        expected = {"status": "processing", "payment_status": "paid", "refunded": 0}
-    assert books(order["id"]) == {**expected, "payments": 1}
+        expected = booked("processing", "paid", 1, 0)
+    assert books(order["id"]) == expected
     assert stock(product) == (5 if cancelled else 5 - QUANTITY)
     assert emails() == before + 1
 
@@ -361,9 +327,7 @@ def test_a_success_and_its_refund_at_once_end_refunded_once_delivered_again(
     """Two different events of one intent at once: whichever takes the
     order first, once both are in (a 409 is delivered again), the order is
     paid then refunded, one payment row, nothing refunded by the shop."""
-    _, token = buyer
-    product = make_product(price=PRICE, stock=5)
-    order = order_for(stripe_app.test_client(), token, (product, QUANTITY))
+    _, product, order = ordered(stripe_app.test_client(), buyer, make_product)
     paid = _second(order["id"], "pi_hook", "evt_s", amount=TOTAL)
     refund = _refund_event(order["id"], TOTAL, "evt_r", TOTAL, "pi_hook")
     first, second = race(
@@ -376,12 +340,7 @@ def test_a_success_and_its_refund_at_once_end_refunded_once_delivered_again(
     assert second.status_code in (200, 409)
     if second.status_code == 409:
         assert send(stripe_app.test_client(), refund).status_code == 200
-    assert books(order["id"]) == {
-        "status": "processing",
-        "payment_status": "refunded",
-        "payments": 1,
-        "refunded": TOTAL,
-    }
+    assert books(order["id"]) == booked("processing", "refunded", 1, TOTAL)
     assert _refund_calls(stripe_http) == []
     assert stock(product) == 5 - QUANTITY
 
@@ -395,9 +354,7 @@ def test_a_success_one_minor_unit_off_or_in_another_currency_pays_nothing(
     buyer,
     make_product,
 ):
-    _, token = buyer
-    product = make_product(price=PRICE, stock=5)
-    order = order_for(stripe_client, token, (product, QUANTITY))
+    _, product, order = ordered(stripe_client, buyer, make_product)
     before = emails()
     for n, (amount, currency) in enumerate(
         ((TOTAL - 1, "usd"), (TOTAL + 1, "usd"), (TOTAL, "eur"))
@@ -406,12 +363,7 @@ def test_a_success_one_minor_unit_off_or_in_another_currency_pays_nothing(
             order["id"], f"pi_off_{n}", f"evt_off_{n}", amount=amount, currency=currency
         )
         assert send(stripe_client, payload).status_code == 200
-    assert books(order["id"]) == {
-        "status": "pending",
-        "payment_status": "unpaid",
-        "payments": 0,
-        "refunded": 0,
-    }
+    assert books(order["id"]) == booked("pending", "unpaid", 0, 0)
     assert stock(product) == 5 - QUANTITY
     assert emails() == before
     assert _refund_calls(stripe_http) == []
@@ -432,7 +384,7 @@ def test_a_success_one_minor_unit_off_or_in_another_currency_pays_nothing(
     [("JPY", "1500", 3000), ("KWD", "1.23", 2460), ("BHD", "0.99", 1980)],
 )
 def test_zero_and_three_decimal_currencies_are_exact_end_to_end(
-    make_app, buyer, make_product, make_user, login, currency, price, minor
+    make_app, buyer, make_product, admin_token, currency, price, minor
 ):
     """Paid by an event of exactly the order's minor units (one off pays
     nothing), partly refunded by one Stripe unit, then cancelled: the refund
@@ -443,7 +395,6 @@ def test_zero_and_three_decimal_currencies_are_exact_end_to_end(
     app.extensions["payment_provider"] = make_provider(app.config, http_client=http)
     client = app.test_client()
     _, token = buyer
-    admin = login(make_user(admin=True))["access_token"]
     product = make_product(price=price, stock=5)
     order = order_for(client, token, (product, 2))
     assert order["currency"] == currency
@@ -456,22 +407,17 @@ def test_zero_and_three_decimal_currencies_are_exact_end_to_end(
     step = 1 if currency == "JPY" else 10  # Stripe's three-decimal amounts end in 0
     charge = {**refunded_charge(order["id"], step, minor, "pi_x"), "currency": low}
     assert send(client, event("charge.refunded", charge, "evt_part")).status_code == 200
-    seen = _payments(client, admin, order["id"])
+    seen = _payments(client, admin_token, order["id"])
     assert seen["payments"][0]["amount"] == major_units("stripe", minor, currency)
     assert seen["payments"][0]["amount_refunded"] == major_units("stripe", step, currency)
     assert seen["amount_refunded"] == major_units("stripe", step, currency)
 
     http.answers = [(200, REFUNDED)]
-    cancel = client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
-    assert cancel.status_code == 200, cancel.get_json()
+    cancelled = cancel(client, token, order["id"])
+    assert cancelled.status_code == 200, cancelled.get_json()
     assert _refund_calls(http)[-1]["form"]["amount"] == str(minor - step)
-    assert books(order["id"]) == {
-        "status": "cancelled",
-        "payment_status": "refunded",
-        "payments": 1,
-        "refunded": minor,
-    }
-    seen = _payments(client, admin, order["id"])
+    assert books(order["id"]) == booked("cancelled", "refunded", 1, minor)
+    seen = _payments(client, admin_token, order["id"])
     assert seen["amount_refunded"] == Decimal(price) * 2
     assert stock(product) == 5
 
@@ -503,8 +449,7 @@ def _sign(payload: bytes, at: int, secret: str = SECRET) -> str:
     ],
 )
 def test_a_bad_signature_header_is_a_clean_400(stripe_client, buyer, make_product, header):  # noqa: F811
-    _, token = buyer
-    order = order_for(stripe_client, token, (make_product(price=PRICE, stock=5), QUANTITY))
+    _, _, order = ordered(stripe_client, buyer, make_product)
     payload = _second(order["id"], "pi_hook", "evt_sig", amount=TOTAL)
     response = deliver(stripe_client, payload, header(payload, int(time.time())))
     assert status_and_code(response) == (400, "invalid_signature")
@@ -513,8 +458,7 @@ def test_a_bad_signature_header_is_a_clean_400(stripe_client, buyer, make_produc
 
 
 def test_a_body_altered_after_signing_is_a_400(stripe_client, buyer, make_product):  # noqa: F811
-    _, token = buyer
-    order = order_for(stripe_client, token, (make_product(price=PRICE, stock=5), QUANTITY))
+    _, _, order = ordered(stripe_client, buyer, make_product)
     payload = _second(order["id"], "pi_hook", "evt_alt", amount=1)
     header = signed(payload)
     altered = payload.replace(b'"amount": 1,', f'"amount": {TOTAL},'.encode())
@@ -530,9 +474,7 @@ def test_a_rotated_secret_and_the_tolerance_edge_verify(stripe_client, buyer, ma
     """Stripe sends one v1 per active secret while a secret is rolled: any
     one that verifies is enough. A timestamp just inside the tolerance
     verifies; a replay of the same event later is applied once."""
-    _, token = buyer
-    product = make_product(price=PRICE, stock=5)
-    order = order_for(stripe_client, token, (product, QUANTITY))
+    _, product, order = ordered(stripe_client, buyer, make_product)
     payload = _second(order["id"], "pi_hook", "evt_rot", amount=TOTAL)
     at = int(time.time()) - 290
     header = f"t={at},v1={_sign(payload, at, 'whsec_old')},v1={_sign(payload, at)}"
@@ -540,12 +482,7 @@ def test_a_rotated_secret_and_the_tolerance_edge_verify(stripe_client, buyer, ma
     assert books(order["id"])["payment_status"] == "paid"
     before = emails()
     assert deliver(stripe_client, payload, signed(payload)).status_code == 200
-    assert books(order["id"]) == {
-        "status": "processing",
-        "payment_status": "paid",
-        "payments": 1,
-        "refunded": 0,
-    }
+    assert books(order["id"]) == booked("processing", "paid", 1, 0)
     assert emails() == before
     assert stock(product) == 5 - QUANTITY
 
@@ -558,13 +495,9 @@ def test_partial_refunds_past_the_charge_and_out_of_order_keep_the_books(
     stripe_http,  # noqa: F811
     buyer,
     make_product,
-    make_user,
-    login,
+    admin_token,
 ):
-    _, token = buyer
-    admin = login(make_user(admin=True))["access_token"]
-    product = make_product(price=PRICE, stock=5)
-    order = _paid(stripe_client, stripe_http, token, product, QUANTITY)
+    token, product, order = ordered(stripe_client, buyer, make_product, stripe_http)
     before = emails()
     steps = [
         (2000, "paid", 2000),
@@ -576,22 +509,16 @@ def test_partial_refunds_past_the_charge_and_out_of_order_keep_the_books(
     for n, (refunded, status, recorded) in enumerate(steps):
         charge = {**refunded_charge(order["id"], refunded, TOTAL, "pi_1"), "refunded": False}
         assert send(stripe_client, event("charge.refunded", charge, f"evt_{n}")).status_code == 200
-        seen = _payments(stripe_client, admin, order["id"])
+        seen = _payments(stripe_client, admin_token, order["id"])
         assert seen["payment_status"] == status
         assert seen["amount_refunded"] == major_units("stripe", recorded, "USD")
         assert [p["amount_refunded"] for p in seen["payments"]] == [
             major_units("stripe", recorded, "USD")
         ]
         assert books(order["id"])["refunded"] == recorded
-    assert books(order["id"]) == {
-        "status": "processing",
-        "payment_status": "refunded",
-        "payments": 1,
-        "refunded": TOTAL,
-    }
+    assert books(order["id"]) == booked("processing", "refunded", 1, TOTAL)
     # Cancelling it now gives back nothing more and restocks once.
-    cancel = stripe_client.post(f"/api/orders/{order['id']}/cancel", headers=auth(token))
-    assert cancel.status_code == 200
+    assert cancel(stripe_client, token, order["id"]).status_code == 200
     assert len(_refund_calls(stripe_http)) == 0
     assert stock(product) == 5
     assert emails() == before + 1

@@ -235,33 +235,32 @@ def test_writes_over_many_rows_keep_their_statement_count(
         user = make_user()
         return user, login(user)["access_token"]
 
-    def delete_product(n):
+    def counted(method, path, token, **kwargs):
+        return _counted(shop, count_queries, method, path, token, **kwargs)
+
+    def in_carts(n):
+        """A product in the carts of `n` users."""
         product = make_product()
         for _ in range(n):
             _cart_lines(make_user().id, [product])
-        count, _ = _counted(
-            shop, count_queries, "DELETE", f"/api/products/{product.id}", admin_token
-        )
+        return product
+
+    def delete_product(n):
+        product = in_carts(n)
+        count, _ = counted("DELETE", f"/api/products/{product.id}", admin_token)
         assert scalar("SELECT count(*) FROM cart_items WHERE product_id = :p", p=product.id) == 0
         return count
 
     def clear_cart(n):
         user, token = buyer()
         _cart_lines(user.id, [make_product() for _ in range(n)])
-        count, _ = _counted(shop, count_queries, "DELETE", "/api/cart/clear", token)
+        count, _ = counted("DELETE", "/api/cart/clear", token)
         return count
 
     def reprice(n):
-        product = make_product()
-        for _ in range(n):
-            _cart_lines(make_user().id, [product])
-        count, _ = _counted(
-            shop,
-            count_queries,
-            "PUT",
-            f"/api/products/{product.id}",
-            admin_token,
-            json={"price": "12.50"},
+        product = in_carts(n)
+        count, _ = counted(
+            "PUT", f"/api/products/{product.id}", admin_token, json={"price": "12.50"}
         )
         return count
 
@@ -272,13 +271,8 @@ def test_writes_over_many_rows_keep_their_statement_count(
 
     def admin_cancel(n):
         _, products, order_id = order_of(n)
-        count, body = _counted(
-            shop,
-            count_queries,
-            "PUT",
-            f"/api/orders/{order_id}",
-            admin_token,
-            json={"status": "cancelled"},
+        count, body = counted(
+            "PUT", f"/api/orders/{order_id}", admin_token, json={"status": "cancelled"}
         )
         assert body.get_json()["status"] == "cancelled"
         restocked = [scalar("SELECT stock FROM products WHERE id = :p", p=p.id) for p in products]
@@ -288,19 +282,14 @@ def test_writes_over_many_rows_keep_their_statement_count(
     def paid_cancel(n):
         token, _, order_id = order_of(n)
         assert pay(client, token, order_id).status_code == 200
-        count, body = _counted(shop, count_queries, "POST", f"/api/orders/{order_id}/cancel", token)
+        count, body = counted("POST", f"/api/orders/{order_id}/cancel", token)
         assert body.get_json()["payment_status"] == "refunded"
         return count
 
     def pay_order(n):
         token, _, order_id = order_of(n)
-        count, body = _counted(
-            shop,
-            count_queries,
-            "POST",
-            f"/api/orders/{order_id}/pay",
-            token,
-            json={"payment_method": "pm_card_visa"},
+        count, body = counted(
+            "POST", f"/api/orders/{order_id}/pay", token, json={"payment_method": "pm_card_visa"}
         )
         assert body.get_json()["payment_status"] == "paid"
         return count
@@ -309,27 +298,16 @@ def test_writes_over_many_rows_keep_their_statement_count(
         _, _, order_id = order_of(n)
         counts = []
         for status in ADMIN_MOVES:
-            count, _ = _counted(
-                shop,
-                count_queries,
-                "PUT",
-                f"/api/orders/{order_id}",
-                admin_token,
-                json={"status": status},
+            count, _ = counted(
+                "PUT", f"/api/orders/{order_id}", admin_token, json={"status": status}
             )
             counts.append(count)
         return tuple(counts)
 
     def new_address(n):
         token, _, order_id = order_of(n)
-        count, _ = _counted(
-            shop,
-            count_queries,
-            "PUT",
-            f"/api/orders/{order_id}",
-            token,
-            json={"shipping_address": "1 Other Road, Leeds"},
-        )
+        address = {"shipping_address": "1 Other Road, Leeds"}
+        count, _ = counted("PUT", f"/api/orders/{order_id}", token, json=address)
         return count
 
     def review_among(n):
@@ -337,22 +315,17 @@ def test_writes_over_many_rows_keep_their_statement_count(
         _reviews(product.id, [make_user().id for _ in range(n)])
         _, token = buyer()
         _moved(client, admin_token, order_for(client, token, (product, 1))["id"])
-        count, body = _counted(
-            shop,
-            count_queries,
-            "POST",
-            f"/api/products/{product.id}/reviews",
-            token,
-            json={"rating": 5},
+        count, body = counted(
+            "POST", f"/api/products/{product.id}/reviews", token, json={"rating": 5}
         )
         review_id = body.get_json()["id"]
-        deleted, _ = _counted(shop, count_queries, "DELETE", f"/api/reviews/{review_id}", token)
+        deleted, _ = counted("DELETE", f"/api/reviews/{review_id}", token)
         return count, deleted
 
     def logout_all(n):
         user, _ = buyer()
         tokens = [login(user)["access_token"] for _ in range(n)]
-        count, _ = _counted(shop, count_queries, "POST", "/api/auth/logout-all", tokens[-1])
+        count, _ = counted("POST", "/api/auth/logout-all", tokens[-1])
         return count
 
     checks = {

@@ -27,6 +27,7 @@ from sqlalchemy import text
 from app.extensions import db
 from app.models import OrderStatus
 from app.models.types import utcnow
+from app.services.payment_timeouts import cancel_expired_orders
 from app.services.workflow import can_move
 from tests.helpers import (
     SHIPPING,
@@ -41,6 +42,7 @@ from tests.helpers import (
 from tests.reviewing import give_order
 from tests.test_integrity_races import postgres_only
 from tests.test_payments_stripe import (  # noqa: F401 - fixtures
+    deliver,
     signed,
     stripe_app,
     stripe_client,
@@ -48,6 +50,7 @@ from tests.test_payments_stripe import (  # noqa: F401 - fixtures
     succeeded,
 )
 from tests.test_races import server  # noqa: F401 - the module's gunicorn, as test_races has it
+from tests.test_review_payments8 import REFUNDED, _refund_calls
 
 pytestmark = [pytest.mark.server, postgres_only]
 
@@ -56,16 +59,20 @@ def _stock(product_id: int) -> int:
     return scalar("SELECT stock FROM products WHERE id = :i", i=product_id)
 
 
-def _ledger(db, product_id: int) -> list[tuple[int, int, str]]:
-    rows = db.session.execute(
-        text(
-            "SELECT delta, stock_after, reason FROM stock_movements "
-            "WHERE product_id = :p ORDER BY id"
-        ),
-        {"p": product_id},
-    ).all()
+def _fetch(db, sql: str, **params) -> list[tuple]:
+    """The rows of one query, its transaction ended (the next read sees the
+    workers' commits)."""
+    rows = db.session.execute(text(sql), params).all()
     db.session.rollback()
     return [tuple(row) for row in rows]
+
+
+def _ledger(db, product_id: int) -> list[tuple[int, int, str]]:
+    return _fetch(
+        db,
+        "SELECT delta, stock_after, reason FROM stock_movements WHERE product_id = :p ORDER BY id",
+        p=product_id,
+    )
 
 
 def _check_ledger(db, product_id: int) -> dict[str, int]:
@@ -80,14 +87,32 @@ def _check_ledger(db, product_id: int) -> dict[str, int]:
     return by_reason
 
 
+def _checkout(server, token) -> tuple[int, dict]:  # noqa: F811
+    return server.request("POST", "/api/orders", SHIPPING, token)
+
+
 def _place(server, token) -> dict:  # noqa: F811
-    status, order = server.request("POST", "/api/orders", SHIPPING, token)
+    status, order = _checkout(server, token)
     assert status == 201, order
     return order
 
 
 def _units(order: dict, product_id: int) -> int:
     return sum(i["quantity"] for i in order["items"] if i["product_id"] == product_id)
+
+
+def _sweeper(app):
+    """The payment-timeout sweep as of a day later, in an app context and a
+    session of its own (a racer in another thread): the ids it cancelled."""
+
+    def sweep():
+        with app.app_context():
+            try:
+                return [o.id for o in cancel_expired_orders(now=utcnow() + timedelta(days=1))]
+            finally:
+                db.session.remove()
+
+    return sweep
 
 
 # --- adjustments racing checkouts and cancels of one product --------------------------
@@ -115,7 +140,7 @@ def test_adjustments_racing_checkouts_and_cancels_keep_the_books_exact(
             calls.append(lambda p=path, w=who: server.request("POST", p, None, w))
             kinds.append(("cancel", 2))
         for token in buyers:
-            calls.append(lambda t=token: server.request("POST", "/api/orders", SHIPPING, t))
+            calls.append(lambda t=token: _checkout(server, t))
             kinds.append(("order", 3))
         for delta in deltas:
             body = {"delta": delta, "note": "recount"}
@@ -207,10 +232,10 @@ def test_a_product_delete_racing_its_checkouts_carts_reviews_and_adjustments(
 
         calls, kinds = [], []
         for token in checkers:
-            calls.append(lambda t=token: server.request("POST", "/api/orders", SHIPPING, t))
+            calls.append(lambda t=token: _checkout(server, t))
             kinds.append(("order", token))
         for token in only:
-            calls.append(lambda t=token: server.request("POST", "/api/orders", SHIPPING, t))
+            calls.append(lambda t=token: _checkout(server, t))
             kinds.append(("only", token))
         for token in adders:
             body = {"product_id": doomed.id, "quantity": 2}
@@ -285,16 +310,10 @@ def test_a_product_delete_racing_its_checkouts_carts_reviews_and_adjustments(
             **({"adjustment": adjusted} if adjusted or "adjustment" in by_reason else {}),
         }, (round_, by_reason)
         assert _stock(kept.id) == 50 - 4 == sum(_check_ledger(db, kept.id).values())
-        count, total = db.session.execute(
-            text("SELECT rating_count, rating_sum FROM products WHERE id = :p"), {"p": doomed.id}
-        ).one()
-        db.session.rollback()
-        rows = dict(
-            db.session.execute(
-                text("SELECT id, rating FROM reviews WHERE product_id = :p"), {"p": doomed.id}
-            ).all()
+        [(count, total)] = _fetch(
+            db, "SELECT rating_count, rating_sum FROM products WHERE id = :p", p=doomed.id
         )
-        db.session.rollback()
+        rows = dict(_fetch(db, "SELECT id, rating FROM reviews WHERE product_id = :p", p=doomed.id))
         assert rows == ratings, (round_, rows, ratings)
         assert (count, total) == (len(ratings), sum(ratings.values())), (round_, count, total)
         # Every cart that still has lines checks out (none holds the deleted product).
@@ -302,7 +321,7 @@ def test_a_product_delete_racing_its_checkouts_carts_reviews_and_adjustments(
             status, cart = server.request("GET", "/api/cart", None, token)
             assert all(i["product_id"] != doomed.id for i in cart["items"]), cart
             if cart["items"]:
-                assert server.request("POST", "/api/orders", SHIPPING, token)[0] == 201
+                assert _checkout(server, token)[0] == 201
 
 
 # --- admin status moves racing each other and the owner's cancel ----------------------
@@ -315,12 +334,8 @@ MOVES = {
 
 
 def _history(db, order_id: int) -> list[str]:
-    rows = db.session.execute(
-        text("SELECT status FROM order_status_history WHERE order_id = :i ORDER BY id"),
-        {"i": order_id},
-    ).all()
-    db.session.rollback()
-    return [status for (status,) in rows]
+    sql = "SELECT status FROM order_status_history WHERE order_id = :i ORDER BY id"
+    return [status for (status,) in _fetch(db, sql, i=order_id)]
 
 
 @pytest.mark.parametrize(
@@ -419,11 +434,10 @@ def test_two_intents_a_cancel_and_the_sweep_at_once_give_each_charge_back_once(
     Whichever comes first, the order ends cancelled and refunded, each
     intent's charge is given back exactly once (money in equals money out),
     the stock comes back once, and redeliveries change nothing."""
-    from app.services.payment_timeouts import cancel_expired_orders
-
     _, token = buyer
     product = make_product(stock=5, price="19.99")
-    refund = (200, {"id": "re_race9", "object": "refund", "status": "succeeded"})
+    refund = (200, {**REFUNDED, "id": "re_race9"})
+    sweep = _sweeper(stripe_app)
     for round_ in range(4):
         fill_cart(stripe_client, token, (product, 1))
         placed = place_order(stripe_client, token)
@@ -437,18 +451,10 @@ def test_two_intents_a_cancel_and_the_sweep_at_once_give_each_charge_back_once(
         ]
 
         def webhook(payload):
-            headers = {"Content-Type": "application/json", "Stripe-Signature": signed(payload)}
-            return stripe_client.post("/api/payments/webhook", data=payload, headers=headers)
+            return deliver(stripe_client, payload, signed(payload))
 
         def cancel(order_id=order_id):
             return stripe_client.post(f"/api/orders/{order_id}/cancel", headers=auth(token))
-
-        def sweep():
-            with stripe_app.app_context():
-                try:
-                    return [o.id for o in cancel_expired_orders(now=utcnow() + timedelta(days=1))]
-                finally:
-                    db.session.remove()
 
         calls = [lambda p=hooks[0]: webhook(p), lambda p=hooks[1]: webhook(p), cancel, sweep]
         if round_ % 2:
@@ -466,29 +472,18 @@ def test_two_intents_a_cancel_and_the_sweep_at_once_give_each_charge_back_once(
             assert cancelled.get_json()["code"] == "invalid_transition"
         assert swept in ([], [order_id])
         assert (cancelled.status_code == 200) != (swept == [order_id]), (cancelled, swept)
-        row = db.session.execute(
-            text("SELECT status, payment_status FROM orders WHERE id = :i"), {"i": order_id}
-        ).one()
-        db.session.rollback()
-        assert tuple(row) == ("cancelled", "refunded"), (round_, row)
-        refunded = sorted(
-            r["form"]["payment_intent"] for r in stripe_http.requests if r["path"] == "/v1/refunds"
-        )
+        [row] = _fetch(db, "SELECT status, payment_status FROM orders WHERE id = :i", i=order_id)
+        assert row == ("cancelled", "refunded"), (round_, row)
+        refunded = sorted(r["form"]["payment_intent"] for r in _refund_calls(stripe_http))
         assert refunded == [f"pi_a_{order_id}", f"pi_b_{order_id}"], (round_, refunded)
-        assert all(
-            r["form"]["amount"] == "1999"
-            for r in stripe_http.requests
-            if r["path"] == "/v1/refunds"
+        assert all(r["form"]["amount"] == "1999" for r in _refund_calls(stripe_http))
+        payments = _fetch(
+            db,
+            "SELECT intent_id, status, amount, amount_refunded FROM payments "
+            "WHERE order_id = :i ORDER BY intent_id",
+            i=order_id,
         )
-        payments = db.session.execute(
-            text(
-                "SELECT intent_id, status, amount, amount_refunded FROM payments "
-                "WHERE order_id = :i ORDER BY intent_id"
-            ),
-            {"i": order_id},
-        ).all()
-        db.session.rollback()
-        assert [tuple(p) for p in payments] == [
+        assert payments == [
             (f"pi_a_{order_id}", "refunded", 1999, 1999),
             (f"pi_b_{order_id}", "refunded", 1999, 1999),
         ], (round_, payments)
@@ -504,14 +499,14 @@ def test_two_intents_a_cancel_and_the_sweep_at_once_give_each_charge_back_once(
         # The customer hears of each charge given back once: the cancellation
         # email says what it refunded, the others are one per late charge.
         told = Counter()
-        for topic, payload in db.session.execute(
-            text("SELECT topic, payload FROM outbox WHERE payload->'context'->'order'->>'id' = :o"),
-            {"o": str(order_id)},
-        ).all():
+        for topic, payload in _fetch(
+            db,
+            "SELECT topic, payload FROM outbox WHERE payload->'context'->'order'->>'id' = :o",
+            o=str(order_id),
+        ):
             payload = payload if isinstance(payload, dict) else json.loads(payload)
             given = payload["context"].get("refund")
             told[topic, None if given is None else str(given["amount"])] += 1
-        db.session.rollback()
         cancel_mail = [k for k in told if k[0] == "order_cancelled"]
         assert len(cancel_mail) == 1 and told[cancel_mail[0]] == 1, (round_, told)
         back = (cancel_mail[0][1] is not None) + told["order_refunded", None]
@@ -519,7 +514,7 @@ def test_two_intents_a_cancel_and_the_sweep_at_once_give_each_charge_back_once(
         assert back == 2, (round_, told)
         for payload in hooks:  # redeliveries
             assert webhook(payload).status_code == 200
-        assert len([r for r in stripe_http.requests if r["path"] == "/v1/refunds"]) == 2
+        assert len(_refund_calls(stripe_http)) == 2
     assert sum(_check_ledger(db, product.id).values()) == 5
 
 
@@ -536,22 +531,13 @@ def test_a_pay_a_cancel_and_the_sweep_at_once_through_gunicorn_settle_once(
     refunds it; cancelled first (by either), the pay is a 409. The order
     always ends cancelled, the stock back once, and money refunded exactly
     when it was taken."""
-    from app.services.payment_timeouts import cancel_expired_orders
-
     product = make_product(stock=10, price="7.25")
+    sweep = _sweeper(app)
     outcomes = Counter()
     for round_ in range(6):
         (token,) = buyers_with_carts(make_user, login, [(product, 3)], 1)
         order = _place(server, token)
         path = f"/api/orders/{order['id']}"
-
-        def sweep():
-            with app.app_context():
-                try:
-                    return [o.id for o in cancel_expired_orders(now=utcnow() + timedelta(days=1))]
-                finally:
-                    db.session.remove()
-
         calls = [
             lambda p=path, t=token: server.request("POST", f"{p}/pay", VISA, t),
             lambda p=path, t=token: server.request("POST", f"{p}/cancel", None, t),
@@ -569,17 +555,14 @@ def test_a_pay_a_cancel_and_the_sweep_at_once_through_gunicorn_settle_once(
         assert (cancelled == 200) + (swept == [order["id"]]) == 1, (c_body, swept)
         if paid == 200:
             assert cancelled == 200, c_body  # the sweep leaves a paid order alone
-        row = db.session.execute(
-            text("SELECT status, payment_status FROM orders WHERE id = :i"), {"i": order["id"]}
-        ).one()
-        db.session.rollback()
-        assert tuple(row) == ("cancelled", "refunded" if paid == 200 else "unpaid"), round_
-        payments = db.session.execute(
-            text("SELECT status, amount, amount_refunded FROM payments WHERE order_id = :i"),
-            {"i": order["id"]},
-        ).all()
-        db.session.rollback()
-        assert [tuple(p) for p in payments] == ([("refunded", 2175, 2175)] if paid == 200 else [])
+        [row] = _fetch(db, "SELECT status, payment_status FROM orders WHERE id = :i", i=order["id"])
+        assert row == ("cancelled", "refunded" if paid == 200 else "unpaid"), round_
+        payments = _fetch(
+            db,
+            "SELECT status, amount, amount_refunded FROM payments WHERE order_id = :i",
+            i=order["id"],
+        )
+        assert payments == ([("refunded", 2175, 2175)] if paid == 200 else [])
         assert _stock(product.id) == 10
         outcomes["paid" if paid == 200 else "swept" if swept else "cancelled"] += 1
     assert sum(_check_ledger(db, product.id).values()) == 10
