@@ -2,11 +2,17 @@
 
 from flask_jwt_extended import current_user
 
+from app.models.cart import MAX_LINE_QUANTITY
 from app.schemas.cart import CartAddSchema, CartSchema, CartUpdateSchema, dump_cart
 from app.services import cart as carts
 from app.web.blueprint import Blueprint
 
 blp = Blueprint("cart", __name__, description="The signed-in user's shopping cart")
+
+CART_CONFLICT = (
+    "The line would pass the stock left (`out_of_stock`), or a cart limit (`cart_limit`:"
+    f" {MAX_LINE_QUANTITY} units a line, {carts.MAX_CART_LINES} products a cart)"
+)
 
 
 @blp.route("", methods=["GET"])
@@ -22,7 +28,7 @@ def get_cart():
 @blp.arguments(CartAddSchema)
 @blp.response(201, CartSchema, dump=dump_cart)
 @blp.alt_response(404, description="No such product")
-@blp.alt_response(409, description="Not enough stock")
+@blp.alt_response(409, description=CART_CONFLICT)
 def add_item(data):
     """Add a product, or more of it, to the cart."""
     return carts.add_item(current_user, data["product_id"], data["quantity"])
@@ -33,7 +39,7 @@ def add_item(data):
 @blp.arguments(CartUpdateSchema)
 @blp.response(200, CartSchema, dump=dump_cart)
 @blp.alt_response(404, description="No such item in the caller's cart")
-@blp.alt_response(409, description="Not enough stock")
+@blp.alt_response(409, description=CART_CONFLICT)
 def update_item(data, item_id):
     """Set a line's quantity."""
     return carts.update_item(current_user, item_id, data["quantity"])
