@@ -36,7 +36,11 @@ def list_orders(args):
 @idempotent
 @blp.arguments(OrderCreateSchema)
 @blp.response(201, OrderSchema)
-@blp.alt_response(409, description="Empty cart, not enough stock, or key in flight")
+@blp.alt_response(
+    409,
+    description="`empty_cart`; `out_of_stock`: a line asks for more than is left; "
+    "`idempotency_in_flight`: the key's first request still runs",
+)
 def place_order(data):
     """Place an order from the caller's cart (honours an Idempotency-Key header)."""
     return orders.place_order(current_user, data["shipping_address"])
@@ -57,7 +61,11 @@ def get_order(order_id):
 @blp.response(200, OrderSchema)
 @blp.alt_response(403, description="The owner may only cancel; other moves need an admin")
 @blp.alt_response(404, description="No such order of the caller's")
-@blp.alt_response(409, description="The workflow forbids this change")
+@blp.alt_response(
+    409,
+    description="`invalid_transition`: the workflow forbids this change; `order_not_pending`: "
+    "the address changes only while pending; `stock_limit`: a cancel would pass a stock's maximum",
+)
 @blp.alt_response(502, description="Cancelling: the refund failed, nothing changed")
 def update_order(data, order_id):
     """Move the status (admin; the owner may only cancel) or change the address while pending."""
@@ -68,7 +76,11 @@ def update_order(data, order_id):
 @blp.private
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order of the caller's")
-@blp.alt_response(409, description="Already shipped, delivered or cancelled")
+@blp.alt_response(
+    409,
+    description="`invalid_transition`: already shipped, delivered or cancelled; "
+    "`stock_limit`: putting the items back would pass a stock's maximum",
+)
 @blp.alt_response(502, description="The refund failed; the order was not cancelled")
 def cancel_order(order_id):
     """Cancel a pending or processing order, refund it if paid, restock its items."""
