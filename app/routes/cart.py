@@ -2,7 +2,6 @@
 
 from flask_jwt_extended import current_user
 
-from app.models.cart import MAX_LINE_QUANTITY
 from app.schemas.cart import CartAddSchema, CartSchema, CartUpdateSchema, dump_cart
 from app.services import cart as carts
 from app.web.blueprint import Blueprint
@@ -11,7 +10,7 @@ blp = Blueprint("cart", __name__, description="The signed-in user's shopping car
 
 CART_CONFLICT = (
     "The line would pass the stock left (`out_of_stock`), or a cart limit (`cart_limit`:"
-    f" {MAX_LINE_QUANTITY} units a line, {carts.MAX_CART_LINES} products a cart)"
+    f" {carts.MAX_LINE_QUANTITY} units a line, {carts.MAX_CART_LINES} products a cart)"
 )
 
 
