@@ -123,8 +123,7 @@ def test_list_parameters_at_their_bounds_and_unknown_ones(client, admin_token, o
             "page=2147483647&per_page=100": (2147483647, 100, 0),
             "per_page=" + "9" * 5000: (1, 100, 1),
             "per_page=1000": (1, 100, 1),
-            "page=+1&per_page=1": (1, 1, 1),
-            "page=01": (1, 20, 1),
+            "page=1&per_page=1": (1, 1, 1),  # `+1`, `01`: a 422 (test_review_query9)
             "sort=-id&user_id=999&from=yesterday&_=123": (1, 20, 1),  # ignored
         }.items():
             response = client.get(path + query, headers=auth(who))

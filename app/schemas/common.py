@@ -13,7 +13,7 @@ from app.models.types import CENT, INTEGER_MAX
 
 MAX_PER_PAGE = 100
 MONEY_STRING = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?", re.ASCII)
-INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+INTEGER = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)  # as JSON writes one
 HUGE_DIGITS = 100
 
 
@@ -63,19 +63,20 @@ class Money(fields.Field):
 
 
 class Integer(fields.Integer):
-    """An integer; given as a string (a query parameter), ASCII digits only:
-    int() would also read fullwidth or Arabic-Indic digits and '1_0'."""
+    """An integer; given as a string (a query parameter), in plain decimal
+    notation, as the document's `type: integer` is written: ASCII digits,
+    an optional `-`, no `+`, leading zero or surrounding space (`+1`, `01`,
+    ` 1` were read as 1, where `min_price` and `min_rating` refused them;
+    found by review). int() would also read fullwidth or Arabic-Indic
+    digits and '1_0'."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
-            value = value.strip()
             if not INTEGER.fullmatch(value):
                 raise self.make_error("invalid")
-            sign, digits = ("-" if value.startswith("-") else ""), value.lstrip("+-").lstrip("0")
+            sign, digits = ("-" if value.startswith("-") else ""), value.lstrip("-")
             if len(digits) > HUGE_DIGITS:  # past any bound; int() refuses 4,300 digits
                 value = sign + "1" + "0" * HUGE_DIGITS
-            else:
-                value = sign + (digits or "0")
         return super()._deserialize(value, attr, data, **kwargs)
 
 

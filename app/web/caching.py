@@ -57,8 +57,8 @@ def query_names(view) -> frozenset[str]:
 
 def normalised_request(names: frozenset[str]) -> str:
     """The path and the arguments the view reads, in one canonical order: by
-    name, a repeated name's values in the order sent (the view reads the
-    first, so `?sort=price&sort=-price` is not `?sort=-price&sort=price`)."""
+    name, a repeated name's values in the order sent (a repeated argument is
+    the view's 422, never kept: its key only has to differ from any 200's)."""
     if not request.query_string:
         return request.path + "?"
     args = [(k, v) for k, v in request.args.items(multi=True) if k in names]

@@ -31,7 +31,9 @@ API_DESCRIPTION = """The shop's JSON API: catalog, reviews, cart, orders and acc
 * **Money** is a JSON number with at most two decimals; inputs also take a numeric string.
 * **Lists** answer `{items, page, per_page, total, pages}`.
 * **Input**: a JSON body is UTF-8 and names each key once (a repeated key is a 422);
-  a query parameter given twice is read at its first value; unknown ones are ignored.
+  so does a query: a parameter given twice is a 422 naming it (none takes several
+  values); unknown ones are ignored, repeated or not. An integer in a query is
+  written plainly: `1`, not `+1`, `01` or ` 1` (a 422).
 """
 
 # flask-smorest's settings: the document's metadata, where it is served, and
