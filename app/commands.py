@@ -23,6 +23,7 @@ from app.models.types import utcnow
 from app.schemas.user import SignupSchema
 from app.services import auth as accounts
 from app.services.demo import seed_demo_reviews
+from app.services.health import schema_problem
 from app.services.inventory import record_opening_balances
 
 IMG = "https://picsum.photos/seed/{}/600/400"
@@ -131,6 +132,16 @@ def needs_tables(command: Callable[..., Any]) -> Callable[..., Any]:
                 raise click.ClickException(
                     "the database has no tables yet: run `flask db upgrade` first"
                 ) from None
+            # A statement the database refused on a live connection: a column
+            # or table the code has and an older revision lacks (this release's
+            # `flask db upgrade` not run) was a traceback on PostgreSQL and "did
+            # not answer" on SQLite (found by review).
+            problem = None
+            if error.statement is not None and not error.connection_invalidated:
+                db.session.rollback()
+                problem = schema_problem()
+            if problem:
+                raise click.ClickException(problem) from None
             if error.connection_invalidated or isinstance(error, OperationalError):
                 # The driver's words name the host, port and user, never the
                 # password (nor does SQLAlchemy's URL, which is not printed).

@@ -3,7 +3,7 @@
 from flask import jsonify
 
 from app.schemas.health import HealthSchema, UnavailableSchema
-from app.services.health import database_ok, redis_status
+from app.services.health import database_ok, redis_status, schema_problem
 from app.web.blueprint import Blueprint
 from app.web.openapi_contract import UNAVAILABLE_RETRY_AFTER_HEADER
 
@@ -19,11 +19,12 @@ blp = Blueprint("health", __name__, description="Service health")
 @blp.alt_response(
     503,
     schema=UnavailableSchema,
-    description="The database cannot be reached",
+    description="The database cannot be reached, or its schema is behind the code "
+    "(`database`: `outdated`, before `flask db upgrade`)",
     headers={"Retry-After": UNAVAILABLE_RETRY_AFTER_HEADER},
 )
 def health():
-    """Whether the service, its database and Redis answer (503 without the database)."""
+    """Whether the service, its migrated database and Redis answer (503 without the database)."""
     redis = redis_status()
     if not database_ok():
         response = jsonify(
@@ -35,6 +36,20 @@ def health():
         )
         response.status_code = 503
         # Every 503 says when to retry (README); this one did not (found by review).
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+    if schema_problem() is not None:
+        # A half-done deploy (the new code up before `flask db upgrade`) kept
+        # answering 200 while every read of a new column was a 500, so the
+        # balancer sent it traffic (found by review).
+        response = jsonify(
+            status="unavailable",
+            database="outdated",
+            redis=redis,
+            code="unavailable",
+            message="Database schema is behind the code: run flask db upgrade",
+        )
+        response.status_code = 503
         response.headers["Retry-After"] = RETRY_AFTER
         return response
     return {

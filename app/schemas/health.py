@@ -25,7 +25,13 @@ class HealthSchema(ma.Schema):
 
 class UnavailableSchema(ma.Schema):
     status = ma.fields.String(metadata={"enum": ["unavailable"]})
-    database = ma.fields.String(metadata={"enum": ["unavailable"]})
+    database = ma.fields.String(
+        metadata={
+            "description": "`unavailable`, or `outdated`: its schema is behind the code "
+            "(`flask db upgrade` has not run)",
+            "enum": ["unavailable", "outdated"],
+        }
+    )
     redis = REDIS
     code = ma.fields.String(metadata={"example": "unavailable", "enum": ["unavailable"]})
     message = ma.fields.String()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import functools
+from pathlib import Path
+
 from flask import current_app
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
+UPGRADE = "run `flask db upgrade`"
 
 
 def database_ok() -> bool:
@@ -48,3 +55,47 @@ def redis_status() -> str:
     except Exception:  # noqa: BLE001 - any failure means "not usable now"
         return "unavailable"
     return "ok"
+
+
+@functools.cache
+def code_revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """(every revision the code ships, its heads), read from
+    migrations/versions as text: a web worker never imports Alembic (11.6 MB;
+    app/__init__.py's init_migrations). Empty without the directory."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted(MIGRATIONS.glob("*.py")):
+        values = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            target = (
+                node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+            )
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                values[target.id] = ast.literal_eval(node.value)
+        if isinstance(values.get("revision"), str):
+            revisions.add(values["revision"])
+            down = values.get("down_revision")
+            parents.update([down] if isinstance(down, str) else down or ())
+    return frozenset(revisions), frozenset(revisions - parents)
+
+
+def schema_problem() -> str | None:
+    """Why the database's schema is behind the code (never migrated, or at an
+    older revision than the code's head: a deploy whose `flask db upgrade` has
+    not run yet), or None when it is at the head, or at a revision the code
+    does not know (a newer release migrated it: a migration adds to the
+    schema, so the older code still serves during a rolling deploy)."""
+    revisions, heads = code_revisions()
+    if not heads:
+        return None
+    try:
+        current = set(db.session.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except SQLAlchemyError:
+        db.session.rollback()
+        return f"the database has no tables yet: {UPGRADE} first"
+    if current == heads or current - revisions:
+        return None
+    return (
+        f"the database is at revision {', '.join(sorted(current)) or '(none)'}, older than the "
+        f"code's {', '.join(sorted(heads))}: {UPGRADE} first"
+    )
