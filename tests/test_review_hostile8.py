@@ -278,6 +278,8 @@ def _first_and_bad(parameter: dict) -> tuple[str, str]:
         return str(schema.get("minimum", 1) or 1), "abc"
     if kind == "boolean":
         return "true", "maybe"
+    if "pattern" in schema and "maxLength" not in schema:  # an amount in a query
+        return "1", "abc"
     return "a", "x" * (schema["maxLength"] + 1)
 
 

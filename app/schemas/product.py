@@ -183,6 +183,8 @@ def dump_product_page(page: Mapping[str, Any]) -> dict[str, Any]:
 class ProductFilterSchema(ma.Schema):
     """The catalog's filters, shared by the list and its facets."""
 
+    IN_QUERY = True  # documented as query text (app.web.openapi.money2properties)
+
     category = fields.String(validate=validate.Length(1, 80))
     q = fields.String(
         validate=validate.Length(max=200),
@@ -197,8 +199,8 @@ class ProductFilterSchema(ma.Schema):
     # own (Postman's collection sent `min_price=404691.44534278987`, a 422;
     # found by review). The whole range, so that a request built from them
     # (Swagger UI's "Try it out" fills them in) still lists every product.
-    min_price = Money(metadata={"example": 0})
-    max_price = Money(metadata={"example": 1000000})
+    min_price = Money(metadata={"example": "0"})
+    max_price = Money(metadata={"example": "1000000"})
     in_stock = QueryBoolean(
         metadata={"description": "true: only products with stock; false: no filter"}
     )

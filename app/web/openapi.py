@@ -188,9 +188,27 @@ def nonzero2properties(self, field, ret: dict, **kwargs: Any) -> dict:
 
 
 def money2properties(self, field, ret: dict, **kwargs: Any) -> dict:
-    """apispec attribute function: a `Money` field is a JSON number."""
+    """apispec attribute function: a `Money` field is a JSON number; in a
+    query (a schema marked `IN_QUERY`), text: the string form of a request
+    body's amount (`openapi_contract.MONEY_PATTERN`). A query's value is
+    text anyway, and `type: number` said nothing of the two decimals, so a
+    generator (schemathesis) sent `min_price=0.001`, valid by the document,
+    and got a 422 (found by review); `multipleOf: 0.01` is no exact check
+    for a validator computing in binary floating point (0.07 / 0.01)."""
     if not isinstance(field, Money):
         return {}
+    if getattr(field.parent, "IN_QUERY", False):
+        from app.web.openapi_contract import MONEY_PATTERN
+
+        return {
+            "type": "string",
+            "pattern": MONEY_PATTERN,
+            "description": field.metadata.get(
+                "description",
+                "An amount from 0 to 1000000 with at most two decimals, in plain "
+                "decimal notation (`19.99`; not `1e2`, `+5` or `05`).",
+            ),
+        }
     # A request's amount has the field's bounds; an answer's may be a sum
     # of them (a cart's total): no maximum there.
     bounds = {"minimum": 0}

@@ -317,15 +317,33 @@ def _fuzzy(terms: int, excluded: int) -> Match:
     """Each of `terms` words close to a word of the name or category, built
     once per number of terms and exclusions."""
     words = [func.shop_unaccent(_param(f"q_t{i}")) for i in range(terms)]  # as the haystack
+    # A stop word (`the`, `for`) is no word of the search, here as in the
+    # match: asked to be close to a word of the name, it made `the labtop`
+    # find nothing where `labtop` finds laptops (found by review). Its
+    # condition is the first other word's (NULL, no row, when every word is
+    # one), so each stays `constant <% haystack`, served by the index. Each
+    # decided once per statement (`_once`): in a generic plan a CASE of
+    # parameters is no constant, and was evaluated for every candidate row
+    # (`to_tsvector`, not `plainto_tsquery`: no NOTICE for a stop word).
+    kept = [
+        _once(func.length(func.to_tsvector(CONFIG, _param(f"q_t{i}"))) > 0) for i in range(terms)
+    ]
+    first = case(*zip(kept, words, strict=True))
+    conditions = [
+        _once(case((keep, word), else_=first)) for keep, word in zip(kept, words, strict=True)
+    ]
     negative = _excluded(excluded)
 
     def apply(stmt: Select) -> Select:
-        stmt = stmt.where(*(word.op("<%")(FUZZY_HAYSTACK) for word in words))
+        stmt = stmt.where(*(word.op("<%")(FUZZY_HAYSTACK) for word in conditions))
         if negative is not None:
             stmt = stmt.where(_none_of(negative))
         return stmt
 
-    similarities = [func.word_similarity(word, FUZZY_HAYSTACK) for word in words]
+    similarities = [
+        case((keep, func.word_similarity(word, FUZZY_HAYSTACK)), else_=0)
+        for keep, word in zip(kept, conditions, strict=True)
+    ]
     order = (reduce(lambda a, b: a + b, similarities).desc(),)
     return Match(("trigram", terms, excluded), apply, order)
 
