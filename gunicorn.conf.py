@@ -69,6 +69,12 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 # The proxy in front may set X-Forwarded-*; the app trusts them only when
 # TRUST_PROXY says how many proxies there are (ProxyFix).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No header sets a WSGI variable: gunicorn's default let those peers send
+# `SCRIPT_NAME:` (and `PATH_INFO:`), and one the path did not start with was
+# a 500, one it did remapped the path (`/x/api/health` served `/api/health`;
+# found by review). The API is served at /api only, never under a prefix;
+# header names with `_` are dropped (header_map's default).
+forwarder_headers = ""
 
 # Access log with the request id the app echoes (X-Request-ID) and the time in µs.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None

@@ -14,7 +14,7 @@ from flask import Flask, Response, g, request
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.errors import ApiError
+from app.errors import ApiError, error_response
 from app.web.caching import CACHE_CONTROL as CATALOG_CACHE_CONTROL
 
 log = logging.getLogger("shop.request")
@@ -112,19 +112,42 @@ def is_json_mimetype(mimetype: str) -> bool:
     )
 
 
-def reject_non_json_bodies() -> None:
-    """415 for a body sent as anything but JSON, before any view runs. A
+def _codings(header: str, understood: frozenset[str] = frozenset({"identity"})) -> list[str]:
+    """The codings a request's `header` names beyond those `understood`."""
+    named = (coding.strip().lower() for coding in request.headers.get(header, "").split(","))
+    return [coding for coding in named if coding and coding not in understood]
+
+
+def reject_non_json_bodies() -> Response | None:
+    """415 for a body sent as anything but JSON (or compressed), 501 for a
+    transfer coding gunicorn leaves undone, before any view runs. A
     request no route takes is left to its 404 or 405 (API.md's table): a
     form posted to a mistyped path was told its type, not that the path is
     wrong (found by review)."""
     if request.routing_exception is not None:
-        return
+        return None
     environ = request.environ
     if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
-        return  # no body (every GET): nothing to parse
+        return None  # no body (every GET): nothing to parse
     has_body = bool(request.content_length) or "chunked" in request.headers.get(
         "Transfer-Encoding", ""
     )
+    # The body was read as it came, whatever coding it named: a gzipped body
+    # was "not valid JSON", and a plain one labelled gzip was taken, where a
+    # proxy or WAF that decodes it reads other bytes (found by review).
+    # gunicorn undoes `chunked` only, and takes `gzip, chunked` as well.
+    if _codings("Transfer-Encoding", frozenset({"identity", "chunked"})):
+        return error_response(
+            501, "Transfer-Encoding not supported: send chunked or none", code="not_implemented"
+        )
+    if has_body and _codings("Content-Encoding"):
+        # Bodies come uncompressed; RFC 7694: the answer names what is read.
+        return error_response(
+            415,
+            "Content-Encoding not supported: send the body uncompressed (identity)",
+            headers={"Accept-Encoding": "identity"},
+            code="unsupported_media_type",
+        )
     if has_body and not is_json_mimetype(request.mimetype or ""):
         raise ApiError("Content type must be application/json", status=415)
     # JSON is UTF-8 (RFC 8259): a body declared in another charset was read
@@ -133,6 +156,7 @@ def reject_non_json_bodies() -> None:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if has_body and charset not in UTF_8:
         raise ApiError("JSON bodies must be UTF-8: send charset=utf-8 or none", status=415)
+    return None
 
 
 def _finish_request(response: Response) -> Response:
@@ -228,6 +252,20 @@ def bodiless_options_answers(app: Flask) -> None:
     app.make_default_options_response = options_response  # type: ignore[method-assign]
 
 
+def without_upgrades(wsgi_app):
+    """The API offers no other protocol, so it ignores `Upgrade` (RFC 9110
+    7.8). werkzeug's routing read a WebSocket handshake as a request for a
+    websocket rule, which none is: `GET /api/health` was a 400 "Malformed
+    HTTP request" and `GET /api/products` a 405 whose Allow left out GET
+    (found by review). The request is answered as plain HTTP (no 101)."""
+
+    def app(environ, start_response):
+        environ.pop("HTTP_UPGRADE", None)
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def register_hooks(app: Flask) -> None:
     """Logging, trusted proxies, and the hooks that open and close every request
     (`reject_non_json_bodies` is registered after the rate limiter's check)."""
@@ -237,5 +275,6 @@ def register_hooks(app: Flask) -> None:
     if app.config["TRUST_PROXY"] > 0:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    app.wsgi_app = without_upgrades(app.wsgi_app)
     app.before_request(_start_request)
     app.after_request(_finish_request)

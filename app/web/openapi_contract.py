@@ -344,8 +344,18 @@ UNAVAILABLE_RETRY_AFTER_HEADER = {
 }
 
 
+# A 415 for a compressed body names the one coding the API reads (RFC 7694).
+ACCEPT_ENCODING_HEADER = {
+    "description": "`identity` when the body's Content-Encoding was refused: "
+    "bodies are sent uncompressed.",
+    "schema": {"type": "string", "enum": ["identity"]},
+}
+
+
 def error_component_headers(status: int) -> dict:
     headers = {"X-Request-ID": REQUEST_ID_HEADER}
+    if status == 415:
+        headers["Accept-Encoding"] = ACCEPT_ENCODING_HEADER
     if status == 429:
         headers["Retry-After"] = RETRY_AFTER_HEADER
     if status == 503:
