@@ -25,6 +25,7 @@ from app.models.types import INTEGER_MAX
 from tests.helpers import DATABASE_URL, IS_POSTGRES, auth, order_for, pay, race
 from tests.live import gunicorn
 from tests.reviewing import give_order
+from tests.test_review_reviews6 import stored
 
 
 def truth(product_id: int) -> tuple[Decimal | None, int, int]:
@@ -44,17 +45,6 @@ def truth(product_id: int) -> tuple[Decimal | None, int, int]:
     # AVG() agrees with sum / count (to a float's precision on SQLite).
     assert abs(Decimal(str(mean)) - exact) < Decimal("1e-9")
     return exact.quantize(Decimal("0.01"), ROUND_HALF_UP), count, total
-
-
-def stored(product_id: int) -> tuple[Decimal | None, int, int]:
-    with db.engine.connect() as conn:
-        count, total, average = conn.execute(
-            text("SELECT rating_count, rating_sum, rating_average FROM products WHERE id = :p"),
-            {"p": product_id},
-        ).one()
-    if average is not None:
-        average = Decimal(str(average)).quantize(Decimal("0.01"))
-    return average, count, total
 
 
 def shown(client, product_id: int) -> tuple[Decimal | None, int]:

@@ -27,33 +27,27 @@ def health():
     """Whether the service, its migrated database and Redis answer (503 without the database)."""
     redis = redis_status()
     if not database_ok():
-        response = jsonify(
-            status="unavailable",
-            database="unavailable",
-            redis=redis,
-            code="unavailable",
-            message="Database unavailable",
-        )
-        response.status_code = 503
-        # Every 503 says when to retry (README); this one did not (found by review).
-        response.headers["Retry-After"] = RETRY_AFTER
-        return response
+        return _unavailable("unavailable", redis, "Database unavailable")
     if schema_problem() is not None:
         # A half-done deploy (the new code up before `flask db upgrade`) kept
         # answering 200 while every read of a new column was a 500, so the
         # balancer sent it traffic (found by review).
-        response = jsonify(
-            status="unavailable",
-            database="outdated",
-            redis=redis,
-            code="unavailable",
-            message="Database schema is behind the code: run flask db upgrade",
+        return _unavailable(
+            "outdated", redis, "Database schema is behind the code: run flask db upgrade"
         )
-        response.status_code = 503
-        response.headers["Retry-After"] = RETRY_AFTER
-        return response
     return {
         "status": "ok" if redis != "unavailable" else "degraded",
         "database": "ok",
         "redis": redis,
     }
+
+
+def _unavailable(database: str, redis: str, message: str):
+    """The 503 a balancer reads: the database's state, and when to retry (every
+    503 says so, README; this one did not, found by review)."""
+    response = jsonify(
+        status="unavailable", database=database, redis=redis, code="unavailable", message=message
+    )
+    response.status_code = 503
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
