@@ -26,7 +26,7 @@ ADMIN_MOVES = ("processing", "shipped", "delivered")
 # included): a budget, whatever the number of rows.
 GET_BUDGETS = {
     "profile": 1,
-    "health": 1,
+    "health": 2,  # SELECT 1, then the schema's Alembic revision (services.health)
     "cart": 2,
     "products": 1,
     "products by rating": 1,
