@@ -217,19 +217,24 @@ def test_method_override_headers_and_parameters_never_change_the_method(client, 
 # --- The real server: methods on every route -------------------------------------------
 
 
-@pytest.mark.server
-def test_head_and_options_on_every_path_keep_the_connection_framed(app, port, world):
-    """HEAD and OPTIONS on every path of the URL map, pipelined on one
-    connection: each HEAD answer has headers and no body (else the next
-    answer would be read from its bytes), each OPTIONS answer names the
-    path's methods, no body, and the last request is answered intact."""
-    ids = {
+def _path_ids(world) -> dict:
+    """The URL map's id arguments, filled from the world's rows."""
+    return {
         "product_id": world["p"],
         "order_id": world["o"],
         "item_id": world["i"],
         "review_id": world["r"],
         "user_id": world["user_id"],
     }
+
+
+@pytest.mark.server
+def test_head_and_options_on_every_path_keep_the_connection_framed(app, port, world):
+    """HEAD and OPTIONS on every path of the URL map, pipelined on one
+    connection: each HEAD answer has headers and no body (else the next
+    answer would be read from its bytes), each OPTIONS answer names the
+    path's methods, no body, and the last request is answered intact."""
+    ids = _path_ids(world)
     paths: dict[str, set[str]] = {}
     for _method, rule, methods in operations(app):
         paths[re.sub(r"<int:(\w+)>", lambda m: str(ids[m.group(1)]), rule)] = methods
@@ -534,13 +539,7 @@ def test_a_websocket_handshake_is_answered_as_the_plain_request(app, client, wor
     request", `GET /api/products` a 405 whose `Allow` left out GET (found by
     review). Each GET path answers as without the headers (no 101, so a
     browser's WebSocket fails as it should), and a 405 names every method."""
-    ids = {
-        "product_id": world["p"],
-        "order_id": world["o"],
-        "item_id": world["i"],
-        "review_id": world["r"],
-        "user_id": world["user_id"],
-    }
+    ids = _path_ids(world)
     admin = auth(world["admin"])
     checked = 0
     for method, rule, methods in operations(app):
